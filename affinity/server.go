@@ -1,0 +1,105 @@
+package affinity
+
+import (
+	"math"
+	"sync/atomic"
+)
+
+// MaxWeight is the largest weight a Server takes; larger values are clamped
+// to it. It keeps the integer arithmetic of the policies (weight sums,
+// connections × weight products) far from overflow.
+const MaxWeight = math.MaxInt32
+
+// Server is one upstream server. Pools share a Server across reloads (carried
+// over by pool name and address), so every mutable field is atomic and safe
+// to use from any goroutine. A Server must not be copied after first use;
+// always create it with [NewServer]. (A zero Server has weight 0 and is never
+// picked.)
+type Server struct {
+	// Address is host:port. It is the server's identity for consistent
+	// hashing and must not change after NewServer.
+	Address string
+
+	hash     uint64 // addressHash(Address), fixed at NewServer
+	weight   atomic.Int64
+	active   atomic.Int64
+	healthy  atomic.Bool
+	draining atomic.Bool
+
+	// rrCurrent is the "current weight" of smooth weighted round-robin
+	// (roundrobin.go). The round-robin picker updates it under its own
+	// mutex; it is atomic only so that two pickers sharing this Server
+	// (the pool snapshots before and after a reload) never race.
+	rrCurrent atomic.Int64
+}
+
+// NewServer returns a healthy, not draining server. weight is clamped to
+// [0, MaxWeight]; 0 means the server takes no new connections. (The config
+// default of 1 for an omitted weight lives in package edge.)
+func NewServer(address string, weight int) *Server {
+	s := &Server{Address: address, hash: addressHash(address)}
+	s.SetWeight(weight)
+	s.healthy.Store(true)
+	return s
+}
+
+// String returns the address, so a *Server prints well in logs and tests.
+func (s *Server) String() string { return s.Address }
+
+// Weight returns the current weight.
+func (s *Server) Weight() int { return int(s.weight.Load()) }
+
+// SetWeight changes the weight at run time (admin API, reload). It is clamped
+// to [0, MaxWeight]; 0 means the server takes no new connections, while its
+// live ones carry on. Consistent hashing then moves keys to or from this
+// server in proportion to the change.
+func (s *Server) SetWeight(w int) {
+	s.weight.Store(int64(min(max(w, 0), MaxWeight)))
+}
+
+// Active returns the number of live connections (Acquire minus Release).
+func (s *Server) Active() int64 { return s.active.Load() }
+
+// Acquire counts one more live connection. Call it once a server is chosen,
+// before dialing, so leastconn and bounded load see connections still being
+// set up; pair every Acquire with exactly one Release.
+func (s *Server) Acquire() { s.active.Add(1) }
+
+// Release counts one live connection fewer. See Acquire.
+func (s *Server) Release() { s.active.Add(-1) }
+
+// Healthy reports the last health-check verdict.
+func (s *Server) Healthy() bool { return s.healthy.Load() }
+
+// SetHealthy records a health-check verdict.
+func (s *Server) SetHealthy(ok bool) { s.healthy.Store(ok) }
+
+// Draining reports whether the server is draining: it takes no new
+// connections while its live ones finish.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// SetDraining starts (true) or ends (false) draining.
+func (s *Server) SetDraining(d bool) { s.draining.Store(d) }
+
+// Available reports whether the server may take a new connection:
+// healthy, not draining and weight > 0.
+func (s *Server) Available() bool {
+	return s.weight.Load() > 0 && s.healthy.Load() && !s.draining.Load()
+}
+
+// load returns Active, read once and never below 0 (an unpaired Release must
+// not make a server look better than idle).
+func (s *Server) load() int64 { return max(s.active.Load(), 0) }
+
+// candidate reports whether s may be picked in this Pick, and its weight,
+// read once so that one Pick works with one consistent value.
+func candidate(s *Server, skip func(*Server) bool) (weight int64, ok bool) {
+	w := s.weight.Load()
+	if w <= 0 || !s.healthy.Load() || s.draining.Load() {
+		return 0, false
+	}
+	if skip != nil && skip(s) {
+		return 0, false
+	}
+	return w, true
+}

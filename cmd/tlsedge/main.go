@@ -1,0 +1,78 @@
+// Command tlsedge is a TLS edge load balancer: it routes TLS connections by
+// SNI to pools of servers. See README.md.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+// exitError carries an exit code through cobra without printing usage.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func main() {
+	root := &cobra.Command{
+		Use:           "tlsedge",
+		Short:         "TLS edge load balancer: SNI routing in passthrough, terminate and reencrypt modes",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	env := viper.New()
+	env.SetEnvPrefix("TLSEDGE")
+	env.AutomaticEnv()
+
+	root.AddCommand(runCmd(env), validateCmd(env), demoCmd(), versionCmd())
+	if err := root.Execute(); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "tlsedge:", err)
+		os.Exit(2)
+	}
+}
+
+// configFlag adds -c/--config, also read from TLSEDGE_CONFIG.
+func configFlag(cmd *cobra.Command, env *viper.Viper) {
+	cmd.Flags().StringP("config", "c", "", "config file (YAML, TOML or JSON); env TLSEDGE_CONFIG")
+	_ = env.BindPFlag("config", cmd.Flags().Lookup("config"))
+}
+
+func configPath(env *viper.Viper) (string, error) {
+	p := env.GetString("config")
+	if p == "" {
+		return "", errors.New("no config file: pass -c edge.yaml or set TLSEDGE_CONFIG")
+	}
+	return p, nil
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "tlsedge", versionString())
+		},
+	}
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

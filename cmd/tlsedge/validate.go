@@ -1,0 +1,32 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/tlsedge/tlsedge/edge"
+)
+
+func validateCmd(env *viper.Viper) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "validate -c FILE",
+		Short: "check a config file: exit 0 when good, 1 with every problem listed, one a line",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, err := configPath(env)
+			if err != nil {
+				return err
+			}
+			if _, err := edge.LoadFile(path); err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				return exitError{1}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", path)
+			return nil
+		},
+	}
+	configFlag(cmd, env)
+	return cmd
+}

@@ -1,0 +1,90 @@
+package edge
+
+import "time"
+
+// The defaults, in one place. A zero value in the file means "use the default".
+const (
+	DefaultClientHelloTimeout = 5 * time.Second
+	DefaultConnectTimeout     = 3 * time.Second
+	DefaultRetries            = 2
+	DefaultDrainTimeout       = 30 * time.Second
+	DefaultHealthInterval     = 2 * time.Second
+	DefaultHealthTimeout      = 1 * time.Second
+	DefaultHealthRise         = 2
+	DefaultHealthFall         = 3
+)
+
+func applyDefaults(c *Config) {
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	if c.Log.Access == nil {
+		t := true
+		c.Log.Access = &t
+	}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		if l.ProxyProtocol == "" {
+			l.ProxyProtocol = "off"
+		}
+		if l.ClientHelloTimeout == 0 {
+			l.ClientHelloTimeout = DefaultClientHelloTimeout
+		}
+		for j := range l.Routes {
+			r := &l.Routes[j]
+			if r.Mode == "" {
+				r.Mode = "passthrough"
+			}
+			if r.Protocol == "" {
+				r.Protocol = "tcp"
+			}
+		}
+	}
+	for i := range c.Backends {
+		b := &c.Backends[i]
+		if b.Balance == "" {
+			b.Balance = "roundrobin"
+		}
+		if b.Affinity == "" {
+			b.Affinity = "none"
+		}
+		if b.ProxyProtocol == "" {
+			b.ProxyProtocol = "off"
+		}
+		if b.ConnectTimeout == 0 {
+			b.ConnectTimeout = DefaultConnectTimeout
+		}
+		if b.Retries == nil {
+			n := DefaultRetries
+			b.Retries = &n
+		}
+		if b.DrainTimeout == 0 {
+			b.DrainTimeout = DefaultDrainTimeout
+		}
+		for j := range b.Servers {
+			if b.Servers[j].Weight == nil {
+				w := 1
+				b.Servers[j].Weight = &w
+			}
+		}
+		h := &b.Health
+		if h.Type == "" {
+			h.Type = "tcp"
+		}
+		if h.Interval == 0 {
+			h.Interval = DefaultHealthInterval
+		}
+		if h.Timeout == 0 {
+			h.Timeout = DefaultHealthTimeout
+		}
+		if h.Rise == 0 {
+			h.Rise = DefaultHealthRise
+		}
+		if h.Fall == 0 {
+			h.Fall = DefaultHealthFall
+		}
+	}
+}

@@ -1,0 +1,203 @@
+// Package edge runs tlsedge: typed config and its validation, listeners, the
+// route tables, pools of servers, health checks and reload.
+package edge
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tlsedge/tlsedge/tlsmode"
+)
+
+// Edge is a running balancer. Its methods are safe for concurrent use.
+type Edge struct {
+	log zerolog.Logger
+	ctx context.Context
+
+	mu        sync.Mutex // serializes Start, Reload and Shutdown
+	cfg       *Config
+	listeners map[string]*listener // by address
+	pools     map[string]*Pool     // by backend name
+	stopCheck context.CancelFunc   // stops the current health checkers
+}
+
+// New returns an Edge that logs to log. ctx bounds its background work.
+func New(ctx context.Context, log zerolog.Logger) *Edge {
+	return &Edge{log: log, ctx: ctx, listeners: map[string]*listener{}, pools: map[string]*Pool{}}
+}
+
+// Start opens the listeners of cfg and starts serving. On error nothing is
+// left open.
+func (e *Edge) Start(cfg *Config) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.apply(cfg)
+}
+
+// Reload replaces the running config with cfg. Everything new is built and
+// every new address bound first; only then are route tables and pools
+// swapped, so a bad config changes nothing and connections in flight keep
+// the snapshot they were routed with.
+func (e *Edge) Reload(cfg *Config) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.apply(cfg)
+}
+
+// Config returns the config in force.
+func (e *Edge) Config() *Config {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg
+}
+
+// Pools returns the current pools by backend name. The map must not be modified.
+func (e *Edge) Pools() map[string]*Pool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.pools
+}
+
+// Addr returns the bound address of the listener named name, or nil.
+func (e *Edge) Addr(name string) net.Addr {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, l := range e.listeners {
+		if l.name == name {
+			return l.ln.Addr()
+		}
+	}
+	return nil
+}
+
+func (e *Edge) apply(cfg *Config) error {
+	// 1. Build pools, reusing per-server state by backend name and address.
+	pools := make(map[string]*Pool, len(cfg.Backends))
+	for i := range cfg.Backends {
+		bc := &cfg.Backends[i]
+		p, err := newPool(bc, e.pools[bc.Name])
+		if err != nil {
+			return fmt.Errorf("backend %s: %w", bc.Name, err)
+		}
+		pools[bc.Name] = p
+	}
+	// 2. Build every listener's state.
+	states := make(map[string]*listenerState, len(cfg.Listeners))
+	for i := range cfg.Listeners {
+		lc := &cfg.Listeners[i]
+		st, err := buildListenerState(cfg, lc, pools)
+		if err != nil {
+			return fmt.Errorf("listener %s: %w", lc.Name, err)
+		}
+		states[lc.Address] = st
+	}
+	// 3. Bind new addresses; on failure close what this call opened.
+	opened := map[string]*listener{}
+	for i := range cfg.Listeners {
+		lc := &cfg.Listeners[i]
+		if _, ok := e.listeners[lc.Address]; ok {
+			continue
+		}
+		ln, err := net.Listen("tcp", lc.Address)
+		if err != nil {
+			for _, l := range opened {
+				l.ln.Close()
+			}
+			return fmt.Errorf("listener %s: %w", lc.Name, err)
+		}
+		opened[lc.Address] = newListener(lc.Name, ln.(*net.TCPListener), e.log)
+	}
+	// 4. Swap. Nothing below can fail.
+	next := make(map[string]*listener, len(cfg.Listeners))
+	for i := range cfg.Listeners {
+		lc := &cfg.Listeners[i]
+		l := e.listeners[lc.Address]
+		if l == nil {
+			l = opened[lc.Address]
+		}
+		l.name = lc.Name
+		l.state.Store(states[lc.Address])
+		next[lc.Address] = l
+	}
+	for addr, l := range e.listeners {
+		if _, keep := next[addr]; !keep {
+			l.close() // stop accepting; its connections finish on their own
+		}
+	}
+	for _, l := range opened {
+		go l.serve(e.ctx)
+		e.log.Info().Str("listener", l.name).Str("address", l.ln.Addr().String()).Msg("listening")
+	}
+	if e.stopCheck != nil {
+		e.stopCheck()
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	e.stopCheck = cancel
+	startHealthChecks(ctx, pools, e.log)
+	e.listeners, e.pools, e.cfg = next, pools, cfg
+	return nil
+}
+
+func buildListenerState(cfg *Config, lc *ListenerConfig, pools map[string]*Pool) (*listenerState, error) {
+	st := &listenerState{
+		table:        newTable(),
+		proxy:        lc.ProxyProtocol,
+		helloTimeout: lc.ClientHelloTimeout,
+		maxConns:     lc.MaxConnections,
+		access:       cfg.Log.Access == nil || *cfg.Log.Access,
+	}
+	for _, t := range lc.TrustedProxies {
+		p, err := parsePrefix(t)
+		if err != nil {
+			return nil, err
+		}
+		st.trusted = append(st.trusted, p)
+	}
+	for _, rc := range lc.Routes {
+		pool := pools[rc.Backend]
+		if pool == nil {
+			return nil, fmt.Errorf("no backend named %q", rc.Backend)
+		}
+		var h tlsmode.Handler
+		switch rc.Mode {
+		case "passthrough":
+			h = &tlsmode.Passthrough{Backend: pool}
+		default:
+			return nil, fmt.Errorf("mode %s is not implemented", rc.Mode)
+		}
+		r := &Route{Mode: rc.Mode, Backend: rc.Backend, Handler: h, Listener: lc.Name}
+		for _, pat := range rc.SNI {
+			n, err := NormalizePattern(pat)
+			if err != nil {
+				return nil, err
+			}
+			if r.Pattern == "" {
+				r.Pattern = n
+			}
+			st.table.add(n, r)
+		}
+	}
+	return st, nil
+}
+
+// Shutdown stops accepting, waits up to grace for connections to end, then
+// closes the rest and stops health checks.
+func (e *Edge) Shutdown(grace time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, l := range e.listeners {
+		wg.Add(1)
+		go func() { defer wg.Done(); l.shutdown(grace) }()
+	}
+	wg.Wait()
+	if e.stopCheck != nil {
+		e.stopCheck()
+	}
+	e.listeners = map[string]*listener{}
+}

@@ -1,0 +1,305 @@
+package edge
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/rs/zerolog"
+
+	"github.com/tlsedge/tlsedge/tlsmode"
+)
+
+// listenerState is the part of a listener a reload replaces whole.
+type listenerState struct {
+	table        *Table
+	proxy        string // off | optional | required
+	trusted      []netip.Prefix
+	helloTimeout time.Duration
+	maxConns     int
+	access       bool
+}
+
+// listener accepts client connections on one address and routes each by SNI.
+type listener struct {
+	name  string
+	ln    *net.TCPListener
+	state atomic.Pointer[listenerState]
+	log   zerolog.Logger
+
+	active atomic.Int64  // live client connections
+	freed  chan struct{} // signalled when a connection ends (max_connections)
+	done   chan struct{} // closed when the listener stops
+
+	mu    sync.Mutex
+	conns map[*net.TCPConn]struct{} // for closing what is left at shutdown
+	wg    sync.WaitGroup
+}
+
+func newListener(name string, ln *net.TCPListener, log zerolog.Logger) *listener {
+	return &listener{
+		name:  name,
+		ln:    ln,
+		log:   log,
+		freed: make(chan struct{}, 1),
+		done:  make(chan struct{}),
+		conns: map[*net.TCPConn]struct{}{},
+	}
+}
+
+// serve accepts until the listener is closed. Accept errors such as EMFILE
+// back off (5ms doubling to 1s) instead of spinning; max_connections leaves
+// excess connections waiting in the kernel's accept queue.
+func (l *listener) serve(ctx context.Context) {
+	var delay time.Duration
+	for {
+		for {
+			st := l.state.Load()
+			if st.maxConns <= 0 || l.active.Load() < int64(st.maxConns) {
+				break
+			}
+			select {
+			case <-l.freed:
+			case <-l.done:
+				return
+			case <-time.After(time.Second): // pick up a raised limit after reload
+			}
+		}
+		c, err := l.ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay *= 2; delay > time.Second {
+				delay = time.Second
+			}
+			l.log.Error().Err(err).Str("listener", l.name).Dur("retry_in", delay).Msg("accept failed")
+			select {
+			case <-time.After(delay):
+			case <-l.done:
+				return
+			}
+			continue
+		}
+		delay = 0
+		l.track(c, true)
+		go l.serveConn(ctx, c)
+	}
+}
+
+func (l *listener) track(c *net.TCPConn, add bool) {
+	l.mu.Lock()
+	if add {
+		l.conns[c] = struct{}{}
+		l.wg.Add(1)
+		l.active.Add(1)
+	} else {
+		delete(l.conns, c)
+		l.wg.Done()
+		l.active.Add(-1)
+	}
+	l.mu.Unlock()
+	if !add {
+		select {
+		case l.freed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// close stops accepting. Connections in flight go on.
+func (l *listener) close() {
+	select {
+	case <-l.done:
+	default:
+		close(l.done)
+	}
+	l.ln.Close()
+}
+
+// shutdown waits up to grace for live connections to end, then closes them.
+func (l *listener) shutdown(grace time.Duration) {
+	l.close()
+	ended := make(chan struct{})
+	go func() { l.wg.Wait(); close(ended) }()
+	select {
+	case <-ended:
+		return
+	case <-time.After(grace):
+	}
+	l.mu.Lock()
+	for c := range l.conns {
+		c.Close()
+	}
+	l.mu.Unlock()
+	<-ended
+}
+
+// serveConn reads the optional PROXY header and the ClientHello under
+// clienthello_timeout, routes by SNI and hands the connection to the route's
+// handler. It writes the connection's one access line.
+func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
+	defer l.track(c, false)
+	start := time.Now()
+	st := l.state.Load()
+	tc := &tlsmode.Conn{Conn: c, Source: addrPort(c.RemoteAddr()), Dest: addrPort(c.LocalAddr())}
+	var route *Route
+	defer func() {
+		if r := recover(); r != nil {
+			c.Close()
+			tc.Reason = "internal error"
+			l.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("connection handler crashed")
+		}
+		// Failures are always logged; successes when log.access is on.
+		if st.access || tc.Server == "" {
+			l.accessLog(tc, route, start)
+		}
+	}()
+
+	// Set BEFORE the first read: a client that never sends its hello must
+	// not hold a goroutine and a socket forever.
+	_ = c.SetReadDeadline(start.Add(st.helloTimeout))
+
+	var r io.Reader = c
+	var rest *bytes.Reader
+	if st.proxy != "off" {
+		if trustedPeer(st.trusted, tc.Source) {
+			br := bufio.NewReaderSize(c, 256)
+			h, err := proxyproto.Read(br)
+			switch {
+			case errors.Is(err, proxyproto.ErrNoProxyProtocol):
+				if st.proxy == "required" {
+					l.reject(c, tc, "PROXY header required but missing", 0)
+					return
+				}
+			case err != nil:
+				l.reject(c, tc, "bad PROXY header: "+readErrReason(err), 0)
+				return
+			default:
+				if h.Command.IsProxy() {
+					if s, d, ok := h.TCPAddrs(); ok {
+						tc.Source, tc.Dest = unmap(s.AddrPort()), unmap(d.AddrPort())
+					}
+				}
+			}
+			buffered, _ := br.Peek(br.Buffered())
+			rest = bytes.NewReader(bytes.Clone(buffered))
+			r = io.MultiReader(rest, c)
+		} else if st.proxy == "required" {
+			l.reject(c, tc, "PROXY header from untrusted address", 0)
+			return
+		}
+	}
+
+	h, err := tlsmode.ReadHello(r, tlsmode.DefaultMaxHello)
+	if h != nil {
+		tc.Hello = h
+	}
+	switch {
+	case err == nil, errors.Is(err, tlsmode.ErrNoSNI):
+	case errors.Is(err, tlsmode.ErrNotTLS):
+		l.reject(c, tc, "not TLS", 0)
+		return
+	case errors.Is(err, tlsmode.ErrHelloTooLarge):
+		l.reject(c, tc, "client hello too large", tlsmode.AlertDecodeError)
+		return
+	case errors.Is(err, tlsmode.ErrMalformedHello):
+		l.reject(c, tc, "malformed client hello: "+err.Error(), tlsmode.AlertDecodeError)
+		return
+	default:
+		l.reject(c, tc, readErrReason(err), 0)
+		return
+	}
+	route = st.table.Match(h.ServerName)
+	if route == nil {
+		l.reject(c, tc, "no route for server name", tlsmode.AlertUnrecognizedName)
+		return
+	}
+	// Clear the deadline, or long-lived streams would die at it.
+	_ = c.SetReadDeadline(time.Time{})
+	tc.Peeked = h.Raw
+	if rest != nil && rest.Len() > 0 {
+		tail := make([]byte, rest.Len())
+		_, _ = rest.Read(tail)
+		tc.Peeked = append(tc.Peeked, tail...)
+	}
+	if err := route.Handler.Serve(ctx, tc); err != nil && l.log.Debug().Enabled() {
+		l.log.Debug().Err(err).Str("listener", l.name).Msg("handler error")
+	}
+}
+
+// reject ends a connection that could not be routed, with a TLS alert when
+// alert is not 0.
+func (l *listener) reject(c net.Conn, tc *tlsmode.Conn, reason string, alert uint8) {
+	if alert != 0 {
+		_ = tlsmode.WriteAlert(c, alert)
+	}
+	tc.Reason = reason
+	c.Close()
+}
+
+func (l *listener) accessLog(tc *tlsmode.Conn, route *Route, start time.Time) {
+	ev := l.log.Info()
+	if route == nil || tc.Server == "" {
+		ev = l.log.Warn()
+	}
+	if !ev.Enabled() {
+		return
+	}
+	ev = ev.Str("listener", l.name).Str("client", tc.Source.String())
+	if tc.Hello != nil {
+		ev = ev.Str("sni", tc.Hello.ServerName).Strs("alpn", tc.Hello.ALPN)
+	}
+	if route != nil {
+		ev = ev.Str("route", route.Pattern).Str("mode", route.Mode).Str("backend", route.Backend)
+	}
+	ev.Str("server", tc.Server).
+		Int64("bytes_up", tc.BytesUp).Int64("bytes_down", tc.BytesDown).
+		Dur("duration_ms", time.Since(start)).Str("reason", tc.Reason).Msg("connection")
+}
+
+func readErrReason(err error) string {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "clienthello timeout"
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "client closed before its hello was complete"
+	case errors.Is(err, net.ErrClosed):
+		return "closed"
+	}
+	return "reading client hello: " + err.Error()
+}
+
+func trustedPeer(trusted []netip.Prefix, a netip.AddrPort) bool {
+	ip := a.Addr().Unmap()
+	for _, p := range trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return unmap(t.AddrPort())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+func unmap(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}

@@ -1,0 +1,62 @@
+package edge
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/viper"
+)
+
+// envKeys are the config keys that TLSEDGE_<KEY> environment variables may
+// override (TLSEDGE_LOG_LEVEL=debug sets log.level).
+var envKeys = []string{"log.level", "log.format", "log.access", "admin.address"}
+
+// LoadFile reads, decodes, defaults and validates the config at path. On any
+// problem it returns a *Problems listing every one of them, one a line, each
+// naming the file and the key.
+func LoadFile(path string) (*Config, error) {
+	ps := &Problems{File: path}
+	v := viper.New()
+	v.SetConfigFile(path)
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".yaml", ".yml", ".json", ".toml":
+	default:
+		v.SetConfigType("yaml")
+	}
+	v.SetEnvPrefix("TLSEDGE")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	for _, k := range envKeys {
+		_ = v.BindEnv(k)
+	}
+	if err := v.ReadInConfig(); err != nil {
+		var perr *os.PathError
+		switch {
+		case errors.As(err, &perr):
+			ps.Add("", "cannot read the config file: %v", perr.Err)
+		default:
+			ps.Add("", "cannot parse the config file: %v", err)
+		}
+		return nil, ps
+	}
+	cfg := &Config{File: path}
+	decode(v.AllSettings(), cfg, ps)
+	if err := ps.Err(); err != nil {
+		return nil, err
+	}
+	applyDefaults(cfg)
+	validate(cfg, ps)
+	if err := ps.Err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// resolve makes a path from the config relative to the config file's folder.
+func (c *Config) resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.File == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.File), p)
+}

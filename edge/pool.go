@@ -1,0 +1,125 @@
+package edge
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/tlsedge/tlsedge/affinity"
+	"github.com/tlsedge/tlsedge/tlsmode"
+)
+
+// Pool is an immutable snapshot of one backend: its servers and how to pick
+// and reach them. The *affinity.Server values inside carry the mutable,
+// per-server state (health, live connections, drain, weight) and are reused
+// by the pool of the same name after a reload, so a reload never resets
+// counts or marks a sick server healthy.
+type Pool struct {
+	Name    string
+	Servers []*affinity.Server
+
+	picker         affinity.Picker
+	affinity       affinity.Mode
+	connectTimeout time.Duration
+	retries        int
+	proxy          byte
+	health         HealthCheckConfig
+}
+
+func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
+	mode, err := affinity.ParseMode(bc.Affinity)
+	if err != nil {
+		return nil, err
+	}
+	bal, err := affinity.ParseBalance(bc.Balance)
+	if err != nil {
+		return nil, err
+	}
+	picker, err := affinity.NewPicker(affinity.Config{Balance: bal, Affinity: mode, HashBalanceFactor: bc.HashBalanceFactor})
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{
+		Name:           bc.Name,
+		picker:         picker,
+		affinity:       mode,
+		connectTimeout: bc.ConnectTimeout,
+		retries:        *bc.Retries,
+		health:         bc.Health,
+	}
+	switch bc.ProxyProtocol {
+	case "v1":
+		p.proxy = 1
+	case "v2":
+		p.proxy = 2
+	}
+	old := map[string]*affinity.Server{}
+	if prev != nil {
+		for _, s := range prev.Servers {
+			old[s.Address] = s
+		}
+	}
+	for _, sc := range bc.Servers {
+		s := old[sc.Address]
+		if s == nil {
+			s = affinity.NewServer(sc.Address, *sc.Weight)
+		} else {
+			s.SetWeight(*sc.Weight)
+		}
+		if bc.Health.Type == "none" {
+			s.SetHealthy(true)
+		}
+		p.Servers = append(p.Servers, s)
+	}
+	return p, nil
+}
+
+// Server returns the pool's server with this address, or nil.
+func (p *Pool) Server(addr string) *affinity.Server {
+	for _, s := range p.Servers {
+		if s.Address == addr {
+			return s
+		}
+	}
+	return nil
+}
+
+// Connect implements tlsmode.Backend: pick a server by the pool's affinity
+// or balance policy, dial it within connect_timeout, and on a failed dial try
+// up to `retries` other servers. Nothing has been sent to any server yet, so
+// a retry is always safe. The server's slot is taken before dialing so that
+// leastconn sees connections that are still being set up.
+func (p *Pool) Connect(ctx context.Context, c *tlsmode.Conn) (*tlsmode.Upstream, error) {
+	key := affinity.KeyFor(p.affinity, c.Source, c.Dest)
+	var tried [8]*affinity.Server
+	triedList := tried[:0]
+	skip := func(s *affinity.Server) bool {
+		for _, t := range triedList {
+			if t == s {
+				return true
+			}
+		}
+		return false
+	}
+	var lastErr error
+	for attempt := 0; attempt <= p.retries; attempt++ {
+		s := p.picker.Pick(p.Servers, key, skip)
+		if s == nil {
+			break
+		}
+		s.Acquire()
+		d := net.Dialer{Timeout: p.connectTimeout}
+		conn, err := d.DialContext(ctx, "tcp", s.Address)
+		if err == nil {
+			return &tlsmode.Upstream{Conn: conn, Server: s, Proxy: p.proxy, Release: s.Release}, nil
+		}
+		s.Release()
+		lastErr = fmt.Errorf("connecting to %s: %w", s.Address, err)
+		triedList = append(triedList, s)
+	}
+	if lastErr == nil {
+		return nil, fmt.Errorf("backend %s: %w", p.Name, tlsmode.ErrNoServer)
+	}
+	return nil, lastErr
+}

@@ -1,0 +1,55 @@
+package edge
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Problem is one thing wrong with a config file: where, and why and how to fix it.
+type Problem struct {
+	File string // the config file, as given by the user
+	Path string // the key path as written in the file: listeners[0].routes[1].backend
+	Msg  string
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	if p.File != "" {
+		b.WriteString(p.File)
+		b.WriteString(": ")
+	}
+	if p.Path != "" {
+		b.WriteString(p.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// Problems collects every problem of one config; it is the error that
+// LoadFile returns, one problem a line.
+type Problems struct {
+	File string
+	List []Problem
+}
+
+// Add records a problem at path.
+func (ps *Problems) Add(path, format string, args ...any) {
+	ps.List = append(ps.List, Problem{File: ps.File, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Err returns ps as an error, or nil when there is no problem.
+func (ps *Problems) Err() error {
+	if len(ps.List) == 0 {
+		return nil
+	}
+	return ps
+}
+
+func (ps *Problems) Error() string {
+	lines := make([]string, len(ps.List))
+	for i, p := range ps.List {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,46 @@
+// Package tlsmode handles one client connection after routing: the
+// ClientHello parser, the mode handlers (passthrough today) and the byte
+// copiers. It keeps no global state and reads no config files.
+package tlsmode
+
+import (
+	"context"
+	"net"
+	"net/netip"
+)
+
+// Conn is one routed client connection handed to a Handler.
+type Conn struct {
+	// Conn is the client connection, unwrapped (a *net.TCPConn in production)
+	// so that passthrough can splice. Bytes already read from it are in Peeked.
+	net.Conn
+	// Peeked is every byte read from Conn before routing (the ClientHello and
+	// anything after it), replayed verbatim to the server or to crypto/tls.
+	Peeked []byte
+	Hello  *Hello
+	// Source is the client's address, taken from a trusted PROXY header when
+	// there was one; Dest is the address the client connected to.
+	Source, Dest netip.AddrPort
+
+	// Filled by the handler for the access log.
+	Server    string // address of the server used, "" if none
+	BytesUp   int64  // client -> server, including Peeked
+	BytesDown int64  // server -> client
+	Reason    string // why the connection ended
+}
+
+// Handler serves one routed connection.
+//
+// Serve owns c: it closes c.Conn before it returns, and the caller never
+// touches c.Conn afterwards. Serve fills c.Server, c.BytesUp, c.BytesDown and
+// c.Reason for the access log; it returns a non-nil error only when the
+// connection failed for a reason worth a warning (no server, dial failed).
+type Handler interface {
+	Serve(ctx context.Context, c *Conn) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, c *Conn) error
+
+// Serve calls f(ctx, c).
+func (f HandlerFunc) Serve(ctx context.Context, c *Conn) error { return f(ctx, c) }

@@ -1,0 +1,47 @@
+package tlsmode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Passthrough never decrypts: it replays the peeked ClientHello to a server
+// and splices raw TLS both ways, so client and server run (mutual) TLS end
+// to end.
+type Passthrough struct {
+	Backend Backend
+}
+
+// Serve implements Handler.
+func (p *Passthrough) Serve(ctx context.Context, c *Conn) error {
+	up, err := p.Backend.Connect(ctx, c)
+	if err != nil {
+		c.Conn.Close()
+		if errors.Is(err, ErrNoServer) {
+			c.Reason = "no server available"
+		} else {
+			c.Reason = "connect failed: " + describeDialError(err)
+		}
+		return err
+	}
+	c.Server = up.Server.Address
+	defer up.Close()
+	if up.Proxy != 0 {
+		if err := writeProxyHeader(up.Conn, up.Proxy, c); err != nil {
+			c.Conn.Close()
+			c.Reason = "server error: " + err.Error()
+			return err
+		}
+	}
+	if _, err := up.Conn.Write(c.Peeked); err != nil {
+		c.Conn.Close()
+		c.Reason = "server error: writing client hello: " + err.Error()
+		return fmt.Errorf("replaying client hello: %w", err)
+	}
+	up2, down, reason := Pipe(c.Conn, up.Conn)
+	c.BytesUp = int64(len(c.Peeked)) + up2
+	c.BytesDown = down
+	c.Reason = reason
+	return nil
+}

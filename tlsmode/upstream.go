@@ -1,0 +1,83 @@
+package tlsmode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	proxyproto "github.com/pires/go-proxyproto"
+
+	"github.com/tlsedge/tlsedge/affinity"
+)
+
+// ErrNoServer means the pool had no available server for this connection.
+var ErrNoServer = errors.New("tlsmode: no server available")
+
+// Backend is the pool a route sends its connections to.
+type Backend interface {
+	// Connect picks a server for c, dials it and, when a dial fails before any
+	// byte was sent, tries other servers as the pool allows. The caller owns
+	// the returned Upstream and must call its Close.
+	Connect(ctx context.Context, c *Conn) (*Upstream, error)
+}
+
+// Upstream is a connected server.
+type Upstream struct {
+	Conn   net.Conn
+	Server *affinity.Server
+	// Proxy is the PROXY protocol version to send first: 0 none, 1 or 2.
+	Proxy byte
+	// Release is called once by Close, to give back the server's connection slot.
+	Release func()
+	closed  bool
+}
+
+// Close closes the server conn and releases the server's slot. It is safe
+// to call more than once.
+func (u *Upstream) Close() error {
+	if u.closed {
+		return nil
+	}
+	u.closed = true
+	if u.Release != nil {
+		u.Release()
+	}
+	return u.Conn.Close()
+}
+
+// writeProxyHeader sends a PROXY v1 or v2 header carrying the real client
+// address. v2 also carries the SNI as PP2_TYPE_AUTHORITY and the first ALPN
+// protocol offered as PP2_TYPE_ALPN (HAProxy sends the negotiated one; in
+// passthrough only the offer is known).
+func writeProxyHeader(w net.Conn, version byte, c *Conn) error {
+	src := net.TCPAddrFromAddrPort(c.Source)
+	dst := net.TCPAddrFromAddrPort(c.Dest)
+	h := proxyproto.HeaderProxyFromAddrs(version, src, dst)
+	if version == 2 && c.Hello != nil {
+		var tlvs []proxyproto.TLV
+		if c.Hello.ServerName != "" {
+			tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte(c.Hello.ServerName)})
+		}
+		if len(c.Hello.ALPN) > 0 {
+			tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_ALPN, Value: []byte(c.Hello.ALPN[0])})
+		}
+		if err := h.SetTLVs(tlvs); err != nil {
+			return fmt.Errorf("building PROXY v2 TLVs: %w", err)
+		}
+	}
+	if _, err := h.WriteTo(w); err != nil {
+		return fmt.Errorf("writing PROXY header: %w", err)
+	}
+	return nil
+}
+
+// describeDialError turns a dial error into a short reason for logs.
+func describeDialError(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 && strings.HasPrefix(s, "dial ") {
+		return s[i+2:]
+	}
+	return s
+}
