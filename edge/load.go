@@ -41,10 +41,10 @@ func LoadFile(path string) (*Config, error) {
 		return nil, ps
 	}
 	cfg := &Config{File: path}
+	// Validate even when some values did not decode: a value that failed
+	// keeps its zero (and so its default), and the user sees every problem
+	// of the file in one go.
 	decode(v.AllSettings(), cfg, ps)
-	if err := ps.Err(); err != nil {
-		return nil, err
-	}
 	applyDefaults(cfg)
 	validate(cfg, ps)
 	if err := ps.Err(); err != nil {

@@ -7,12 +7,12 @@ import (
 
 // TLS alert descriptions sent before routing (RFC 8446 §6.2).
 const (
-	AlertDecodeError       uint8 = 50
-	AlertInternalError     uint8 = 80
-	AlertUnrecognizedName  uint8 = 112
-	alertLevelFatal        uint8 = 2
-	recordTypeAlert        uint8 = 21
-	alertWriteTimeout            = time.Second
+	AlertDecodeError      uint8 = 50
+	AlertInternalError    uint8 = 80
+	AlertUnrecognizedName uint8 = 112
+	alertLevelFatal       uint8 = 2
+	recordTypeAlert       uint8 = 21
+	alertWriteTimeout           = time.Second
 )
 
 // WriteAlert sends one fatal TLS alert record under a short write deadline so

@@ -43,13 +43,16 @@ func main() {
 }
 
 // configFlag adds -c/--config, also read from TLSEDGE_CONFIG.
-func configFlag(cmd *cobra.Command, env *viper.Viper) {
+func configFlag(cmd *cobra.Command) {
 	cmd.Flags().StringP("config", "c", "", "config file (YAML, TOML or JSON); env TLSEDGE_CONFIG")
-	_ = env.BindPFlag("config", cmd.Flags().Lookup("config"))
 }
 
-func configPath(env *viper.Viper) (string, error) {
-	p := env.GetString("config")
+// configPath is -c, or else TLSEDGE_CONFIG.
+func configPath(cmd *cobra.Command, env *viper.Viper) (string, error) {
+	p, _ := cmd.Flags().GetString("config")
+	if p == "" {
+		p = env.GetString("config")
+	}
 	if p == "" {
 		return "", errors.New("no config file: pass -c edge.yaml or set TLSEDGE_CONFIG")
 	}

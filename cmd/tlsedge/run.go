@@ -26,7 +26,7 @@ func runCmd(env *viper.Viper) *cobra.Command {
 		Short: "serve; SIGHUP or a change of the file reloads it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, err := configPath(env)
+			path, err := configPath(cmd, env)
 			if err != nil {
 				return err
 			}
@@ -39,7 +39,7 @@ func runCmd(env *viper.Viper) *cobra.Command {
 			return run(path, cfg, log)
 		},
 	}
-	configFlag(cmd, env)
+	configFlag(cmd)
 	return cmd
 }
 

@@ -15,7 +15,7 @@ func validateCmd(env *viper.Viper) *cobra.Command {
 		Short: "check a config file: exit 0 when good, 1 with every problem listed, one a line",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, err := configPath(env)
+			path, err := configPath(cmd, env)
 			if err != nil {
 				return err
 			}
@@ -27,6 +27,6 @@ func validateCmd(env *viper.Viper) *cobra.Command {
 			return nil
 		},
 	}
-	configFlag(cmd, env)
+	configFlag(cmd)
 	return cmd
 }
