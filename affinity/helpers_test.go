@@ -59,3 +59,5 @@ var allConfigs = []struct {
 	{"rendezvous", Config{Affinity: SourceIP}},
 	{"bounded", Config{Affinity: SourceIP, HashBalanceFactor: 1.25}},
 }
+
+func netipAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

@@ -16,36 +16,49 @@ import "sync/atomic"
 // and with weights ≤ MaxWeight (2^31) the products stay below 2^63 for any
 // connection count under 2^31.
 //
-// Ties: the scan starts at a position that advances by one on every Pick
-// and wraps around, and only a strictly better server replaces the one in
-// hand, so equal servers (idle ones, typically) take turns instead of the
-// first one in the slice taking every short-lived connection.
+// Ties: equal servers (idle ones, typically) take turns instead of the
+// first one in the slice taking every short-lived connection. A counter
+// advances on every Pick; the first pass finds the minimum and how many
+// candidates m share it, the second takes the (counter mod m)-th of them.
+// Rotating only the scan's start index would not do: a busy server in the
+// middle would hand its turns to its neighbour, which then gets twice the
+// share of the others.
 type leastConn struct {
-	next atomic.Uint64 // start of the next scan
+	turn atomic.Uint64
 }
 
 func (p *leastConn) Pick(servers []*Server, _ Key, skip func(*Server) bool) *Server {
-	n := len(servers)
-	if n == 0 {
-		return nil
-	}
-	start := int(p.next.Add(1) % uint64(n))
+	// Pass 1: the minimum load per weight, and how many share it.
 	var best *Server
 	var bestLoad, bestW int64
-	for j := range n {
-		i := start + j
-		if i >= n {
-			i -= n
-		}
-		s := servers[i]
+	ties := uint64(0)
+	for _, s := range servers {
 		w, ok := candidate(s, skip)
 		if !ok {
 			continue
 		}
 		load := s.load() + 1
-		if best == nil || load*bestW < bestLoad*w {
-			best, bestLoad, bestW = s, load, w
+		switch {
+		case best == nil || load*bestW < bestLoad*w:
+			best, bestLoad, bestW, ties = s, load, w, 1
+		case load*bestW == bestLoad*w:
+			ties++
 		}
 	}
-	return best
+	if ties <= 1 {
+		return best
+	}
+	// Pass 2: the turn-th of the tied servers.
+	turn := p.turn.Add(1) % ties
+	for _, s := range servers {
+		w, ok := candidate(s, skip)
+		if !ok || (s.load()+1)*bestW != bestLoad*w {
+			continue
+		}
+		if turn == 0 {
+			return s
+		}
+		turn--
+	}
+	return best // loads changed between the passes
 }

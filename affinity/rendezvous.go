@@ -71,13 +71,17 @@ func pairHash(key, server uint64) uint64 {
 }
 
 // score is the rendezvous score -weight/ln(u) of a server of weight w
-// (w > 0) for a key. u takes the top 52 bits of the pair hash, plus one half
-// so that u lies strictly inside (0,1): u = (h>>12 + 0.5) / 2^52. That sum is
-// exact in a float64 (53-bit mantissa), so u never rounds to 0 or 1, ln(u)
-// is finite and negative, and the score is finite and positive.
+// (w > 0) for a key.
 func score(key, server uint64, w int64) float64 {
-	u := (float64(pairHash(key, server)>>12) + 0.5) * 0x1p-52
-	return -float64(w) / math.Log(u)
+	return -float64(w) / math.Log(unit(pairHash(key, server)))
+}
+
+// unit maps a hash to u in the open interval (0,1): the top 52 bits plus one
+// half, over 2^52. The sum is exact in a float64 (53-bit mantissa), so u is
+// never 0 or 1, ln(u) is finite and negative, and the score is finite and
+// positive. (With 53 bits, 2^53 - 1 + 0.5 would round up to u = 1.)
+func unit(h uint64) float64 {
+	return (float64(h>>12) + 0.5) * 0x1p-52
 }
 
 // outranks reports whether server a with score sa ranks strictly before

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 )
 
 // Passthrough never decrypts: it replays the peeked ClientHello to a server
@@ -27,14 +28,18 @@ func (p *Passthrough) Serve(ctx context.Context, c *Conn) error {
 	}
 	c.Server = up.Server.Address
 	defer up.Close()
+	first := net.Buffers{c.Peeked}
 	if up.Proxy != 0 {
-		if err := writeProxyHeader(up.Conn, up.Proxy, c); err != nil {
+		h, err := proxyHeader(up.Proxy, c)
+		if err != nil {
 			c.Conn.Close()
-			c.Reason = "server error: " + err.Error()
+			c.Reason = "internal error: " + err.Error()
 			return err
 		}
+		first = net.Buffers{h, c.Peeked}
 	}
-	if _, err := up.Conn.Write(c.Peeked); err != nil {
+	// One write (writev) for the PROXY header and the hello.
+	if _, err := first.WriteTo(up.Conn); err != nil {
 		c.Conn.Close()
 		c.Reason = "server error: writing client hello: " + err.Error()
 		return fmt.Errorf("replaying client hello: %w", err)

@@ -47,11 +47,11 @@ func (u *Upstream) Close() error {
 	return u.Conn.Close()
 }
 
-// writeProxyHeader sends a PROXY v1 or v2 header carrying the real client
+// proxyHeader formats a PROXY v1 or v2 header carrying the real client
 // address. v2 also carries the SNI as PP2_TYPE_AUTHORITY and the first ALPN
 // protocol offered as PP2_TYPE_ALPN (HAProxy sends the negotiated one; in
 // passthrough only the offer is known).
-func writeProxyHeader(w net.Conn, version byte, c *Conn) error {
+func proxyHeader(version byte, c *Conn) ([]byte, error) {
 	src := net.TCPAddrFromAddrPort(c.Source)
 	dst := net.TCPAddrFromAddrPort(c.Dest)
 	h := proxyproto.HeaderProxyFromAddrs(version, src, dst)
@@ -64,13 +64,14 @@ func writeProxyHeader(w net.Conn, version byte, c *Conn) error {
 			tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_ALPN, Value: []byte(c.Hello.ALPN[0])})
 		}
 		if err := h.SetTLVs(tlvs); err != nil {
-			return fmt.Errorf("building PROXY v2 TLVs: %w", err)
+			return nil, fmt.Errorf("building PROXY v2 TLVs: %w", err)
 		}
 	}
-	if _, err := h.WriteTo(w); err != nil {
-		return fmt.Errorf("writing PROXY header: %w", err)
+	b, err := h.Format()
+	if err != nil {
+		return nil, fmt.Errorf("formatting PROXY header: %w", err)
 	}
-	return nil
+	return b, nil
 }
 
 // describeDialError turns a dial error into a short reason for logs.
