@@ -85,6 +85,11 @@ func (p *Pool) Server(addr string) *affinity.Server {
 	return nil
 }
 
+// PickServer implements tlsmode.Backend.
+func (p *Pool) PickServer(c *tlsmode.Conn, skip func(*affinity.Server) bool) *affinity.Server {
+	return p.picker.Pick(p.Servers, affinity.KeyFor(p.affinity, c.Source, c.Dest), skip)
+}
+
 // Connect implements tlsmode.Backend: pick a server by the pool's affinity
 // or balance policy, dial it within connect_timeout, and on a failed dial try
 // up to `retries` other servers. Nothing has been sent to any server yet, so

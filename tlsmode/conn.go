@@ -21,12 +21,30 @@ type Conn struct {
 	// Source is the client's address, taken from a trusted PROXY header when
 	// there was one; Dest is the address the client connected to.
 	Source, Dest netip.AddrPort
+	// PeerTrusted is true when the TCP peer is one of the listener's
+	// trusted_proxies: only then are X-Forwarded-* headers from it kept.
+	PeerTrusted bool
+	// Route is the route the connection was routed to by its SNI, and Routes
+	// the listener's table it came from. Terminating HTTP handlers check that
+	// each request's Host selects this very route (else 421).
+	Route  any
+	Routes RouteMatcher
 
 	// Filled by the handler for the access log.
 	Server    string // address of the server used, "" if none
 	BytesUp   int64  // client -> server, including Peeked
 	BytesDown int64  // server -> client
 	Reason    string // why the connection ended
+	// Client is the verified client certificate's subject, when terminated
+	// with one; Requests counts HTTP requests served on the connection.
+	Client   string
+	Requests int64
+}
+
+// RouteMatcher finds the route for a server name or Host, by the same
+// most-specific-first rules as SNI routing. Routes compare with ==.
+type RouteMatcher interface {
+	MatchRoute(name string) any
 }
 
 // Handler serves one routed connection.

@@ -21,6 +21,10 @@ type Backend interface {
 	// byte was sent, tries other servers as the pool allows. The caller owns
 	// the returned Upstream and must call its Close.
 	Connect(ctx context.Context, c *Conn) (*Upstream, error)
+	// PickServer chooses a server for c without dialing (HTTP requests go
+	// through a keep-alive transport); skip excludes servers already tried.
+	// nil = none available. The caller takes the server's slot (Acquire).
+	PickServer(c *Conn, skip func(*affinity.Server) bool) *affinity.Server
 }
 
 // Upstream is a connected server.
@@ -47,22 +51,30 @@ func (u *Upstream) Close() error {
 	return u.Conn.Close()
 }
 
-// proxyHeader formats a PROXY v1 or v2 header carrying the real client
-// address. v2 also carries the SNI as PP2_TYPE_AUTHORITY and the first ALPN
-// protocol offered as PP2_TYPE_ALPN (HAProxy sends the negotiated one; in
-// passthrough only the offer is known).
+// proxyHeader formats the PROXY header of a passthrough connection: v2
+// carries the SNI as PP2_TYPE_AUTHORITY and the first ALPN protocol offered
+// as PP2_TYPE_ALPN (HAProxy sends the negotiated one; in passthrough only the
+// offer is known).
 func proxyHeader(version byte, c *Conn) ([]byte, error) {
-	src := net.TCPAddrFromAddrPort(c.Source)
-	dst := net.TCPAddrFromAddrPort(c.Dest)
-	h := proxyproto.HeaderProxyFromAddrs(version, src, dst)
+	var tlvs []proxyproto.TLV
 	if version == 2 && c.Hello != nil {
-		var tlvs []proxyproto.TLV
 		if c.Hello.ServerName != "" {
 			tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte(c.Hello.ServerName)})
 		}
 		if len(c.Hello.ALPN) > 0 {
 			tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_ALPN, Value: []byte(c.Hello.ALPN[0])})
 		}
+	}
+	return proxyHeaderTLVs(version, c, tlvs)
+}
+
+// proxyHeaderTLVs formats a PROXY v1 or v2 header carrying the real client
+// address, and for v2 the given TLVs.
+func proxyHeaderTLVs(version byte, c *Conn, tlvs []proxyproto.TLV) ([]byte, error) {
+	src := net.TCPAddrFromAddrPort(c.Source)
+	dst := net.TCPAddrFromAddrPort(c.Dest)
+	h := proxyproto.HeaderProxyFromAddrs(version, src, dst)
+	if version == 2 && len(tlvs) > 0 {
 		if err := h.SetTLVs(tlvs); err != nil {
 			return nil, fmt.Errorf("building PROXY v2 TLVs: %w", err)
 		}

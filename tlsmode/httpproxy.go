@@ -1,0 +1,495 @@
+package tlsmode
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	stdlog "log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tlsedge/tlsedge/affinity"
+)
+
+// HTTPLimits bound what a client or a server can make us hold. Zero values
+// take the defaults in brackets.
+type HTTPLimits struct {
+	ReadHeaderTimeout     time.Duration // a client's request head [10s]
+	IdleTimeout           time.Duration // a keep-alive client between requests [2m]
+	ResponseHeaderTimeout time.Duration // a server's response head [60s]
+	MaxHeaderBytes        int           // a request head [64 KiB]
+	MaxRequestBody        int64         // a request body; 0 = unlimited (streamed)
+}
+
+func (l HTTPLimits) withDefaults() HTTPLimits {
+	if l.ReadHeaderTimeout <= 0 {
+		l.ReadHeaderTimeout = 10 * time.Second
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = 2 * time.Minute
+	}
+	if l.ResponseHeaderTimeout <= 0 {
+		l.ResponseHeaderTimeout = 60 * time.Second
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = 64 << 10
+	}
+	return l
+}
+
+// HTTPOptions configure an HTTPProxy.
+type HTTPOptions struct {
+	Backend  Backend
+	Identity *Identity // nil = no identity headers (they are still stripped)
+	// Upstream is the TLS client config towards servers (reencrypt); nil =
+	// plain HTTP. An empty ServerName means the request's host.
+	Upstream       *tls.Config
+	ConnectTimeout time.Duration // 0 = 3s
+	Retries        int           // other servers tried when a connect fails
+	Limits         HTTPLimits
+	Log            zerolog.Logger
+	Access         bool // one log line per request
+	Listener       string
+	Route          string
+}
+
+// HTTPProxy serves HTTP/1.1, HTTP/2 and WebSocket upgrades on the
+// terminated connections of one route and forwards each request to a server
+// of the route's pool (balanced per request, with the connection's affinity
+// key). It is built once per route at load and shared by its connections.
+type HTTPProxy struct {
+	opt       HTTPOptions
+	limits    HTTPLimits
+	proxy     *httputil.ReverseProxy
+	transport *http.Transport
+	errorLog  *stdlog.Logger
+}
+
+// NewHTTPProxy builds the proxy of one route.
+func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
+	if opt.ConnectTimeout <= 0 {
+		opt.ConnectTimeout = 3 * time.Second
+	}
+	p := &HTTPProxy{opt: opt, limits: opt.Limits.withDefaults()}
+	dialer := &net.Dialer{Timeout: opt.ConnectTimeout, KeepAlive: 30 * time.Second}
+	p.transport = &http.Transport{
+		DialContext:           dialer.DialContext,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: p.limits.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     false, // HTTP/1.1 keep-alive pools to servers
+	}
+	if opt.Upstream != nil {
+		up := opt.Upstream
+		p.transport.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			raw, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			sni := ""
+			if rc, ok := ctx.Value(reqKey{}).(*reqState); ok {
+				sni = rc.host
+			}
+			tc := tls.Client(raw, upstreamConfig(up, sni, addr))
+			hctx, cancel := context.WithTimeout(ctx, DefaultHandshakeTimeout)
+			defer cancel()
+			if err := tc.HandshakeContext(hctx); err != nil {
+				raw.Close()
+				return nil, &upstreamTLSError{addr: addr, err: err}
+			}
+			return tc, nil
+		}
+	}
+	p.errorLog = stdlog.New(zerologWriter{opt.Log}, "", 0)
+	p.proxy = &httputil.ReverseProxy{
+		Rewrite:      p.rewrite,
+		Transport:    &poolTransport{p: p},
+		ErrorHandler: p.errorHandler,
+		ErrorLog:     p.errorLog,
+	}
+	return p
+}
+
+// Close drops idle connections to servers (after a reload replaced the route).
+func (p *HTTPProxy) Close() error {
+	p.transport.CloseIdleConnections()
+	return nil
+}
+
+type connKey struct{}
+type reqKey struct{}
+
+// connState is what every request of one client connection shares.
+type connState struct {
+	c        *Conn
+	handlers sync.WaitGroup
+	requests atomic.Int64
+}
+
+// reqState is filled while a request goes through, for its log line.
+type reqState struct {
+	host   string
+	server string
+	err    error
+}
+
+// ServeConn serves HTTP on tc until the client closes it or it idles out,
+// and until every request on it (including upgraded WebSockets) is done.
+// It owns tc and closes it.
+func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error {
+	cs := &connState{c: c}
+	done := make(chan struct{})
+	var once sync.Once
+	ln := newOneConnListener(tc)
+	srv := &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: p.limits.ReadHeaderTimeout,
+		IdleTimeout:       p.limits.IdleTimeout,
+		MaxHeaderBytes:    p.limits.MaxHeaderBytes,
+		ErrorLog:          p.errorLog,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, cs)
+		},
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateClosed || st == http.StateHijacked {
+				once.Do(func() { close(done) })
+			}
+		},
+	}
+	go func() { _ = srv.Serve(ln) }()
+	select {
+	case <-done:
+	case <-ln.closed:
+	}
+	cs.handlers.Wait()
+	ln.Close()
+	c.Requests = cs.requests.Load()
+	if c.Reason == "" {
+		c.Reason = "client closed"
+	}
+	return nil
+}
+
+// ServeHTTP checks that the request belongs to the connection's route, then
+// forwards it.
+func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cs, _ := r.Context().Value(connKey{}).(*connState)
+	if cs == nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	cs.handlers.Add(1)
+	defer cs.handlers.Done()
+	cs.requests.Add(1)
+	start := time.Now()
+	c := cs.c
+	rs := &reqState{host: requestHost(r.Host)}
+	rw := &statusWriter{ResponseWriter: w}
+
+	// SNI/Host binding: the Host must select the very route this
+	// connection handshook on, or a client could use a lax route's
+	// handshake (or HTTP/2 connection coalescing) to reach a strict one.
+	if c.Routes != nil && c.Routes.MatchRoute(rs.host) != c.Route {
+		rs.err = errMisdirected
+		http.Error(rw, "421 misdirected request: this connection's TLS name does not serve host "+rs.host, http.StatusMisdirectedRequest)
+		p.accessLog(c, r, rw, rs, start)
+		return
+	}
+	if p.limits.MaxRequestBody > 0 && r.Body != nil {
+		r.Body = http.MaxBytesReader(rw, r.Body, p.limits.MaxRequestBody)
+	}
+	r = r.WithContext(context.WithValue(r.Context(), reqKey{}, rs))
+	p.proxy.ServeHTTP(rw, r)
+	p.accessLog(c, r, rw, rs, start)
+}
+
+var errMisdirected = errors.New("host does not belong to the connection's route")
+
+// rewrite builds the outbound request. ReverseProxy has already removed
+// hop-by-hop headers and Forwarded / X-Forwarded-* from pr.Out.
+func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
+	cs := pr.In.Context().Value(connKey{}).(*connState)
+	c := cs.c
+	pr.Out.URL.Scheme = "http"
+	if p.opt.Upstream != nil {
+		pr.Out.URL.Scheme = "https"
+	}
+	pr.Out.URL.Host = "server.invalid" // poolTransport picks the server
+	pr.Out.Host = pr.In.Host
+
+	// Identity headers: every one tlsedge can set is removed whatever the
+	// config (after hop-by-hop removal, so "Connection: X-SSL-Client-Verify"
+	// cannot take ours away), then ours are set from the verified chain.
+	p.opt.Identity.Strip(pr.Out.Header)
+	p.opt.Identity.Set(pr.Out.Header, pr.In.TLS)
+
+	xff := c.Source.Addr().String()
+	if c.PeerTrusted {
+		if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			xff = strings.Join(prior, ", ") + ", " + xff
+		}
+		for _, h := range []string{"X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"} {
+			if v := pr.In.Header.Values(h); len(v) > 0 {
+				pr.Out.Header[h] = v
+			}
+		}
+	}
+	pr.Out.Header.Set("X-Forwarded-For", xff)
+	if pr.Out.Header.Get("X-Forwarded-Proto") == "" {
+		pr.Out.Header.Set("X-Forwarded-Proto", "https")
+	}
+	if pr.Out.Header.Get("X-Forwarded-Host") == "" {
+		pr.Out.Header.Set("X-Forwarded-Host", pr.In.Host)
+	}
+}
+
+// poolTransport picks a server of the pool for each request, dials it
+// through the keep-alive transport and, when the connect fails (nothing was
+// sent), tries other servers. The server's slot is held until the response
+// body is closed, so a WebSocket counts for leastconn for as long as it
+// lives.
+type poolTransport struct{ p *HTTPProxy }
+
+func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	cs := req.Context().Value(connKey{}).(*connState)
+	rs, _ := req.Context().Value(reqKey{}).(*reqState)
+	var tried []*affinity.Server
+	skip := func(s *affinity.Server) bool {
+		for _, x := range tried {
+			if x == s {
+				return true
+			}
+		}
+		return false
+	}
+	var lastErr error = ErrNoServer
+	for attempt := 0; attempt <= t.p.opt.Retries; attempt++ {
+		s := t.p.opt.Backend.PickServer(cs.c, skip)
+		if s == nil {
+			break
+		}
+		out := *req
+		u := *req.URL
+		u.Host = s.Address
+		out.URL = &u
+		s.Acquire()
+		resp, err := t.p.transport.RoundTrip(&out)
+		if err == nil {
+			if rs != nil {
+				rs.server = s.Address
+			}
+			resp.Body = releaseOnClose(resp.Body, s.Release)
+			return resp, nil
+		}
+		s.Release()
+		lastErr = err
+		if rs != nil {
+			rs.server = s.Address
+		}
+		if !isConnectError(err) || req.Context().Err() != nil {
+			break
+		}
+		tried = append(tried, s)
+	}
+	return nil, lastErr
+}
+
+// isConnectError reports whether err happened while connecting, before any
+// byte of the request was sent, so another server may be tried.
+func isConnectError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// upstreamTLSError is a failed TLS handshake with a server (reencrypt).
+type upstreamTLSError struct {
+	addr string
+	err  error
+}
+
+func (e *upstreamTLSError) Error() string { return "tls with server " + e.addr + ": " + e.err.Error() }
+func (e *upstreamTLSError) Unwrap() error { return e.err }
+
+// errorHandler answers a failed forward with a status that says why:
+// 503 when no server is available, 504 when the server did not answer in
+// time, 502 otherwise. The details go to the log, not to the client.
+func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	if rs, ok := r.Context().Value(reqKey{}).(*reqState); ok {
+		rs.err = err
+	}
+	status, msg := http.StatusBadGateway, "502 bad gateway: the server failed"
+	var tlsErr *upstreamTLSError
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.Is(err, ErrNoServer):
+		status, msg = http.StatusServiceUnavailable, "503 service unavailable: no server available"
+	case errors.As(err, &maxErr):
+		status, msg = http.StatusRequestEntityTooLarge, "413 request body too large"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):
+		status, msg = http.StatusGatewayTimeout, "504 gateway timeout: the server did not answer in time"
+	case errors.As(err, &tlsErr):
+		msg = "502 bad gateway: TLS with the server failed"
+	case isConnectError(err):
+		msg = "502 bad gateway: cannot connect to a server"
+	case errors.Is(err, context.Canceled):
+		return // the client went away
+	}
+	http.Error(w, msg, status)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func (p *HTTPProxy) accessLog(c *Conn, r *http.Request, w *statusWriter, rs *reqState, start time.Time) {
+	status := w.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	var ev *zerolog.Event
+	switch {
+	case rs.err != nil && status >= 500:
+		ev = p.opt.Log.Warn()
+	case p.opt.Access:
+		ev = p.opt.Log.Info()
+	default:
+		return
+	}
+	if !ev.Enabled() {
+		return
+	}
+	ev = ev.Str("listener", p.opt.Listener).Str("route", p.opt.Route).Str("client", c.Source.String()).
+		Str("method", r.Method).Str("host", rs.host).Str("path", r.URL.Path).Str("proto", r.Proto).
+		Int("status", status).Str("server", rs.server).Int64("bytes_down", w.n).
+		Dur("duration_ms", time.Since(start))
+	if c.Client != "" {
+		ev = ev.Str("client_cert", c.Client)
+	}
+	if rs.err != nil {
+		ev = ev.Str("reason", rs.err.Error())
+	}
+	ev.Msg("request")
+}
+
+// requestHost lowercases the Host (or :authority), drops the port and one
+// trailing dot: the same normal form as SNI.
+func requestHost(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	} else if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		h = h[1 : len(h)-1]
+	}
+	return strings.TrimSuffix(strings.ToLower(h), ".")
+}
+
+// statusWriter records the status and body size for the access log. It
+// keeps Flush and Hijack reachable (streaming and WebSocket upgrades)
+// through http.ResponseController's Unwrap.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) Flush() {
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// releaseOnClose calls release once when body is closed. An upgraded
+// (101) body is an io.ReadWriteCloser and stays one, as ReverseProxy needs.
+func releaseOnClose(body io.ReadCloser, release func()) io.ReadCloser {
+	var once sync.Once
+	r := func() { once.Do(release) }
+	if rwc, ok := body.(io.ReadWriteCloser); ok {
+		return &releaseRWC{ReadWriteCloser: rwc, release: r}
+	}
+	return &releaseBody{ReadCloser: body, release: r}
+}
+
+type releaseBody struct {
+	io.ReadCloser
+	release func()
+}
+
+func (b *releaseBody) Close() error { defer b.release(); return b.ReadCloser.Close() }
+
+type releaseRWC struct {
+	io.ReadWriteCloser
+	release func()
+}
+
+func (b *releaseRWC) Close() error { defer b.release(); return b.ReadWriteCloser.Close() }
+
+// oneConnListener hands one connection to http.Server, then blocks until
+// closed.
+type oneConnListener struct {
+	conn   net.Conn
+	once   sync.Once
+	closed chan struct{}
+	mu     sync.Mutex
+	given  bool
+}
+
+func newOneConnListener(c net.Conn) *oneConnListener {
+	return &oneConnListener{conn: c, closed: make(chan struct{})}
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	if !l.given {
+		l.given = true
+		l.mu.Unlock()
+		return l.conn, nil
+	}
+	l.mu.Unlock()
+	<-l.closed
+	return nil, net.ErrClosed
+}
+
+func (l *oneConnListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
+
+// zerologWriter sends net/http's own error lines (TLS and protocol errors
+// of clients) to the debug log.
+type zerologWriter struct{ log zerolog.Logger }
+
+func (w zerologWriter) Write(b []byte) (int, error) {
+	if e := w.log.Debug(); e.Enabled() {
+		e.Str("source", "net/http").Msg(strings.TrimSpace(string(b)))
+	}
+	return len(b), nil
+}

@@ -1,0 +1,753 @@
+package tlsmode
+
+// Identity forwarding: in terminate and reencrypt modes the client
+// certificate tlsedge verified is told to plaintext HTTP servers as request
+// headers. A server trusts these headers, so a client must never be able to
+// forge one: every header any preset can set is removed from every request,
+// whatever the config (Strip), and values are formatted so that no byte of a
+// certificate can end a header, start another one or hide a separator.
+//
+// Escaping, for every value:
+//   - Distinguished names are RFC 2253 strings built from the DER, as
+//     OpenSSL's XN_FLAG_RFC2253 prints them (nginx, HAProxy and Envoy all use
+//     OpenSSL): RDNs in reverse order (and, like OpenSSL, the attributes of a
+//     multi-valued RDN too), "," between RDNs and "+" inside one,
+//     the characters , + " \ < > ; and a leading # or space and a trailing
+//     space escaped with a backslash, and control characters and every byte
+//     of a non-ASCII character escaped as \HH (uppercase hex, RFC 2253 §2.4),
+//     so a DN is always printable ASCII. Attribute types use the RFC 2253
+//     names (CN, L, ST, O, OU, C, STREET, DC, UID) and OpenSSL's short names
+//     for serialNumber, postalCode, title, SN, GN, initials,
+//     generationQualifier, dnQualifier, pseudonym, businessCategory and
+//     emailAddress; any other type, and any value that is not a string, is
+//     the dotted OID and "#" followed by the hex of the value's DER.
+//   - SAN values (DNS, URI, email) are sent as they are in the certificate,
+//     except that control characters, space, DEL and non-ASCII bytes are
+//     percent-encoded (%HH), and in comma-separated lists a "," inside a
+//     value is sent as %2C. "%" itself is not encoded: URIs keep their own
+//     escapes, so a decoder cannot tell a literal "%0D" from an encoded CR.
+//     Valid host names and mail addresses are never changed, and a valid URI
+//     only when it holds a "," and goes into a comma-separated list.
+//   - As a last guard, any control or non-ASCII byte left in a value is
+//     percent-encoded before the header is set.
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+)
+
+// ErrIdentityConfig means the identity forwarding config names an unknown
+// preset or field or a header that cannot carry an identity.
+var ErrIdentityConfig = errors.New("tlsmode: bad identity forwarding config")
+
+// Values of the verify field and of X-SSL-Client-Verify.
+const (
+	IdentityVerifySuccess = "SUCCESS" // a certificate was presented and tlsedge verified its chain
+	IdentityVerifyNone    = "NONE"    // no certificate was presented
+	IdentityVerifyFailed  = "FAILED"  // a certificate was presented but not verified (client_auth request)
+)
+
+type identityField uint8
+
+const (
+	idSubject identityField = iota + 1
+	idIssuer
+	idSerial
+	idSHA256
+	idCert
+	idChain
+	idURI
+	idDNS
+	idEmail
+	idNotBefore
+	idNotAfter
+	idVerify
+	// Preset-only fields.
+	idXFCC       // Envoy's X-Forwarded-Client-Cert element
+	idClientCert // RFC 9440 Client-Cert: the leaf as an RFC 8941 byte sequence
+)
+
+// identityFields are the fields a header map may use, in documentation order.
+var identityFields = []struct {
+	name  string
+	field identityField
+}{
+	{"subject", idSubject},
+	{"issuer", idIssuer},
+	{"serial", idSerial},
+	{"sha256", idSHA256},
+	{"cert", idCert},
+	{"chain", idChain},
+	{"uri", idURI},
+	{"dns", idDNS},
+	{"email", idEmail},
+	{"not_before", idNotBefore},
+	{"not_after", idNotAfter},
+	{"verify", idVerify},
+}
+
+type identityHeader struct {
+	name  string // canonical form
+	field identityField
+}
+
+// identityPresetNames lists the presets in documentation order.
+var identityPresetNames = []string{"xfcc", "ssl", "rfc9440", "none"}
+
+// identityPresets are the headers each preset sets, in the order Set sets them.
+var identityPresets = map[string][]identityHeader{
+	"xfcc": identityCanon([]identityHeader{
+		{"X-Forwarded-Client-Cert", idXFCC},
+	}),
+	"ssl": identityCanon([]identityHeader{
+		{"X-SSL-Client-Verify", idVerify},
+		{"X-SSL-Client-S-DN", idSubject},
+		{"X-SSL-Client-I-DN", idIssuer},
+		{"X-SSL-Client-Serial", idSerial},
+		{"X-SSL-Client-SHA256", idSHA256},
+		{"X-SSL-Client-Not-Before", idNotBefore},
+		{"X-SSL-Client-Not-After", idNotAfter},
+		{"X-SSL-Client-Cert", idCert},
+		{"X-SSL-Client-SAN-URI", idURI},
+		{"X-SSL-Client-SAN-DNS", idDNS},
+	}),
+	"rfc9440": identityCanon([]identityHeader{
+		{"Client-Cert", idClientCert},
+		{"Client-Cert-Chain", idChain},
+	}),
+}
+
+func identityCanon(hs []identityHeader) []identityHeader {
+	for i := range hs {
+		hs[i].name = http.CanonicalHeaderKey(hs[i].name)
+	}
+	return hs
+}
+
+// identityAllNames holds every header name any preset can set, in
+// identityKey form, for Strip.
+var identityAllNames = func() map[string]bool {
+	m := make(map[string]bool)
+	for _, name := range IdentityHeaderNames() {
+		m[identityKey(name)] = true
+	}
+	return m
+}()
+
+// IdentityHeaderNames lists every header name any preset can set, in
+// canonical form (as http.Header stores them: "X-Ssl-Client-S-Dn"; header
+// names are case-insensitive on the wire), preset by preset. Strip removes
+// all of them from every request.
+func IdentityHeaderNames() []string {
+	var names []string
+	for _, p := range identityPresetNames {
+		for _, h := range identityPresets[p] {
+			names = append(names, h.name)
+		}
+	}
+	return names
+}
+
+// Identity says which request headers carry the client's certificate to HTTP
+// servers. A nil *Identity sets nothing and still strips every identity
+// header. It is immutable and safe for concurrent use.
+//
+// Presets:
+//
+//   - xfcc: X-Forwarded-Client-Cert, one Envoy XFCC element (see below).
+//   - ssl: X-SSL-Client-Verify, -S-DN, -I-DN, -Serial, -SHA256, -Not-Before,
+//     -Not-After, -Cert, -SAN-URI and -SAN-DNS, formatted as the fields
+//     subject, issuer, serial, sha256, not_before, not_after, cert, uri and dns.
+//   - rfc9440: Client-Cert (the leaf's DER as an RFC 8941 byte sequence,
+//     ":base64:") and Client-Cert-Chain (field chain).
+//
+// Fields:
+//
+//   - subject, issuer: RFC 2253 DN, as OpenSSL prints it (see the top of
+//     identity.go): "CN=client-1,O=Example\, Inc.,C=US".
+//   - serial: lowercase hex, two digits per byte ("0123456789abcdef").
+//   - sha256: lowercase hex SHA-256 of the leaf's DER.
+//   - cert: the leaf as PEM, URL-encoded as Envoy does it (newline, space, +,
+//     / and = percent-encoded).
+//   - chain: the certificates the client sent after its leaf
+//     (cs.PeerCertificates[1:]) as an RFC 8941 list of byte sequences
+//     (":b64:, :b64:"); not set when there are none.
+//   - uri, dns, email: the SANs of that type, comma-separated, in certificate
+//     order; not set when there are none.
+//   - not_before, not_after: RFC 3339 in UTC ("2025-01-01T00:00:00Z").
+//   - verify: SUCCESS, NONE (no certificate) or FAILED (presented, not
+//     verified).
+//
+// Only verify is ever set from a connection without a verified certificate.
+type Identity struct {
+	headers []identityHeader
+	mapped  map[string]bool // identityKey of the mapped names
+}
+
+// ParseIdentity builds an Identity from the config. With headers nil or empty,
+// preset is one of "xfcc", "ssl", "rfc9440", "none" or "" (same as "none").
+// With a header map (header name -> field), preset must be "". Fields:
+// subject, issuer, serial, sha256, cert, chain, uri, dns, email, not_before,
+// not_after, verify. Header names must be HTTP tokens, unique ignoring case
+// and "_" versus "-", and not a header the proxy itself relies on (Host,
+// framing and hop-by-hop headers, Cookie, Authorization, Forwarded,
+// X-Forwarded-* other than X-Forwarded-Client-Cert, X-Real-IP): Strip
+// removes every mapped name from every request. Errors wrap
+// ErrIdentityConfig, name the bad preset, field or header and list the valid
+// choices.
+func ParseIdentity(preset string, headers map[string]string) (*Identity, error) {
+	if len(headers) == 0 {
+		switch preset {
+		case "", "none":
+			return &Identity{}, nil
+		}
+		hs, ok := identityPresets[preset]
+		if !ok {
+			return nil, fmt.Errorf("%w: unknown identity preset %q (valid: %s, or a map of header name to field)",
+				ErrIdentityConfig, preset, strings.Join(identityPresetNames, ", "))
+		}
+		return &Identity{headers: hs}, nil
+	}
+	if preset != "" {
+		return nil, fmt.Errorf("%w: identity preset %q and a header map given; use one or the other", ErrIdentityConfig, preset)
+	}
+	names := make([]string, 0, len(headers))
+	for name := range headers {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	id := &Identity{mapped: make(map[string]bool, len(names))}
+	seen := make(map[string]string, len(names))
+	for _, name := range names {
+		if !identityIsToken(name) {
+			return nil, fmt.Errorf("%w: identity header name %q is not a valid HTTP header name (letters, digits and !#$%%&'*+-.^_`|~)",
+				ErrIdentityConfig, name)
+		}
+		key := identityKey(name)
+		if why := identityReserved(key); why != "" {
+			return nil, fmt.Errorf("%w: identity header %q cannot carry an identity: %s", ErrIdentityConfig, name, why)
+		}
+		if prev, dup := seen[key]; dup {
+			return nil, fmt.Errorf("%w: identity headers %q and %q are the same header (names ignore case, and servers often read _ as -)",
+				ErrIdentityConfig, prev, name)
+		}
+		seen[key] = name
+		field, ok := identityFieldByName(headers[name])
+		if !ok {
+			valid := make([]string, len(identityFields))
+			for i, f := range identityFields {
+				valid[i] = f.name
+			}
+			return nil, fmt.Errorf("%w: identity header %q: unknown field %q (valid: %s)",
+				ErrIdentityConfig, name, headers[name], strings.Join(valid, ", "))
+		}
+		id.headers = append(id.headers, identityHeader{http.CanonicalHeaderKey(name), field})
+		id.mapped[key] = true
+	}
+	return id, nil
+}
+
+func identityFieldByName(s string) (identityField, bool) {
+	for _, f := range identityFields {
+		if f.name == s {
+			return f.field, true
+		}
+	}
+	return 0, false
+}
+
+// identityReserved says why a header (in identityKey form) may not be mapped,
+// or "" when it may.
+func identityReserved(key string) string {
+	switch key {
+	case "host", "content-length", "content-type", "content-encoding", "transfer-encoding",
+		"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect":
+		return "the proxy needs it to route or frame the request"
+	case "cookie", "authorization", "proxy-authorization":
+		return "it carries the client's own credentials"
+	case "forwarded", "x-real-ip":
+		return "forwarded headers are handled separately"
+	case "x-forwarded-client-cert":
+		return ""
+	}
+	if strings.HasPrefix(key, "x-forwarded-") {
+		return "forwarded headers are handled separately"
+	}
+	return ""
+}
+
+// identityIsToken reports whether s is an RFC 9110 token, the syntax of a
+// header field name.
+func identityIsToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// identityKey is the form Strip compares header names in: lower case, with
+// "_" read as "-", because many servers (CGI, PHP, WSGI, nginx with
+// underscores_in_headers) map both to the same variable, so X_SSL_Client_Verify
+// from a client would otherwise pass as X-SSL-Client-Verify.
+func identityKey(name string) string {
+	var buf [64]byte
+	return string(identityKeyBytes(buf[:0], name))
+}
+
+func identityKeyBytes(b []byte, name string) []byte {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// Strip removes from h every header any preset can set and this Identity's
+// mapped names, whatever the config and whether or not a certificate was
+// presented, comparing names case-insensitively and reading "_" as "-", so
+// that a client can never forge an identity. It does not touch Forwarded or
+// X-Forwarded-For/-Proto/-Host: the caller keeps those from trusted proxies
+// and removes them from everyone else with StripForwarded. Set calls Strip
+// itself, so calling it first is harmless.
+func (id *Identity) Strip(h http.Header) {
+	var buf [64]byte
+	for name := range h {
+		key := identityKeyBytes(buf[:0], name)
+		if identityAllNames[string(key)] || (id != nil && id.mapped[string(key)]) {
+			delete(h, name)
+		}
+	}
+}
+
+// StripForwarded removes from h the headers that describe the client's
+// address and the original request: Forwarded, every X-Forwarded-* header
+// (For, Proto, Host, Port, Prefix, ...) and X-Real-IP, comparing names
+// case-insensitively and reading "_" as "-". The caller calls it for every
+// peer that is not a trusted proxy, before setting its own X-Forwarded-*;
+// identity headers are Strip's job and are removed for every peer.
+func StripForwarded(h http.Header) {
+	var buf [64]byte
+	for name := range h {
+		key := identityKeyBytes(buf[:0], name)
+		if string(key) == "forwarded" || string(key) == "x-real-ip" || strings.HasPrefix(string(key), "x-forwarded-") {
+			delete(h, name)
+		}
+	}
+}
+
+// Set strips h (see Strip) and then sets this Identity's headers from the
+// connection state. A certificate counts as verified when tlsedge verified
+// its chain (cs.VerifiedChains non-empty). When it was not verified, or none
+// was presented, or cs is nil, only the verify field is set (FAILED or NONE;
+// X-SSL-Client-Verify in the ssl preset) and no other field of an unverified
+// certificate ever is; xfcc and rfc9440 set nothing. A header whose value
+// would be empty (no URI SAN, no intermediates) is not set.
+func (id *Identity) Set(h http.Header, cs *tls.ConnectionState) {
+	id.Strip(h)
+	if id == nil || len(id.headers) == 0 {
+		return
+	}
+	verify := identityVerify(cs)
+	for _, hd := range id.headers {
+		var v string
+		switch {
+		case hd.field == idVerify:
+			v = verify
+		case verify == IdentityVerifySuccess:
+			v = identityValue(hd.field, cs)
+		}
+		if v != "" {
+			h[hd.name] = []string{identitySafe(v)}
+		}
+	}
+}
+
+// identityVerify is the verify field for cs.
+func identityVerify(cs *tls.ConnectionState) string {
+	switch {
+	case cs == nil || len(cs.PeerCertificates) == 0:
+		return IdentityVerifyNone
+	case len(cs.VerifiedChains) == 0:
+		return IdentityVerifyFailed
+	}
+	return IdentityVerifySuccess
+}
+
+// identityValue formats one field of a verified connection.
+func identityValue(f identityField, cs *tls.ConnectionState) string {
+	leaf := cs.PeerCertificates[0]
+	switch f {
+	case idSubject:
+		return identityDN(leaf.RawSubject)
+	case idIssuer:
+		return identityDN(leaf.RawIssuer)
+	case idSerial:
+		return identitySerial(leaf.SerialNumber)
+	case idSHA256:
+		sum := sha256.Sum256(leaf.Raw)
+		return hex.EncodeToString(sum[:])
+	case idCert:
+		return identityURLPEM(leaf.Raw)
+	case idChain:
+		return identitySFList(cs.PeerCertificates[1:])
+	case idClientCert:
+		return identitySFBytes(leaf.Raw)
+	case idURI:
+		return identitySANList(identitySANsOf(leaf).uri)
+	case idDNS:
+		return identitySANList(identitySANsOf(leaf).dns)
+	case idEmail:
+		return identitySANList(identitySANsOf(leaf).email)
+	case idNotBefore:
+		return leaf.NotBefore.UTC().Format(time.RFC3339)
+	case idNotAfter:
+		return leaf.NotAfter.UTC().Format(time.RFC3339)
+	case idXFCC:
+		return identityXFCC(leaf)
+	}
+	return ""
+}
+
+// identityXFCC formats one XFCC element the way Envoy does:
+// Hash=<hex sha256 of DER>;Cert="<URL-encoded PEM>";Subject="<RFC 2253>"
+// then URI=<san> and DNS=<san> once per SAN (none when there are none;
+// Envoy writes an empty URI= there).
+//
+// Subject is always quoted and, as in Envoy, holds the RFC 2253 string
+// verbatim: that string already escapes every " as \" and every \ as \\,
+// so the closing quote is the first unescaped " and the text between the
+// quotes is the DN, escapes included. Per Envoy's docs a URI or DNS value
+// holding , ; = or " is double-quoted with " escaped as \" (and \ as \\,
+// so a value ending in \ cannot eat the closing quote; Envoy itself never
+// quotes them). Valid host names and URIs hold neither " nor \.
+func identityXFCC(leaf *x509.Certificate) string {
+	var b strings.Builder
+	sum := sha256.Sum256(leaf.Raw)
+	b.WriteString("Hash=")
+	b.WriteString(hex.EncodeToString(sum[:]))
+	b.WriteString(`;Cert="`)
+	b.WriteString(identityURLPEM(leaf.Raw))
+	b.WriteString(`";Subject="`)
+	b.WriteString(identityDN(leaf.RawSubject))
+	b.WriteString(`"`)
+	sans := identitySANsOf(leaf)
+	for _, u := range sans.uri {
+		b.WriteString(";URI=")
+		b.WriteString(identityXFCCValue(identitySAN(u, false)))
+	}
+	for _, d := range sans.dns {
+		b.WriteString(";DNS=")
+		b.WriteString(identityXFCCValue(identitySAN(d, false)))
+	}
+	return b.String()
+}
+
+func identityXFCCValue(v string) string {
+	if !strings.ContainsAny(v, `,;="\`) {
+		return v
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
+}
+
+// identityPEMEscaper URL-encodes a PEM block exactly as Envoy does for XFCC
+// Cert (newline, space, +, / and =); PEM holds no other special character.
+var identityPEMEscaper = strings.NewReplacer("\n", "%0A", " ", "%20", "+", "%2B", "/", "%2F", "=", "%3D")
+
+func identityURLPEM(der []byte) string {
+	return identityPEMEscaper.Replace(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+}
+
+// identitySFBytes is der as an RFC 8941 byte sequence: ":base64:".
+func identitySFBytes(der []byte) string {
+	return ":" + base64.StdEncoding.EncodeToString(der) + ":"
+}
+
+// identitySFList is an RFC 8941 list of byte sequences (", " between
+// members), or "" for none.
+func identitySFList(certs []*x509.Certificate) string {
+	parts := make([]string, len(certs))
+	for i, c := range certs {
+		parts[i] = identitySFBytes(c.Raw)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// identitySerial is the serial number as lowercase hex, two digits per byte
+// of its magnitude (as Envoy prints it; "00" for zero, "-" before a
+// negative one).
+func identitySerial(n *big.Int) string {
+	if n == nil {
+		return ""
+	}
+	s := hex.EncodeToString(new(big.Int).Abs(n).Bytes())
+	if s == "" {
+		s = "00"
+	}
+	if n.Sign() < 0 {
+		s = "-" + s
+	}
+	return s
+}
+
+func identitySANList(vals []string) string {
+	parts := make([]string, len(vals))
+	for i, v := range vals {
+		parts[i] = identitySAN(v, true)
+	}
+	return strings.Join(parts, ",")
+}
+
+// identitySAN percent-encodes control characters, space, DEL and non-ASCII
+// bytes, and "," when the value goes into a comma-separated list.
+func identitySAN(s string, list bool) string {
+	enc := func(c byte) bool { return c <= ' ' || c >= 0x7f || (list && c == ',') }
+	return identityPercent(s, enc)
+}
+
+// identitySafe is the last guard before a value becomes a header: control
+// characters and non-ASCII bytes are percent-encoded. Values built above
+// never hold any, so this normally returns v unchanged.
+func identitySafe(v string) string {
+	return identityPercent(v, func(c byte) bool { return c < ' ' || c >= 0x7f })
+}
+
+func identityPercent(s string, enc func(byte) bool) string {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if enc(s[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return s
+	}
+	const hexDigits = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+2*n)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if enc(c) {
+			b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+type identitySANs struct{ dns, email, uri []string }
+
+var identityOIDSAN = asn1.ObjectIdentifier{2, 5, 29, 17}
+
+// identitySANsOf returns the DNS, email and URI SANs exactly as the
+// certificate spells them, in order. crypto/x509 re-serializes URIs through
+// net/url, which can change them, so the extension is read again here; if
+// that fails (x509 already parsed it, so it should not) the parsed fields
+// are used.
+func identitySANsOf(c *x509.Certificate) identitySANs {
+	var out identitySANs
+	for _, ext := range c.Extensions {
+		if !ext.Id.Equal(identityOIDSAN) {
+			continue
+		}
+		in := cryptobyte.String(ext.Value)
+		var seq cryptobyte.String
+		if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !in.Empty() {
+			break
+		}
+		ok := true
+		for ok && !seq.Empty() {
+			var v cryptobyte.String
+			var tag cbasn1.Tag
+			if !seq.ReadAnyASN1(&v, &tag) {
+				ok = false
+				break
+			}
+			switch tag {
+			case cbasn1.Tag(1).ContextSpecific():
+				out.email = append(out.email, string(v))
+			case cbasn1.Tag(2).ContextSpecific():
+				out.dns = append(out.dns, string(v))
+			case cbasn1.Tag(6).ContextSpecific():
+				out.uri = append(out.uri, string(v))
+			}
+		}
+		if ok {
+			return out
+		}
+		break
+	}
+	out = identitySANs{dns: c.DNSNames, email: c.EmailAddresses}
+	for _, u := range c.URIs {
+		out.uri = append(out.uri, u.String())
+	}
+	return out
+}
+
+// identityDNNames are the attribute type names used in DNs: RFC 2253's table
+// (§2.3), then OpenSSL's short names for other types from published LDAP
+// schemas and PKCS #9 emailAddress, as nginx, HAProxy and Envoy print them.
+var identityDNNames = map[string]string{
+	"2.5.4.3":                    "CN",
+	"2.5.4.7":                    "L",
+	"2.5.4.8":                    "ST",
+	"2.5.4.10":                   "O",
+	"2.5.4.11":                   "OU",
+	"2.5.4.6":                    "C",
+	"2.5.4.9":                    "STREET",
+	"0.9.2342.19200300.100.1.25": "DC",
+	"0.9.2342.19200300.100.1.1":  "UID",
+	"2.5.4.5":                    "serialNumber",
+	"2.5.4.17":                   "postalCode",
+	"2.5.4.12":                   "title",
+	"2.5.4.4":                    "SN",
+	"2.5.4.42":                   "GN",
+	"2.5.4.43":                   "initials",
+	"2.5.4.44":                   "generationQualifier",
+	"2.5.4.46":                   "dnQualifier",
+	"2.5.4.65":                   "pseudonym",
+	"2.5.4.15":                   "businessCategory",
+	"1.2.840.113549.1.9.1":       "emailAddress",
+}
+
+// identityDN formats a DER Name (x509.Certificate.RawSubject / RawIssuer) as
+// an RFC 2253 string; see the top of this file. A Name that does not parse
+// (crypto/x509 already parsed it, so it should not happen) is "#" and the
+// hex of its DER.
+func identityDN(raw []byte) string {
+	in := cryptobyte.String(raw)
+	var seq cryptobyte.String
+	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !in.Empty() {
+		return "#" + strings.ToUpper(hex.EncodeToString(raw))
+	}
+	var rdns []string
+	for !seq.Empty() {
+		var set cryptobyte.String
+		if !seq.ReadASN1(&set, cbasn1.SET) {
+			return "#" + strings.ToUpper(hex.EncodeToString(raw))
+		}
+		var avas []string
+		for !set.Empty() {
+			var ava cryptobyte.String
+			var oid asn1.ObjectIdentifier
+			var elem cryptobyte.String
+			if !set.ReadASN1(&ava, cbasn1.SEQUENCE) || !ava.ReadASN1ObjectIdentifier(&oid) ||
+				!ava.ReadAnyASN1Element(&elem, nil) || !ava.Empty() {
+				return "#" + strings.ToUpper(hex.EncodeToString(raw))
+			}
+			avas = append(avas, identityAVA(oid, elem))
+		}
+		slices.Reverse(avas) // OpenSSL reverses the attributes of a multi-valued RDN too
+		rdns = append(rdns, strings.Join(avas, "+"))
+	}
+	slices.Reverse(rdns)
+	return strings.Join(rdns, ",")
+}
+
+// identityAVA formats one attribute type and value.
+func identityAVA(oid asn1.ObjectIdentifier, elem cryptobyte.String) string {
+	name, known := identityDNNames[oid.String()]
+	if known {
+		if s, ok := identityASN1String(elem); ok {
+			return name + "=" + identityDNValue(s)
+		}
+	} else {
+		name = oid.String()
+	}
+	return name + "=#" + strings.ToUpper(hex.EncodeToString(elem))
+}
+
+// identityASN1String decodes a DER string value to UTF-8 (T61String read as
+// Latin-1, as crypto/x509 and OpenSSL do).
+func identityASN1String(elem cryptobyte.String) (string, bool) {
+	var v cryptobyte.String
+	var tag cbasn1.Tag
+	if !elem.ReadAnyASN1(&v, &tag) {
+		return "", false
+	}
+	switch tag {
+	case cbasn1.UTF8String, cbasn1.PrintableString, cbasn1.IA5String,
+		cbasn1.Tag(18), // NumericString
+		cbasn1.Tag(26): // VisibleString
+		return string(v), true
+	case cbasn1.T61String:
+		rs := make([]rune, len(v))
+		for i, c := range v {
+			rs[i] = rune(c)
+		}
+		return string(rs), true
+	case cbasn1.Tag(30): // BMPString, UCS-2 big-endian
+		if len(v)%2 != 0 {
+			return "", false
+		}
+		u := make([]uint16, len(v)/2)
+		for i := range u {
+			u[i] = uint16(v[2*i])<<8 | uint16(v[2*i+1])
+		}
+		return string(utf16.Decode(u)), true
+	case cbasn1.Tag(28): // UniversalString, UCS-4 big-endian
+		if len(v)%4 != 0 {
+			return "", false
+		}
+		var b []byte
+		for i := 0; i < len(v); i += 4 {
+			r := rune(v[i])<<24 | rune(v[i+1])<<16 | rune(v[i+2])<<8 | rune(v[i+3])
+			b = utf8.AppendRune(b, r)
+		}
+		return string(b), true
+	}
+	return "", false
+}
+
+// identityDNValue escapes an attribute value per RFC 2253 §2.4, plus
+// control characters and non-ASCII bytes as \HH (OpenSSL's ESC_CTRL and
+// ESC_MSB).
+func identityDNValue(s string) string {
+	const hexDigits = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+8)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case strings.IndexByte(`,+"\<>;`, c) >= 0,
+			c == '#' && i == 0,
+			c == ' ' && (i == 0 || i == len(s)-1):
+			b = append(b, '\\', c)
+		case c < ' ' || c >= 0x7f:
+			b = append(b, '\\', hexDigits[c>>4], hexDigits[c&15])
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,147 @@
+package tlsmode
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+)
+
+// DefaultHandshakeTimeout bounds a TLS handshake with a client or a server.
+const DefaultHandshakeTimeout = 10 * time.Second
+
+// Terminate opens the client's TLS with the route's certificate and client
+// certificate policy, then forwards plaintext to a server (terminate) or
+// opens a new, verified TLS connection to it (reencrypt, when Upstream is
+// set). With HTTP set it serves HTTP/1.1 and HTTP/2 through a reverse proxy;
+// otherwise it copies bytes (protocol tcp).
+type Terminate struct {
+	// TLS is the route's server config, built once per route at load. Its
+	// session ticket keys are the route's own, so a session can never resume
+	// on a route with another client-auth policy.
+	TLS *tls.Config
+	// HandshakeTimeout bounds each handshake; 0 = DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	Backend          Backend
+	// Upstream is the TLS client config towards servers (reencrypt); nil =
+	// plaintext. An empty ServerName means: send the client's SNI.
+	Upstream *tls.Config
+	// HTTP, when set, serves protocol http; nil = protocol tcp.
+	HTTP *HTTPProxy
+}
+
+// replayConn gives back the peeked ClientHello before reading on, so
+// crypto/tls reads the handshake from its first byte.
+type replayConn struct {
+	net.Conn
+	buf []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.buf) > 0 {
+		n := copy(p, c.buf)
+		c.buf = c.buf[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// Serve implements Handler.
+func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
+	tc := tls.Server(&replayConn{Conn: c.Conn, buf: c.Peeked}, t.TLS)
+	if err := handshake(ctx, tc, t.timeout()); err != nil {
+		tc.Close()
+		c.Reason = "client tls handshake: " + err.Error()
+		return err
+	}
+	cs := tc.ConnectionState()
+	if len(cs.VerifiedChains) > 0 {
+		c.Client = identityDN(cs.PeerCertificates[0].RawSubject)
+	}
+	if t.HTTP != nil {
+		return t.HTTP.ServeConn(ctx, tc, c)
+	}
+	return t.serveTCP(ctx, tc, &cs, c)
+}
+
+func (t *Terminate) timeout() time.Duration {
+	if t.HandshakeTimeout > 0 {
+		return t.HandshakeTimeout
+	}
+	return DefaultHandshakeTimeout
+}
+
+// handshake runs a TLS handshake under a deadline, then clears it.
+func handshake(ctx context.Context, tc *tls.Conn, timeout time.Duration) error {
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		return err
+	}
+	return tc.NetConn().SetDeadline(time.Time{})
+}
+
+func (t *Terminate) serveTCP(ctx context.Context, tc *tls.Conn, cs *tls.ConnectionState, c *Conn) error {
+	up, err := t.Backend.Connect(ctx, c)
+	if err != nil {
+		tc.Close()
+		if errors.Is(err, ErrNoServer) {
+			c.Reason = "no server available"
+		} else {
+			c.Reason = "connect failed: " + describeDialError(err)
+		}
+		return err
+	}
+	defer up.Close()
+	c.Server = up.Server.Address
+	if up.Proxy != 0 {
+		var tlvs []proxyproto.TLV
+		if up.Proxy == 2 {
+			if tlvs, err = SSLTLVs(cs); err != nil {
+				tc.Close()
+				c.Reason = "internal error: " + err.Error()
+				return err
+			}
+		}
+		h, err := proxyHeaderTLVs(up.Proxy, c, tlvs)
+		if err == nil {
+			_, err = up.Conn.Write(h)
+		}
+		if err != nil {
+			tc.Close()
+			c.Reason = "server error: " + err.Error()
+			return err
+		}
+	}
+	var server net.Conn = up.Conn
+	if t.Upstream != nil {
+		uc := tls.Client(up.Conn, upstreamConfig(t.Upstream, cs.ServerName, up.Server.Address))
+		if err := handshake(ctx, uc, t.timeout()); err != nil {
+			tc.Close()
+			c.Reason = "server tls handshake: " + err.Error()
+			return fmt.Errorf("server %s: %w", up.Server.Address, err)
+		}
+		server = uc
+	}
+	c.BytesUp, c.BytesDown, c.Reason = Pipe(tc, server)
+	return nil
+}
+
+// upstreamConfig returns cfg with ServerName set, when the backend names
+// none, to the client's SNI (the server is verified against the name the
+// client asked for) or, without SNI, to the host of the server's address.
+func upstreamConfig(cfg *tls.Config, sni, addr string) *tls.Config {
+	if cfg.ServerName != "" {
+		return cfg
+	}
+	if sni == "" {
+		sni, _, _ = net.SplitHostPort(addr)
+	}
+	c := cfg.Clone()
+	c.ServerName = sni
+	return c
+}
