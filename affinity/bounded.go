@@ -37,9 +37,10 @@ package affinity
 //
 // The walk in rank order needs no sorting and no memory: the first server
 // in the key's ranking that has room is simply the highest-ranked server
-// among those with room. So one pass sums the load and weight of the
-// candidates, and a second pass keeps the best-scored candidate with room
-// (and the best overall, for the all-full fallback): O(N), no allocation.
+// among those with room. One pass finds the top-ranked candidate and sums
+// the load and weight of all candidates; if the top one has room, as it
+// nearly always has, that is the answer. Otherwise a second pass keeps the
+// best-ranked candidate with room. O(N), no allocation.
 type bounded struct {
 	factor   float64
 	fallback Picker // for keys that are not Valid
@@ -49,38 +50,45 @@ func (p *bounded) Pick(servers []*Server, k Key, skip func(*Server) bool) *Serve
 	if !k.Valid {
 		return p.fallback.Pick(servers, k, skip)
 	}
-	// Pass 1: total live connections and total weight of the candidates.
+	// Pass 1: the top-ranked candidate; total live connections and weight.
+	var top *Server
+	var topRank rank
 	var total, sumW int64
-	for _, s := range servers {
-		if w, ok := candidate(s, skip); ok {
-			total += s.load()
-			sumW += w
-		}
-	}
-	if sumW == 0 {
-		return nil
-	}
-	// A server of weight w has room while Active < perWeight × w.
-	perWeight := p.factor * float64(total+1) / float64(sumW)
-
-	// Pass 2: the best-ranked candidate with room, and the best overall.
-	var best, top *Server
-	var bestScore, topScore float64
 	for _, s := range servers {
 		w, ok := candidate(s, skip)
 		if !ok {
 			continue
 		}
-		sc := score(k.Hash, s.hash, w)
-		if top == nil || outranks(sc, s, topScore, top) {
-			top, topScore = s, sc
+		total += s.load()
+		sumW += w
+		r := rankOf(k.Hash, s, w)
+		if top == nil || outranks(r, s, topRank, top) {
+			top, topRank = s, r
 		}
-		if float64(s.load()) < perWeight*float64(w) && (best == nil || outranks(sc, s, bestScore, best)) {
-			best, bestScore = s, sc
+	}
+	if top == nil {
+		return nil
+	}
+	// A server of weight w has room while Active < perWeight × w.
+	perWeight := p.factor * float64(total+1) / float64(sumW)
+	if float64(top.load()) < perWeight*float64(topRank.w) {
+		return top
+	}
+	// Pass 2: the best-ranked candidate with room.
+	var best *Server
+	var bestRank rank
+	for _, s := range servers {
+		w, ok := candidate(s, skip)
+		if !ok || !(float64(s.load()) < perWeight*float64(w)) {
+			continue
+		}
+		r := rankOf(k.Hash, s, w)
+		if best == nil || outranks(r, s, bestRank, best) {
+			best, bestRank = s, r
 		}
 	}
 	if best == nil {
-		return top // every candidate is full, or all left since pass 1 (then nil)
+		return top // every candidate is full (counts changed since pass 1)
 	}
 	return best
 }

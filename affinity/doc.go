@@ -18,5 +18,6 @@
 // affinity mode, keys that are Valid go to consistent hashing and every other
 // key to the balance policy; without one, the balance policy decides alone.
 //
-// Every Pick is non-blocking, never dials and does not allocate.
+// Every Pick is short: it never waits for I/O, never dials and does not
+// allocate.
 package affinity

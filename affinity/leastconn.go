@@ -6,14 +6,14 @@ import "sync/atomic"
 // smallest (Active+1) / weight, the load per unit of weight the server would
 // have after taking this connection. The +1 makes weights count from the
 // first connection: with weights 1 and 4 and no connections, the weight-4
-// server gets the first four connections ((0+1)/4 < (0+1)/1, ..., 4/4 = 1/1),
+// server takes the first three (1/4, 2/4, 3/4 < 1/1) before the two tie,
 // rather than a coin toss between two idle servers.
 //
 // Comparison without floats: for positive weights,
 //
 //	(a1+1)/w1 < (a2+1)/w2  ⇔  (a1+1) × w2 < (a2+1) × w1
 //
-// and with weights ≤ MaxWeight (2^31) the products stay below 2^63 for any
+// and with weights ≤ MaxWeight (2^31 - 1) the products stay below 2^63 for any
 // connection count under 2^31.
 //
 // Ties: equal servers (idle ones, typically) take turns instead of the

@@ -12,7 +12,7 @@ func TestLeastConnPicks(t *testing.T) {
 		want    int // index
 	}{
 		{"fewest connections", []int{1, 1, 1}, []int64{5, 2, 9}, 1},
-		{"per weight", []int{1, 4}, []int64{1, 4}, 1},      // 2/1 vs 5/4
+		{"per weight", []int{1, 4}, []int64{1, 4}, 1},            // 2/1 vs 5/4
 		{"per weight heavy full", []int{1, 4}, []int64{0, 5}, 0}, // 1/1 vs 6/4
 		{"idle prefers heavy", []int{1, 2, 1}, []int64{0, 0, 0}, 1},
 		{"large counts", []int{3, 7}, []int64{3000, 7003}, 0}, // 3001/3 < 7004/7
