@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -83,39 +84,47 @@ func ReadHello(r io.Reader, max int) (*Hello, error) {
 		max = DefaultMaxHello
 	}
 	var (
-		raw    []byte // every byte read; the single growing buffer returned as Raw
-		hs     []byte // handshake bytes: an alias into raw while one record holds them, else owned
-		owned  bool   // hs is its own buffer (the hello spans records)
-		msgLen = -1   // length of the whole handshake message with its header, once known
-		err    error
+		box    = new(helloBox) // the Hello, and the first record header while it is read
+		raw    []byte          // every byte read; the single growing buffer returned as Raw
+		hs     []byte          // handshake bytes: an alias into raw while one record holds them, else owned
+		owned  bool            // hs is its own buffer (the hello spans records)
+		msgLen = -1            // length of the whole handshake message with its header, once known
 	)
+records:
 	for first := true; ; first = false {
 		// Record header (RFC 8446 §5.1 TLSPlaintext; RFC 5246 §6.2.1).
 		if len(raw)+helloRecordHeaderLen > max {
 			return nil, helloTooLarge(max)
 		}
-		hdr := len(raw)
-		if raw, err = helloRead(r, raw, helloRecordHeaderLen, max, !first); err != nil {
-			return nil, err
-		}
-		typ, vers := raw[hdr], uint16(raw[hdr+1])<<8|uint16(raw[hdr+2])
-		n := int(raw[hdr+3])<<8 | int(raw[hdr+4])
+		var hdr []byte
 		if first {
-			if !helloLooksLikeTLS(raw) {
+			hdr = box.hdr[:]
+			if err := helloRead(r, hdr, 0, false); err != nil {
+				return nil, err
+			}
+			// RFC 8446 §5.1 ContentType handshake, RFC 5246 Appendix E
+			// record versions: anything else is not a TLS client.
+			if !helloLooksLikeTLS(hdr) {
 				return nil, ErrNotTLS
 			}
 		} else {
+			raw = helloGrow(raw, helloRecordHeaderLen, max)
+			if err := helloRead(r, raw, len(raw)-helloRecordHeaderLen, true); err != nil {
+				return nil, err
+			}
+			hdr = raw[len(raw)-helloRecordHeaderLen:]
 			// RFC 8446 §5.1: handshake messages MUST NOT be interleaved
 			// with other record types.
-			if typ != helloRecordHandshake {
-				return nil, helloMalformed("record of type %d inside the client hello", typ)
+			if hdr[0] != helloRecordHandshake {
+				return nil, helloMalformed("record of type %d inside the client hello", hdr[0])
 			}
 			// RFC 8446 §5.1 / RFC 5246 §6.2.1 and Appendix E: record
 			// versions 0x0300-0x0304 only.
-			if !helloRecordVersionOK(vers) {
-				return nil, helloMalformed("record version %#04x", vers)
+			if hdr[1] != 3 || hdr[2] > 4 {
+				return nil, helloMalformed("record version %#04x", int(hdr[1])<<8|int(hdr[2]))
 			}
 		}
+		n := int(hdr[3])<<8 | int(hdr[4])
 		// RFC 8446 §5.1: no zero-length handshake fragments, and a
 		// fragment MUST NOT exceed 2^14 bytes (record_overflow).
 		if n == 0 {
@@ -124,11 +133,21 @@ func ReadHello(r io.Reader, max int) (*Hello, error) {
 		if n > helloMaxFragment {
 			return nil, helloMalformed("record length %d exceeds 2^14", n)
 		}
-		if len(raw)+n > max {
+		read := len(raw) // bytes read so far; the first header is in box.hdr
+		if first {
+			read = helloRecordHeaderLen
+		}
+		if read+n > max {
 			return nil, helloTooLarge(max)
 		}
+		if first {
+			// Exact for the common single-record hello.
+			raw = make([]byte, helloRecordHeaderLen, helloRecordHeaderLen+n)
+			copy(raw, hdr)
+		}
 		body := len(raw)
-		if raw, err = helloRead(r, raw, n, max, true); err != nil {
+		raw = helloGrow(raw, n, max)
+		if err := helloRead(r, raw, body, true); err != nil {
 			return nil, err
 		}
 		if first && raw[body] != helloTypeClientHello {
@@ -154,69 +173,81 @@ func ReadHello(r io.Reader, max int) (*Hello, error) {
 		}
 		if msgLen < 0 && len(hs) >= helloHandshakeHeaderLen {
 			msgLen = helloHandshakeHeaderLen + (int(hs[1])<<16 | int(hs[2])<<8 | int(hs[3]))
-			if owned {
-				hs = slices.Grow(hs, msgLen-len(hs))
-			}
 		}
-		if msgLen < 0 {
-			continue // handshake header itself split across records
-		}
-		if len(hs) > msgLen {
+		switch {
+		case msgLen < 0:
+			continue // the handshake header itself is split across records
+		case len(hs) > msgLen:
 			// Decision documented above: trailing bytes after the
 			// ClientHello in its last record are malformed (RFC 8446 §5.1).
 			return nil, helloMalformed("%d bytes after the client hello in its record", len(hs)-msgLen)
-		}
-		if len(hs) == msgLen {
-			break
-		}
-		// At least one more record header and the rest of the message.
-		if len(raw)+helloRecordHeaderLen+msgLen-len(hs) > max {
+		case len(hs) == msgLen:
+			break records
+		case len(raw)+helloRecordHeaderLen+msgLen-len(hs) > max:
+			// At least one more record header and the rest of the message.
 			return nil, helloTooLarge(max)
+		default:
+			// Only now, with the size checked against max, reserve room
+			// for the rest: the message in hs, and in raw the rest at this
+			// record's size (clients cut a message into equal fragments).
+			rest := msgLen - len(hs)
+			if owned {
+				hs = slices.Grow(hs, rest)
+			}
+			need := min(len(raw)+rest+helloRecordHeaderLen*((rest+n-1)/n), max)
+			if need > cap(raw) {
+				raw = slices.Grow(raw, need-len(raw))
+			}
 		}
 	}
 
-	h := &Hello{Raw: raw}
-	if err := helloParse(h, hs[helloHandshakeHeaderLen:]); err != nil {
+	var f helloFields
+	if err := f.parse(hs[helloHandshakeHeaderLen:]); err != nil {
 		return nil, err
 	}
-	if h.ServerName == "" {
-		return h, ErrNoSNI
-	}
-	if ip, err := netip.ParseAddr(h.ServerName); err == nil {
-		// RFC 6066 §3: literal IPv4 and IPv6 addresses are not permitted
-		// in HostName; treat one as no server name.
-		h.ServerName = ""
-		return h, fmt.Errorf("%w: IP literal %s", ErrNoSNI, ip)
-	}
-	return h, nil
+	h := &box.h
+	h.Raw = raw
+	return h, f.fill(box)
 }
 
-// helloRead appends exactly n bytes from r to raw. eofMidHello turns a clean
-// io.EOF into io.ErrUnexpectedEOF: the stream ended between records of a
-// hello. limit bounds the buffer's growth; the caller has checked that
+// helloBox is the one allocation behind a Hello: the first record header is
+// read into it, and short version and ALPN lists live in it.
+type helloBox struct {
+	h    Hello
+	hdr  [helloRecordHeaderLen]byte
+	vers [4]uint16
+	alpn [2]string
+}
+
+// helloGrow extends raw by n bytes, reallocating if needed: doubling, capped
+// at limit, for hellos in many records. The caller has checked that
 // len(raw)+n <= limit.
-func helloRead(r io.Reader, raw []byte, n, limit int, eofMidHello bool) ([]byte, error) {
+func helloGrow(raw []byte, n, limit int) []byte {
 	off := len(raw)
 	if cap(raw)-off < n {
-		// Exact for the common single-record hello (a 5-byte header, then
-		// its body); doubling, capped at max, for hellos in many records.
-		c := min(max(off+n, 2*cap(raw)), limit)
-		buf := make([]byte, off, c)
+		buf := make([]byte, off, min(max(off+n, 2*cap(raw)), limit))
 		copy(buf, raw)
 		raw = buf
 	}
-	raw = raw[:off+n]
-	got, err := io.ReadFull(r, raw[off:])
+	return raw[:off+n]
+}
+
+// helloRead fills buf[off:] from r. On failure it reports ErrNotTLS when
+// the bytes read so far already rule out TLS, else the read error wrapped;
+// eofMidHello turns a clean io.EOF into io.ErrUnexpectedEOF: the stream
+// ended between records of a hello.
+func helloRead(r io.Reader, buf []byte, off int, eofMidHello bool) error {
+	got, err := io.ReadFull(r, buf[off:])
 	if err == nil {
-		return raw, nil
+		return nil
 	}
-	if !helloLooksLikeTLS(raw[:off+got]) {
-		return nil, ErrNotTLS
+	if !helloLooksLikeTLS(buf[:off+got]) {
+		return ErrNotTLS
 	}
 	if err == io.EOF && eofMidHello {
 		err = io.ErrUnexpectedEOF
 	}
-	return nil, fmt.Errorf("reading client hello: %w", err)
+	return fmt.Errorf("reading client hello: %w", err)
 }
 
 // helloLooksLikeTLS reports whether the first bytes of a stream can still be
@@ -240,8 +271,6 @@ func helloLooksLikeTLS(b []byte) bool {
 	return true
 }
 
-func helloRecordVersionOK(v uint16) bool { return v>>8 == 3 && v&0xff <= 4 }
-
 func helloMalformed(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrMalformedHello}, args...)...)
 }
@@ -250,10 +279,21 @@ func helloTooLarge(max int) error {
 	return fmt.Errorf("%w: more than %d bytes", ErrHelloTooLarge, max)
 }
 
-// helloParse parses the body of a ClientHello handshake message (without its
-// 4-byte header) into h, with chained cryptobyte reads in the manner of
-// crypto/tls clientHelloMsg.unmarshal.
-func helloParse(h *Hello, b []byte) error {
+// helloFields are the parts of a ClientHello that routing needs, as views
+// into the message, validated. Nothing is allocated until fill.
+type helloFields struct {
+	legacyVersion uint16
+	host          cryptobyte.String // host_name, validated; nil when absent
+	hostMaybeIP   bool              // host has only digits and dots, or a colon
+	alpn          cryptobyte.String // protocol_name_list, validated; nil when absent
+	alpnCount     int
+	versions      cryptobyte.String // supported_versions list, validated; nil when absent
+}
+
+// parse parses the body of a ClientHello handshake message (without its
+// 4-byte header) with chained cryptobyte reads in the manner of crypto/tls
+// clientHelloMsg.unmarshal.
+func (f *helloFields) parse(b []byte) error {
 	s := cryptobyte.String(b)
 
 	// RFC 8446 §4.1.2 / RFC 5246 §7.4.1.2:
@@ -262,11 +302,8 @@ func helloParse(h *Hello, b []byte) error {
 	//   CipherSuite cipher_suites<2..2^16-2>;
 	//   opaque legacy_compression_methods<1..2^8-1>;
 	//   Extension extensions<8..2^16-1>  (may be absent before TLS 1.3).
-	var (
-		legacyVersion           uint16
-		sessionID, suites, comp cryptobyte.String
-	)
-	if !s.ReadUint16(&legacyVersion) || !s.Skip(32) {
+	var sessionID, suites, comp cryptobyte.String
+	if !s.ReadUint16(&f.legacyVersion) || !s.Skip(32) {
 		return helloMalformed("short legacy_version or random")
 	}
 	if !s.ReadUint8LengthPrefixed(&sessionID) || len(sessionID) > 32 {
@@ -279,9 +316,7 @@ func helloParse(h *Hello, b []byte) error {
 		return helloMalformed("bad legacy_compression_methods")
 	}
 	if s.Empty() {
-		// RFC 5246 §7.4.1.2: a client may omit the extensions block.
-		h.Versions = []uint16{legacyVersion}
-		return nil
+		return nil // RFC 5246 §7.4.1.2: a client may omit the extensions block.
 	}
 	var exts cryptobyte.String
 	if !s.ReadUint16LengthPrefixed(&exts) {
@@ -292,50 +327,56 @@ func helloParse(h *Hello, b []byte) error {
 		return helloMalformed("%d bytes after the extensions", len(s))
 	}
 
-	var seenBuf [32]uint16
-	seen := seenBuf[:0]
-	sawVersions := false
+	// RFC 8446 §4.2: "There MUST NOT be more than one extension of the
+	// same type in a given extension block." Types below 64 (nearly all
+	// in use) go in a bitmap; the rest are sorted and compared at the end.
+	var low uint64
+	var highBuf [16]uint16
+	high := highBuf[:0]
 	for !exts.Empty() {
 		var typ uint16
 		var data cryptobyte.String
 		if !exts.ReadUint16(&typ) || !exts.ReadUint16LengthPrefixed(&data) {
 			return helloMalformed("truncated extension")
 		}
-		seen = append(seen, typ)
+		if typ < 64 {
+			if low&(1<<typ) != 0 {
+				return helloMalformed("duplicate extension %d", typ)
+			}
+			low |= 1 << typ
+		} else {
+			high = append(high, typ)
+		}
 		var err error
 		switch typ {
 		case helloExtServerName:
-			err = helloParseServerName(h, data)
+			err = f.parseServerName(data)
 		case helloExtALPN:
-			err = helloParseALPN(h, data)
+			err = f.parseALPN(data)
 		case helloExtSupportedVers:
-			sawVersions = true
-			err = helloParseVersions(h, data)
+			err = f.parseVersions(data)
 		}
 		if err != nil {
 			return err
 		}
 	}
-	// RFC 8446 §4.2: there MUST NOT be more than one extension of the same
-	// type in a given extension block.
-	slices.Sort(seen)
-	for i := 1; i < len(seen); i++ {
-		if seen[i] == seen[i-1] {
-			return helloMalformed("duplicate extension %d", seen[i])
+	if len(high) > 1 {
+		slices.Sort(high)
+		for i := 1; i < len(high); i++ {
+			if high[i] == high[i-1] {
+				return helloMalformed("duplicate extension %d", high[i])
+			}
 		}
-	}
-	if !sawVersions {
-		h.Versions = []uint16{legacyVersion}
 	}
 	return nil
 }
 
-// helloParseServerName parses the server_name extension (RFC 6066 §3):
+// parseServerName parses the server_name extension (RFC 6066 §3):
 //
 //	struct { NameType name_type; select (name_type) { case host_name: HostName; } name; } ServerName;
 //	opaque HostName<1..2^16-1>;
 //	struct { ServerName server_name_list<1..2^16-1> } ServerNameList;
-func helloParseServerName(h *Hello, data cryptobyte.String) error {
+func (f *helloFields) parseServerName(data cryptobyte.String) error {
 	var list cryptobyte.String
 	if !data.ReadUint16LengthPrefixed(&list) || list.Empty() || !data.Empty() {
 		return helloMalformed("bad server_name list")
@@ -348,7 +389,7 @@ func helloParseServerName(h *Hello, data cryptobyte.String) error {
 			return helloMalformed("bad server_name entry")
 		}
 		if typ != helloNameTypeHostName {
-			continue // RFC 6066 §3: unknown name types are skipped, as crypto/tls does
+			continue // unknown name types are skipped, as crypto/tls does
 		}
 		if host != nil {
 			// RFC 6066 §3: no more than one name of the same name_type.
@@ -363,42 +404,34 @@ func helloParseServerName(h *Hello, data cryptobyte.String) error {
 	// dot"; RFC 1035 §2.3.1: labels are not empty. Control characters,
 	// spaces, NUL and bytes above 0x7e are rejected (they have no place in
 	// a hostname and would poison routing and logs).
-	upper := false
+	digitsDots, colon := true, false
 	for i, c := range host {
 		switch {
 		case c <= ' ' || c > '~':
 			return helloMalformed("byte %#02x in server name", c)
-		case c == '.' && (i == 0 || host[i-1] == '.'):
-			return helloMalformed("empty label in server name")
-		case 'A' <= c && c <= 'Z':
-			upper = true
+		case c == '.':
+			if i == 0 || host[i-1] == '.' {
+				return helloMalformed("empty label in server name")
+			}
+		case c == ':':
+			colon = true
+			digitsDots = false
+		case c < '0' || c > '9':
+			digitsDots = false
 		}
 	}
 	if host[len(host)-1] == '.' {
 		return helloMalformed("server name with a trailing dot")
 	}
-	if !upper {
-		h.ServerName = string(host)
-		return nil
-	}
-	lower := make([]byte, len(host))
-	for i, c := range host {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		lower[i] = c
-	}
-	h.ServerName = string(lower)
+	f.host, f.hostMaybeIP = host, digitsDots || colon
 	return nil
 }
 
-// helloParseALPN parses application_layer_protocol_negotiation (RFC 7301 §3.1):
+// parseALPN parses application_layer_protocol_negotiation (RFC 7301 §3.1):
 //
 //	opaque ProtocolName<1..2^8-1>;
 //	struct { ProtocolName protocol_name_list<2..2^16-1> } ProtocolNameList;
-//
-// All names share one string allocation.
-func helloParseALPN(h *Hello, data cryptobyte.String) error {
+func (f *helloFields) parseALPN(data cryptobyte.String) error {
 	var list cryptobyte.String
 	if !data.ReadUint16LengthPrefixed(&list) || list.Empty() || !data.Empty() {
 		return helloMalformed("bad ALPN list")
@@ -410,34 +443,74 @@ func helloParseALPN(h *Hello, data cryptobyte.String) error {
 			return helloMalformed("bad ALPN protocol name")
 		}
 	}
-	all := string(list)
-	names := make([]string, 0, count)
-	for off := 0; off < len(all); {
-		n := int(all[off])
-		names = append(names, all[off+1:off+1+n])
-		off += 1 + n
-	}
-	h.ALPN = names
+	f.alpn, f.alpnCount = list, count
 	return nil
 }
 
-// helloParseVersions parses the ClientHello form of supported_versions
-// (RFC 8446 §4.2.1): ProtocolVersion versions<2..254>, dropping GREASE values
-// (RFC 8701 §2: 0x?a?a with equal bytes).
-func helloParseVersions(h *Hello, data cryptobyte.String) error {
+// parseVersions parses the ClientHello form of supported_versions (RFC 8446
+// §4.2.1): ProtocolVersion versions<2..254>.
+func (f *helloFields) parseVersions(data cryptobyte.String) error {
 	var list cryptobyte.String
 	if !data.ReadUint8LengthPrefixed(&list) || list.Empty() || len(list)%2 != 0 || !data.Empty() {
 		return helloMalformed("bad supported_versions list")
 	}
-	vs := make([]uint16, 0, len(list)/2)
-	for !list.Empty() {
-		var v uint16
-		list.ReadUint16(&v) // cannot fail: even length checked above
-		if v&0x0f0f == 0x0a0a && v>>8 == v&0xff {
-			continue
+	f.versions = list
+	return nil
+}
+
+// fill copies the validated fields into box.h: one string allocation holds
+// the server name and every ALPN name; short lists live in the box. It
+// returns ErrNoSNI (possibly wrapped) when there is no usable server name.
+func (f *helloFields) fill(box *helloBox) error {
+	h := &box.h
+	if f.versions == nil {
+		h.Versions = append(box.vers[:0:len(box.vers)], f.legacyVersion)
+	} else {
+		h.Versions = box.vers[:0:len(box.vers)]
+		for v := f.versions; !v.Empty(); {
+			var x uint16
+			v.ReadUint16(&x) // cannot fail: even length checked in parseVersions
+			// RFC 8701 §2: GREASE versions are 0x?a?a with equal bytes.
+			if x&0x0f0f == 0x0a0a && x>>8 == x&0xff {
+				continue
+			}
+			h.Versions = append(h.Versions, x)
 		}
-		vs = append(vs, v)
 	}
-	h.Versions = vs
+
+	var sb strings.Builder
+	sb.Grow(len(f.host) + len(f.alpn))
+	for _, c := range f.host {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		sb.WriteByte(c)
+	}
+	sb.Write(f.alpn)
+	all := sb.String()
+	h.ServerName = all[:len(f.host)]
+	if f.alpn != nil {
+		h.ALPN = box.alpn[:0:len(box.alpn)]
+		if f.alpnCount > len(box.alpn) {
+			h.ALPN = make([]string, 0, f.alpnCount)
+		}
+		for off := len(f.host); off < len(all); {
+			n := int(all[off])
+			h.ALPN = append(h.ALPN, all[off+1:off+1+n])
+			off += 1 + n
+		}
+	}
+
+	if h.ServerName == "" {
+		return ErrNoSNI
+	}
+	if f.hostMaybeIP {
+		if ip, err := netip.ParseAddr(h.ServerName); err == nil {
+			// RFC 6066 §3: literal IPv4 and IPv6 addresses are not
+			// permitted in HostName; treat one as no server name.
+			h.ServerName = ""
+			return fmt.Errorf("%w: IP literal %s", ErrNoSNI, ip)
+		}
+	}
 	return nil
 }

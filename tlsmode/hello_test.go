@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -138,19 +139,24 @@ func helloRecords(tb testing.TB, b []byte) (recs [][]byte) {
 	return recs
 }
 
-// helloReframe re-frames the handshake bytes of hello into records of at most
-// frag bytes, keeping the first record's version.
-func helloReframe(tb testing.TB, hello []byte, frag int) []byte {
+// helloHandshakeBytes returns the handshake bytes carried by hello's records.
+func helloHandshakeBytes(tb testing.TB, hello []byte) []byte {
 	tb.Helper()
 	var hs []byte
-	recs := helloRecords(tb, hello)
-	for _, r := range recs {
+	for _, r := range helloRecords(tb, hello) {
 		if r[0] != 22 {
 			tb.Fatalf("record type %d", r[0])
 		}
 		hs = append(hs, r[5:]...)
 	}
-	return helloFrame(recs[0][1], recs[0][2], hs, frag)
+	return hs
+}
+
+// helloReframe re-frames the handshake bytes of hello into records of at most
+// frag bytes, keeping the first record's version.
+func helloReframe(tb testing.TB, hello []byte, frag int) []byte {
+	tb.Helper()
+	return helloFrame(hello[1], hello[2], helloHandshakeBytes(tb, hello), frag)
 }
 
 func helloFrame(vmaj, vmin byte, hs []byte, frag int) []byte {
@@ -423,7 +429,7 @@ func TestReadHelloOpenSSL(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "s_client", "-connect", ln.Addr().String(),
 		"-servername", "Split.Example.COM", "-alpn", "h2,http/1.1", "-max_send_frag", "512",
-		"-groups", "ffdhe8192:x25519", "-tls1_3")
+		"-groups", "ffdhe8192:x25519", "-tls1_3", "-ign_eof")
 	cmd.Stdin = strings.NewReader("")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -539,6 +545,7 @@ func TestReadHelloHandBuilt(t *testing.T) {
 		{name: "short-random", in: helloRecord(22, 0x0301, helloHandshake(1, make([]byte, 20))), class: "malformed"},
 		{name: "bytes-after-hello-in-record", in: helloRecord(22, 0x0301, append(bytes.Clone(hs), 0)), class: "malformed"},
 		{name: "second-message-in-record", in: helloRecord(22, 0x0301, append(bytes.Clone(hs), helloHandshake(1, def.body())...)), class: "malformed"},
+		{name: "split-header-then-bytes-after-hello", in: recs([]byte{22, 3, 1, 0, 1, 1}, helloRecord(22, 0x0301, append([]byte{0, 0, 1, 0xff}, bytes.Repeat([]byte{'0'}, 40)...))), class: "malformed"},
 		{name: "alert-in-middle", in: recs(helloRecord(22, 0x0301, hs[:half]), []byte{21, 3, 1, 0, 2, 2, 40}, helloRecord(22, 0x0301, hs[half:])), class: "malformed"},
 		{name: "ccs-in-middle", in: recs(helloRecord(22, 0x0301, hs[:half]), []byte{20, 3, 1, 0, 1, 1}, helloRecord(22, 0x0301, hs[half:])), class: "malformed"},
 		{name: "zero-length-first-record", in: recs([]byte{22, 3, 1, 0, 0}, ok), class: "malformed"},
@@ -655,6 +662,32 @@ func TestReadHelloTruncated(t *testing.T) {
 				if !strings.HasPrefix(err.Error(), "reading client hello: ") {
 					t.Fatalf("prefix %d: got %q; want the reading-client-hello context", i, err)
 				}
+			}
+		})
+	}
+}
+
+// TestReadHelloBoundedMemory: lengths on the wire never make ReadHello
+// allocate beyond its cap (a split handshake header claiming 16 MB once did).
+func TestReadHelloBoundedMemory(t *testing.T) {
+	inputs := map[string][]byte{
+		"first-record-claims-16MB":  {22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff},
+		"split-header-claims-16MB":  helloFrame(3, 1, []byte{1, 0xff, 0xff, 0xff}, 1),
+		"split-header-claims-max":   helloFrame(3, 1, []byte{1, 0, 0x3f, 0xf0}, 2),
+		"second-record-claims-16KB": append(helloRecord(22, 0x0301, []byte{1, 0, 0x3f}), 22, 3, 1, 0x40, 0),
+		"many-one-byte-records":     helloFrame(3, 1, helloHandshake(1, make([]byte, 5000)), 1),
+	}
+	for name, in := range inputs {
+		t.Run(name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := ReadHello(bytes.NewReader(in), 0)
+			runtime.ReadMemStats(&after)
+			if err == nil || errors.Is(err, ErrNoSNI) {
+				t.Fatalf("got %v; want an error", err)
+			}
+			if got := after.TotalAlloc - before.TotalAlloc; got > 8*DefaultMaxHello {
+				t.Errorf("allocated %d bytes; want <= %d", got, 8*DefaultMaxHello)
 			}
 		})
 	}
