@@ -4,13 +4,16 @@ package edge
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/tlsedge/tlsedge/certs"
 	"github.com/tlsedge/tlsedge/tlsmode"
 )
 
@@ -24,11 +27,17 @@ type Edge struct {
 	listeners map[string]*listener // by address
 	pools     map[string]*Pool     // by backend name
 	stopCheck context.CancelFunc   // stops the current health checkers
+	closers   []io.Closer          // handlers of the running config to close when replaced
+
+	certs      *certs.Manager                        // made with the first terminate route
+	ocsp       map[certs.OCSPMode]*certs.OCSPChecker // shared across routes and reloads: its cache survives
+	generation int                                   // counts applied configs: certificate tags
 }
 
 // New returns an Edge that logs to log. ctx bounds its background work.
 func New(ctx context.Context, log zerolog.Logger) *Edge {
-	return &Edge{log: log, ctx: ctx, listeners: map[string]*listener{}, pools: map[string]*Pool{}}
+	return &Edge{log: log, ctx: ctx, listeners: map[string]*listener{}, pools: map[string]*Pool{},
+		ocsp: map[certs.OCSPMode]*certs.OCSPChecker{}}
 }
 
 // Start opens the listeners of cfg and starts serving. On error nothing is
@@ -86,12 +95,15 @@ func (e *Edge) apply(cfg *Config) error {
 		}
 		pools[bc.Name] = p
 	}
-	// 2. Build every listener's state.
+	// 2. Build every listener's state, with the TLS of terminate routes.
+	e.generation++
+	b := &builder{e: e, cfg: cfg, pools: pools}
 	states := make(map[string]*listenerState, len(cfg.Listeners))
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
-		st, err := buildListenerState(cfg, lc, pools)
+		st, err := b.listenerState(lc)
 		if err != nil {
+			b.closeAll()
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
 		states[lc.Address] = st
@@ -108,6 +120,7 @@ func (e *Edge) apply(cfg *Config) error {
 			for _, l := range opened {
 				l.ln.Close()
 			}
+			b.closeAll()
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
 		opened[lc.Address] = newListener(lc.Name, ln.(*net.TCPListener), e.log)
@@ -139,11 +152,34 @@ func (e *Edge) apply(cfg *Config) error {
 	ctx, cancel := context.WithCancel(e.ctx)
 	e.stopCheck = cancel
 	startHealthChecks(ctx, pools, e.log)
-	e.listeners, e.pools, e.cfg = next, pools, cfg
+	for _, c := range e.closers {
+		c.Close() // idle keep-alive connections of replaced routes
+	}
+	if e.certs != nil {
+		e.certs.Retain(b.statics, b.tags)
+	}
+	e.listeners, e.pools, e.cfg, e.closers = next, pools, cfg, b.closers
 	return nil
 }
 
-func buildListenerState(cfg *Config, lc *ListenerConfig, pools map[string]*Pool) (*listenerState, error) {
+// builder builds the listener states of one config.
+type builder struct {
+	e       *Edge
+	cfg     *Config
+	pools   map[string]*Pool
+	statics []*certs.Static
+	tags    []string
+	closers []io.Closer
+}
+
+func (b *builder) closeAll() {
+	for _, c := range b.closers {
+		c.Close()
+	}
+}
+
+func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
+	cfg := b.cfg
 	st := &listenerState{
 		table:        newTable(),
 		proxy:        lc.ProxyProtocol,
@@ -158,19 +194,13 @@ func buildListenerState(cfg *Config, lc *ListenerConfig, pools map[string]*Pool)
 		}
 		st.trusted = append(st.trusted, p)
 	}
-	for _, rc := range lc.Routes {
-		pool := pools[rc.Backend]
+	for j := range lc.Routes {
+		rc := &lc.Routes[j]
+		pool := b.pools[rc.Backend]
 		if pool == nil {
 			return nil, fmt.Errorf("no backend named %q", rc.Backend)
 		}
-		var h tlsmode.Handler
-		switch rc.Mode {
-		case "passthrough":
-			h = &tlsmode.Passthrough{Backend: pool}
-		default:
-			return nil, fmt.Errorf("mode %s is not implemented", rc.Mode)
-		}
-		r := &Route{Mode: rc.Mode, Backend: rc.Backend, Handler: h, Listener: lc.Name}
+		r := &Route{Mode: rc.Mode, Backend: rc.Backend, Listener: lc.Name}
 		for _, pat := range rc.SNI {
 			n, err := NormalizePattern(pat)
 			if err != nil {
@@ -181,8 +211,78 @@ func buildListenerState(cfg *Config, lc *ListenerConfig, pools map[string]*Pool)
 			}
 			st.table.add(n, r)
 		}
+		switch rc.Mode {
+		case "passthrough":
+			r.Handler = &tlsmode.Passthrough{Backend: pool}
+		case "terminate", "reencrypt":
+			h, err := b.terminate(lc, j, rc, r, pool, st.access)
+			if err != nil {
+				return nil, fmt.Errorf("route %s: %w", r.Pattern, err)
+			}
+			r.Handler = h
+		default:
+			return nil, fmt.Errorf("mode %s is not implemented", rc.Mode)
+		}
 	}
 	return st, nil
+}
+
+func (b *builder) terminate(lc *ListenerConfig, j int, rc *RouteConfig, r *Route, pool *Pool, access bool) (tlsmode.Handler, error) {
+	e := b.e
+	if e.certs == nil {
+		e.certs = certs.NewManager(b.cfg.storage())
+	}
+	tag := fmt.Sprintf("%s/%d/%s#%d", lc.Name, j, r.Pattern, e.generation)
+	rt, err := buildServerTLS(e.ctx, b.cfg, rc, e.certs, tag, e.ocspChecker)
+	if err != nil {
+		return nil, err
+	}
+	b.statics = append(b.statics, rt.static)
+	b.tags = append(b.tags, tag)
+	t := &tlsmode.Terminate{TLS: rt.server, Backend: pool}
+	if rc.Mode == "reencrypt" {
+		bc := b.cfg.backend(rc.Backend)
+		if t.Upstream, err = buildUpstreamTLS(b.cfg, bc); err != nil {
+			return nil, fmt.Errorf("backend %s: %w", bc.Name, err)
+		}
+		if bc.TLS.InsecureSkipVerify {
+			e.log.Warn().Str("backend", bc.Name).Msg("INSECURE: insecure_skip_verify is set: tlsedge does not verify these servers' certificates; anyone on the path can impersonate them")
+		}
+	}
+	if rc.Protocol == "http" {
+		id, err := tlsmode.ParseIdentity(rc.Identity.Preset, rc.Identity.Headers)
+		if err != nil {
+			return nil, err
+		}
+		bc := b.cfg.backend(rc.Backend)
+		hp := tlsmode.NewHTTPProxy(tlsmode.HTTPOptions{
+			Backend:        pool,
+			Identity:       id,
+			Upstream:       t.Upstream,
+			ConnectTimeout: bc.ConnectTimeout,
+			Retries:        *bc.Retries,
+			Log:            e.log,
+			Access:         access,
+			Listener:       lc.Name,
+			Route:          r.Pattern,
+		})
+		t.HTTP = hp
+		b.closers = append(b.closers, hp)
+	}
+	return t, nil
+}
+
+// ocspChecker returns the one checker of a mode, shared by every route and
+// kept across reloads so its cache survives.
+func (e *Edge) ocspChecker(m certs.OCSPMode) *certs.OCSPChecker {
+	o := e.ocsp[m]
+	if o == nil {
+		o = &certs.OCSPChecker{Mode: m, OnSoftFail: func(leaf *x509.Certificate, err error) {
+			e.log.Warn().Str("client_cert", leaf.Subject.String()).Err(err).Msg("OCSP soft mode: certificate let through without a good OCSP answer")
+		}}
+		e.ocsp[m] = o
+	}
+	return o
 }
 
 // Shutdown stops accepting, waits up to grace for connections to end, then
@@ -198,6 +298,13 @@ func (e *Edge) Shutdown(grace time.Duration) {
 	wg.Wait()
 	if e.stopCheck != nil {
 		e.stopCheck()
+	}
+	for _, c := range e.closers {
+		c.Close()
+	}
+	if e.certs != nil {
+		e.certs.Stop()
+		e.certs = nil
 	}
 	e.listeners = map[string]*listener{}
 }

@@ -155,6 +155,7 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	start := time.Now()
 	st := l.state.Load()
 	tc := &tlsmode.Conn{Conn: c, Source: addrPort(c.RemoteAddr()), Dest: addrPort(c.LocalAddr())}
+	tc.PeerTrusted = trustedPeer(st.trusted, tc.Source)
 	var route *Route
 	defer func() {
 		if r := recover(); r != nil {
@@ -175,7 +176,7 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	var r io.Reader = c
 	var rest *bytes.Reader
 	if st.proxy != "off" {
-		if trustedPeer(st.trusted, tc.Source) {
+		if tc.PeerTrusted {
 			br := bufio.NewReaderSize(c, 256)
 			h, err := proxyproto.Read(br)
 			switch {
@@ -227,6 +228,7 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 		l.reject(c, tc, "no route for server name", tlsmode.AlertUnrecognizedName)
 		return
 	}
+	tc.Route, tc.Routes = route, st.table
 	// Clear the deadline, or long-lived streams would die at it.
 	_ = c.SetReadDeadline(time.Time{})
 	tc.Peeked = h.Raw
@@ -252,7 +254,12 @@ func (l *listener) reject(c net.Conn, tc *tlsmode.Conn, reason string, alert uin
 
 func (l *listener) accessLog(tc *tlsmode.Conn, route *Route, start time.Time) {
 	ev := l.log.Info()
-	if route == nil || tc.Server == "" {
+	switch {
+	case tc.Reason == reasonEmpty:
+		// Port probes and L4 balancer health checks: debug only (HAProxy's
+		// "option dontlognull").
+		ev = l.log.Debug()
+	case route == nil || tc.Server == "":
 		ev = l.log.Warn()
 	}
 	if !ev.Enabled() {
@@ -265,16 +272,27 @@ func (l *listener) accessLog(tc *tlsmode.Conn, route *Route, start time.Time) {
 	if route != nil {
 		ev = ev.Str("route", route.Pattern).Str("mode", route.Mode).Str("backend", route.Backend)
 	}
+	if tc.Client != "" {
+		ev = ev.Str("client_cert", tc.Client)
+	}
+	if tc.Requests > 0 {
+		ev = ev.Int64("requests", tc.Requests)
+	}
 	ev.Str("server", tc.Server).
 		Int64("bytes_up", tc.BytesUp).Int64("bytes_down", tc.BytesDown).
 		Dur("duration_ms", time.Since(start)).Str("reason", tc.Reason).Msg("connection")
 }
 
+// reasonEmpty: the client connected and closed without sending a byte.
+const reasonEmpty = "client closed without sending anything"
+
 func readErrReason(err error) string {
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return "clienthello timeout"
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+	case errors.Is(err, io.EOF):
+		return reasonEmpty
+	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "client closed before its hello was complete"
 	case errors.Is(err, net.ErrClosed):
 		return "closed"

@@ -60,3 +60,29 @@ func (c *Config) resolve(p string) string {
 	}
 	return filepath.Join(filepath.Dir(c.File), p)
 }
+
+// backend returns the backend config named name, or nil.
+func (c *Config) backend(name string) *BackendConfig {
+	for i := range c.Backends {
+		if c.Backends[i].Name == name {
+			return &c.Backends[i]
+		}
+	}
+	return nil
+}
+
+// storage is certs.storage resolved against the config's folder; empty
+// means tlsedge's folder under the user's data directory
+// ($XDG_DATA_HOME/tlsedge or ~/.local/share/tlsedge).
+func (c *Config) storage() string {
+	if c.Certs.Storage != "" {
+		return c.resolve(c.Certs.Storage)
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "tlsedge")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "tlsedge")
+	}
+	return filepath.Join(os.TempDir(), "tlsedge")
+}

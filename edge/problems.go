@@ -34,8 +34,15 @@ type Problems struct {
 }
 
 // Add records a problem at path.
+// The same problem found twice (a backend shared by two routes) is listed once.
 func (ps *Problems) Add(path, format string, args ...any) {
-	ps.List = append(ps.List, Problem{File: ps.File, Path: path, Msg: fmt.Sprintf(format, args...)})
+	p := Problem{File: ps.File, Path: path, Msg: fmt.Sprintf(format, args...)}
+	for _, q := range ps.List {
+		if q == p {
+			return
+		}
+	}
+	ps.List = append(ps.List, p)
 }
 
 // Err returns ps as an error, or nil when there is no problem.

@@ -45,6 +45,14 @@ func (t *Table) Match(name string) *Route {
 	return t.def
 }
 
+// MatchRoute implements tlsmode.RouteMatcher: nil when no route matches.
+func (t *Table) MatchRoute(name string) any {
+	if r := t.Match(name); r != nil {
+		return r
+	}
+	return nil
+}
+
 func (t *Table) add(pattern string, r *Route) {
 	switch {
 	case pattern == "*":

@@ -93,15 +93,17 @@ func validate(c *Config, ps *Problems) {
 				seen[n] = kp
 			}
 			oneOf(ps, rp+".mode", r.Mode, "passthrough", "terminate", "reencrypt")
-			if r.Mode == "terminate" || r.Mode == "reencrypt" {
-				ps.Add(rp+".mode", "mode %s is not implemented in this version yet: use passthrough", r.Mode)
-			}
 			oneOf(ps, rp+".protocol", r.Protocol, "tcp", "http")
+			var b *BackendConfig
+			var bp string
 			if r.Backend == "" {
 				ps.Add(rp+".backend", "missing: name one of the backends")
-			} else if backends[r.Backend] == 0 {
+			} else if i := backends[r.Backend]; i == 0 {
 				ps.Add(rp+".backend", "no backend named %q%s", r.Backend, knownNames(c.Backends))
+			} else {
+				b, bp = &c.Backends[i-1], fmt.Sprintf("backends[%d]", i-1)
 			}
+			validateRouteModes(c, ps, rp, &r, b, bp)
 		}
 	}
 }

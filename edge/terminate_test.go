@@ -1,0 +1,179 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tlsedge/tlsedge/certs"
+)
+
+// termFixture runs an Edge with a terminate/http route for api.example.com
+// (client_auth require, identity xfcc) and a lax route for www.example.com,
+// both sending to a plain HTTP server that echoes the headers it got.
+type termFixture struct {
+	addr   string
+	ca     *certs.Authority
+	client *certs.Issued
+	hits   chan http.Header
+}
+
+func newTermFixture(t *testing.T) *termFixture {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := certs.NewAuthority("test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ca.Issue(certs.Leaf{CommonName: "edge", DNSNames: []string{"api.example.com", "www.example.com"}, Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := srv.WriteFiles(dir, "edge"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	client, err := ca.Issue(certs.Leaf{CommonName: "device-42", Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	f := &termFixture{ca: ca, client: client, hits: make(chan http.Header, 10)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.hits <- r.Header.Clone()
+		fmt.Fprintf(w, "host=%s\n", r.Host)
+	})}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+
+	cfgPath := filepath.Join(dir, "edge.yaml")
+	body := fmt.Sprintf(`
+certs:
+  storage: ./data
+listeners:
+  - name: public
+    address: "127.0.0.1:0"
+    routes:
+      - sni: ["api.example.com"]
+        mode: terminate
+        protocol: http
+        backend: app
+        identity: xfcc
+        tls: {cert: edge.pem, key: edge-key.pem, client_auth: require, client_ca: ca.pem}
+      - sni: ["www.example.com"]
+        mode: terminate
+        protocol: http
+        backend: app
+        tls: {cert: edge.pem, key: edge-key.pem}
+backends:
+  - name: app
+    health: {type: none}
+    servers: [{address: "%s"}]
+`, ln.Addr())
+	if err := os.WriteFile(cfgPath, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := New(ctx, zerolog.Nop())
+	if err := e.Start(cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Shutdown(0); cancel() })
+	f.addr = e.Addr("public").String()
+	return f
+}
+
+func (f *termFixture) httpClient(sni string, cert bool) *http.Client {
+	tc := &tls.Config{ServerName: sni, RootCAs: f.ca.Pool()}
+	if cert {
+		tc.Certificates = []tls.Certificate{f.client.TLS}
+	}
+	addr := f.addr
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   tc,
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
+}
+
+func TestTerminateHTTPIdentityAndForgery(t *testing.T) {
+	f := newTermFixture(t)
+	req, _ := http.NewRequest("GET", "https://api.example.com/x", nil)
+	req.Header.Set("X-Forwarded-Client-Cert", "Subject=\"CN=admin\"")
+	req.Header.Set("X-Forwarded-For", "6.6.6.6")
+	resp, err := f.httpClient("api.example.com", true).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+		t.Fatalf("got %s %s; want 200 over HTTP/2", resp.Proto, resp.Status)
+	}
+	h := <-f.hits
+	xfcc := h.Values("X-Forwarded-Client-Cert")
+	if len(xfcc) != 1 || !strings.Contains(xfcc[0], `Subject="CN=device-42"`) || strings.Contains(xfcc[0], "admin") {
+		t.Errorf("X-Forwarded-Client-Cert: got %q; want only ours with CN=device-42", xfcc)
+	}
+	if got := h.Get("X-Forwarded-For"); got != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For: got %q; want %q (the client's copy dropped)", got, "127.0.0.1")
+	}
+	if got := h.Get("X-Forwarded-Proto"); got != "https" {
+		t.Errorf("X-Forwarded-Proto: got %q; want https", got)
+	}
+}
+
+func TestTerminateRequireClientCert(t *testing.T) {
+	f := newTermFixture(t)
+	c, err := tls.Dial("tcp", f.addr, &tls.Config{ServerName: "api.example.com", RootCAs: f.ca.Pool()})
+	if err == nil {
+		defer c.Close()
+		_, err = c.Read(make([]byte, 1)) // TLS 1.3: the alert comes after the client's Finished
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate required") {
+		t.Errorf("got %v; want the TLS 1.3 alert certificate required", err)
+	}
+}
+
+// SNI of the lax route, Host of the strict one: 421, and the server is never contacted.
+func TestTerminateMisdirected(t *testing.T) {
+	f := newTermFixture(t)
+	c := f.httpClient("www.example.com", false)
+	req, _ := http.NewRequest("GET", "https://www.example.com/", nil)
+	req.Host = "API.example.com."
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Errorf("status: got %d; want 421", resp.StatusCode)
+	}
+	select {
+	case h := <-f.hits:
+		t.Errorf("the server was contacted: %v", h)
+	default:
+	}
+}

@@ -1,0 +1,133 @@
+package edge
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+
+	"github.com/tlsedge/tlsedge/certs"
+	"github.com/tlsedge/tlsedge/tlsmode"
+)
+
+// validateRouteModes checks what depends on a route's mode: tls, protocol,
+// identity and the backend's tls for reencrypt.
+func validateRouteModes(c *Config, ps *Problems, rp string, r *RouteConfig, b *BackendConfig, bp string) {
+	if r.Mode == "passthrough" {
+		if r.TLS.Cert != "" || r.TLS.Key != "" || r.TLS.ACME || r.TLS.ClientAuth != "" || len(r.TLS.ClientCA) > 0 {
+			ps.Add(rp+".tls", "passthrough never decrypts, so it has no tls: remove it, or use mode terminate or reencrypt")
+		}
+		if r.Protocol == "http" {
+			ps.Add(rp+".protocol", "passthrough never decrypts, so it cannot see http: use mode terminate or reencrypt")
+		}
+		if r.Identity.Preset != "" || r.Identity.Headers != nil {
+			ps.Add(rp+".identity", "passthrough never sees the client certificate: the servers verify it themselves; remove identity")
+		}
+		return
+	}
+	if r.Mode != "terminate" && r.Mode != "reencrypt" {
+		return // already reported
+	}
+	validateServerTLS(c, ps, rp, r)
+	switch r.Protocol {
+	case "http":
+		if _, err := tlsmode.ParseIdentity(r.Identity.Preset, r.Identity.Headers); err != nil {
+			ps.Add(rp+".identity", "%v", err)
+		}
+		if b != nil && b.ProxyProtocol != "off" {
+			ps.Add(bp+".proxy_protocol", "backend %s serves a protocol http route (%s), whose requests share keep-alive connections: a PROXY header cannot describe them; use off (X-Forwarded-For carries the client address)", b.Name, rp)
+		}
+	case "tcp":
+		if r.Identity.Preset != "" && r.Identity.Preset != "none" || r.Identity.Headers != nil {
+			ps.Add(rp+".identity", "identity headers need protocol http; a tcp route forwards the client certificate in PROXY v2 TLVs (set proxy_protocol: v2 on the backend)")
+		}
+	}
+	if r.Mode == "reencrypt" && b != nil {
+		validateBackendTLS(c, ps, bp, b)
+	}
+}
+
+func validateServerTLS(c *Config, ps *Problems, rp string, r *RouteConfig) {
+	t := &r.TLS
+	tp := rp + ".tls"
+	switch {
+	case t.ACME:
+		ps.Add(tp+".acme", "ACME certificates are not implemented in this version yet: give cert and key files")
+	case t.Cert == "" || t.Key == "":
+		ps.Add(tp, "missing cert and key: mode %s needs the route's certificate chain and key (PEM files)", r.Mode)
+	default:
+		if _, err := tls.LoadX509KeyPair(c.resolve(t.Cert), c.resolve(t.Key)); err != nil {
+			ps.Add(tp+".cert", "cannot load %s with key %s: %v", t.Cert, t.Key, err)
+		}
+	}
+	if _, ok := clientAuthTypes[t.ClientAuth]; !ok {
+		ps.Add(tp+".client_auth", "%q is not valid: use none, request, verify_if_given or require", t.ClientAuth)
+	}
+	verifies := t.ClientAuth == "verify_if_given" || t.ClientAuth == "require"
+	if verifies && len(t.ClientCA) == 0 {
+		ps.Add(tp+".client_ca", "missing: client_auth %s verifies client certificates against these CA files", t.ClientAuth)
+	}
+	var cas []*x509.Certificate
+	if len(t.ClientCA) > 0 {
+		if !verifies {
+			ps.Add(tp+".client_ca", "client certificates are verified only with client_auth verify_if_given or require (now %q)", t.ClientAuth)
+		}
+		_, list, err := certs.LoadCAPool(c.resolveAll(t.ClientCA))
+		if err != nil {
+			ps.Add(tp+".client_ca", "%v", err)
+		}
+		cas = list
+	}
+	if len(t.CRL) > 0 {
+		if len(t.ClientCA) == 0 {
+			ps.Add(tp+".crl", "CRLs need client_ca: they are checked against the CAs that signed them")
+		} else if cas != nil {
+			if _, err := certs.LoadCRLs(c.resolveAll(t.CRL), cas); err != nil {
+				ps.Add(tp+".crl", "%v", err)
+			}
+		}
+	}
+	if _, err := certs.ParseOCSPMode(t.OCSP); err != nil {
+		ps.Add(tp+".ocsp", "%q is not valid: use off, soft or hard", t.OCSP)
+	} else if t.OCSP != "" && t.OCSP != "off" && len(t.ClientCA) == 0 {
+		ps.Add(tp+".ocsp", "OCSP checks verified client certificates: it needs client_ca and client_auth verify_if_given or require")
+	}
+	if _, ok := tlsVersions[t.MinVersion]; !ok {
+		ps.Add(tp+".min_version", "%q is not valid: use \"1.2\" or \"1.3\" (quoted)", t.MinVersion)
+	}
+	if r.Protocol == "http" && len(t.ALPN) > 0 {
+		ok := false
+		for _, p := range t.ALPN {
+			ok = ok || p == "h2" || p == "http/1.1"
+		}
+		if !ok {
+			ps.Add(tp+".alpn", "protocol http needs h2 or http/1.1 in alpn (or leave alpn out: h2, http/1.1)")
+		}
+	}
+}
+
+func validateBackendTLS(c *Config, ps *Problems, bp string, b *BackendConfig) {
+	t := &b.TLS
+	tp := bp + ".tls"
+	switch {
+	case t.CA == "" && !t.InsecureSkipVerify:
+		ps.Add(tp+".ca", "missing: reencrypt verifies the servers' certificates; give the CA file that signed them (or, not recommended, insecure_skip_verify: true)")
+	case t.CA != "":
+		if _, _, err := certs.LoadCAPool([]string{c.resolve(t.CA)}); err != nil {
+			ps.Add(tp+".ca", "%v", err)
+		}
+	}
+	if (t.Cert == "") != (t.Key == "") {
+		ps.Add(tp, "cert and key go together: give both for upstream mutual TLS, or neither")
+	} else if t.Cert != "" {
+		if _, err := tls.LoadX509KeyPair(c.resolve(t.Cert), c.resolve(t.Key)); err != nil {
+			ps.Add(tp+".cert", "cannot load %s with key %s: %v", t.Cert, t.Key, err)
+		}
+	}
+}
+
+func (c *Config) resolveAll(ps []string) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = c.resolve(p)
+	}
+	return out
+}
