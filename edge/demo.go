@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"text/template"
 	"time"
@@ -28,8 +29,11 @@ type DemoOptions struct {
 
 // demoNames are the server names the demo routes.
 const (
-	demoPass   = "pass.tlsedge.test"
-	demoSticky = "sticky.tlsedge.test"
+	demoPass      = "pass.tlsedge.test"
+	demoSticky    = "sticky.tlsedge.test"
+	demoTerminate = "api.tlsedge.test"
+	demoReencrypt = "secure.tlsedge.test"
+	demoUpstream  = "backend.tlsedge.test" // the name on the mTLS servers' certificate
 )
 
 var demoConfig = template.Must(template.New("demo").Parse(`# tlsedge demo config, written by "tlsedge demo"
@@ -47,7 +51,34 @@ listeners:
       - sni: ["{{.Sticky}}"]
         mode: passthrough
         backend: demo-sticky
+      - sni: ["{{.Terminate}}"]
+        mode: terminate
+        protocol: http
+        backend: demo-plain
+        identity: xfcc
+        tls: {cert: edge.pem, key: edge-key.pem, client_auth: require, client_ca: ca.pem}
+      - sni: ["{{.Reencrypt}}"]
+        mode: reencrypt
+        protocol: http
+        backend: demo-mtls
+        identity: ssl
+        tls: {cert: edge.pem, key: edge-key.pem, client_auth: verify_if_given, client_ca: ca.pem}
 backends:
+  - name: demo-plain
+    balance: roundrobin
+    servers:
+{{- range .Plain}}
+      - address: "{{.}}"
+{{- end}}
+    health: {type: tcp, interval: 1s}
+  - name: demo-mtls
+    balance: leastconn
+    servers:
+{{- range .Servers}}
+      - address: "{{.}}"
+{{- end}}
+    tls: {ca: ca.pem, server_name: {{.Upstream}}, cert: edge-client.pem, key: edge-client-key.pem}
+    health: {type: tcp, interval: 1s}
   - name: demo-roundrobin
     balance: roundrobin
     servers:
@@ -100,8 +131,22 @@ func RunDemo(ctx context.Context, opt DemoOptions, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srvCert, err := ca.Issue(certs.Leaf{CommonName: "demo backend", DNSNames: []string{demoPass, demoSticky}, Server: true})
+	srvCert, err := ca.Issue(certs.Leaf{CommonName: "demo backend", DNSNames: []string{demoPass, demoSticky, demoUpstream}, Server: true})
 	if err != nil {
+		return err
+	}
+	edgeCert, err := ca.Issue(certs.Leaf{CommonName: "tlsedge demo", DNSNames: []string{demoTerminate, demoReencrypt}, Server: true})
+	if err != nil {
+		return err
+	}
+	if _, _, err := edgeCert.WriteFiles(dir, "edge"); err != nil {
+		return err
+	}
+	edgeClient, err := ca.Issue(certs.Leaf{CommonName: "tlsedge", Client: true})
+	if err != nil {
+		return err
+	}
+	if _, _, err := edgeClient.WriteFiles(dir, "edge-client"); err != nil {
 		return err
 	}
 
@@ -114,10 +159,22 @@ func RunDemo(ctx context.Context, opt DemoOptions, log zerolog.Logger) error {
 		defer stop()
 		servers = append(servers, addr)
 	}
+	var plain []string
+	for i := 1; i <= 2; i++ {
+		addr, stop, err := startPlainBackend(fmt.Sprintf("app-%d", i))
+		if err != nil {
+			return err
+		}
+		defer stop()
+		plain = append(plain, addr)
+	}
 
 	cfgPath := filepath.Join(dir, "demo.yaml")
 	var b strings.Builder
-	if err := demoConfig.Execute(&b, map[string]any{"Listen": opt.Listen, "Pass": demoPass, "Sticky": demoSticky, "Servers": servers}); err != nil {
+	if err := demoConfig.Execute(&b, map[string]any{
+		"Listen": opt.Listen, "Pass": demoPass, "Sticky": demoSticky, "Terminate": demoTerminate,
+		"Reencrypt": demoReencrypt, "Upstream": demoUpstream, "Servers": servers, "Plain": plain,
+	}); err != nil {
 		return err
 	}
 	if err := os.WriteFile(cfgPath, []byte(b.String()), 0o644); err != nil {
@@ -135,8 +192,10 @@ func RunDemo(ctx context.Context, opt DemoOptions, log zerolog.Logger) error {
 
 	host, port, _ := net.SplitHostPort(opt.Listen)
 	fmt.Fprintf(opt.Out, `
-tlsedge demo is running on %[1]s (passthrough: tlsedge never decrypts; the servers check client certificates).
+tlsedge demo is running on %[1]s.
 Throwaway PKI and config in %[2]s
+
+== passthrough: tlsedge never decrypts; the servers check client certificates ==
 
 Mutual TLS end to end, balanced round-robin over 3 servers (run it a few times):
   curl --cacert %[3]s --cert %[4]s --key %[5]s --resolve %[6]s:%[8]s:%[9]s https://%[6]s:%[8]s/
@@ -153,9 +212,22 @@ Source-IP affinity: every run lands on the same server:
 An unknown name gets TLS alert 112 (unrecognized_name):
   openssl s_client -connect %[1]s -servername nope.tlsedge.test -brief </dev/null
 
-Config: %[10]s   (tlsedge run -c %[10]s serves it again with the same servers while this demo runs)
+== terminate: tlsedge verifies the client certificate and tells plaintext servers who it is ==
+The server shows the X-Forwarded-Client-Cert header tlsedge set (a forged one is removed):
+  curl --cacert %[3]s --cert %[4]s --key %[5]s -H 'X-Forwarded-Client-Cert: Subject="CN=admin"' --resolve %[11]s:%[8]s:%[9]s https://%[11]s:%[8]s/
+Over HTTP/2, and without a certificate (alert 116, certificate required):
+  curl --http2 --cacert %[3]s --cert %[4]s --key %[5]s --resolve %[11]s:%[8]s:%[9]s https://%[11]s:%[8]s/
+  curl --cacert %[3]s --resolve %[11]s:%[8]s:%[9]s https://%[11]s:%[8]s/
+A Host that belongs to another route than the connection's SNI gets 421:
+  curl --cacert %[3]s --resolve %[12]s:%[8]s:%[9]s -H 'Host: %[11]s' https://%[12]s:%[8]s/
+
+== reencrypt: verified at the edge, then mutual TLS again from tlsedge to the servers ==
+  curl --cacert %[3]s --cert %[4]s --key %[5]s --resolve %[12]s:%[8]s:%[9]s https://%[12]s:%[8]s/
+  curl --cacert %[3]s --resolve %[12]s:%[8]s:%[9]s https://%[12]s:%[8]s/     (X-SSL-Client-Verify: NONE)
+
+Config: %[10]s
 Press Ctrl-C to stop.
-`, opt.Listen, dir, caPath, clientCert, clientKey, demoPass, demoSticky, port, host, cfgPath)
+`, opt.Listen, dir, caPath, clientCert, clientKey, demoPass, demoSticky, port, host, cfgPath, demoTerminate, demoReencrypt)
 
 	<-ctx.Done()
 	return nil
@@ -181,12 +253,47 @@ func startDemoBackend(name string, cert tls.Certificate, ca *certs.Authority) (a
 			if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 				cn = r.TLS.PeerCertificates[0].Subject.CommonName
 			}
-			fmt.Fprintf(w, "hello %s, this is %s (%s end to end with you, client address as seen here: %s)\n",
-				cn, name, tls.VersionName(r.TLS.Version), r.RemoteAddr)
+			fmt.Fprintf(w, "hello %s, this is %s (%s with %s)\n", cn, name, tls.VersionName(r.TLS.Version), r.RemoteAddr)
+			writeIdentityHeaders(w, r)
 		}),
 		// Health checks open and close plain TCP connections: not worth a line.
 		ErrorLog: stdlog.New(io.Discard, "", 0),
 	}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	return ln.Addr().String(), func() { srv.Close() }, nil
+}
+
+// startPlainBackend starts a plain HTTP server that answers with the
+// identity headers tlsedge sent it.
+func startPlainBackend(name string) (addr string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{
+		ReadHeaderTimeout: 5 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "hello, this is %s (plain HTTP behind tlsedge, request %s %s %s)\n", name, r.Method, r.Host, r.URL.Path)
+			writeIdentityHeaders(w, r)
+		}),
+	}
+	go func() { _ = srv.Serve(ln) }()
+	return ln.Addr().String(), func() { srv.Close() }, nil
+}
+
+// writeIdentityHeaders echoes the forwarding and identity headers a demo
+// server received.
+func writeIdentityHeaders(w io.Writer, r *http.Request) {
+	var names []string
+	for k := range r.Header {
+		if strings.HasPrefix(k, "X-Forwarded-") || strings.HasPrefix(k, "X-Ssl-") || strings.HasPrefix(k, "Client-Cert") {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		for _, v := range r.Header.Values(k) {
+			fmt.Fprintf(w, "  %s: %s\n", k, v)
+		}
+	}
 }

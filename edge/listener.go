@@ -157,15 +157,16 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	tc := &tlsmode.Conn{Conn: c, Source: addrPort(c.RemoteAddr()), Dest: addrPort(c.LocalAddr())}
 	tc.PeerTrusted = trustedPeer(st.trusted, tc.Source)
 	var route *Route
+	var failed bool // the handler returned an error
 	defer func() {
 		if r := recover(); r != nil {
 			c.Close()
-			tc.Reason = "internal error"
+			tc.Reason, failed = "internal error", true
 			l.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("connection handler crashed")
 		}
 		// Failures are always logged; successes when log.access is on.
-		if st.access || tc.Server == "" {
-			l.accessLog(tc, route, start)
+		if st.access || failed || route == nil {
+			l.accessLog(tc, route, start, failed)
 		}
 	}()
 
@@ -237,8 +238,11 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 		_, _ = rest.Read(tail)
 		tc.Peeked = append(tc.Peeked, tail...)
 	}
-	if err := route.Handler.Serve(ctx, tc); err != nil && l.log.Debug().Enabled() {
-		l.log.Debug().Err(err).Str("listener", l.name).Msg("handler error")
+	if err := route.Handler.Serve(ctx, tc); err != nil {
+		failed = true
+		if l.log.Debug().Enabled() {
+			l.log.Debug().Err(err).Str("listener", l.name).Msg("handler error")
+		}
 	}
 }
 
@@ -252,14 +256,14 @@ func (l *listener) reject(c net.Conn, tc *tlsmode.Conn, reason string, alert uin
 	c.Close()
 }
 
-func (l *listener) accessLog(tc *tlsmode.Conn, route *Route, start time.Time) {
+func (l *listener) accessLog(tc *tlsmode.Conn, route *Route, start time.Time, failed bool) {
 	ev := l.log.Info()
 	switch {
 	case tc.Reason == reasonEmpty:
 		// Port probes and L4 balancer health checks: debug only (HAProxy's
 		// "option dontlognull").
 		ev = l.log.Debug()
-	case route == nil || tc.Server == "":
+	case route == nil || failed:
 		ev = l.log.Warn()
 	}
 	if !ev.Enabled() {
