@@ -21,10 +21,11 @@ import (
 // (client_auth require, identity xfcc) and a lax route for www.example.com,
 // both sending to a plain HTTP server that echoes the headers it got.
 type termFixture struct {
-	addr   string
-	ca     *certs.Authority
-	client *certs.Issued
-	hits   chan http.Header
+	addr    string
+	ca      *certs.Authority
+	client  *certs.Issued
+	partner *certs.Issued // from a second client CA, trusted only by partner.example.com
+	hits    chan http.Header
 }
 
 func newTermFixture(t *testing.T) *termFixture {
@@ -34,7 +35,7 @@ func newTermFixture(t *testing.T) *termFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := ca.Issue(certs.Leaf{CommonName: "edge", DNSNames: []string{"api.example.com", "www.example.com"}, Server: true})
+	srv, err := ca.Issue(certs.Leaf{CommonName: "edge", DNSNames: []string{"api.example.com", "www.example.com", "static.example.com", "partner.example.com"}, Server: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,8 +49,19 @@ func newTermFixture(t *testing.T) *termFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ca2, err := certs.NewAuthority("partner CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca2.pem"), ca2.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	partner, err := ca2.Issue(certs.Leaf{CommonName: "partner-7", Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 
-	f := &termFixture{ca: ca, client: client, hits: make(chan http.Header, 10)}
+	f := &termFixture{ca: ca, client: client, partner: partner, hits: make(chan http.Header, 10)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +92,16 @@ listeners:
         protocol: http
         backend: app
         tls: {cert: edge.pem, key: edge-key.pem}
+      - sni: ["static.example.com"]
+        mode: terminate
+        protocol: http
+        backend: app
+        tls: {cert: edge.pem, key: edge-key.pem}
+      - sni: ["partner.example.com"]
+        mode: terminate
+        protocol: http
+        backend: app
+        tls: {cert: edge.pem, key: edge-key.pem, client_auth: require, client_ca: ca2.pem}
 backends:
   - name: app
     health: {type: none}
@@ -175,5 +197,86 @@ func TestTerminateMisdirected(t *testing.T) {
 	case h := <-f.hits:
 		t.Errorf("the server was contacted: %v", h)
 	default:
+	}
+}
+
+// oneSessionCache offers the one session it holds for every server name, as
+// a malicious client would, to try a ticket on another route.
+type oneSessionCache struct{ cs *tls.ClientSessionState }
+
+func (c *oneSessionCache) Get(string) (*tls.ClientSessionState, bool) { return c.cs, c.cs != nil }
+func (c *oneSessionCache) Put(_ string, cs *tls.ClientSessionState) {
+	if cs != nil && c.cs == nil {
+		c.cs = cs
+	}
+}
+
+// A session from one route must never resume on another: not from the lax
+// route (no client certificate) on the strict one, nor from a route trusting
+// another client CA. Each route has its own ticket keys.
+func TestTerminateSessionScopedPerRoute(t *testing.T) {
+	f := newTermFixture(t)
+	tests := []struct {
+		name, from, to string
+		cert           *certs.Issued
+		served         bool // the target route serves the client (with a full handshake)
+	}{
+		{"no-cert route to require route", "www.example.com", "api.example.com", nil, false},
+		{"CA2 route to CA1 route", "partner.example.com", "api.example.com", f.partner, false},
+		// Go itself refuses the two above on resumption; this one only the
+		// route's own ticket keys prevent.
+		{"lax route to another lax route", "www.example.com", "static.example.com", nil, true},
+	}
+	for _, tt := range tests {
+		for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+			name := tt.name + "/" + tls.VersionName(v)
+			cache := &oneSessionCache{}
+			dial := func(sni string) (*tls.Conn, error) {
+				cfg := &tls.Config{ServerName: sni, RootCAs: f.ca.Pool(), ClientSessionCache: cache, MinVersion: v, MaxVersion: v}
+				if tt.cert != nil {
+					cfg.Certificates = []tls.Certificate{tt.cert.TLS}
+				}
+				c, err := tls.Dial("tcp", f.addr, cfg)
+				if err != nil {
+					return nil, err
+				}
+				// TLS 1.3 tickets arrive after the handshake: write and read once.
+				fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", sni)
+				_, err = io.ReadAll(c)
+				return c, err
+			}
+			for i := 0; i < 2; i++ {
+				c, err := dial(tt.from)
+				if err != nil {
+					t.Fatalf("%s: %s: %v", name, tt.from, err)
+				}
+				<-f.hits
+				// The second time the same route resumes: the session is real.
+				if i == 1 && !c.ConnectionState().DidResume {
+					t.Fatalf("%s: %s did not resume its own session; the test proves nothing", name, tt.from)
+				}
+				c.Close()
+			}
+			c, err := dial(tt.to)
+			if tt.served {
+				if err != nil {
+					t.Fatalf("%s: %s: %v", name, tt.to, err)
+				}
+				<-f.hits
+				if c.ConnectionState().DidResume {
+					t.Errorf("%s: %s resumed %s's session; want a full handshake", name, tt.to, tt.from)
+				}
+				c.Close()
+			} else if err == nil {
+				resumed := c.ConnectionState().DidResume
+				c.Close()
+				t.Errorf("%s: %s served the client (resumed=%v); want a refused handshake", name, tt.to, resumed)
+			}
+			select {
+			case h := <-f.hits:
+				t.Errorf("%s: %s's server was contacted: %v", name, tt.to, h)
+			default:
+			}
+		}
 	}
 }
