@@ -77,7 +77,7 @@ func (e *Edge) Addr(name string) net.Addr {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, l := range e.listeners {
-		if l.name == name {
+		if l.state.Load().name == name {
 			return l.ln.Addr()
 		}
 	}
@@ -123,7 +123,7 @@ func (e *Edge) apply(cfg *Config) error {
 			b.closeAll()
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
-		opened[lc.Address] = newListener(lc.Name, ln.(*net.TCPListener), e.log)
+		opened[lc.Address] = newListener(ln.(*net.TCPListener), e.log)
 	}
 	// 4. Swap. Nothing below can fail.
 	next := make(map[string]*listener, len(cfg.Listeners))
@@ -133,7 +133,6 @@ func (e *Edge) apply(cfg *Config) error {
 		if l == nil {
 			l = opened[lc.Address]
 		}
-		l.name = lc.Name
 		l.state.Store(states[lc.Address])
 		next[lc.Address] = l
 	}
@@ -144,7 +143,7 @@ func (e *Edge) apply(cfg *Config) error {
 	}
 	for _, l := range opened {
 		go l.serve(e.ctx)
-		e.log.Info().Str("listener", l.name).Str("address", l.ln.Addr().String()).Msg("listening")
+		e.log.Info().Str("listener", l.state.Load().name).Str("address", l.ln.Addr().String()).Msg("listening")
 	}
 	if e.stopCheck != nil {
 		e.stopCheck()
@@ -181,6 +180,7 @@ func (b *builder) closeAll() {
 func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
 	cfg := b.cfg
 	st := &listenerState{
+		name:         lc.Name,
 		table:        newTable(),
 		proxy:        lc.ProxyProtocol,
 		helloTimeout: lc.ClientHelloTimeout,

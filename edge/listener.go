@@ -22,6 +22,7 @@ import (
 
 // listenerState is the part of a listener a reload replaces whole.
 type listenerState struct {
+	name         string // may change on reload, so it lives here
 	table        *Table
 	proxy        string // off | optional | required
 	trusted      []netip.Prefix
@@ -32,7 +33,6 @@ type listenerState struct {
 
 // listener accepts client connections on one address and routes each by SNI.
 type listener struct {
-	name  string
 	ln    *net.TCPListener
 	state atomic.Pointer[listenerState]
 	log   zerolog.Logger
@@ -46,9 +46,8 @@ type listener struct {
 	wg    sync.WaitGroup
 }
 
-func newListener(name string, ln *net.TCPListener, log zerolog.Logger) *listener {
+func newListener(ln *net.TCPListener, log zerolog.Logger) *listener {
 	return &listener{
-		name:  name,
 		ln:    ln,
 		log:   log,
 		freed: make(chan struct{}, 1),
@@ -85,7 +84,7 @@ func (l *listener) serve(ctx context.Context) {
 			} else if delay *= 2; delay > time.Second {
 				delay = time.Second
 			}
-			l.log.Error().Err(err).Str("listener", l.name).Dur("retry_in", delay).Msg("accept failed")
+			l.log.Error().Err(err).Str("listener", l.state.Load().name).Dur("retry_in", delay).Msg("accept failed")
 			select {
 			case <-time.After(delay):
 			case <-l.done:
@@ -166,7 +165,7 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 		}
 		// Failures are always logged; successes when log.access is on.
 		if st.access || failed || route == nil {
-			l.accessLog(tc, route, start, failed)
+			l.accessLog(st.name, tc, route, start, failed)
 		}
 	}()
 
@@ -241,7 +240,7 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	if err := route.Handler.Serve(ctx, tc); err != nil {
 		failed = true
 		if l.log.Debug().Enabled() {
-			l.log.Debug().Err(err).Str("listener", l.name).Msg("handler error")
+			l.log.Debug().Err(err).Str("listener", st.name).Msg("handler error")
 		}
 	}
 }
@@ -256,7 +255,7 @@ func (l *listener) reject(c net.Conn, tc *tlsmode.Conn, reason string, alert uin
 	c.Close()
 }
 
-func (l *listener) accessLog(tc *tlsmode.Conn, route *Route, start time.Time, failed bool) {
+func (l *listener) accessLog(name string, tc *tlsmode.Conn, route *Route, start time.Time, failed bool) {
 	ev := l.log.Info()
 	switch {
 	case tc.Reason == reasonEmpty:
@@ -269,7 +268,7 @@ func (l *listener) accessLog(tc *tlsmode.Conn, route *Route, start time.Time, fa
 	if !ev.Enabled() {
 		return
 	}
-	ev = ev.Str("listener", l.name).Str("client", tc.Source.String())
+	ev = ev.Str("listener", name).Str("client", tc.Source.String())
 	if tc.Hello != nil {
 		ev = ev.Str("sni", tc.Hello.ServerName).Strs("alpn", tc.Hello.ALPN)
 	}

@@ -46,16 +46,18 @@ func runCmd(env *viper.Viper) *cobra.Command {
 func run(path string, cfg *edge.Config, log zerolog.Logger) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Signals and the file watcher first: a SIGHUP or an edit that comes
+	// as soon as the listeners accept must reload, not kill or be missed.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	changed := watchFile(ctx, path, log)
+
 	e := edge.New(ctx, log)
 	if err := e.Start(cfg); err != nil {
 		log.Error().Err(err).Str("config", path).Msg("cannot start")
 		return exitError{1}
 	}
 	log.Info().Str("config", path).Str("version", versionString()).Msg("tlsedge started")
-
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
-	changed := watchFile(ctx, path, log)
 	for {
 		select {
 		case s := <-sigs:
