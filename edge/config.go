@@ -56,12 +56,25 @@ type ListenerConfig struct {
 
 // RouteConfig maps SNI patterns to a backend in one mode.
 type RouteConfig struct {
-	SNI      []string       `key:"sni"`
-	Mode     string         `key:"mode"` // passthrough | terminate | reencrypt; "" = passthrough
-	Backend  string         `key:"backend"`
-	Protocol string         `key:"protocol"` // http | tcp; "" = tcp
-	TLS      RouteTLSConfig `key:"tls"`
-	Identity IdentityConfig `key:"identity"`
+	SNI      []string        `key:"sni"`
+	Mode     string          `key:"mode"` // passthrough | terminate | reencrypt; "" = passthrough
+	Backend  string          `key:"backend"`
+	Protocol string          `key:"protocol"` // http | tcp; "" = tcp
+	TLS      RouteTLSConfig  `key:"tls"`
+	Identity IdentityConfig  `key:"identity"`
+	HTTP     RouteHTTPConfig `key:"http"`
+}
+
+// RouteHTTPConfig bounds what clients and servers of a protocol http route
+// can make tlsedge hold. Zero values: the defaults in tlsmode.HTTPLimits
+// (read_header_timeout 10s, idle_timeout 2m, response_header_timeout 60s,
+// max_header_bytes 64 KiB, max_request_body unlimited).
+type RouteHTTPConfig struct {
+	ReadHeaderTimeout     time.Duration `key:"read_header_timeout"`
+	IdleTimeout           time.Duration `key:"idle_timeout"`
+	ResponseHeaderTimeout time.Duration `key:"response_header_timeout"`
+	MaxHeaderBytes        int           `key:"max_header_bytes"`
+	MaxRequestBody        int64         `key:"max_request_body"` // bytes; 0 = unlimited (streamed)
 }
 
 // RouteTLSConfig is the server side TLS of a terminate / reencrypt route.

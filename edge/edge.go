@@ -265,6 +265,13 @@ func (b *builder) terminate(lc *ListenerConfig, j int, rc *RouteConfig, r *Route
 			Access:         access,
 			Listener:       lc.Name,
 			Route:          r.Pattern,
+			Limits: tlsmode.HTTPLimits{
+				ReadHeaderTimeout:     rc.HTTP.ReadHeaderTimeout,
+				IdleTimeout:           rc.HTTP.IdleTimeout,
+				ResponseHeaderTimeout: rc.HTTP.ResponseHeaderTimeout,
+				MaxHeaderBytes:        rc.HTTP.MaxHeaderBytes,
+				MaxRequestBody:        rc.HTTP.MaxRequestBody,
+			},
 		})
 		t.HTTP = hp
 		b.closers = append(b.closers, hp)

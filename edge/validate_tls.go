@@ -3,6 +3,7 @@ package edge
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"time"
 
 	"github.com/tlsedge/tlsedge/certs"
 	"github.com/tlsedge/tlsedge/tlsmode"
@@ -27,6 +28,24 @@ func validateRouteModes(c *Config, ps *Problems, rp string, r *RouteConfig, b *B
 		return // already reported
 	}
 	validateServerTLS(c, ps, rp, r)
+	h := r.HTTP
+	if r.Protocol != "http" && h != (RouteHTTPConfig{}) {
+		ps.Add(rp+".http", "http limits apply to protocol http routes only")
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"read_header_timeout", h.ReadHeaderTimeout}, {"idle_timeout", h.IdleTimeout}, {"response_header_timeout", h.ResponseHeaderTimeout}} {
+		if d.v < 0 {
+			ps.Add(rp+".http."+d.key, "must be positive, e.g. 30s (0 = the default)")
+		}
+	}
+	if h.MaxHeaderBytes < 0 {
+		ps.Add(rp+".http.max_header_bytes", "must be 0 (default 64 KiB) or more")
+	}
+	if h.MaxRequestBody < 0 {
+		ps.Add(rp+".http.max_request_body", "must be 0 (unlimited) or a size in bytes")
+	}
 	switch r.Protocol {
 	case "http":
 		if _, err := tlsmode.ParseIdentity(r.Identity.Preset, r.Identity.Headers); err != nil {

@@ -1,0 +1,147 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tlsedge/tlsedge/certs"
+)
+
+// Failed forwards answer with a status and a reason: 503 when no server is
+// available, 504 when the server does not answer in time, 502 when it
+// cannot be reached, 413 over max_request_body.
+func TestTerminateHTTPErrors(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := certs.NewAuthority("test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ca.Issue(certs.Leaf{CommonName: "edge", DNSNames: []string{"slow.example.com", "none.example.com", "dead.example.com", "small.example.com"}, Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := srv.WriteFiles(dir, "edge"); err != nil {
+		t.Fatal(err)
+	}
+	// A server that accepts and reads but never answers.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	// A server that answers, for the body limit.
+	ok, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})}
+	go hs.Serve(ok)
+	defer hs.Close()
+	dead := closedPort(t)
+
+	route := func(name, backend, extra string) string {
+		return fmt.Sprintf(`
+      - sni: [%q]
+        mode: terminate
+        protocol: http
+        backend: %s
+        tls: {cert: edge.pem, key: edge-key.pem}
+%s`, name, backend, extra)
+	}
+	body := `
+listeners:
+  - name: public
+    address: "127.0.0.1:0"
+    routes:` +
+		route("slow.example.com", "silent", "        http: {response_header_timeout: 300ms}") +
+		route("none.example.com", "drained", "") +
+		route("dead.example.com", "dead", "") +
+		route("small.example.com", "ok", "        http: {max_request_body: 10}") + fmt.Sprintf(`
+backends:
+  - name: silent
+    health: {type: none}
+    servers: [{address: "%s"}]
+  - name: drained
+    health: {type: none}
+    servers: [{address: "%s", weight: 0}]
+  - name: dead
+    health: {type: none}
+    retries: 0
+    servers: [{address: "%s"}]
+  - name: ok
+    health: {type: none}
+    servers: [{address: "%s"}]
+`, silent.Addr(), ok.Addr(), dead, ok.Addr())
+	cfgPath := filepath.Join(dir, "edge.yaml")
+	if err := os.WriteFile(cfgPath, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := New(ctx, zerolog.Nop())
+	if err := e.Start(cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(0)
+	addr := e.Addr("public").String()
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: ca.Pool()},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
+
+	tests := []struct {
+		host, body string
+		status     int
+		reason     string
+	}{
+		{"slow.example.com", "", 504, "gateway timeout"},
+		{"none.example.com", "", 503, "no server available"},
+		{"dead.example.com", "", 502, "cannot connect"},
+		{"small.example.com", "0123456789abcdef", 413, "too large"},
+		{"small.example.com", "0123", 200, "ok"},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest("POST", "https://"+tt.host+"/", strings.NewReader(tt.body))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Errorf("%s: %v", tt.host, err)
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || !strings.Contains(string(b), tt.reason) {
+			t.Errorf("%s: got %d %q; want %d with %q", tt.host, resp.StatusCode, b, tt.status, tt.reason)
+		}
+	}
+}
