@@ -1,0 +1,221 @@
+// Command tlsedge-load measures TLS load through tlsedge (or any TCP/TLS
+// balancer) and against servers directly, with a real crypto/tls client.
+// The same binary is the TLS echo server the load talks to, and writes the
+// throwaway PKI both use, so a comparison needs nothing else.
+//
+// Load (one of -mode; -d is required, at most 5m):
+//
+//	tlsedge-load -mode throughput -addr 127.0.0.1:8443 -sni echo.test -ca ca.pem -cert client.pem -key client-key.pem -c 4 -size 64MiB -d 10s
+//	tlsedge-load -mode handshake  -addr ... -c 8 -d 10s
+//	tlsedge-load -mode echo       -addr ... -c 16 -size 64 -d 10s
+//
+// Echo server (the backend; -client-ca makes client certificates required):
+//
+//	tlsedge-load -serve 127.0.0.1:9443 -cert server.pem -key server-key.pem -client-ca ca.pem
+//
+// Throwaway PKI (ca.pem, server.pem, server-key.pem, client.pem, client-key.pem):
+//
+//	tlsedge-load -pki DIR -sni echo.test
+//
+// # Protocol
+//
+// One protocol for every mode: after the handshake the server echoes every
+// byte it reads until the client's close_notify (or EOF), then sends its own
+// close_notify and closes. Session tickets are off on the server and the
+// client keeps no session cache, so every handshake is a full one.
+//
+//   - handshake: per iteration dial TCP, full handshake, write 1 byte and
+//     read it back, close. The echoed byte proves the server finished its
+//     side too: in TLS 1.3 a client's handshake completes before the server
+//     has checked the client certificate. Latency covers dial to echo.
+//   - throughput: each of -c workers opens a connection, writes -size bytes
+//     (64 KiB writes) while a second goroutine reads the echo, then
+//     closes and starts again until -d ends. MB/s is the payload echoed back
+//     to the client per second (1 MB = 10^6 bytes); the same amount went up,
+//     so a proxy in the middle moves twice this figure.
+//   - echo: each of -c workers keeps one connection and does -size byte
+//     round trips (write, read the echo back) until -d ends; latency is one
+//     round trip. A failed connection is counted and dialled again.
+//
+// Output: one human line on stdout; with -json a JSON object on stdout and
+// the human line on stderr. The JSON carries cpu_s, the CPU seconds the load
+// itself used (user+system), so a script can tell how much of the machine
+// went to the client. Exit status 1 when nothing got through (no operation,
+// no byte) or more than 1% of attempts failed, 2 on bad flags.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// maxLoad bounds -d for load modes.
+const maxLoad = 5 * time.Minute
+
+type options struct {
+	addr, sni         string
+	ca, cert, key     string
+	clientCA          string
+	insecure          bool
+	conc              int
+	dur               time.Duration
+	mode              string
+	size              byteSize
+	tlsVersion, curve string
+	json              bool
+	label             string
+
+	serve string
+	pki   string
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	var o options
+	fs := flag.NewFlagSet("tlsedge-load", flag.ContinueOnError)
+	fs.StringVar(&o.addr, "addr", "", "host:port to load (the server, or a balancer in front of it)")
+	fs.StringVar(&o.sni, "sni", "", "server name sent in the ClientHello and verified (default: host of -addr); with -pki, the name the server certificate is for")
+	fs.StringVar(&o.ca, "ca", "", "PEM file of the CA that signed the server certificate (default: system roots)")
+	fs.StringVar(&o.cert, "cert", "", "PEM certificate: the client certificate, or with -serve the server's")
+	fs.StringVar(&o.key, "key", "", "PEM private key of -cert")
+	fs.StringVar(&o.clientCA, "client-ca", "", "with -serve: PEM CA file; client certificates signed by it are required")
+	fs.BoolVar(&o.insecure, "insecure", false, "do not verify the server certificate")
+	fs.IntVar(&o.conc, "c", 4, "concurrency: workers, each with its own connection")
+	fs.DurationVar(&o.dur, "d", 0, "duration of the load (required, at most 5m); with -serve, stop after it (0 = at SIGINT/SIGTERM)")
+	fs.StringVar(&o.mode, "mode", "throughput", "handshake | throughput | echo")
+	fs.Var(&o.size, "size", "bytes per connection (throughput, default 64MiB) or per round trip (echo, default 64); suffixes KiB MiB GiB")
+	fs.StringVar(&o.tlsVersion, "tls", "", "force the TLS version: 1.2 or 1.3 (default: negotiate, which is 1.3)")
+	fs.StringVar(&o.curve, "curve", "", "offer only this key exchange: X25519, X25519MLKEM768, P256 (default: Go's list)")
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON on stdout (the human line goes to stderr)")
+	fs.StringVar(&o.label, "label", "", "name of this run in the output, e.g. direct or tlsedge")
+	fs.StringVar(&o.serve, "serve", "", "serve TLS echo on this address instead of generating load")
+	fs.StringVar(&o.pki, "pki", "", "write a throwaway PKI into this folder and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "tlsedge-load: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch {
+	case o.pki != "":
+		if err := writePKI(o.pki, o.sni); err != nil {
+			fmt.Fprintln(os.Stderr, "tlsedge-load:", err)
+			return 1
+		}
+		return 0
+	case o.serve != "":
+		if err := serve(ctx, &o); err != nil {
+			fmt.Fprintln(os.Stderr, "tlsedge-load:", err)
+			return 1
+		}
+		return 0
+	}
+
+	if err := o.checkLoad(); err != nil {
+		fmt.Fprintln(os.Stderr, "tlsedge-load:", err)
+		return 2
+	}
+	res, err := load(ctx, &o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tlsedge-load:", err)
+		return 1
+	}
+	if o.json {
+		fmt.Fprintln(os.Stderr, res.human())
+		enc := json.NewEncoder(os.Stdout)
+		if err := enc.Encode(res); err != nil {
+			fmt.Fprintln(os.Stderr, "tlsedge-load:", err)
+			return 1
+		}
+	} else {
+		fmt.Println(res.human())
+	}
+	if (res.Ops == 0 && res.Bytes == 0) || res.Errors*100 > res.Ops+res.Errors {
+		return 1
+	}
+	return 0
+}
+
+func (o *options) checkLoad() error {
+	switch {
+	case o.addr == "":
+		return errors.New("-addr is required: host:port of the server or balancer")
+	case o.dur <= 0:
+		return errors.New("-d is required: how long to load, e.g. -d 10s")
+	case o.dur > maxLoad:
+		return fmt.Errorf("-d %s is longer than the maximum %s", o.dur, maxLoad)
+	case o.conc < 1:
+		return errors.New("-c must be 1 or more")
+	case (o.cert == "") != (o.key == ""):
+		return errors.New("-cert and -key go together")
+	}
+	switch o.mode {
+	case "handshake":
+	case "throughput":
+		if o.size == 0 {
+			o.size = 64 << 20
+		}
+	case "echo":
+		if o.size == 0 {
+			o.size = 64
+		}
+		// A round trip is written whole before its echo is read, so it must
+		// fit in the socket buffers on the way or both ends would block.
+		if o.size > 64<<10 {
+			return errors.New("-size for echo is one round trip, at most 64KiB; use -mode throughput for bulk")
+		}
+	default:
+		return fmt.Errorf("-mode %q: use handshake, throughput or echo", o.mode)
+	}
+	if o.size < 0 {
+		return errors.New("-size must not be negative")
+	}
+	return nil
+}
+
+// byteSize is a flag value taking 64, 64KiB, 64MiB, 1GiB (also K, M, G, KB...
+// all binary).
+type byteSize int64
+
+func (s *byteSize) String() string { return strconv.FormatInt(int64(*s), 10) }
+
+func (s *byteSize) Set(v string) error {
+	t := strings.TrimSpace(v)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{
+		{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+		{"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10},
+		{"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1},
+	} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSuffix(t, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
+	if err != nil || n < 0 || n > (1<<40)/mult {
+		return fmt.Errorf("%q is not a size: write it like 64, 64KiB or 64MiB", v)
+	}
+	*s = byteSize(n * mult)
+	return nil
+}
