@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync/atomic"
 
 	"github.com/tlsedge/tlsedge/tlsmode"
 )
@@ -67,9 +66,6 @@ func (t *Table) add(pattern string, r *Route) {
 func newTable() *Table {
 	return &Table{exact: map[string]*Route{}, wildcard: map[string]*Route{}}
 }
-
-// tablePtr is the swappable route table of one listener.
-type tablePtr = atomic.Pointer[Table]
 
 // NormalizePattern lowercases an SNI pattern and drops one trailing dot. It
 // accepts "*", exact host names and left-most wildcards ("*.example.com").

@@ -162,7 +162,7 @@ func pp2VersionName(v uint16) string {
 		return "TLSv1.1"
 	case tls.VersionTLS10:
 		return "TLSv1"
-	case tls.VersionSSL30: //nolint:staticcheck // named only to report it
+	case 0x0300: // SSL 3.0: crypto/tls never negotiates it
 		return "SSLv3"
 	}
 	return fmt.Sprintf("0x%04X", v)
