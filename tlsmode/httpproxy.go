@@ -112,8 +112,14 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 	}
 	p.errorLog = stdlog.New(zerologWriter{opt.Log}, "", 0)
 	p.proxy = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    &poolTransport{p: p},
+		Rewrite:   p.rewrite,
+		Transport: &poolTransport{p: p},
+		ModifyResponse: func(resp *http.Response) error {
+			if rs, ok := resp.Request.Context().Value(reqKey{}).(*reqState); ok {
+				rs.status = resp.StatusCode
+			}
+			return nil
+		},
 		ErrorHandler: p.errorHandler,
 		ErrorLog:     p.errorLog,
 	}
@@ -140,6 +146,7 @@ type connState struct {
 type reqState struct {
 	host   string
 	server string
+	status int // the server's status, seen also for upgrades (101), which bypass the ResponseWriter
 	err    error
 }
 
@@ -227,6 +234,9 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.Out.URL.Host = "server.invalid" // poolTransport picks the server
 	pr.Out.Host = pr.In.Host
+	// ReverseProxy removed only the exact names; X_Forwarded_For and
+	// friends (read as X-Forwarded-For by CGI, PHP, WSGI, nginx) go too.
+	StripForwarded(pr.Out.Header)
 
 	// Identity headers: every one tlsedge can set is removed whatever the
 	// config (after hop-by-hop removal, so "Connection: X-SSL-Client-Verify"
@@ -355,6 +365,9 @@ func isTimeout(err error) bool {
 
 func (p *HTTPProxy) accessLog(c *Conn, r *http.Request, w *statusWriter, rs *reqState, start time.Time) {
 	status := w.status
+	if status == 0 {
+		status = rs.status // a 101 written by ReverseProxy on the hijacked conn
+	}
 	if status == 0 {
 		status = http.StatusOK
 	}

@@ -404,9 +404,9 @@ func identityValue(f identityField, cs *tls.ConnectionState) string {
 	leaf := cs.PeerCertificates[0]
 	switch f {
 	case idSubject:
-		return identityDN(leaf.RawSubject)
+		return identityHeaderDN(leaf.RawSubject)
 	case idIssuer:
-		return identityDN(leaf.RawIssuer)
+		return identityHeaderDN(leaf.RawIssuer)
 	case idSerial:
 		return identitySerial(leaf.SerialNumber)
 	case idSHA256:

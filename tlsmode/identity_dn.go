@@ -127,6 +127,18 @@ func identityDN(raw []byte) string {
 	return strings.Join(rdns, ",")
 }
 
+// identityHeaderDN is identityDN for an unquoted header value: a DN ending
+// in an escaped space ("\ ") would end the header in a space, which HTTP
+// trims (RFC 9110 §5.5), leaving a stray backslash; RFC 2253's hex form
+// "\20" says the same and survives.
+func identityHeaderDN(raw []byte) string {
+	dn := identityDN(raw)
+	if strings.HasSuffix(dn, `\ `) {
+		dn = dn[:len(dn)-1] + "20"
+	}
+	return dn
+}
+
 // identityAVA formats one attribute type and value.
 func identityAVA(oid asn1.ObjectIdentifier, elem cryptobyte.String) string {
 	name, known := identityDNNames[oid.String()]
