@@ -5,14 +5,17 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 )
 
 // Pipe copies bytes both ways between client and server until both
 // directions are done, then closes both conns. Each direction has its own
-// named copier goroutine (so stack dumps read well) and, when its source
-// ends cleanly, half-closes its destination (CloseWrite) so protocols that
-// half-close work. When one direction fails, both conns are closed at once.
+// named copier (so stack dumps read well): client->server on a new
+// goroutine, server->client on the caller's, so an idle connection holds two
+// goroutines in all. When a source ends cleanly its copier half-closes the
+// destination (CloseWrite), so protocols that half-close work; when one
+// direction fails, both conns are closed at once.
 //
 // Pass the raw *net.TCPConns: io.Copy between two of them uses splice(2) on
 // Linux and never copies through user space.
@@ -23,35 +26,29 @@ func Pipe(client, server net.Conn) (up, down int64, reason string) {
 	type result struct {
 		n   int64
 		err error
-		dir int
+		seq int32 // 1 for the direction that ended first
 	}
-	const (
-		dirUp = iota
-		dirDown
-	)
-	done := make(chan result, 2)
-	go copyClientToServer(server, client, func(n int64, err error) { done <- result{n, err, dirUp} })
-	go copyServerToClient(client, server, func(n int64, err error) { done <- result{n, err, dirDown} })
-
-	for i := 0; i < 2; i++ {
-		r := <-done
-		if r.dir == dirUp {
-			up = r.n
-		} else {
-			down = r.n
-		}
-		if i == 0 {
-			reason = closeReason(r.dir == dirUp, r.err)
-		}
-		if r.err != nil {
+	var order atomic.Int32
+	finish := func(n int64, err error) result {
+		r := result{n, err, order.Add(1)} // before closing: the other side's error is ours
+		if err != nil {
 			// A broken direction ends the other one too.
 			client.Close()
 			server.Close()
 		}
+		return r
 	}
+	upDone := make(chan result, 1)
+	go copyClientToServer(server, client, func(n int64, err error) { upDone <- finish(n, err) })
+	var d result
+	copyServerToClient(client, server, func(n int64, err error) { d = finish(n, err) })
+	u := <-upDone
 	client.Close()
 	server.Close()
-	return up, down, reason
+	if u.seq < d.seq {
+		return u.n, d.n, closeReason(true, u.err)
+	}
+	return u.n, d.n, closeReason(false, d.err)
 }
 
 func copyClientToServer(dst, src net.Conn, done func(int64, error)) { copyHalf(dst, src, done) }
