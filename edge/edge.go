@@ -21,6 +21,10 @@ import (
 type Edge struct {
 	log zerolog.Logger
 	ctx context.Context
+	// serving is handed to connection handlers; Shutdown cancels it first,
+	// so HTTP connections close when idle and HTTP/2 ones get a GOAWAY.
+	serving context.Context
+	drain   context.CancelFunc
 
 	mu        sync.Mutex // serializes Start, Reload and Shutdown
 	cfg       *Config
@@ -36,7 +40,9 @@ type Edge struct {
 
 // New returns an Edge that logs to log. ctx bounds its background work.
 func New(ctx context.Context, log zerolog.Logger) *Edge {
-	return &Edge{log: log, ctx: ctx, listeners: map[string]*listener{}, pools: map[string]*Pool{},
+	serving, drain := context.WithCancel(ctx)
+	return &Edge{log: log, ctx: ctx, serving: serving, drain: drain,
+		listeners: map[string]*listener{}, pools: map[string]*Pool{},
 		ocsp: map[certs.OCSPMode]*certs.OCSPChecker{}}
 }
 
@@ -142,7 +148,7 @@ func (e *Edge) apply(cfg *Config) error {
 		}
 	}
 	for _, l := range opened {
-		go l.serve(e.ctx)
+		go l.serve(e.serving)
 		e.log.Info().Str("listener", l.state.Load().name).Str("address", l.ln.Addr().String()).Msg("listening")
 	}
 	if e.stopCheck != nil {
@@ -297,6 +303,7 @@ func (e *Edge) ocspChecker(m certs.OCSPMode) *certs.OCSPChecker {
 func (e *Edge) Shutdown(grace time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.drain()
 	var wg sync.WaitGroup
 	for _, l := range e.listeners {
 		wg.Add(1)

@@ -1,8 +1,10 @@
 package edge
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -21,6 +24,7 @@ import (
 // (client_auth require, identity xfcc) and a lax route for www.example.com,
 // both sending to a plain HTTP server that echoes the headers it got.
 type termFixture struct {
+	e       *Edge
 	addr    string
 	ca      *certs.Authority
 	client  *certs.Issued
@@ -120,6 +124,7 @@ backends:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Shutdown(0); cancel() })
+	f.e = e
 	f.addr = e.Addr("public").String()
 	return f
 }
@@ -278,5 +283,31 @@ func TestTerminateSessionScopedPerRoute(t *testing.T) {
 			default:
 			}
 		}
+	}
+}
+
+// Shutdown drains: an idle keep-alive HTTP connection is closed at once
+// instead of being held for the whole grace period.
+func TestTerminateShutdownClosesIdleHTTP(t *testing.T) {
+	f := newTermFixture(t)
+	c, err := tls.Dial("tcp", f.addr, &tls.Config{ServerName: "www.example.com", RootCAs: f.ca.Pool(), NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: www.example.com\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	<-f.hits
+
+	go f.e.Shutdown(time.Minute) // a long grace: only draining closes the idle connection soon
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := br.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("idle keep-alive connection during shutdown: got %v; want it closed by tlsedge", err)
 	}
 }

@@ -152,7 +152,8 @@ type reqState struct {
 
 // ServeConn serves HTTP on tc until the client closes it or it idles out,
 // and until every request on it (including upgraded WebSockets) is done.
-// It owns tc and closes it.
+// When ctx is done it drains: the connection closes once idle. It owns tc
+// and closes it.
 func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error {
 	cs := &connState{c: c}
 	done := make(chan struct{})
@@ -164,7 +165,8 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 		IdleTimeout:       p.limits.IdleTimeout,
 		MaxHeaderBytes:    p.limits.MaxHeaderBytes,
 		ErrorLog:          p.errorLog,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// Requests outlive a drain: they are bounded by the caller's grace.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, cs)
 		},
@@ -177,7 +179,11 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 	go func() { _ = srv.Serve(ln) }()
 	select {
 	case <-done:
-	case <-ln.closed:
+	case <-ctx.Done():
+		// Draining: close when idle; HTTP/2 clients get a GOAWAY. The
+		// caller bounds how long active requests may go on.
+		go func() { _ = srv.Shutdown(context.Background()) }()
+		<-done
 	}
 	cs.handlers.Wait()
 	ln.Close()
