@@ -370,9 +370,25 @@ func StripForwarded(h http.Header) {
 // would be empty (no URI SAN, no intermediates) is not set.
 func (id *Identity) Set(h http.Header, cs *tls.ConnectionState) {
 	id.Strip(h)
+	id.Values(cs).Apply(h)
+}
+
+// IdentityValues are formatted identity headers, ready to set on many
+// requests (every request of one connection carries the same identity).
+// They are shared, never modified.
+type IdentityValues []identityKV
+
+type identityKV struct {
+	name string
+	val  []string
+}
+
+// Values formats this Identity's headers for the connection state cs, once.
+func (id *Identity) Values(cs *tls.ConnectionState) IdentityValues {
 	if id == nil || len(id.headers) == 0 {
-		return
+		return nil
 	}
+	var out IdentityValues
 	verify := identityVerify(cs)
 	for _, hd := range id.headers {
 		var v string
@@ -383,8 +399,17 @@ func (id *Identity) Set(h http.Header, cs *tls.ConnectionState) {
 			v = identityValue(hd.field, cs)
 		}
 		if v != "" {
-			h[hd.name] = []string{identitySafe(v)}
+			out = append(out, identityKV{hd.name, []string{identitySafe(v)}})
 		}
+	}
+	return out
+}
+
+// Apply sets the headers on h (call Identity.Strip first). The value slices
+// are shared with other requests: h must not be modified in place after.
+func (vs IdentityValues) Apply(h http.Header) {
+	for _, kv := range vs {
+		h[kv.name] = kv.val
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ const (
 
 // worker is one load goroutine's tally; merged into a result at the end.
 type worker struct {
+	id        int
 	ops, errs int64
 	firstErr  error
 	lat       hist
@@ -37,10 +39,19 @@ type runner struct {
 	tls   *tls.Config
 	start time.Time
 	end   time.Time
-	bytes atomic.Int64 // payload read back (throughput, echo)
+	bytes atomic.Int64 // payload read back (throughput, echo) or response bodies (http modes)
+
+	conns           atomic.Int64 // TLS connections opened
+	wireIn, wireOut atomic.Int64 // bytes on the wire, TLS and TCP payload
 
 	stateOnce sync.Once
 	state     tls.ConnectionState
+
+	// http and handshake-http
+	url             string
+	transports      []*http.Transport
+	firstOnce       sync.Once
+	proto, identity string // of the first good response
 }
 
 // load runs o.mode with o.conc workers for o.dur and sums them up. It returns
@@ -58,15 +69,32 @@ func load(ctx context.Context, o *options) (*result, error) {
 		work = (*runner).throughput
 	case "echo":
 		work = (*runner).echoes
+	case "http", "handshake-http":
+		work = (*runner).httpRequests
 	}
-	r := &runner{o: o, tls: cfg, start: time.Now()}
+	r := &runner{o: o, tls: cfg}
+	nworkers := o.conc
+	if work == nil {
+		return nil, fmt.Errorf("-mode %q: no such mode", o.mode)
+	}
+	if o.mode == "http" || o.mode == "handshake-http" {
+		if err := r.httpSetup(); err != nil {
+			return nil, err
+		}
+		defer r.httpClose()
+		if o.h2 {
+			nworkers = o.conc * o.streams
+		}
+	}
+	r.start = time.Now()
 	r.end = r.start.Add(o.dur)
 	ctx, cancel := context.WithDeadline(ctx, r.end)
 	defer cancel()
 
-	workers := make([]worker, o.conc)
+	workers := make([]worker, nworkers)
 	var wg sync.WaitGroup
 	for i := range workers {
+		workers[i].id = i
 		wg.Go(func() { work(r, ctx, &workers[i]) })
 	}
 	wg.Wait()
@@ -78,7 +106,12 @@ func load(ctx context.Context, o *options) (*result, error) {
 	res := &result{
 		Mode: o.mode, Label: o.label, Addr: o.addr, SNI: r.tls.ServerName,
 		Concurrency: o.conc, Size: int64(o.size), Seconds: elapsed.Seconds(),
-		Bytes: r.bytes.Load(),
+		Bytes: r.bytes.Load(), Conns: r.conns.Load(),
+		WireIn: r.wireIn.Load(), WireOut: r.wireOut.Load(),
+		Proto: r.proto, Identity: r.identity,
+	}
+	if o.h2 {
+		res.Streams = o.streams
 	}
 	var all hist
 	for i := range workers {
@@ -103,7 +136,8 @@ func (r *runner) dial(ctx context.Context) (*tls.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := tls.Client(raw, r.tls)
+	r.conns.Add(1)
+	c := tls.Client(&countConn{Conn: raw, in: &r.wireIn, out: &r.wireOut}, r.tls)
 	if err := c.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("handshake: %w", err)

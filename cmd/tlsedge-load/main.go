@@ -9,9 +9,23 @@
 //	tlsedge-load -mode handshake  -addr ... -c 8 -d 10s
 //	tlsedge-load -mode echo       -addr ... -c 16 -size 64 -d 10s
 //
+// HTTPS (HTTP/1.1 keep-alive, or HTTP/2 with -h2; -streams requests in
+// flight per HTTP/2 connection) and one new connection per request:
+//
+//	tlsedge-load -mode http           -addr ... -c 16 -d 10s
+//	tlsedge-load -mode http -h2       -addr ... -c 4 -streams 4 -d 10s
+//	tlsedge-load -mode handshake-http -addr ... -c 8 -d 10s
+//
 // Echo server (the backend; -client-ca makes client certificates required):
 //
 //	tlsedge-load -serve 127.0.0.1:9443 -cert server.pem -key server-key.pem -client-ca ca.pem
+//
+// HTTP servers: plain HTTP (the backend behind a balancer), or with -cert and
+// -key the HTTPS server to compare a balancer with (Go net/http; -client-ca:
+// tls.RequireAndVerifyClientCert):
+//
+//	tlsedge-load -serve-http 127.0.0.1:9080
+//	tlsedge-load -serve-http 127.0.0.1:9443 -cert server.pem -key server-key.pem -client-ca ca.pem
 //
 // Throwaway PKI (ca.pem, server.pem, server-key.pem, client.pem, client-key.pem):
 //
@@ -19,10 +33,11 @@
 //
 // # Protocol
 //
-// One protocol for every mode: after the handshake the server echoes every
-// byte it reads until the client's close_notify (or EOF), then sends its own
-// close_notify and closes. Session tickets are off on the server and the
-// client keeps no session cache, so every handshake is a full one.
+// One protocol for the handshake, throughput and echo modes: after the
+// handshake the server echoes every byte it reads until the client's
+// close_notify (or EOF), then sends its own close_notify and closes. Session
+// tickets are off on the server and the client keeps no session cache, so
+// every handshake is a full one.
 //
 //   - handshake: per iteration dial TCP, full handshake, write 1 byte and
 //     read it back, close. The echoed byte proves the server finished its
@@ -37,11 +52,35 @@
 //     round trips (write, read the echo back) until -d ends; latency is one
 //     round trip. A failed connection is counted and dialled again.
 //
+// The http modes speak HTTP instead, through net/http's Transport over the
+// same crypto/tls client (ALPN offers only http/1.1, or h2 with -h2, so a
+// server cannot quietly pick the other), and GET -path (default /):
+//
+//   - http: HTTP/1.1: one Transport with -c keep-alive connections
+//     (MaxConnsPerHost = -c), -c workers each with one request in flight;
+//     HTTP/2: -c Transports of one connection each, -streams workers on
+//     each. Latency is one request to the end of its response body; a
+//     response other than 200 is an error. conns in the result is the
+//     connections opened: -c when keep-alive held.
+//   - handshake-http: Connection: close, so every request dials a new
+//     connection (full handshake, no resumption) and the result is
+//     connections per second; latency covers dial to the end of the body.
+//
+// The -serve-http servers answer every request with 100 bytes and an
+// X-Load-Identity header saying who they think the client is ("tls CN=..."
+// from a verified client certificate, "xfcc <length>B Subject=..." from an
+// X-Forwarded-Client-Cert a balancer set, or "none"); the result carries the
+// first response's value, so a run shows the identity went through.
+//
 // Output: one human line on stdout; with -json a JSON object on stdout and
 // the human line on stderr. The JSON carries cpu_s, the CPU seconds the load
 // itself used (user+system), so a script can tell how much of the machine
 // went to the client. Exit status 1 when nothing got through (no operation,
 // no byte) or more than 1% of attempts failed, 2 on bad flags.
+//
+// compare.sh (passthrough) and compare-terminate.sh (terminate, HTTP with
+// client certificates) beside this file put direct, tlsedge and HAProxy side
+// by side on one machine.
 package main
 
 import (
@@ -73,9 +112,13 @@ type options struct {
 	tlsVersion, curve string
 	json              bool
 	label             string
+	h2                bool
+	streams           int
+	path              string
 
-	serve string
-	pki   string
+	serve     string
+	serveHTTP string
+	pki       string
 }
 
 func main() {
@@ -94,13 +137,17 @@ func run(args []string) int {
 	fs.BoolVar(&o.insecure, "insecure", false, "do not verify the server certificate")
 	fs.IntVar(&o.conc, "c", 4, "concurrency: workers, each with its own connection")
 	fs.DurationVar(&o.dur, "d", 0, "duration of the load (required, at most 5m); with -serve, stop after it (0 = at SIGINT/SIGTERM)")
-	fs.StringVar(&o.mode, "mode", "throughput", "handshake | throughput | echo")
+	fs.StringVar(&o.mode, "mode", "throughput", "handshake | throughput | echo | http | handshake-http")
 	fs.Var(&o.size, "size", "bytes per connection (throughput, default 64MiB) or per round trip (echo, default 64); suffixes KiB MiB GiB")
 	fs.StringVar(&o.tlsVersion, "tls", "", "force the TLS version: 1.2 or 1.3 (default: negotiate, which is 1.3)")
 	fs.StringVar(&o.curve, "curve", "", "offer only this key exchange: X25519, X25519MLKEM768, P256 (default: Go's list)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON on stdout (the human line goes to stderr)")
 	fs.StringVar(&o.label, "label", "", "name of this run in the output, e.g. direct or tlsedge")
+	fs.BoolVar(&o.h2, "h2", false, "http mode: HTTP/2 (ALPN h2) instead of HTTP/1.1")
+	fs.IntVar(&o.streams, "streams", 1, "http mode with -h2: requests in flight on each of the -c connections")
+	fs.StringVar(&o.path, "path", "/", "http modes: the path to GET")
 	fs.StringVar(&o.serve, "serve", "", "serve TLS echo on this address instead of generating load")
+	fs.StringVar(&o.serveHTTP, "serve-http", "", "serve HTTP on this address instead of generating load: plain HTTP, or HTTPS with -cert/-key (client certificates required with -client-ca)")
 	fs.StringVar(&o.pki, "pki", "", "write a throwaway PKI into this folder and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -116,6 +163,15 @@ func run(args []string) int {
 	switch {
 	case o.pki != "":
 		if err := writePKI(o.pki, o.sni); err != nil {
+			fmt.Fprintln(os.Stderr, "tlsedge-load:", err)
+			return 1
+		}
+		return 0
+	case o.serve != "" && o.serveHTTP != "":
+		fmt.Fprintln(os.Stderr, "tlsedge-load: -serve and -serve-http go one at a time")
+		return 2
+	case o.serveHTTP != "":
+		if err := serveHTTP(ctx, &o); err != nil {
 			fmt.Fprintln(os.Stderr, "tlsedge-load:", err)
 			return 1
 		}
@@ -181,8 +237,24 @@ func (o *options) checkLoad() error {
 		if o.size > 64<<10 {
 			return errors.New("-size for echo is one round trip, at most 64KiB; use -mode throughput for bulk")
 		}
+	case "http", "handshake-http":
+		if o.size != 0 {
+			return errors.New("-size does not apply to the http modes: the server's response is its own")
+		}
+		if !strings.HasPrefix(o.path, "/") {
+			return fmt.Errorf("-path %q must start with /", o.path)
+		}
+		if o.mode == "handshake-http" && o.h2 {
+			return errors.New("-h2 goes with -mode http: handshake-http does one HTTP/1.1 request per connection")
+		}
 	default:
-		return fmt.Errorf("-mode %q: use handshake, throughput or echo", o.mode)
+		return fmt.Errorf("-mode %q: use handshake, throughput, echo, http or handshake-http", o.mode)
+	}
+	if o.h2 && o.mode != "http" {
+		return errors.New("-h2 goes with -mode http")
+	}
+	if o.streams < 1 || (o.streams > 1 && !o.h2) {
+		return errors.New("-streams is 1, or more with -h2 (HTTP/1.1 has one request in flight per connection)")
 	}
 	if o.size < 0 {
 		return errors.New("-size must not be negative")

@@ -17,15 +17,32 @@ type result struct {
 	Concurrency int     `json:"concurrency"`
 	Size        int64   `json:"size_bytes"` // per connection (throughput) or round trip (echo)
 	Seconds     float64 `json:"seconds"`
-	// Ops are handshakes (handshake), completed -size transfers (throughput)
-	// or round trips (echo).
+	// Streams is the requests in flight per connection (http with -h2).
+	Streams int `json:"streams,omitempty"`
+	// Ops are handshakes (handshake), completed -size transfers (throughput),
+	// round trips (echo), requests (http) or connections of one request
+	// each (handshake-http).
 	Ops       int64   `json:"ops"`
 	OpsPerSec float64 `json:"ops_per_sec"`
-	// Bytes is the payload read back by the client; MBPerSec is Bytes/10^6/Seconds.
+	// Bytes is the payload read back by the client (the response bodies in
+	// the http modes); MBPerSec is Bytes/10^6/Seconds.
 	Bytes    int64   `json:"bytes"`
 	MBPerSec float64 `json:"mb_per_sec"`
-	// Latencies in milliseconds: dial to echo (handshake) or one round trip
-	// (echo); 0 for throughput.
+	// Conns is the TLS connections the client opened (dialled, whether or
+	// not the handshake succeeded): -c for a keep-alive http run that never
+	// reconnected, one per op for handshake-http.
+	Conns int64 `json:"conns"`
+	// WireIn and WireOut are the bytes read and written on the client's TCP
+	// connections (TLS records and all).
+	WireIn  int64 `json:"wire_in"`
+	WireOut int64 `json:"wire_out"`
+	// Proto is the HTTP version of the first good response and Identity its
+	// X-Load-Identity header: who the -serve-http server thinks the client is.
+	Proto    string `json:"proto,omitempty"`
+	Identity string `json:"identity,omitempty"`
+	// Latencies in milliseconds: dial to echo (handshake), one round trip
+	// (echo), one request to the end of its response (http; handshake-http:
+	// dial and handshake included); 0 for throughput.
 	P50Ms      float64 `json:"p50_ms"`
 	P90Ms      float64 `json:"p90_ms"`
 	P99Ms      float64 `json:"p99_ms"`
@@ -69,6 +86,23 @@ func (r *result) human() string {
 		fmt.Fprintf(&b, "%.0f handshakes/s, p50 %.3fms p90 %.3fms p99 %.3fms max %.3fms", r.OpsPerSec, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs)
 	case "echo":
 		fmt.Fprintf(&b, "%.0f round trips/s of %dB, p50 %.3fms p90 %.3fms p99 %.3fms max %.3fms", r.OpsPerSec, r.Size, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs)
+	case "http":
+		streams := ""
+		if r.Streams > 0 {
+			streams = fmt.Sprintf(" x %d streams", r.Streams)
+		}
+		fmt.Fprintf(&b, "%.0f requests/s (%s, %d connections%s opened), p50 %.3fms p90 %.3fms p99 %.3fms max %.3fms",
+			r.OpsPerSec, r.Proto, r.Conns, streams, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs)
+	case "handshake-http":
+		perConn := int64(0)
+		if r.Conns > 0 {
+			perConn = r.WireIn / r.Conns
+		}
+		fmt.Fprintf(&b, "%.0f connections/s (full handshake + 1 GET each, %dB read per connection), p50 %.3fms p90 %.3fms p99 %.3fms max %.3fms",
+			r.OpsPerSec, perConn, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs)
+	}
+	if r.Identity != "" {
+		fmt.Fprintf(&b, ", server saw %q", r.Identity)
 	}
 	fmt.Fprintf(&b, ", %d errors, client CPU %.1fs", r.Errors, r.CPUSeconds)
 	if r.FirstError != "" {

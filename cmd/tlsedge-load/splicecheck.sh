@@ -53,8 +53,8 @@ LOAD=$TMP/bin/tlsedge-load
 
 listening() { ss -Hltn "sport = :$1" | grep -q .; }
 wait_port() {
-	local i
-	for i in $(seq 1 100); do listening "$1" && return; sleep 0.1; done
+	local _
+	for _ in $(seq 1 100); do listening "$1" && return; sleep 0.1; done
 	say "nothing listens on $1"
 	exit 1
 }

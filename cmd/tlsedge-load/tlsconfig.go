@@ -52,7 +52,7 @@ func clientConfig(o *options) (*tls.Config, error) {
 // certificates required when -client-ca is set.
 func serverConfig(o *options) (*tls.Config, error) {
 	if o.cert == "" || o.key == "" {
-		return nil, errors.New("-serve needs -cert and -key (see -pki to make some)")
+		return nil, errors.New("-serve and HTTPS -serve-http need -cert and -key (see -pki to make some)")
 	}
 	c, err := tls.LoadX509KeyPair(o.cert, o.key)
 	if err != nil {
