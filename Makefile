@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 60s
 
-.PHONY: all build demo test unit e2e fuzz fuzz-short bench compare vet fmt lint clean
+.PHONY: all build demo test unit e2e soak fuzz fuzz-short bench compare compare-terminate vet fmt lint clean
 
 all: build
 
@@ -30,6 +30,11 @@ unit:
 e2e:
 	$(GO) test -race -count=1 -v ./e2e
 
+# WebSockets held open for SOAK (default 5m) through terminate and reencrypt.
+SOAK ?= 5m
+soak:
+	TLSEDGE_SOAK=$(SOAK) $(GO) test -race -count=1 -timeout 30m -run WebSocket -v ./e2e
+
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzReadHello -fuzztime=$(FUZZTIME) ./tlsmode
 
@@ -40,9 +45,14 @@ fuzz-short:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./tlsmode ./affinity ./edge
 
-# Side by side with HAProxy on this machine (installs haproxy when missing).
+# Side by side with HAProxy on this machine (installs haproxy when missing):
+# passthrough (throughput, handshakes, echo), and terminate with client
+# certificates (keep-alive requests, full-handshake connections).
 compare:
 	bash cmd/tlsedge-load/compare.sh
+
+compare-terminate:
+	bash cmd/tlsedge-load/compare-terminate.sh
 
 vet:
 	$(GO) vet ./...

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -15,11 +16,16 @@ import (
 )
 
 // wsHold is how long each WebSocket stays open exchanging messages (hours
-// or days in production; kept short for the suite), and wsEvery the pace.
-const (
-	wsHold  = 10 * time.Second
-	wsEvery = 200 * time.Millisecond
-)
+// or days in production; 10s in the suite; `make soak` sets
+// TLSEDGE_SOAK=5m), and wsEvery the pace.
+var wsHold = func() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("TLSEDGE_SOAK")); err == nil && d > 0 {
+		return d
+	}
+	return 10 * time.Second
+}()
+
+const wsEvery = 200 * time.Millisecond
 
 // wsDial opens a WebSocket to wss://host/path through tlsedge at addr,
 // presenting the client certificate client of termPKI. It returns the
