@@ -70,7 +70,10 @@ func (m *Manager) LoadStatic(ctx context.Context, tag, certFile, keyFile string)
 	cfg := certmagic.New(m.cache, certmagic.Config{
 		Storage:       m.storage,
 		CertSelection: tagSelector(tag),
-		Logger:        zap.NewNop(),
+		// A hello without SNI (the "*" route) looks the certificate up by
+		// this name instead of failing.
+		DefaultServerName: leafName(leaf),
+		Logger:            zap.NewNop(),
 	})
 	m.mu.Lock()
 	m.configs[tag] = cfg
@@ -117,6 +120,18 @@ func (m *Manager) Retain(keep []*Static, keepTags []string) {
 
 // Stop ends the cache's maintenance goroutine.
 func (m *Manager) Stop() { m.cache.Stop() }
+
+// leafName is a name the certificate is for: its first DNS name, else its
+// first IP address, else its common name.
+func leafName(c *x509.Certificate) string {
+	switch {
+	case len(c.DNSNames) > 0:
+		return c.DNSNames[0]
+	case len(c.IPAddresses) > 0:
+		return c.IPAddresses[0].String()
+	}
+	return c.Subject.CommonName
+}
 
 // tagSelector picks the certificate carrying the route's tag among the
 // candidates (certmagic passes every cached certificate when none matches

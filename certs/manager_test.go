@@ -1,0 +1,90 @@
+package certs
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"net"
+	"testing"
+)
+
+// A reload loads the route's new certificate under a new tag; the new
+// route serves the new one, whatever the SNI, and Retain drops the old.
+func TestManagerLoadStaticAndRetain(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := NewAuthority("test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(name string) (*Issued, string, string) {
+		is, err := ca.Issue(Leaf{CommonName: name, DNSNames: []string{"api.example.com"}, Server: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, k, err := is.WriteFiles(dir, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return is, c, k
+	}
+	old, oldCert, oldKey := issue("old")
+	renewed, newCert, newKey := issue("new")
+	other, otherCert, otherKey := issue("other") // another route with the same name on its certificate
+
+	m := NewManager(dir)
+	defer m.Stop()
+	ctx := context.Background()
+	a1, err := m.LoadStatic(ctx, "api#1", oldCert, oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b1, err := m.LoadStatic(ctx, "other#1", otherCert, otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, pc2 := net.Pipe() // certmagic logs hello.Conn's address
+	defer pc.Close()
+	defer pc2.Close()
+	hello := func(sni string) *tls.ClientHelloInfo { return &tls.ClientHelloInfo{ServerName: sni, Conn: pc} }
+	served := func(st *Static, sni string) []byte {
+		t.Helper()
+		c, err := st.GetCertificate(hello(sni))
+		if err != nil {
+			t.Fatalf("GetCertificate(%q): %v", sni, err)
+		}
+		return c.Certificate[0]
+	}
+	for _, sni := range []string{"api.example.com", "unknown.example.com", ""} {
+		if !bytes.Equal(served(a1, sni), old.TLS.Certificate[0]) {
+			t.Errorf("route api, SNI %q: got another certificate; want its own", sni)
+		}
+		if !bytes.Equal(served(b1, sni), other.TLS.Certificate[0]) {
+			t.Errorf("route other, SNI %q: got another certificate; want its own", sni)
+		}
+	}
+	if a1.Leaf == nil || a1.Leaf.Subject.CommonName != "old" {
+		t.Errorf("Leaf: got %v; want CN=old", a1.Leaf)
+	}
+
+	a2, err := m.LoadStatic(ctx, "api#2", newCert, newKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := m.LoadStatic(ctx, "other#2", otherCert, otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Retain([]*Static{a2, b2}, []string{"api#2", "other#2"})
+	if !bytes.Equal(served(a2, "api.example.com"), renewed.TLS.Certificate[0]) {
+		t.Error("after reload: route api does not serve the new certificate")
+	}
+	if !bytes.Equal(served(b2, "api.example.com"), other.TLS.Certificate[0]) {
+		t.Error("after reload: route other lost its certificate")
+	}
+	if c, err := a1.GetCertificate(hello("api.example.com")); err == nil && bytes.Equal(c.Certificate[0], old.TLS.Certificate[0]) {
+		t.Error("after Retain the old certificate is still cached")
+	}
+	if _, err := m.LoadStatic(ctx, "bad#1", newCert, oldKey); err == nil {
+		t.Error("LoadStatic with a key that does not match: got nil error")
+	}
+}
