@@ -3,7 +3,6 @@ package certs
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -59,26 +58,18 @@ func readCAFile(file string, now time.Time) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading CA certificates: %w", err) // *PathError names the file
 	}
+	ders, err := pemBlocks(file, data, "CERTIFICATE", ": a CA file holds only CA certificates")
+	if err != nil {
+		return nil, err
+	}
 	var out []*x509.Certificate
-	rest := data
-	for n := 1; ; n++ {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			if bytes.Contains(rest, []byte("-----BEGIN")) {
-				return nil, fmt.Errorf("%s: PEM block %d is malformed (bad base64 or a missing END line)", file, n)
-			}
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("%s: PEM block %d is %q, not CERTIFICATE: a CA file holds only CA certificates", file, n, block.Type)
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
+	for i, der := range ders {
+		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return nil, fmt.Errorf("%s: certificate %d: %w", file, n, err)
+			return nil, fmt.Errorf("%s: certificate %d: %w", file, i+1, err)
 		}
 		if err := checkCA(c, now); err != nil {
-			return nil, fmt.Errorf("%s: certificate %d (%s): %w", file, n, c.Subject, err)
+			return nil, fmt.Errorf("%s: certificate %d (%s): %w", file, i+1, c.Subject, err)
 		}
 		out = append(out, c)
 	}

@@ -3,7 +3,6 @@ package certs
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -80,23 +79,15 @@ func readCRLFile(file string) ([]*x509.RevocationList, error) {
 		}
 		return []*x509.RevocationList{crl}, nil
 	}
+	ders, err := pemBlocks(file, data, "X509 CRL", "")
+	if err != nil {
+		return nil, err
+	}
 	var out []*x509.RevocationList
-	rest := data
-	for n := 1; ; n++ {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			if bytes.Contains(rest, []byte("-----BEGIN")) {
-				return nil, fmt.Errorf("%s: PEM block %d is malformed (bad base64 or a missing END line)", file, n)
-			}
-			break
-		}
-		if block.Type != "X509 CRL" {
-			return nil, fmt.Errorf("%s: PEM block %d is %q, not X509 CRL", file, n, block.Type)
-		}
-		crl, err := x509.ParseRevocationList(block.Bytes)
+	for i, der := range ders {
+		crl, err := x509.ParseRevocationList(der)
 		if err != nil {
-			return nil, fmt.Errorf("%s: CRL %d: %w", file, n, err)
+			return nil, fmt.Errorf("%s: CRL %d: %w", file, i+1, err)
 		}
 		out = append(out, crl)
 	}
