@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
-	"slices"
 	"sync"
 
 	"github.com/caddyserver/certmagic"
@@ -19,29 +17,32 @@ import (
 type Manager struct {
 	cache   *certmagic.Cache
 	storage certmagic.Storage
+	base    *certmagic.Config // maintenance of the unmanaged certificates
 
-	mu      sync.Mutex
-	configs map[string]*certmagic.Config // by tag
-	hashes  map[string]bool              // certificates loaded, until Retain drops them
+	mu     sync.Mutex
+	hashes map[string]bool // certificates loaded, until Retain drops them
 }
 
 // NewManager makes the cache; storage is certmagic's folder. Stop it when done.
 func NewManager(storage string) *Manager {
-	m := &Manager{storage: &certmagic.FileStorage{Path: storage}, configs: map[string]*certmagic.Config{}, hashes: map[string]bool{}}
+	m := &Manager{storage: &certmagic.FileStorage{Path: storage}, hashes: map[string]bool{}}
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(c certmagic.Certificate) (*certmagic.Config, error) {
-			m.mu.Lock()
-			defer m.mu.Unlock()
-			for _, t := range c.Tags {
-				if cfg := m.configs[t]; cfg != nil {
-					return cfg, nil
-				}
-			}
-			return nil, errors.New("certs: no config for certificate")
-		},
-		Logger: zap.NewNop(),
+		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return m.base, nil },
+		Logger:           zap.NewNop(),
 	})
+	m.base = certmagic.New(m.cache, m.config(""))
 	return m
+}
+
+func (m *Manager) config(defaultName string) certmagic.Config {
+	return certmagic.Config{
+		Storage: m.storage,
+		// Stapling fetches from the network with no timeout at load, which
+		// would stall a start or a reload; clients check revocation anyway.
+		OCSP:              certmagic.OCSPConfig{DisableStapling: true},
+		DefaultServerName: defaultName,
+		Logger:            zap.NewNop(),
+	}
 }
 
 // Static is a certificate loaded from files for one route.
@@ -54,11 +55,12 @@ type Static struct {
 	hash           string
 }
 
-// LoadStatic reads a PEM certificate chain and key into the cache under tag
-// and returns what a route's tls.Config needs. Give every load its own tag
-// (route and config generation): routes of the running config keep theirs
-// until Retain drops them after a reload.
-func (m *Manager) LoadStatic(ctx context.Context, tag, certFile, keyFile string) (*Static, error) {
+// LoadStatic reads a PEM certificate chain and key into the cache and
+// returns what a route's tls.Config needs: a GetCertificate that selects
+// exactly this certificate (by the hash of its chain), so a route of the
+// running config keeps serving its certificate until Retain drops it after
+// a reload, even when the new config loads a renewed one for the same names.
+func (m *Manager) LoadStatic(ctx context.Context, certFile, keyFile string) (*Static, error) {
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("loading certificate %s with key %s: %w", certFile, keyFile, err)
@@ -67,47 +69,32 @@ func (m *Manager) LoadStatic(ctx context.Context, tag, certFile, keyFile string)
 	if err != nil {
 		return nil, fmt.Errorf("parsing certificate %s: %w", certFile, err)
 	}
-	cfg := certmagic.New(m.cache, certmagic.Config{
-		Storage:       m.storage,
-		CertSelection: tagSelector(tag),
-		// A hello without SNI (the "*" route) looks the certificate up by
-		// this name instead of failing.
-		DefaultServerName: leafName(leaf),
-		Logger:            zap.NewNop(),
-	})
-	m.mu.Lock()
-	m.configs[tag] = cfg
-	m.mu.Unlock()
-	hash, err := cfg.CacheUnmanagedCertificatePEMFile(ctx, certFile, keyFile, []string{tag})
+	hash, err := m.base.CacheUnmanagedTLSCertificate(ctx, pair, nil)
 	if err != nil {
 		return nil, fmt.Errorf("loading certificate %s with key %s: %w", certFile, keyFile, err)
 	}
 	m.mu.Lock()
 	m.hashes[hash] = true
 	m.mu.Unlock()
+	// A hello without SNI (the "*" route) looks the certificate up by
+	// DefaultServerName instead of failing.
+	c := m.config(leafName(leaf))
+	c.CertSelection = hashSelector(hash)
+	cfg := certmagic.New(m.cache, c)
 	return &Static{GetCertificate: cfg.GetCertificate, Leaf: leaf, hash: hash}, nil
 }
 
-// Retain drops from the cache every certificate and config not in keep:
-// call it after a reload has swapped in the routes that use keep.
-func (m *Manager) Retain(keep []*Static, keepTags []string) {
-	m.mu.Lock()
-	tags := map[string]bool{}
-	for _, t := range keepTags {
-		tags[t] = true
-	}
-	for t := range m.configs {
-		if !tags[t] {
-			delete(m.configs, t)
-		}
-	}
-	hashes := map[string]bool{}
+// Retain drops from the cache every certificate not in keep: call it after
+// a reload has swapped in the routes that use keep.
+func (m *Manager) Retain(keep []*Static) {
+	want := map[string]bool{}
 	for _, s := range keep {
-		hashes[s.hash] = true
+		want[s.hash] = true
 	}
+	m.mu.Lock()
 	var drop []string
 	for h := range m.hashes {
-		if !hashes[h] {
+		if !want[h] {
 			drop = append(drop, h)
 			delete(m.hashes, h)
 		}
@@ -133,16 +120,16 @@ func leafName(c *x509.Certificate) string {
 	return c.Subject.CommonName
 }
 
-// tagSelector picks the certificate carrying the route's tag among the
-// candidates (certmagic passes every cached certificate when none matches
-// the SNI, so a route always finds its own).
-type tagSelector string
+// hashSelector picks the route's own certificate among the candidates
+// (certmagic passes every cached certificate when none matches the SNI, so
+// a route always finds its own).
+type hashSelector string
 
-func (t tagSelector) SelectCertificate(_ *tls.ClientHelloInfo, choices []certmagic.Certificate) (certmagic.Certificate, error) {
+func (h hashSelector) SelectCertificate(_ *tls.ClientHelloInfo, choices []certmagic.Certificate) (certmagic.Certificate, error) {
 	for _, c := range choices {
-		if slices.Contains(c.Tags, string(t)) {
+		if c.Hash() == string(h) {
 			return c, nil
 		}
 	}
-	return certmagic.Certificate{}, fmt.Errorf("certs: no certificate for route %s", string(t))
+	return certmagic.Certificate{}, fmt.Errorf("certs: the route's certificate %.12s is not loaded", string(h))
 }

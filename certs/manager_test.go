@@ -8,8 +8,9 @@ import (
 	"testing"
 )
 
-// A reload loads the route's new certificate under a new tag; the new
-// route serves the new one, whatever the SNI, and Retain drops the old.
+// A reload loads the route's renewed certificate; the new route serves the
+// new one, whatever the SNI, the old route its own until Retain drops it,
+// and reloads do not grow anything.
 func TestManagerLoadStaticAndRetain(t *testing.T) {
 	dir := t.TempDir()
 	ca, err := NewAuthority("test CA")
@@ -34,11 +35,11 @@ func TestManagerLoadStaticAndRetain(t *testing.T) {
 	m := NewManager(dir)
 	defer m.Stop()
 	ctx := context.Background()
-	a1, err := m.LoadStatic(ctx, "api#1", oldCert, oldKey)
+	a1, err := m.LoadStatic(ctx, oldCert, oldKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b1, err := m.LoadStatic(ctx, "other#1", otherCert, otherKey)
+	b1, err := m.LoadStatic(ctx, otherCert, otherKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,15 +67,15 @@ func TestManagerLoadStaticAndRetain(t *testing.T) {
 		t.Errorf("Leaf: got %v; want CN=old", a1.Leaf)
 	}
 
-	a2, err := m.LoadStatic(ctx, "api#2", newCert, newKey)
+	a2, err := m.LoadStatic(ctx, newCert, newKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b2, err := m.LoadStatic(ctx, "other#2", otherCert, otherKey)
+	b2, err := m.LoadStatic(ctx, otherCert, otherKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Retain([]*Static{a2, b2}, []string{"api#2", "other#2"})
+	m.Retain([]*Static{a2, b2})
 	if !bytes.Equal(served(a2, "api.example.com"), renewed.TLS.Certificate[0]) {
 		t.Error("after reload: route api does not serve the new certificate")
 	}
@@ -84,7 +85,21 @@ func TestManagerLoadStaticAndRetain(t *testing.T) {
 	if c, err := a1.GetCertificate(hello("api.example.com")); err == nil && bytes.Equal(c.Certificate[0], old.TLS.Certificate[0]) {
 		t.Error("after Retain the old certificate is still cached")
 	}
-	if _, err := m.LoadStatic(ctx, "bad#1", newCert, oldKey); err == nil {
+	for i := 0; i < 20; i++ { // reloads of unchanged files
+		a, err := m.LoadStatic(ctx, newCert, newKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := m.LoadStatic(ctx, otherCert, otherKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Retain([]*Static{a, b})
+	}
+	if n := len(m.cache.AllMatchingCertificates("api.example.com")); n != 2 {
+		t.Errorf("after 20 reloads: %d certificates cached for api.example.com; want 2", n)
+	}
+	if _, err := m.LoadStatic(ctx, newCert, oldKey); err == nil {
 		t.Error("LoadStatic with a key that does not match: got nil error")
 	}
 }

@@ -33,9 +33,8 @@ type Edge struct {
 	stopCheck context.CancelFunc   // stops the current health checkers
 	closers   []io.Closer          // handlers of the running config to close when replaced
 
-	certs      *certs.Manager                        // made with the first terminate route
-	ocsp       map[certs.OCSPMode]*certs.OCSPChecker // shared across routes and reloads: its cache survives
-	generation int                                   // counts applied configs: certificate tags
+	certs *certs.Manager                        // made with the first terminate route
+	ocsp  map[certs.OCSPMode]*certs.OCSPChecker // shared across routes and reloads: its cache survives
 }
 
 // New returns an Edge that logs to log. ctx bounds its background work.
@@ -102,7 +101,6 @@ func (e *Edge) apply(cfg *Config) error {
 		pools[bc.Name] = p
 	}
 	// 2. Build every listener's state, with the TLS of terminate routes.
-	e.generation++
 	b := &builder{e: e, cfg: cfg, pools: pools}
 	states := make(map[string]*listenerState, len(cfg.Listeners))
 	for i := range cfg.Listeners {
@@ -161,7 +159,7 @@ func (e *Edge) apply(cfg *Config) error {
 		c.Close() // idle keep-alive connections of replaced routes
 	}
 	if e.certs != nil {
-		e.certs.Retain(b.statics, b.tags)
+		e.certs.Retain(b.statics)
 	}
 	e.listeners, e.pools, e.cfg, e.closers = next, pools, cfg, b.closers
 	return nil
@@ -173,7 +171,6 @@ type builder struct {
 	cfg     *Config
 	pools   map[string]*Pool
 	statics []*certs.Static
-	tags    []string
 	closers []io.Closer
 }
 
@@ -221,7 +218,7 @@ func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
 		case "passthrough":
 			r.Handler = &tlsmode.Passthrough{Backend: pool}
 		case "terminate", "reencrypt":
-			h, err := b.terminate(lc, j, rc, r, pool, st.access)
+			h, err := b.terminate(lc, rc, r, pool, st.access)
 			if err != nil {
 				return nil, fmt.Errorf("route %s: %w", r.Pattern, err)
 			}
@@ -233,18 +230,16 @@ func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
 	return st, nil
 }
 
-func (b *builder) terminate(lc *ListenerConfig, j int, rc *RouteConfig, r *Route, pool *Pool, access bool) (tlsmode.Handler, error) {
+func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool *Pool, access bool) (tlsmode.Handler, error) {
 	e := b.e
 	if e.certs == nil {
 		e.certs = certs.NewManager(b.cfg.storage())
 	}
-	tag := fmt.Sprintf("%s/%d/%s#%d", lc.Name, j, r.Pattern, e.generation)
-	rt, err := buildServerTLS(e.ctx, b.cfg, rc, e.certs, tag, e.ocspChecker)
+	rt, err := buildServerTLS(e.ctx, b.cfg, rc, e.certs, e.ocspChecker)
 	if err != nil {
 		return nil, err
 	}
 	b.statics = append(b.statics, rt.static)
-	b.tags = append(b.tags, tag)
 	t := &tlsmode.Terminate{TLS: rt.server, Backend: pool}
 	if rc.Mode == "reencrypt" {
 		bc := b.cfg.backend(rc.Backend)

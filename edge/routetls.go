@@ -13,7 +13,6 @@ import (
 type routeTLS struct {
 	server *tls.Config
 	static *certs.Static
-	tag    string
 }
 
 var tlsVersions = map[string]uint16{"": tls.VersionTLS12, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
@@ -31,9 +30,9 @@ var clientAuthTypes = map[string]tls.ClientAuthType{
 // policy, CRLs, OCSP and its own session ticket key, so that a session
 // resumes only on the route that issued it (and so under the same
 // client-auth policy and CAs).
-func buildServerTLS(ctx context.Context, c *Config, rc *RouteConfig, m *certs.Manager, tag string, ocspFor func(certs.OCSPMode) *certs.OCSPChecker) (*routeTLS, error) {
+func buildServerTLS(ctx context.Context, c *Config, rc *RouteConfig, m *certs.Manager, ocspFor func(certs.OCSPMode) *certs.OCSPChecker) (*routeTLS, error) {
 	t := &rc.TLS
-	st, err := m.LoadStatic(ctx, tag, c.resolve(t.Cert), c.resolve(t.Key))
+	st, err := m.LoadStatic(ctx, c.resolve(t.Cert), c.resolve(t.Key))
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +70,7 @@ func buildServerTLS(ctx context.Context, c *Config, rc *RouteConfig, m *certs.Ma
 		return nil, err
 	}
 	tc.SetSessionTicketKeys([][32]byte{key})
-	return &routeTLS{server: tc, static: st, tag: tag}, nil
+	return &routeTLS{server: tc, static: st}, nil
 }
 
 // routeALPN is the route's alpn list, or h2 + http/1.1 for protocol http.
