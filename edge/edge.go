@@ -130,6 +130,9 @@ func (e *Edge) apply(cfg *Config) error {
 		opened[lc.Address] = newListener(ln.(*net.TCPListener), e.log)
 	}
 	// 4. Swap. Nothing below can fail.
+	for _, p := range pools {
+		p.commit()
+	}
 	next := make(map[string]*listener, len(cfg.Listeners))
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]

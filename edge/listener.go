@@ -193,6 +193,9 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 					if s, d, ok := h.TCPAddrs(); ok {
 						tc.Source, tc.Dest = unmap(s.AddrPort()), unmap(d.AddrPort())
 					}
+					// The peer is an L4 balancer: it never writes HTTP headers,
+					// so X-Forwarded-* on this connection are the client's own.
+					tc.PeerTrusted = false
 				}
 			}
 			buffered, _ := br.Peek(br.Buffered())

@@ -25,6 +25,7 @@ type Pool struct {
 	retries        int
 	proxy          byte
 	health         HealthCheckConfig
+	weights        []int // from the config, applied by commit
 }
 
 func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
@@ -64,15 +65,23 @@ func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
 		s := old[sc.Address]
 		if s == nil {
 			s = affinity.NewServer(sc.Address, *sc.Weight)
-		} else {
-			s.SetWeight(*sc.Weight)
-		}
-		if bc.Health.Type == "none" {
-			s.SetHealthy(true)
 		}
 		p.Servers = append(p.Servers, s)
+		p.weights = append(p.weights, *sc.Weight)
 	}
 	return p, nil
+}
+
+// commit applies the config's weights, and health "none" (always up), to
+// servers shared with the running pool. Call it only once the reload can no
+// longer fail: a refused reload must leave the running servers as they were.
+func (p *Pool) commit() {
+	for i, s := range p.Servers {
+		s.SetWeight(p.weights[i])
+		if p.health.Type == "none" {
+			s.SetHealthy(true)
+		}
+	}
 }
 
 // Server returns the pool's server with this address, or nil.

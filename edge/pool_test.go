@@ -45,6 +45,10 @@ func TestNewPoolCarriesServerState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if w := old.Servers[1].Weight(); w != 1 {
+		t.Errorf("before commit: weight %d; want the running 1 (a reload that fails later must change nothing)", w)
+	}
+	next.commit()
 	if got := next.Server("127.0.0.1:9001"); got != old.Servers[0] || got.Healthy() {
 		t.Errorf("9001: got %p healthy=%v; want the old server, still down", got, got.Healthy())
 	}

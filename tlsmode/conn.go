@@ -22,7 +22,8 @@ type Conn struct {
 	// there was one; Dest is the address the client connected to.
 	Source, Dest netip.AddrPort
 	// PeerTrusted is true when the TCP peer is one of the listener's
-	// trusted_proxies: only then are X-Forwarded-* headers from it kept.
+	// trusted_proxies and sent no PROXY header (an HTTP proxy in front):
+	// only then are X-Forwarded-* headers kept.
 	PeerTrusted bool
 	// Route is the route the connection was routed to by its SNI, and Routes
 	// the listener's table it came from. Terminating HTTP handlers check that

@@ -67,48 +67,33 @@ type HTTPOptions struct {
 // of the route's pool (balanced per request, with the connection's affinity
 // key). It is built once per route at load and shared by its connections.
 type HTTPProxy struct {
-	opt       HTTPOptions
-	limits    HTTPLimits
-	proxy     *httputil.ReverseProxy
-	transport *http.Transport
-	errorLog  *stdlog.Logger
+	opt      HTTPOptions
+	limits   HTTPLimits
+	proxy    *httputil.ReverseProxy
+	dialer   *net.Dialer
+	errorLog *stdlog.Logger
+
+	mu         sync.Mutex
+	transports map[string]*http.Transport // by upstream TLS name ("" for plain HTTP or a fixed server_name)
+	servers    map[*http.Server]struct{}  // one per live client connection
+	closed     bool
 }
+
+// maxTransports bounds the upstream TLS names pooled separately (a wildcard
+// route may see many); past it the least recently created is dropped.
+const maxTransports = 256
 
 // NewHTTPProxy builds the proxy of one route.
 func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 	if opt.ConnectTimeout <= 0 {
 		opt.ConnectTimeout = 3 * time.Second
 	}
-	p := &HTTPProxy{opt: opt, limits: opt.Limits.withDefaults()}
-	dialer := &net.Dialer{Timeout: opt.ConnectTimeout, KeepAlive: 30 * time.Second}
-	p.transport = &http.Transport{
-		DialContext:           dialer.DialContext,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: p.limits.ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     false, // HTTP/1.1 keep-alive pools to servers
-	}
-	if opt.Upstream != nil {
-		up := opt.Upstream
-		p.transport.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			raw, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			sni := ""
-			if rc, ok := ctx.Value(reqKey{}).(*reqState); ok {
-				sni = rc.host
-			}
-			tc := tls.Client(raw, upstreamConfig(up, sni, addr))
-			hctx, cancel := context.WithTimeout(ctx, DefaultHandshakeTimeout)
-			defer cancel()
-			if err := tc.HandshakeContext(hctx); err != nil {
-				raw.Close()
-				return nil, &upstreamTLSError{addr: addr, err: err}
-			}
-			return tc, nil
-		}
+	p := &HTTPProxy{
+		opt:        opt,
+		limits:     opt.Limits.withDefaults(),
+		dialer:     &net.Dialer{Timeout: opt.ConnectTimeout, KeepAlive: 30 * time.Second},
+		transports: map[string]*http.Transport{},
+		servers:    map[*http.Server]struct{}{},
 	}
 	p.errorLog = stdlog.New(zerologWriter{opt.Log}, "", 0)
 	p.proxy = &httputil.ReverseProxy{
@@ -127,10 +112,83 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 	return p
 }
 
-// Close drops idle connections to servers (after a reload replaced the route).
+// transportFor returns the keep-alive transport for requests of a client
+// connection whose SNI is sni. With reencrypt and no fixed server_name, the
+// server is verified for the client's SNI, so connections are pooled per
+// name: one opened (and verified) for a.example.com never carries a request
+// of b.example.com.
+func (p *HTTPProxy) transportFor(sni string) *http.Transport {
+	key := ""
+	if p.opt.Upstream != nil && p.opt.Upstream.ServerName == "" {
+		key = sni
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t := p.transports[key]; t != nil {
+		return t
+	}
+	if len(p.transports) >= maxTransports {
+		for k, t := range p.transports {
+			t.CloseIdleConnections()
+			delete(p.transports, k)
+			break
+		}
+	}
+	t := &http.Transport{
+		DialContext:           p.dialer.DialContext,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: p.limits.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     false, // HTTP/1.1 keep-alive pools to servers
+	}
+	if up := p.opt.Upstream; up != nil {
+		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			raw, err := p.dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(raw, upstreamConfig(up, key, addr))
+			hctx, cancel := context.WithTimeout(ctx, DefaultHandshakeTimeout)
+			defer cancel()
+			if err := tc.HandshakeContext(hctx); err != nil {
+				raw.Close()
+				return nil, &upstreamTLSError{addr: addr, err: err}
+			}
+			return tc, nil
+		}
+	}
+	p.transports[key] = t
+	return t
+}
+
+// Close is called when a reload replaced the route: its client connections
+// drain (closed once idle; HTTP/2 gets a GOAWAY) so that their next
+// requests go through the new config, and idle server connections close.
+// Upgraded WebSockets go on.
 func (p *HTTPProxy) Close() error {
-	p.transport.CloseIdleConnections()
+	p.mu.Lock()
+	p.closed = true
+	for srv := range p.servers {
+		go func() { _ = srv.Shutdown(context.Background()) }()
+	}
+	for _, t := range p.transports {
+		t.CloseIdleConnections()
+	}
+	p.mu.Unlock()
 	return nil
+}
+
+// track registers a connection's server; false when the proxy is closed.
+func (p *HTTPProxy) track(srv *http.Server, add bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if add {
+		p.servers[srv] = struct{}{}
+	} else {
+		delete(p.servers, srv)
+	}
+	return !p.closed
 }
 
 type connKey struct{}
@@ -142,8 +200,34 @@ type connState struct {
 	id       IdentityValues // the identity headers, formatted once per connection
 	xff      string         // the client address
 	c        *Conn
-	handlers sync.WaitGroup
 	requests atomic.Int64
+
+	mu     sync.Mutex
+	zero   *sync.Cond // signalled when active drops to 0
+	active int        // requests being handled, including upgraded WebSockets
+}
+
+func (cs *connState) begin() {
+	cs.mu.Lock()
+	cs.active++
+	cs.mu.Unlock()
+}
+
+func (cs *connState) end() {
+	cs.mu.Lock()
+	if cs.active--; cs.active == 0 {
+		cs.zero.Broadcast()
+	}
+	cs.mu.Unlock()
+}
+
+// wait returns when no request is being handled.
+func (cs *connState) wait() {
+	cs.mu.Lock()
+	for cs.active > 0 {
+		cs.zero.Wait()
+	}
+	cs.mu.Unlock()
 }
 
 // reqState is filled while a request goes through, for its log line.
@@ -159,9 +243,16 @@ type reqState struct {
 // When ctx is done it drains: the connection closes once idle. It owns tc
 // and closes it.
 func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error {
+	if ctx.Err() != nil {
+		tc.Close() // draining already: no new HTTP connection
+		c.Reason = "shutting down"
+		return nil
+	}
 	cs := &connState{c: c}
+	cs.zero = sync.NewCond(&cs.mu)
 	done := make(chan struct{})
 	var once sync.Once
+	finish := func() { once.Do(func() { close(done) }) }
 	ln := newOneConnListener(tc)
 	srv := &http.Server{
 		Handler:           p,
@@ -176,11 +267,24 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 		},
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			if st == http.StateClosed || st == http.StateHijacked {
-				once.Do(func() { close(done) })
+				finish()
 			}
 		},
 	}
-	go func() { _ = srv.Serve(ln) }()
+	open := p.track(srv, true)
+	defer p.track(srv, false)
+	go func() {
+		_ = srv.Serve(ln)
+		if !ln.handedOut() {
+			// Shut down before it took the connection (a drain raced
+			// with this connection's start): close it here.
+			tc.Close()
+			finish()
+		}
+	}()
+	if !open {
+		go func() { _ = srv.Shutdown(context.Background()) }()
+	}
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -189,7 +293,7 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 		go func() { _ = srv.Shutdown(context.Background()) }()
 		<-done
 	}
-	cs.handlers.Wait()
+	cs.wait()
 	ln.Close()
 	c.Requests = cs.requests.Load()
 	if c.Reason == "" {
@@ -206,13 +310,16 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	cs.handlers.Add(1)
-	defer cs.handlers.Done()
+	cs.begin()
+	defer cs.end()
 	cs.requests.Add(1)
 	start := time.Now()
 	c := cs.c
 	rs := &reqState{host: requestHost(r.Host)}
 	rw := &statusWriter{ResponseWriter: w}
+	// Deferred: ReverseProxy panics with http.ErrAbortHandler when a copy
+	// fails half way, and exactly those requests need their line.
+	defer p.accessLog(c, r, rw, rs, start)
 
 	// SNI/Host binding: the Host must select the very route this
 	// connection handshook on, or a client could use a lax route's
@@ -220,7 +327,6 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c.Routes != nil && c.Routes.MatchRoute(rs.host) != c.Route {
 		rs.err = errMisdirected
 		http.Error(rw, "421 misdirected request: this connection's TLS name does not serve host "+rs.host, http.StatusMisdirectedRequest)
-		p.accessLog(c, r, rw, rs, start)
 		return
 	}
 	if p.limits.MaxRequestBody > 0 && r.Body != nil {
@@ -228,7 +334,6 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r = r.WithContext(context.WithValue(r.Context(), reqKey{}, rs))
 	p.proxy.ServeHTTP(rw, r)
-	p.accessLog(c, r, rw, rs, start)
 }
 
 var errMisdirected = errors.New("host does not belong to the connection's route")
@@ -308,7 +413,11 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		u.Host = s.Address
 		out.URL = &u
 		s.Acquire()
-		resp, err := t.p.transport.RoundTrip(&out)
+		sni := ""
+		if cs.c.Hello != nil {
+			sni = cs.c.Hello.ServerName
+		}
+		resp, err := t.p.transportFor(sni).RoundTrip(&out)
 		if err == nil {
 			if rs != nil {
 				rs.server = s.Address
@@ -321,7 +430,9 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if rs != nil {
 			rs.server = s.Address
 		}
-		if !isConnectError(err) || req.Context().Err() != nil {
+		// Retry only what was never sent: a connect failure, and no body
+		// (the transport has closed it; it cannot be sent again).
+		if !isConnectError(err) || req.Context().Err() != nil || (req.Body != nil && req.Body != http.NoBody) {
 			break
 		}
 		tried = append(tried, s)
@@ -360,14 +471,14 @@ func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 		status, msg = http.StatusServiceUnavailable, "503 service unavailable: no server available"
 	case errors.As(err, &maxErr):
 		status, msg = http.StatusRequestEntityTooLarge, "413 request body too large"
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):
-		status, msg = http.StatusGatewayTimeout, "504 gateway timeout: the server did not answer in time"
 	case errors.As(err, &tlsErr):
 		msg = "502 bad gateway: TLS with the server failed"
-	case isConnectError(err):
+	case isConnectError(err): // also a connect timeout
 		msg = "502 bad gateway: cannot connect to a server"
 	case errors.Is(err, context.Canceled):
-		return // the client went away
+		return // the client went away: logged as 499
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):
+		status, msg = http.StatusGatewayTimeout, "504 gateway timeout: the server did not answer in time"
 	}
 	http.Error(w, msg, status)
 }
@@ -381,6 +492,9 @@ func (p *HTTPProxy) accessLog(c *Conn, r *http.Request, w *statusWriter, rs *req
 	status := w.status
 	if status == 0 {
 		status = rs.status // a 101 written by ReverseProxy on the hijacked conn
+	}
+	if status == 0 && errors.Is(rs.err, context.Canceled) {
+		status = 499 // nginx's "client closed request"
 	}
 	if status == 0 {
 		status = http.StatusOK
@@ -501,6 +615,13 @@ func (l *oneConnListener) Accept() (net.Conn, error) {
 	l.mu.Unlock()
 	<-l.closed
 	return nil, net.ErrClosed
+}
+
+// handedOut reports whether Accept gave the connection to the server.
+func (l *oneConnListener) handedOut() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.given
 }
 
 func (l *oneConnListener) Close() error {
