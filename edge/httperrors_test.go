@@ -26,7 +26,7 @@ func TestTerminateHTTPErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := ca.Issue(certs.Leaf{CommonName: "edge", DNSNames: []string{"slow.example.com", "none.example.com", "dead.example.com", "small.example.com"}, Server: true})
+	srv, err := ca.Issue(certs.Leaf{CommonName: "edge", DNSNames: []string{"slow.example.com", "none.example.com", "dead.example.com", "small.example.com", "retry.example.com"}, Server: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,15 +48,19 @@ func TestTerminateHTTPErrors(t *testing.T) {
 			go io.Copy(io.Discard, c)
 		}
 	}()
-	// A server that answers, for the body limit.
+	// A server that answers, for the body limit and retries.
 	ok, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	bodies := make(chan string, 10)
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			bodies <- "error: " + err.Error()
 			return
 		}
+		bodies <- string(b)
 		fmt.Fprintln(w, "ok")
 	})}
 	go hs.Serve(ok)
@@ -80,7 +84,8 @@ listeners:
 		route("slow.example.com", "silent", "        http: {response_header_timeout: 300ms}") +
 		route("none.example.com", "drained", "") +
 		route("dead.example.com", "dead", "") +
-		route("small.example.com", "ok", "        http: {max_request_body: 10}") + fmt.Sprintf(`
+		route("small.example.com", "ok", "        http: {max_request_body: 10}") +
+		route("retry.example.com", "retry", "") + fmt.Sprintf(`
 backends:
   - name: silent
     health: {type: none}
@@ -95,7 +100,12 @@ backends:
   - name: ok
     health: {type: none}
     servers: [{address: "%s"}]
-`, silent.Addr(), ok.Addr(), dead, ok.Addr())
+  - name: retry
+    balance: roundrobin
+    retries: 1
+    health: {type: none}
+    servers: [{address: "%s"}, {address: "%s"}]
+`, silent.Addr(), ok.Addr(), dead, ok.Addr(), dead, ok.Addr())
 	cfgPath := filepath.Join(dir, "edge.yaml")
 	if err := os.WriteFile(cfgPath, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
@@ -125,6 +135,12 @@ backends:
 		status     int
 		reason     string
 	}{
+		// Round-robin starts on the dead server: a request without a body
+		// is retried on the other; one with a body is not (the transport
+		// closed it), and the other server never sees a truncated request.
+		{"retry.example.com", "", 200, "ok"},
+		{"retry.example.com", "", 200, "ok"},
+		{"retry.example.com", "payload", 502, "cannot connect"},
 		{"slow.example.com", "", 504, "gateway timeout"},
 		{"none.example.com", "", 503, "no server available"},
 		{"dead.example.com", "", 502, "cannot connect"},
@@ -132,7 +148,11 @@ backends:
 		{"small.example.com", "0123", 200, "ok"},
 	}
 	for _, tt := range tests {
-		req, _ := http.NewRequest("POST", "https://"+tt.host+"/", strings.NewReader(tt.body))
+		var body io.Reader
+		if tt.body != "" {
+			body = strings.NewReader(tt.body)
+		}
+		req, _ := http.NewRequest("POST", "https://"+tt.host+"/", body)
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Errorf("%s: %v", tt.host, err)
@@ -141,7 +161,17 @@ backends:
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != tt.status || !strings.Contains(string(b), tt.reason) {
-			t.Errorf("%s: got %d %q; want %d with %q", tt.host, resp.StatusCode, b, tt.status, tt.reason)
+			t.Errorf("%s %q: got %d %q; want %d with %q", tt.host, tt.body, resp.StatusCode, b, tt.status, tt.reason)
 		}
+		if resp.StatusCode == 200 {
+			if got := <-bodies; got != tt.body {
+				t.Errorf("%s: the server got body %q; want %q", tt.host, got, tt.body)
+			}
+		}
+	}
+	select {
+	case got := <-bodies:
+		t.Errorf("the server got an extra request with body %q", got)
+	default:
 	}
 }

@@ -329,8 +329,16 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "421 misdirected request: this connection's TLS name does not serve host "+rs.host, http.StatusMisdirectedRequest)
 		return
 	}
-	if p.limits.MaxRequestBody > 0 && r.Body != nil {
-		r.Body = http.MaxBytesReader(rw, r.Body, p.limits.MaxRequestBody)
+	if max := p.limits.MaxRequestBody; max > 0 {
+		if r.ContentLength > max {
+			// Declared too large: refused before any server sees it.
+			rs.err = &http.MaxBytesError{Limit: max}
+			http.Error(rw, "413 request body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		if r.Body != nil { // a chunked body is cut where it passes the limit
+			r.Body = http.MaxBytesReader(rw, r.Body, max)
+		}
 	}
 	r = r.WithContext(context.WithValue(r.Context(), reqKey{}, rs))
 	p.proxy.ServeHTTP(rw, r)
