@@ -40,6 +40,7 @@ type listener struct {
 	active atomic.Int64  // live client connections
 	freed  chan struct{} // signalled when a connection ends (max_connections)
 	done   chan struct{} // closed when the listener stops
+	served chan struct{} // closed when serve has returned: no more track(add)
 
 	mu    sync.Mutex
 	conns map[*net.TCPConn]struct{} // for closing what is left at shutdown
@@ -48,11 +49,12 @@ type listener struct {
 
 func newListener(ln *net.TCPListener, log zerolog.Logger) *listener {
 	return &listener{
-		ln:    ln,
-		log:   log,
-		freed: make(chan struct{}, 1),
-		done:  make(chan struct{}),
-		conns: map[*net.TCPConn]struct{}{},
+		ln:     ln,
+		log:    log,
+		freed:  make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		served: make(chan struct{}),
+		conns:  map[*net.TCPConn]struct{}{},
 	}
 }
 
@@ -60,6 +62,7 @@ func newListener(ln *net.TCPListener, log zerolog.Logger) *listener {
 // back off (5ms doubling to 1s) instead of spinning; max_connections leaves
 // excess connections waiting in the kernel's accept queue.
 func (l *listener) serve(ctx context.Context) {
+	defer close(l.served)
 	var delay time.Duration
 	for {
 		for {
@@ -131,6 +134,7 @@ func (l *listener) close() {
 // shutdown waits up to grace for live connections to end, then closes them.
 func (l *listener) shutdown(grace time.Duration) {
 	l.close()
+	<-l.served // no Add may race with the Wait below
 	ended := make(chan struct{})
 	go func() { l.wg.Wait(); close(ended) }()
 	select {

@@ -124,7 +124,9 @@ func (p *Pool) Connect(ctx context.Context, c *tlsmode.Conn) (*tlsmode.Upstream,
 		}
 		s.Acquire()
 		d := net.Dialer{Timeout: p.connectTimeout}
-		conn, err := d.DialContext(ctx, "tcp", s.Address)
+		// Not cancelled by a drain: a connection already accepted gets its
+		// server; the dial is bounded by connect_timeout.
+		conn, err := d.DialContext(context.WithoutCancel(ctx), "tcp", s.Address)
 		if err == nil {
 			return &tlsmode.Upstream{Conn: conn, Server: s, Proxy: p.proxy, Release: s.Release}, nil
 		}

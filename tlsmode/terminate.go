@@ -77,7 +77,8 @@ func (t *Terminate) timeout() time.Duration {
 
 // handshake runs a TLS handshake under a deadline, then clears it.
 func handshake(ctx context.Context, tc *tls.Conn, timeout time.Duration) error {
-	hctx, cancel := context.WithTimeout(ctx, timeout)
+	// Not cancelled by a drain: a connection already accepted is served.
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		return err
