@@ -160,6 +160,38 @@ backends:
 			},
 		},
 		{
+			name: "keys that do not fit the mode",
+			body: `
+listeners:
+  - name: public
+    address: "127.0.0.1:8443"
+    routes:
+      - sni: ["a.example.com"]
+        backend: tlsapp
+        tls: {min_version: "1.3"}
+        http: {idle_timeout: 1m}
+        identity: xfcc
+      - sni: ["b.example.com"]
+        mode: reencrypt
+        backend: plain
+        tls: {cert: missing.pem, key: missing-key.pem, client_auth: sometimes}
+backends:
+  - name: tlsapp
+    servers: [{address: "127.0.0.1:1"}]
+    tls: {ca: ca.pem}
+  - name: plain
+    servers: [{address: "127.0.0.1:2"}]
+`,
+			want: []string{
+				`listeners[0].routes[0].tls: passthrough never decrypts, so it has no tls: remove it, or use mode terminate or reencrypt`,
+				`listeners[0].routes[0].http: passthrough never decrypts, so http limits cannot apply: remove them, or use mode terminate`,
+				`listeners[0].routes[0].identity: passthrough never sees the client certificate: the servers verify it themselves; remove identity`,
+				`listeners[0].routes[1].tls.cert: cannot load missing.pem with key missing-key.pem: open ` + "DIR" + `/missing.pem: no such file or directory`,
+				`listeners[0].routes[1].tls.client_auth: "sometimes" is not valid: use none, request, verify_if_given or require`,
+				`backends[1].tls.ca: missing: reencrypt verifies the servers' certificates; give the CA file that signed them (or, not recommended, insecure_skip_verify: true)`,
+			},
+		},
+		{
 			name: "empty file",
 			body: "",
 			want: []string{`listeners: missing: add at least one listener with an address and routes`},
@@ -172,7 +204,8 @@ backends:
 			if err == nil {
 				t.Fatal("LoadFile: got nil error; want problems")
 			}
-			got := strings.Split(err.Error(), "\n")
+			got := strings.Split(strings.ReplaceAll(err.Error(), filepath.Dir(path), "DIR"), "\n")
+			path = strings.ReplaceAll(path, filepath.Dir(path), "DIR")
 			for i := range got {
 				if !strings.HasPrefix(got[i], path+": ") {
 					t.Errorf("line %d %q does not start with the file name", i, got[i])

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tlsedge/tlsedge/affinity"
 	"github.com/tlsedge/tlsedge/certs"
 	"github.com/tlsedge/tlsedge/tlsmode"
 )
@@ -26,12 +27,13 @@ type Edge struct {
 	serving context.Context
 	drain   context.CancelFunc
 
-	mu        sync.Mutex // serializes Start, Reload and Shutdown
-	cfg       *Config
-	listeners map[string]*listener // by address
-	pools     map[string]*Pool     // by backend name
-	stopCheck context.CancelFunc   // stops the current health checkers
-	closers   []io.Closer          // handlers of the running config to close when replaced
+	mu         sync.Mutex // serializes Start, Reload and Shutdown
+	cfg        *Config
+	listeners  map[string]*listener // by address
+	pools      map[string]*Pool     // by backend name
+	stopCheck  context.CancelFunc   // stops the current health checkers
+	closers    []io.Closer          // handlers of the running config to close when replaced
+	healthRuns map[*affinity.Server]*healthRuns
 
 	certs *certs.Manager                        // made with the first terminate route
 	ocsp  map[certs.OCSPMode]*certs.OCSPChecker // shared across routes and reloads: its cache survives
@@ -42,7 +44,7 @@ func New(ctx context.Context, log zerolog.Logger) *Edge {
 	serving, drain := context.WithCancel(ctx)
 	return &Edge{log: log, ctx: ctx, serving: serving, drain: drain,
 		listeners: map[string]*listener{}, pools: map[string]*Pool{},
-		ocsp: map[certs.OCSPMode]*certs.OCSPChecker{}}
+		ocsp: map[certs.OCSPMode]*certs.OCSPChecker{}, healthRuns: map[*affinity.Server]*healthRuns{}}
 }
 
 // Start opens the listeners of cfg and starts serving. On error nothing is
@@ -157,7 +159,7 @@ func (e *Edge) apply(cfg *Config) error {
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	e.stopCheck = cancel
-	startHealthChecks(ctx, pools, e.log)
+	startHealthChecks(ctx, pools, e.log, e.healthRuns)
 	for _, c := range e.closers {
 		c.Close() // idle keep-alive connections of replaced routes
 	}

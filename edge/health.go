@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -20,7 +21,13 @@ type checker struct {
 	server *affinity.Server
 	cfg    HealthCheckConfig
 	log    zerolog.Logger
+	runs   *healthRuns
 }
+
+// healthRuns counts a server's last checks in a row. It outlives reloads
+// (like the server's state), so frequent reloads cannot keep a dead server
+// from reaching `fall`.
+type healthRuns struct{ ok, bad atomic.Int32 }
 
 // run checks until ctx is done. It owns its ticker and recovers from a panic
 // with a logged stack (house rule 13).
@@ -33,22 +40,26 @@ func (c *checker) run(ctx context.Context) {
 	}()
 	t := time.NewTicker(c.cfg.Interval)
 	defer t.Stop()
-	ok, bad := 0, 0
+	if c.runs == nil {
+		c.runs = &healthRuns{}
+	}
 	for {
 		err := c.check(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		if err == nil {
-			ok, bad = ok+1, 0
-			if !c.server.Healthy() && ok >= c.cfg.Rise {
+			ok := c.runs.ok.Add(1)
+			c.runs.bad.Store(0)
+			if !c.server.Healthy() && int(ok) >= c.cfg.Rise {
 				c.server.SetHealthy(true)
 				c.log.Info().Str("backend", c.pool).Str("server", c.server.Address).
 					Int("rise", c.cfg.Rise).Msg("server up")
 			}
 		} else {
-			ok, bad = 0, bad+1
-			if c.server.Healthy() && bad >= c.cfg.Fall {
+			bad := c.runs.bad.Add(1)
+			c.runs.ok.Store(0)
+			if c.server.Healthy() && int(bad) >= c.cfg.Fall {
 				c.server.SetHealthy(false)
 				c.log.Warn().Str("backend", c.pool).Str("server", c.server.Address).
 					Int("fall", c.cfg.Fall).Str("reason", err.Error()).Msg("server down")
@@ -73,14 +84,28 @@ func (c *checker) check(ctx context.Context) error {
 
 // startHealthChecks starts one checker per server of every pool with a
 // health type other than none; cancel ctx to stop them all.
-func startHealthChecks(ctx context.Context, pools map[string]*Pool, log zerolog.Logger) {
+// runs keeps each server's counts across reloads; entries of servers no
+// longer configured are dropped.
+func startHealthChecks(ctx context.Context, pools map[string]*Pool, log zerolog.Logger, runs map[*affinity.Server]*healthRuns) {
+	live := map[*affinity.Server]bool{}
 	for _, p := range pools {
 		if p.health.Type == "none" {
 			continue
 		}
 		for _, s := range p.Servers {
-			c := &checker{pool: p.Name, server: s, cfg: p.health, log: log}
+			live[s] = true
+			r := runs[s]
+			if r == nil {
+				r = &healthRuns{}
+				runs[s] = r
+			}
+			c := &checker{pool: p.Name, server: s, cfg: p.health, log: log, runs: r}
 			go c.run(ctx)
+		}
+	}
+	for s := range runs {
+		if !live[s] {
+			delete(runs, s)
 		}
 	}
 }

@@ -13,8 +13,13 @@ import (
 // identity and the backend's tls for reencrypt.
 func validateRouteModes(c *Config, ps *Problems, rp string, r *RouteConfig, b *BackendConfig, bp string) {
 	if r.Mode == "passthrough" {
-		if r.TLS.Cert != "" || r.TLS.Key != "" || r.TLS.ACME || r.TLS.ClientAuth != "" || len(r.TLS.ClientCA) > 0 {
+		t := &r.TLS
+		if t.Cert != "" || t.Key != "" || t.ACME || t.ClientAuth != "" || len(t.ClientCA) > 0 || len(t.CRL) > 0 ||
+			t.OCSP != "" || t.MinVersion != "" || len(t.ALPN) > 0 {
 			ps.Add(rp+".tls", "passthrough never decrypts, so it has no tls: remove it, or use mode terminate or reencrypt")
+		}
+		if r.HTTP != (RouteHTTPConfig{}) {
+			ps.Add(rp+".http", "passthrough never decrypts, so http limits cannot apply: remove them, or use mode terminate")
 		}
 		if r.Protocol == "http" {
 			ps.Add(rp+".protocol", "passthrough never decrypts, so it cannot see http: use mode terminate or reencrypt")
@@ -61,6 +66,9 @@ func validateRouteModes(c *Config, ps *Problems, rp string, r *RouteConfig, b *B
 	}
 	if r.Mode == "reencrypt" && b != nil {
 		validateBackendTLS(c, ps, bp, b)
+	}
+	if r.Mode == "terminate" && b != nil && b.TLS != (BackendTLSConfig{}) {
+		ps.Add(bp+".tls", "backend %s has tls (its servers speak TLS) but %s is mode terminate, which sends them plaintext: use mode reencrypt, or remove tls", b.Name, rp)
 	}
 }
 

@@ -58,6 +58,9 @@ func run(path string, cfg *edge.Config, log zerolog.Logger) error {
 		return exitError{1}
 	}
 	log.Info().Str("config", path).Str("version", versionString()).Msg("tlsedge started")
+	if cfg.Admin.Address != "" {
+		log.Warn().Str("admin.address", cfg.Admin.Address).Msg("the admin API is not in this version yet: admin.address is ignored")
+	}
 	for {
 		select {
 		case s := <-sigs:
