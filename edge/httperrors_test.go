@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -11,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/rs/zerolog"
 
 	"github.com/tlsedge/tlsedge/certs"
 )
@@ -110,25 +107,8 @@ backends:
 	if err := os.WriteFile(cfgPath, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	e := New(ctx, zerolog.Nop())
-	if err := e.Start(cfg); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown(0)
-	addr := e.Addr("public").String()
-	client := &http.Client{Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: ca.Pool()},
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
-	}}
+	e := startEdge(t, cfgPath)
+	client := httpsClient(e.Addr("public").String(), &tls.Config{RootCAs: ca.Pool()})
 
 	tests := []struct {
 		host, body string

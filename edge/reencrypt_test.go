@@ -1,17 +1,13 @@
 package edge
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/rs/zerolog"
 
 	"github.com/tlsedge/tlsedge/certs"
 )
@@ -46,7 +42,7 @@ func TestReencryptUpstreamNamePerClientSNI(t *testing.T) {
 	go hs.Serve(ln)
 	defer hs.Close()
 
-	cfg, err := LoadFile(writeConfigIn(t, dir, fmt.Sprintf(`
+	e := startEdge(t, writeConfigIn(t, dir, fmt.Sprintf(`
 listeners:
   - name: public
     address: "127.0.0.1:0"
@@ -62,25 +58,9 @@ backends:
     tls: {ca: ca.pem}
     servers: [{address: "%s"}]
 `, ln.Addr())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	e := New(ctx, zerolog.Nop())
-	if err := e.Start(cfg); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown(0)
 	addr := e.Addr("public").String()
 	for _, name := range []string{"a.example.com", "b.example.com", "a.example.com"} {
-		c := &http.Client{Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: ca.Pool()},
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, addr)
-			},
-		}}
+		c := httpsClient(addr, &tls.Config{RootCAs: ca.Pool()})
 		resp, err := c.Get("https://" + name + "/")
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)

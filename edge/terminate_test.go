@@ -2,7 +2,6 @@ package edge
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -14,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/rs/zerolog"
 
 	"github.com/tlsedge/tlsedge/certs"
 )
@@ -114,18 +111,8 @@ backends:
 	if err := os.WriteFile(cfgPath, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	e := New(ctx, zerolog.Nop())
-	if err := e.Start(cfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Shutdown(0); cancel() })
-	f.e = e
-	f.addr = e.Addr("public").String()
+	f.e = startEdge(t, cfgPath)
+	f.addr = f.e.Addr("public").String()
 	return f
 }
 
@@ -134,15 +121,7 @@ func (f *termFixture) httpClient(sni string, cert bool) *http.Client {
 	if cert {
 		tc.Certificates = []tls.Certificate{f.client.TLS}
 	}
-	addr := f.addr
-	return &http.Client{Transport: &http.Transport{
-		TLSClientConfig:   tc,
-		ForceAttemptHTTP2: true,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
-	}}
+	return httpsClient(f.addr, tc)
 }
 
 func TestTerminateHTTPIdentityAndForgery(t *testing.T) {
