@@ -51,17 +51,27 @@ func (p *bounded) Pick(servers []*Server, k Key, skip func(*Server) bool) *Serve
 		return p.fallback.Pick(servers, k, skip)
 	}
 	// Pass 1: the top-ranked candidate; total live connections and weight.
+	// Pass 1 ranks every candidate once; small pools keep the ranks (and
+	// weights) on the stack so pass 2 need not hash again.
+	const keep = 32
+	var ranks [keep]rank
 	var top *Server
 	var topRank rank
 	var total, sumW int64
-	for _, s := range servers {
+	for i, s := range servers {
 		w, ok := candidate(s, skip)
 		if !ok {
+			if i < keep {
+				ranks[i] = rank{}
+			}
 			continue
 		}
 		total += s.load()
 		sumW += w
 		r := rankOf(k.Hash, s, w)
+		if i < keep {
+			ranks[i] = r
+		}
 		if top == nil || outranks(r, s, topRank, top) {
 			top, topRank = s, r
 		}
@@ -69,20 +79,28 @@ func (p *bounded) Pick(servers []*Server, k Key, skip func(*Server) bool) *Serve
 	if top == nil {
 		return nil
 	}
-	// A server of weight w has room while Active < perWeight × w.
 	perWeight := p.factor * float64(total+1) / float64(sumW)
 	if float64(top.load()) < perWeight*float64(topRank.w) {
 		return top
 	}
-	// Pass 2: the best-ranked candidate with room.
 	var best *Server
 	var bestRank rank
-	for _, s := range servers {
-		w, ok := candidate(s, skip)
-		if !ok || !(float64(s.load()) < perWeight*float64(w)) {
+	for i, s := range servers {
+		var r rank
+		if i < keep {
+			if r = ranks[i]; r.w == 0 {
+				continue // not a candidate in pass 1
+			}
+		} else {
+			w, ok := candidate(s, skip)
+			if !ok {
+				continue
+			}
+			r = rankOf(k.Hash, s, w)
+		}
+		if !(float64(s.load()) < perWeight*float64(r.w)) {
 			continue
 		}
-		r := rankOf(k.Hash, s, w)
 		if best == nil || outranks(r, s, bestRank, best) {
 			best, bestRank = s, r
 		}
