@@ -103,6 +103,14 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 			if rs, ok := resp.Request.Context().Value(reqKey{}).(*reqState); ok {
 				rs.status = resp.StatusCode
 			}
+			// A 101 for another protocol than the one asked for (or for a
+			// request that asked for none): ReverseProxy would give up
+			// without closing the body, and the server's slot would leak.
+			// An error here closes it and answers 502.
+			if resp.StatusCode == http.StatusSwitchingProtocols &&
+				!strings.EqualFold(upgradeType(resp.Request.Header), upgradeType(resp.Header)) {
+				return errUpgradeMismatch
+			}
 			return nil
 		},
 		ErrorHandler: p.errorHandler,
@@ -344,7 +352,23 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.proxy.ServeHTTP(rw, r)
 }
 
-var errMisdirected = errors.New("host does not belong to the connection's route")
+var (
+	errMisdirected     = errors.New("host does not belong to the connection's route")
+	errUpgradeMismatch = errors.New("the server switched to another protocol than the one requested")
+)
+
+// upgradeType is the Upgrade header of a request or response that has
+// "Connection: upgrade", else "".
+func upgradeType(h http.Header) string {
+	for _, v := range h.Values("Connection") {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return h.Get("Upgrade")
+			}
+		}
+	}
+	return ""
+}
 
 // rewrite builds the outbound request. ReverseProxy has already removed
 // hop-by-hop headers and Forwarded / X-Forwarded-* from pr.Out.
