@@ -7,7 +7,9 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,6 +32,7 @@ type Edge struct {
 	mu         sync.Mutex // serializes Start, Reload and Shutdown
 	cfg        *Config
 	listeners  map[string]*listener // by address
+	retired    []*listener          // removed by a reload, with connections still open
 	pools      map[string]*Pool     // by backend name
 	stopCheck  context.CancelFunc   // stops the current health checkers
 	closers    []io.Closer          // handlers of the running config to close when replaced
@@ -145,11 +148,19 @@ func (e *Edge) apply(cfg *Config) error {
 		l.state.Store(states[lc.Address])
 		next[lc.Address] = l
 	}
+	retired := e.retired[:0]
+	for _, l := range e.retired {
+		if l.active.Load() > 0 {
+			retired = append(retired, l)
+		}
+	}
 	for addr, l := range e.listeners {
 		if _, keep := next[addr]; !keep {
 			l.close() // stop accepting; its connections finish on their own
+			retired = append(retired, l)
 		}
 	}
+	e.retired = retired
 	for _, l := range opened {
 		go l.serve(e.serving)
 		e.log.Info().Str("listener", l.state.Load().name).Str("address", l.ln.Addr().String()).Msg("listening")
@@ -305,11 +316,12 @@ func (e *Edge) Shutdown(grace time.Duration) {
 	defer e.mu.Unlock()
 	e.drain()
 	var wg sync.WaitGroup
-	for _, l := range e.listeners {
+	for _, l := range append(slices.Collect(maps.Values(e.listeners)), e.retired...) {
 		wg.Add(1)
 		go func() { defer wg.Done(); l.shutdown(grace) }()
 	}
 	wg.Wait()
+	e.retired = nil
 	if e.stopCheck != nil {
 		e.stopCheck()
 	}
