@@ -12,8 +12,6 @@ import (
 	"testing"
 
 	proxyproto "github.com/pires/go-proxyproto"
-
-	"github.com/tlsedge/tlsedge/certs"
 )
 
 // X-Forwarded-For from a trusted HTTP proxy in front (no PROXY header) is
@@ -21,17 +19,7 @@ import (
 // header is the client's own and is replaced by the PROXY source.
 func TestForwardedForTrust(t *testing.T) {
 	dir := t.TempDir()
-	ca, err := certs.NewAuthority("test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Issue(certs.Leaf{CommonName: "edge", DNSNames: []string{"app.example.com"}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := leaf.WriteFiles(dir, "edge"); err != nil {
-		t.Fatal(err)
-	}
+	ca, _ := edgeCert(t, dir, "app.example.com")
 	xff := make(chan string, 4)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -8,7 +8,27 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/tlsedge/tlsedge/certs"
 )
+
+// edgeCert makes a throwaway CA and writes, into dir, edge.pem and
+// edge-key.pem: a server certificate for names, as a route's tls uses.
+func edgeCert(t *testing.T, dir string, names ...string) (*certs.Authority, *certs.Issued) {
+	t.Helper()
+	ca, err := certs.NewAuthority("test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Issue(certs.Leaf{CommonName: "edge", DNSNames: names, Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := leaf.WriteFiles(dir, "edge"); err != nil {
+		t.Fatal(err)
+	}
+	return ca, leaf
+}
 
 // startEdge loads the config at path and runs it until the test ends.
 func startEdge(t *testing.T, path string) *Edge {

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/tlsedge/tlsedge/certs"
 )
 
 // Failed forwards answer with a status and a reason: 503 when no server is
@@ -19,17 +17,7 @@ import (
 // cannot be reached, 413 over max_request_body.
 func TestTerminateHTTPErrors(t *testing.T) {
 	dir := t.TempDir()
-	ca, err := certs.NewAuthority("test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := ca.Issue(certs.Leaf{CommonName: "edge", DNSNames: []string{"slow.example.com", "none.example.com", "dead.example.com", "small.example.com", "retry.example.com"}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := srv.WriteFiles(dir, "edge"); err != nil {
-		t.Fatal(err)
-	}
+	ca, _ := edgeCert(t, dir, "slow.example.com", "none.example.com", "dead.example.com", "small.example.com", "retry.example.com")
 	// A server that accepts and reads but never answers.
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/tlsedge/tlsedge/certs"
 )
 
 // Reencrypt without server_name verifies the server for the client's SNI,
@@ -17,17 +15,7 @@ import (
 // request of a client that asked for b.example.com.
 func TestReencryptUpstreamNamePerClientSNI(t *testing.T) {
 	dir := t.TempDir()
-	ca, err := certs.NewAuthority("test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Issue(certs.Leaf{CommonName: "any", DNSNames: []string{"*.example.com"}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := leaf.WriteFiles(dir, "edge"); err != nil {
-		t.Fatal(err)
-	}
+	ca, leaf := edgeCert(t, dir, "*.example.com")
 	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), ca.PEM, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/tlsedge/tlsedge/certs"
 )
 
 // A server that answers 101 to a request that asked for no upgrade gets a
@@ -19,17 +17,7 @@ import (
 // forever).
 func TestUpgradeMismatchReleasesServer(t *testing.T) {
 	dir := t.TempDir()
-	ca, err := certs.NewAuthority("test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Issue(certs.Leaf{CommonName: "edge", DNSNames: []string{"app.example.com"}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := leaf.WriteFiles(dir, "edge"); err != nil {
-		t.Fatal(err)
-	}
+	ca, _ := edgeCert(t, dir, "app.example.com")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
