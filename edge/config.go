@@ -9,17 +9,42 @@ type Config struct {
 	Admin     AdminConfig      `key:"admin"`
 	Log       LogConfig        `key:"log"`
 	Certs     CertsConfig      `key:"certs"`
+	Shutdown  ShutdownConfig   `key:"shutdown"`
 	Listeners []ListenerConfig `key:"listeners"`
 	Backends  []BackendConfig  `key:"backends"`
 
 	// File is the path the config was read from ("" when built in code);
 	// relative paths inside the config are resolved against its folder.
 	File string `key:"-"`
+	// Hash is the SHA-256 (hex) of the file's bytes as read ("" when built
+	// in code): the admin API and the tlsedge_config_hash metric show it.
+	Hash string `key:"-"`
 }
 
-// AdminConfig is the admin HTTP endpoint. Empty Address disables it.
+// AdminConfig is the admin HTTP endpoint (API, /metrics, /healthz, /readyz).
+// Empty Address disables it. On an address other than loopback it needs TLS
+// with client certificates required (validate refuses it otherwise).
 type AdminConfig struct {
-	Address string `key:"address"`
+	Address string         `key:"address"`
+	TLS     AdminTLSConfig `key:"tls"`
+}
+
+// AdminTLSConfig is the admin endpoint's TLS. Zero: plain HTTP (loopback only).
+type AdminTLSConfig struct {
+	Cert       string   `key:"cert"`
+	Key        string   `key:"key"`
+	ClientAuth string   `key:"client_auth"` // none | require; "" = require when client_ca is set
+	ClientCA   []string `key:"client_ca"`
+}
+
+// ShutdownConfig is what SIGTERM / SIGINT do. Zero values: no delay, 10s grace.
+type ShutdownConfig struct {
+	// Delay keeps serving (and accepting) after the signal while /readyz
+	// answers 503, so a balancer in front stops sending first. 0 = none.
+	Delay time.Duration `key:"delay"`
+	// Grace is how long open connections may go on once accepting stopped;
+	// then the rest are closed. 0 = 10s.
+	Grace time.Duration `key:"grace"`
 }
 
 // LogConfig selects the logger. Zero values: level info, format json, access on.
@@ -31,7 +56,7 @@ type LogConfig struct {
 
 // CertsConfig is shared by terminate and reencrypt routes.
 type CertsConfig struct {
-	Storage string     `key:"storage"` // certmagic storage folder; "" = ./data beside the config
+	Storage string     `key:"storage"` // certmagic storage folder; "" = $XDG_DATA_HOME/tlsedge (see Config.storage)
 	ACME    ACMEConfig `key:"acme"`
 }
 
@@ -51,7 +76,11 @@ type ListenerConfig struct {
 	TrustedProxies     []string      `key:"trusted_proxies"`     // CIDRs or single IPs allowed to send PROXY headers
 	ClientHelloTimeout time.Duration `key:"clienthello_timeout"` // 0 = 5s
 	MaxConnections     int           `key:"max_connections"`     // 0 = unlimited
-	Routes             []RouteConfig `key:"routes"`
+	// TCPKeepalive is the idle time before the first TCP keepalive probe on
+	// client connections, and the interval between probes (9 probes).
+	// 0 = 15s; "off" (decoded as -1) = no keepalive.
+	TCPKeepalive time.Duration `key:"tcp_keepalive"`
+	Routes       []RouteConfig `key:"routes"`
 }
 
 // RouteConfig maps SNI patterns to a backend in one mode.
@@ -75,6 +104,10 @@ type RouteHTTPConfig struct {
 	ResponseHeaderTimeout time.Duration `key:"response_header_timeout"`
 	MaxHeaderBytes        int           `key:"max_header_bytes"`
 	MaxRequestBody        int64         `key:"max_request_body"` // bytes; 0 = unlimited (streamed)
+	// WriteTimeout bounds each write to the client: a client that stops
+	// reading a response (or a WebSocket) for this long is cut and its
+	// server slot freed. 0 = 60s.
+	WriteTimeout time.Duration `key:"write_timeout"`
 }
 
 // RouteTLSConfig is the server side TLS of a terminate / reencrypt route.
@@ -110,7 +143,32 @@ type BackendConfig struct {
 	ConnectTimeout    time.Duration     `key:"connect_timeout"` // 0 = 3s
 	Retries           *int              `key:"retries"`         // nil = 2
 	DrainTimeout      time.Duration     `key:"drain_timeout"`   // 0 = 30s
-	Health            HealthCheckConfig `key:"health"`
+	// DrainRate is how many connections a second a drain may close in this
+	// pool once drain_timeout has passed. 0 = 100.
+	DrainRate float64 `key:"drain_rate"`
+	// Rebalance, when set, closes connections of servers holding more than
+	// Above × their share of the pool, every Interval. nil = only on request
+	// (POST /api/v1/backends/{pool}/rebalance).
+	Rebalance *RebalanceConfig `key:"rebalance"`
+	// IdleTimeout closes a passthrough or tcp stream after this long with no
+	// byte either way. 0 = off (streams may be quiet for days).
+	IdleTimeout time.Duration `key:"idle_timeout"`
+	// TCPKeepalive is as for listeners, on connections to servers.
+	TCPKeepalive time.Duration     `key:"tcp_keepalive"`
+	Health       HealthCheckConfig `key:"health"`
+}
+
+// RebalanceConfig spreads connections again after servers were added.
+// Zero values: above 1.25, rate 10 a second, interval 30s.
+type RebalanceConfig struct {
+	// Above: a server holding more than Above × its fair share (the pool's
+	// connections × its weight / the weights of available servers) gives
+	// connections back down to its fair share.
+	Above float64 `key:"above"`
+	// Rate is how many connections a second are closed in the pool.
+	Rate float64 `key:"rate"`
+	// Interval is how often the pool is looked at.
+	Interval time.Duration `key:"interval"`
 }
 
 // ServerConfig is one server of a pool.
@@ -135,12 +193,18 @@ type BackendTLSConfig struct {
 }
 
 // HealthCheckConfig is the active health check of a pool's servers.
-// Zero values: type tcp, interval 2s, timeout 1s, rise 2, fall 3.
+// Zero values: type tcp, interval 2s, timeout 1s, rise 2, fall 3; http
+// checks: path /, host the backend's tls.server_name or the server's host,
+// expect_status 200-399.
 type HealthCheckConfig struct {
 	Type     string        `key:"type"` // tcp | tls | http | none; "" = tcp
 	Interval time.Duration `key:"interval"`
 	Timeout  time.Duration `key:"timeout"`
 	Rise     int           `key:"rise"`
 	Fall     int           `key:"fall"`
-	Path     string        `key:"path"`
+	Path     string        `key:"path"` // http: the request path
+	Host     string        `key:"host"` // http: the Host header (and TLS name when the backend sets none)
+	// ExpectStatus lists the statuses (200) or ranges ("200-299", "2xx")
+	// that mean healthy; empty = 200-399.
+	ExpectStatus []string `key:"expect_status"`
 }

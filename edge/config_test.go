@@ -118,7 +118,7 @@ backends:
 `,
 			want: []string{
 				`backends[0].servers[0].weight: want a whole number, got the string "many"`,
-				`listeners[0].bogus: unknown key; known keys here: name, address, proxy_protocol, trusted_proxies, clienthello_timeout, max_connections, routes`,
+				`listeners[0].bogus: unknown key; known keys here: name, address, proxy_protocol, trusted_proxies, clienthello_timeout, max_connections, tcp_keepalive, routes`,
 				`listeners[0].clienthello_timeout: want a duration with a unit such as "5s" or "250ms", got 5`,
 			},
 		},
@@ -183,6 +183,7 @@ backends:
     servers: [{address: "127.0.0.1:2"}]
 `,
 			want: []string{
+				`backends[0].tls: tls is used by reencrypt routes and by tls or http health checks, and this backend has neither: remove tls, or set health.type tls or http`,
 				`listeners[0].routes[0].tls: passthrough never decrypts, so it has no tls: remove it, or use mode terminate or reencrypt`,
 				`listeners[0].routes[0].http: passthrough never decrypts, so http limits cannot apply: remove them, or use mode terminate`,
 				`listeners[0].routes[0].identity: passthrough never sees the client certificate: the servers verify it themselves; remove identity`,

@@ -100,9 +100,16 @@ func decodeValue(in any, out reflect.Value, path string, ps *Problems) {
 		}
 	case reflect.Int, reflect.Int64:
 		if out.Type() == durationType {
+			if in == false { // "off", read as a YAML 1.1 boolean
+				in = "off"
+			}
 			s, ok := in.(string)
 			if !ok {
 				ps.Add(path, "want a duration with a unit such as \"5s\" or \"250ms\", got %s", describe(in))
+				return
+			}
+			if strings.EqualFold(s, "off") {
+				out.SetInt(-1) // validate accepts it only where "off" is documented
 				return
 			}
 			d, err := time.ParseDuration(s)

@@ -12,6 +12,13 @@ const (
 	DefaultHealthTimeout      = 1 * time.Second
 	DefaultHealthRise         = 2
 	DefaultHealthFall         = 3
+	DefaultDrainRate          = 100 // connections a second, per pool
+	DefaultRebalanceAbove     = 1.25
+	DefaultRebalanceRate      = 10 // connections a second, per pool
+	DefaultRebalanceInterval  = 30 * time.Second
+	DefaultTCPKeepalive       = 15 * time.Second
+	DefaultShutdownGrace      = 10 * time.Second
+	DefaultHealthPath         = "/"
 )
 
 func applyDefaults(c *Config) {
@@ -25,6 +32,12 @@ func applyDefaults(c *Config) {
 		t := true
 		c.Log.Access = &t
 	}
+	if c.Shutdown.Grace == 0 {
+		c.Shutdown.Grace = DefaultShutdownGrace
+	}
+	if t := &c.Admin.TLS; len(t.ClientCA) > 0 && t.ClientAuth == "" {
+		t.ClientAuth = "require"
+	}
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		if l.ProxyProtocol == "" {
@@ -32,6 +45,9 @@ func applyDefaults(c *Config) {
 		}
 		if l.ClientHelloTimeout == 0 {
 			l.ClientHelloTimeout = DefaultClientHelloTimeout
+		}
+		if l.TCPKeepalive == 0 {
+			l.TCPKeepalive = DefaultTCPKeepalive
 		}
 		for j := range l.Routes {
 			r := &l.Routes[j]
@@ -64,6 +80,23 @@ func applyDefaults(c *Config) {
 		if b.DrainTimeout == 0 {
 			b.DrainTimeout = DefaultDrainTimeout
 		}
+		if b.DrainRate == 0 {
+			b.DrainRate = DefaultDrainRate
+		}
+		if b.TCPKeepalive == 0 {
+			b.TCPKeepalive = DefaultTCPKeepalive
+		}
+		if r := b.Rebalance; r != nil {
+			if r.Above == 0 {
+				r.Above = DefaultRebalanceAbove
+			}
+			if r.Rate == 0 {
+				r.Rate = DefaultRebalanceRate
+			}
+			if r.Interval == 0 {
+				r.Interval = DefaultRebalanceInterval
+			}
+		}
 		for j := range b.Servers {
 			if b.Servers[j].Weight == nil {
 				w := 1
@@ -85,6 +118,9 @@ func applyDefaults(c *Config) {
 		}
 		if h.Fall == 0 {
 			h.Fall = DefaultHealthFall
+		}
+		if h.Type == "http" && h.Path == "" {
+			h.Path = DefaultHealthPath
 		}
 	}
 }

@@ -1,5 +1,6 @@
 // Package edge runs tlsedge: typed config and its validation, listeners, the
-// route tables, pools of servers, health checks and reload.
+// route tables, pools of servers, health checks, reload, the registry of
+// live connections, drain and rebalance, metrics and the admin API.
 package edge
 
 import (
@@ -11,11 +12,11 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
-	"github.com/tlsedge/tlsedge/affinity"
 	"github.com/tlsedge/tlsedge/certs"
 	"github.com/tlsedge/tlsedge/tlsmode"
 )
@@ -29,33 +30,68 @@ type Edge struct {
 	serving context.Context
 	drain   context.CancelFunc
 
-	mu         sync.Mutex // serializes Start, Reload and Shutdown
-	cfg        *Config
-	listeners  map[string]*listener // by address
-	retired    []*listener          // removed by a reload, with connections still open
-	pools      map[string]*Pool     // by backend name
-	stopCheck  context.CancelFunc   // stops the current health checkers
-	closers    []io.Closer          // handlers of the running config to close when replaced
-	healthRuns map[*affinity.Server]*healthRuns
+	mu        sync.Mutex // serializes Start, Reload and Shutdown
+	cfg       *Config
+	listeners map[string]*listener // by address
+	retired   []*listener          // removed by a reload, with connections still open
+	pools     map[string]*Pool     // by backend name
+	closers   []io.Closer          // handlers of the running config to close when replaced
+	health    *healthChecks
+	admin     *adminServer // nil without admin.address
+
+	// running is what readers outside the lock see (admin API, metrics,
+	// drain): swapped whole by each apply.
+	running atomic.Pointer[running]
+	ready   atomic.Bool // /readyz: started and not shutting down
+	reg     *registry
+	m       *metrics
+	ops     *ops
+
+	// OnConfig, when set, is called with every config put in force (start
+	// and each reload), under the lock: the command applies log.level and
+	// log.format with it.
+	OnConfig func(*Config)
 
 	certs *certs.Manager                        // made with the first terminate route
 	ocsp  map[certs.OCSPMode]*certs.OCSPChecker // shared across routes and reloads: its cache survives
 }
 
+// running is one config in force, for lock-free readers.
+type running struct {
+	cfg   *Config
+	pools map[string]*Pool
+	http  map[string][]*tlsmode.HTTPProxy // by backend name
+	start time.Time                       // when it was put in force
+}
+
 // New returns an Edge that logs to log. ctx bounds its background work.
 func New(ctx context.Context, log zerolog.Logger) *Edge {
 	serving, drain := context.WithCancel(ctx)
-	return &Edge{log: log, ctx: ctx, serving: serving, drain: drain,
+	e := &Edge{log: log, ctx: ctx, serving: serving, drain: drain,
 		listeners: map[string]*listener{}, pools: map[string]*Pool{},
-		ocsp: map[certs.OCSPMode]*certs.OCSPChecker{}, healthRuns: map[*affinity.Server]*healthRuns{}}
+		ocsp: map[certs.OCSPMode]*certs.OCSPChecker{}, reg: newRegistry()}
+	e.m = newMetrics(e)
+	e.health = newHealthChecks(ctx, e)
+	e.ops = newOps(ctx, e)
+	e.running.Store(&running{pools: map[string]*Pool{}})
+	return e
 }
 
-// Start opens the listeners of cfg and starts serving. On error nothing is
-// left open.
+// Start opens the admin endpoint (answering /readyz with 503 until the rest
+// is up), then the listeners of cfg, and starts serving. On error nothing
+// is left open.
 func (e *Edge) Start(cfg *Config) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.apply(cfg)
+	if err := e.startAdmin(cfg); err != nil {
+		return err
+	}
+	if err := e.apply(cfg); err != nil {
+		e.stopAdmin()
+		return err
+	}
+	e.ready.Store(true)
+	return nil
 }
 
 // Reload replaces the running config with cfg. Everything new is built and
@@ -65,7 +101,9 @@ func (e *Edge) Start(cfg *Config) error {
 func (e *Edge) Reload(cfg *Config) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.apply(cfg)
+	err := e.apply(cfg)
+	e.m.reloaded(err == nil)
+	return err
 }
 
 // Config returns the config in force.
@@ -103,6 +141,15 @@ func (e *Edge) apply(cfg *Config) error {
 		if err != nil {
 			return fmt.Errorf("backend %s: %w", bc.Name, err)
 		}
+		if (bc.Health.Type == "tls" || bc.Health.Type == "http") && bc.TLS != (BackendTLSConfig{}) {
+			tc, err := buildUpstreamTLS(cfg, bc)
+			if err != nil {
+				return fmt.Errorf("backend %s: health check tls: %w", bc.Name, err)
+			}
+			tc.ClientSessionCache = nil // every check a full handshake
+			p.checkTLS = tc
+		}
+		p.m = e.m
 		pools[bc.Name] = p
 	}
 	// 2. Build every listener's state, with the TLS of terminate routes.
@@ -117,7 +164,13 @@ func (e *Edge) apply(cfg *Config) error {
 		}
 		states[lc.Address] = st
 	}
-	// 3. Bind new addresses; on failure close what this call opened.
+	// 3. Bind new addresses (the admin endpoint's too, when it changed); on
+	// failure close what this call opened.
+	nextAdmin, err := e.prepareAdmin(cfg)
+	if err != nil {
+		b.closeAll()
+		return err
+	}
 	opened := map[string]*listener{}
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
@@ -129,15 +182,19 @@ func (e *Edge) apply(cfg *Config) error {
 			for _, l := range opened {
 				l.ln.Close()
 			}
+			if nextAdmin != e.admin {
+				nextAdmin.close()
+			}
 			b.closeAll()
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
-		opened[lc.Address] = newListener(ln.(*net.TCPListener), e.log)
+		opened[lc.Address] = newListener(ln.(*net.TCPListener), e)
 	}
 	// 4. Swap. Nothing below can fail.
 	for _, p := range pools {
 		p.commit()
 	}
+	e.drainRemoved(pools)
 	next := make(map[string]*listener, len(cfg.Listeners))
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
@@ -165,19 +222,21 @@ func (e *Edge) apply(cfg *Config) error {
 		go l.serve(e.serving)
 		e.log.Info().Str("listener", l.state.Load().name).Str("address", l.ln.Addr().String()).Msg("listening")
 	}
-	if e.stopCheck != nil {
-		e.stopCheck()
-	}
-	ctx, cancel := context.WithCancel(e.ctx)
-	e.stopCheck = cancel
-	startHealthChecks(ctx, pools, e.log, e.healthRuns)
+	e.health.update(pools)
 	for _, c := range e.closers {
 		c.Close() // idle keep-alive connections of replaced routes
 	}
 	if e.certs != nil {
 		e.certs.Retain(b.statics)
 	}
+	e.swapAdmin(nextAdmin)
 	e.listeners, e.pools, e.cfg, e.closers = next, pools, cfg, b.closers
+	e.running.Store(&running{cfg: cfg, pools: pools, http: b.http, start: time.Now()})
+	e.m.configLoaded(cfg.Hash)
+	e.ops.configChanged()
+	if e.OnConfig != nil {
+		e.OnConfig(cfg)
+	}
 	return nil
 }
 
@@ -188,6 +247,7 @@ type builder struct {
 	pools   map[string]*Pool
 	statics []*certs.Static
 	closers []io.Closer
+	http    map[string][]*tlsmode.HTTPProxy // by backend name
 }
 
 func (b *builder) closeAll() {
@@ -205,6 +265,7 @@ func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
 		helloTimeout: lc.ClientHelloTimeout,
 		maxConns:     lc.MaxConnections,
 		access:       cfg.Log.Access == nil || *cfg.Log.Access,
+		keepalive:    lc.TCPKeepalive,
 	}
 	for _, t := range lc.TrustedProxies {
 		p, err := parsePrefix(t)
@@ -219,7 +280,7 @@ func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
 		if pool == nil {
 			return nil, fmt.Errorf("no backend named %q", rc.Backend)
 		}
-		r := &Route{Mode: rc.Mode, Backend: rc.Backend, Listener: lc.Name}
+		r := &Route{Mode: rc.Mode, Backend: rc.Backend, Listener: lc.Name, Protocol: rc.Protocol, pool: pool}
 		for _, pat := range rc.SNI {
 			n, err := NormalizePattern(pat)
 			if err != nil {
@@ -230,6 +291,7 @@ func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
 			}
 			st.table.add(n, r)
 		}
+		r.obs = newRouteObs(b.e.m, r)
 		switch rc.Mode {
 		case "passthrough":
 			r.Handler = &tlsmode.Passthrough{Backend: pool}
@@ -277,6 +339,7 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 			Identity:       id,
 			Upstream:       t.Upstream,
 			ConnectTimeout: bc.ConnectTimeout,
+			Dial:           pool.DialHTTP,
 			Retries:        *bc.Retries,
 			Log:            e.log,
 			Access:         access,
@@ -288,10 +351,15 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 				ResponseHeaderTimeout: rc.HTTP.ResponseHeaderTimeout,
 				MaxHeaderBytes:        rc.HTTP.MaxHeaderBytes,
 				MaxRequestBody:        rc.HTTP.MaxRequestBody,
+				WriteTimeout:          rc.HTTP.WriteTimeout,
 			},
 		})
 		t.HTTP = hp
 		b.closers = append(b.closers, hp)
+		if b.http == nil {
+			b.http = map[string][]*tlsmode.HTTPProxy{}
+		}
+		b.http[rc.Backend] = append(b.http[rc.Backend], hp)
 	}
 	return t, nil
 }
@@ -314,6 +382,7 @@ func (e *Edge) ocspChecker(m certs.OCSPMode) *certs.OCSPChecker {
 func (e *Edge) Shutdown(grace time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.ready.Store(false)
 	e.drain()
 	var wg sync.WaitGroup
 	for _, l := range append(slices.Collect(maps.Values(e.listeners)), e.retired...) {
@@ -322,9 +391,9 @@ func (e *Edge) Shutdown(grace time.Duration) {
 	}
 	wg.Wait()
 	e.retired = nil
-	if e.stopCheck != nil {
-		e.stopCheck()
-	}
+	e.health.stop()
+	e.ops.stop()
+	e.stopAdmin()
 	for _, c := range e.closers {
 		c.Close()
 	}

@@ -2,91 +2,49 @@ package edge
 
 import (
 	"context"
-	"net"
+	"math/rand/v2"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/rs/zerolog"
 
 	"github.com/tlsedge/tlsedge/affinity"
 )
 
-// checker actively health-checks one server of a pool. A server goes down
-// after `fall` failed checks in a row and comes back after `rise` good ones;
+// healthChecks runs one checker goroutine per server of every pool with a
+// health type other than none. A checker lives as long as its server stays
+// in the config (a reload hands it the new settings); it stops when its
+// server leaves the config or the pool's checks are turned off.
+type healthChecks struct {
+	ctx context.Context
+	e   *Edge
+
+	mu       sync.Mutex
+	checkers map[*affinity.Server]*checker
+}
+
+func newHealthChecks(ctx context.Context, e *Edge) *healthChecks {
+	return &healthChecks{ctx: ctx, e: e, checkers: map[*affinity.Server]*checker{}}
+}
+
+// checker actively health-checks one server. The server goes down after
+// `fall` failed checks in a row and comes back after `rise` good ones;
 // between transitions its state is left alone, so a single lost check does
-// not flap it.
+// not flap it. The counts live on the checker, which outlives reloads, so
+// frequent reloads cannot keep a dead server from reaching `fall`.
 type checker struct {
-	pool   string
-	server *affinity.Server
-	cfg    HealthCheckConfig
-	log    zerolog.Logger
-	runs   *healthRuns
+	st     *serverState
+	pool   atomic.Pointer[Pool] // the settings: replaced by reloads
+	cancel context.CancelFunc
+	ok     int // good checks in a row
+	bad    int // failed checks in a row
 }
 
-// healthRuns counts a server's last checks in a row. It outlives reloads
-// (like the server's state), so frequent reloads cannot keep a dead server
-// from reaching `fall`.
-type healthRuns struct{ ok, bad atomic.Int32 }
-
-// run checks until ctx is done. It owns its ticker and recovers from a panic
-// with a logged stack (house rule 13).
-func (c *checker) run(ctx context.Context) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.log.Error().Str("backend", c.pool).Str("server", c.server.Address).
-				Interface("panic", r).Bytes("stack", debug.Stack()).Msg("health checker crashed")
-		}
-	}()
-	t := time.NewTicker(c.cfg.Interval)
-	defer t.Stop()
-	if c.runs == nil {
-		c.runs = &healthRuns{}
-	}
-	for {
-		err := c.check(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil {
-			ok := c.runs.ok.Add(1)
-			c.runs.bad.Store(0)
-			if !c.server.Healthy() && int(ok) >= c.cfg.Rise {
-				c.server.SetHealthy(true)
-				c.log.Info().Str("backend", c.pool).Str("server", c.server.Address).
-					Int("rise", c.cfg.Rise).Msg("server up")
-			}
-		} else {
-			bad := c.runs.bad.Add(1)
-			c.runs.ok.Store(0)
-			if c.server.Healthy() && int(bad) >= c.cfg.Fall {
-				c.server.SetHealthy(false)
-				c.log.Warn().Str("backend", c.pool).Str("server", c.server.Address).
-					Int("fall", c.cfg.Fall).Str("reason", err.Error()).Msg("server down")
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-func (c *checker) check(ctx context.Context) error {
-	d := net.Dialer{Timeout: c.cfg.Timeout}
-	conn, err := d.DialContext(ctx, "tcp", c.server.Address)
-	if err != nil {
-		return err
-	}
-	return conn.Close()
-}
-
-// startHealthChecks starts one checker per server of every pool with a
-// health type other than none; cancel ctx to stop them all.
-// runs keeps each server's counts across reloads; entries of servers no
-// longer configured are dropped.
-func startHealthChecks(ctx context.Context, pools map[string]*Pool, log zerolog.Logger, runs map[*affinity.Server]*healthRuns) {
+// update starts, re-configures and stops checkers for the pools of the
+// config now in force.
+func (h *healthChecks) update(pools map[string]*Pool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	live := map[*affinity.Server]bool{}
 	for _, p := range pools {
 		if p.health.Type == "none" {
@@ -94,18 +52,86 @@ func startHealthChecks(ctx context.Context, pools map[string]*Pool, log zerolog.
 		}
 		for _, s := range p.Servers {
 			live[s] = true
-			r := runs[s]
-			if r == nil {
-				r = &healthRuns{}
-				runs[s] = r
+			if c := h.checkers[s]; c != nil {
+				c.pool.Store(p)
+				continue
 			}
-			c := &checker{pool: p.Name, server: s, cfg: p.health, log: log, runs: r}
-			go c.run(ctx)
+			ctx, cancel := context.WithCancel(h.ctx)
+			c := &checker{st: p.states[s], cancel: cancel}
+			c.pool.Store(p)
+			h.checkers[s] = c
+			go h.run(ctx, c)
 		}
 	}
-	for s := range runs {
+	for s, c := range h.checkers {
 		if !live[s] {
-			delete(runs, s)
+			c.cancel()
+			delete(h.checkers, s)
 		}
+	}
+}
+
+// stop stops every checker.
+func (h *healthChecks) stop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s, c := range h.checkers {
+		c.cancel()
+		delete(h.checkers, s)
+	}
+}
+
+// run checks until ctx is done, every interval with ±10 % jitter so that
+// the checks of many servers (and of several tlsedge instances) do not
+// fall into step. It owns its timer and recovers from a panic with a
+// logged stack (house rule 13).
+func (h *healthChecks) run(ctx context.Context, c *checker) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.e.log.Error().Str("backend", c.pool.Load().Name).Str("server", c.st.srv.Address).
+				Interface("panic", r).Bytes("stack", debug.Stack()).Msg("health checker crashed")
+		}
+	}()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p := c.pool.Load()
+		err := p.check(ctx, c.st.srv)
+		if ctx.Err() != nil {
+			return
+		}
+		h.record(p, c, err)
+		d := p.health.Interval
+		t.Reset(d - d/10 + time.Duration(rand.Int64N(int64(d/5)+1)))
+	}
+}
+
+// record counts a check's outcome and changes the server's state once rise
+// or fall is reached; a change is logged once, with the reason, and counted.
+func (h *healthChecks) record(p *Pool, c *checker, err error) {
+	s := c.st.srv
+	if err == nil {
+		c.ok++
+		c.bad = 0
+		c.st.checkedAt(time.Now(), "")
+		if !s.Healthy() && c.ok >= p.health.Rise && c.st.setHealthy(true) {
+			h.e.log.Info().Str("backend", p.Name).Str("server", s.Address).Str("check", p.health.Type).
+				Int("rise", p.health.Rise).Msg("server up")
+			h.e.m.healthChanged(p.Name, s.Address, true)
+		}
+		return
+	}
+	c.bad++
+	c.ok = 0
+	c.st.checkedAt(time.Now(), err.Error())
+	if s.Healthy() && c.bad >= p.health.Fall && c.st.setHealthy(false) {
+		h.e.log.Warn().Str("backend", p.Name).Str("server", s.Address).Str("check", p.health.Type).
+			Int("fall", p.health.Fall).Str("reason", err.Error()).Msg("server down")
+		h.e.m.healthChanged(p.Name, s.Address, false)
 	}
 }

@@ -29,6 +29,7 @@ type listenerState struct {
 	helloTimeout time.Duration
 	maxConns     int
 	access       bool
+	keepalive    time.Duration
 }
 
 // listener accepts client connections on one address and routes each by SNI.
@@ -36,6 +37,7 @@ type listener struct {
 	ln    *net.TCPListener
 	state atomic.Pointer[listenerState]
 	log   zerolog.Logger
+	e     *Edge // the registry, metrics and events of routed connections
 
 	active atomic.Int64  // live client connections
 	freed  chan struct{} // signalled when a connection ends (max_connections)
@@ -47,10 +49,11 @@ type listener struct {
 	wg    sync.WaitGroup
 }
 
-func newListener(ln *net.TCPListener, log zerolog.Logger) *listener {
+func newListener(ln *net.TCPListener, e *Edge) *listener {
 	return &listener{
 		ln:     ln,
-		log:    log,
+		log:    e.log,
+		e:      e,
 		freed:  make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		served: make(chan struct{}),
@@ -96,6 +99,11 @@ func (l *listener) serve(ctx context.Context) {
 			continue
 		}
 		delay = 0
+		st := l.state.Load()
+		keepaliveOn(c, st.keepalive)
+		if l.e.m != nil {
+			l.e.m.accepted.WithLabelValues(st.name).Inc()
+		}
 		l.track(c, true)
 		go l.serveConn(ctx, c)
 	}
@@ -161,11 +169,20 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	tc.PeerTrusted = trustedPeer(st.trusted, tc.Source)
 	var route *Route
 	var failed bool // the handler returned an error
+	var kind string // why an unrouted connection was refused, for metrics
 	defer func() {
 		if r := recover(); r != nil {
 			c.Close()
 			tc.Reason, failed = "internal error", true
 			l.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("connection handler crashed")
+		}
+		if route != nil {
+			if r := tc.ShutdownReason(); r != "" {
+				tc.Reason = r
+			}
+			l.e.ended(tc, route)
+		} else {
+			l.e.rejected(st.name, kind, tc.Reason)
 		}
 		// Failures are always logged; successes when log.access is on.
 		if st.access || failed || route == nil {
@@ -186,10 +203,12 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 			switch {
 			case errors.Is(err, proxyproto.ErrNoProxyProtocol):
 				if st.proxy == "required" {
+					kind = "proxy_header"
 					l.reject(c, tc, "PROXY header required but missing", 0)
 					return
 				}
 			case err != nil:
+				kind = "proxy_header"
 				l.reject(c, tc, "bad PROXY header: "+readErrReason(err), 0)
 				return
 			default:
@@ -206,6 +225,7 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 			rest = bytes.NewReader(bytes.Clone(buffered))
 			r = io.MultiReader(rest, c)
 		} else if st.proxy == "required" {
+			kind = "proxy_header"
 			l.reject(c, tc, "PROXY header from untrusted address", 0)
 			return
 		}
@@ -218,24 +238,35 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	switch {
 	case err == nil, errors.Is(err, tlsmode.ErrNoSNI):
 	case errors.Is(err, tlsmode.ErrNotTLS):
+		kind = "not_tls"
 		l.reject(c, tc, "not TLS", 0)
 		return
 	case errors.Is(err, tlsmode.ErrHelloTooLarge):
+		kind = "too_large"
 		l.reject(c, tc, "client hello too large", tlsmode.AlertDecodeError)
 		return
 	case errors.Is(err, tlsmode.ErrMalformedHello):
+		kind = "malformed"
 		l.reject(c, tc, "malformed client hello: "+err.Error(), tlsmode.AlertDecodeError)
 		return
 	default:
+		kind = readErrKind(err)
 		l.reject(c, tc, readErrReason(err), 0)
 		return
 	}
-	route = st.table.Match(h.ServerName)
-	if route == nil {
+	rt := st.table.Match(h.ServerName)
+	if rt == nil {
+		kind = "no_route"
 		l.reject(c, tc, "no route for server name", tlsmode.AlertUnrecognizedName)
 		return
 	}
-	tc.Route, tc.Routes = route, st.table
+	tc.Route, tc.Routes = rt, st.table
+	tc.Start, tc.Events = start, connEvents{l.e}
+	l.e.reg.add(tc)
+	if rt.obs != nil {
+		rt.obs.active.Inc()
+	}
+	route = rt // from here on, ended accounts for it
 	// Clear the deadline, or long-lived streams would die at it.
 	_ = c.SetReadDeadline(time.Time{})
 	tc.Peeked = h.Raw
@@ -295,6 +326,21 @@ func (l *listener) accessLog(name string, tc *tlsmode.Conn, route *Route, start 
 
 // reasonEmpty: the client connected and closed without sending a byte.
 const reasonEmpty = "client closed without sending anything"
+
+// readErrKind is the clienthello_errors kind of a failed read.
+func readErrKind(err error) string {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, io.EOF):
+		return "empty"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "incomplete"
+	case errors.Is(err, net.ErrClosed):
+		return ""
+	}
+	return "read_error"
+}
 
 func readErrReason(err error) string {
 	switch {

@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -41,6 +43,10 @@ func LoadFile(path string) (*Config, error) {
 		return nil, ps
 	}
 	cfg := &Config{File: path}
+	if b, err := os.ReadFile(path); err == nil {
+		sum := sha256.Sum256(b)
+		cfg.Hash = hex.EncodeToString(sum[:])
+	}
 	// Validate even when some values did not decode: a value that failed
 	// keeps its zero (and so its default), and the user sees every problem
 	// of the file in one go.

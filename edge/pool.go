@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"time"
@@ -25,7 +26,16 @@ type Pool struct {
 	retries        int
 	proxy          byte
 	health         HealthCheckConfig
-	weights        []int // from the config, applied by commit
+	checkTLS       *tls.Config      // tls and http checks over TLS; nil = plain
+	weights        []int            // from the config, applied by commit
+	dialer         net.Dialer       // connect_timeout and tcp_keepalive
+	idleTimeout    time.Duration    // passthrough, tcp and WebSocket streams; 0 = off
+	drainTimeout   time.Duration
+	drainRate      float64
+	rebalance      *RebalanceConfig
+
+	states map[*affinity.Server]*serverState // shared with the pools before and after a reload
+	m      *metrics                          // nil in tests that build pools alone
 }
 
 func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
@@ -48,6 +58,12 @@ func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
 		connectTimeout: bc.ConnectTimeout,
 		retries:        *bc.Retries,
 		health:         bc.Health,
+		dialer:         net.Dialer{Timeout: bc.ConnectTimeout, KeepAliveConfig: keepalive(bc.TCPKeepalive)},
+		idleTimeout:    max(bc.IdleTimeout, 0),
+		drainTimeout:   bc.DrainTimeout,
+		drainRate:      bc.DrainRate,
+		rebalance:      bc.Rebalance,
+		states:         map[*affinity.Server]*serverState{},
 	}
 	switch bc.ProxyProtocol {
 	case "v1":
@@ -63,13 +79,37 @@ func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
 	}
 	for _, sc := range bc.Servers {
 		s := old[sc.Address]
+		st := prev.state(s)
 		if s == nil {
 			s = affinity.NewServer(sc.Address, *sc.Weight)
+			st = newServerState(s, *sc.Weight)
 		}
 		p.Servers = append(p.Servers, s)
+		p.states[s] = st
 		p.weights = append(p.weights, *sc.Weight)
 	}
 	return p, nil
+}
+
+// keepalive turns tcp_keepalive (a duration; -1 = off) into Go's config:
+// the idle time and the probe interval, 9 probes.
+func keepalive(d time.Duration) net.KeepAliveConfig {
+	if d < 0 {
+		return net.KeepAliveConfig{Enable: false, Idle: -1, Interval: -1, Count: -1}
+	}
+	if d == 0 {
+		d = DefaultTCPKeepalive
+	}
+	return net.KeepAliveConfig{Enable: true, Idle: d, Interval: d, Count: 9}
+}
+
+// state returns what the edge keeps about server s of p, or nil (also for
+// a nil p or s).
+func (p *Pool) state(s *affinity.Server) *serverState {
+	if p == nil || s == nil {
+		return nil
+	}
+	return p.states[s]
 }
 
 // commit applies the config's weights, and health "none" (always up), to
@@ -77,9 +117,9 @@ func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
 // longer fail: a refused reload must leave the running servers as they were.
 func (p *Pool) commit() {
 	for i, s := range p.Servers {
-		s.SetWeight(p.weights[i])
+		p.states[s].setConfigured(p.weights[i]) // an API override stays in force
 		if p.health.Type == "none" {
-			s.SetHealthy(true)
+			p.states[s].setHealthy(true)
 		}
 	}
 }
@@ -123,10 +163,9 @@ func (p *Pool) Connect(ctx context.Context, c *tlsmode.Conn) (*tlsmode.Upstream,
 			break
 		}
 		s.Acquire()
-		d := net.Dialer{Timeout: p.connectTimeout}
 		// Not cancelled by a drain: a connection already accepted gets its
 		// server; the dial is bounded by connect_timeout.
-		conn, err := d.DialContext(context.WithoutCancel(ctx), "tcp", s.Address)
+		conn, err := p.dialServer(context.WithoutCancel(ctx), s)
 		if err == nil {
 			return &tlsmode.Upstream{Conn: conn, Server: s, Proxy: p.proxy, Release: s.Release}, nil
 		}
@@ -138,4 +177,25 @@ func (p *Pool) Connect(ctx context.Context, c *tlsmode.Conn) (*tlsmode.Upstream,
 		return nil, fmt.Errorf("backend %s: %w", p.Name, tlsmode.ErrNoServer)
 	}
 	return nil, lastErr
+}
+
+// dialServer connects to s under connect_timeout, with tcp_keepalive, and
+// counts the connect (duration, errors) for s.
+func (p *Pool) dialServer(ctx context.Context, s *affinity.Server) (net.Conn, error) {
+	start := time.Now()
+	conn, err := p.dialer.DialContext(ctx, "tcp", s.Address)
+	if st := p.state(s); st != nil && err == nil {
+		st.total.Add(1)
+	}
+	p.m.connected(p.Name, s.Address, time.Since(start), err)
+	return conn, err
+}
+
+// DialHTTP connects to a server by address for the keep-alive transports
+// of http routes (see tlsmode.HTTPOptions.Dial).
+func (p *Pool) DialHTTP(ctx context.Context, _, addr string) (net.Conn, error) {
+	if s := p.Server(addr); s != nil {
+		return p.dialServer(ctx, s)
+	}
+	return p.dialer.DialContext(ctx, "tcp", addr) // a server a reload removed
 }

@@ -15,6 +15,10 @@ type Route struct {
 	Backend  string
 	Handler  tlsmode.Handler
 	Listener string
+	Protocol string // tcp | http (what runs inside TLS; passthrough: tcp)
+
+	pool *Pool     // the backend's pool in the config the route was built with
+	obs  *routeObs // its metric handles; nil without metrics
 }
 
 // Table is an immutable route table: it is built whole at load or reload

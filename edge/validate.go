@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tlsedge/tlsedge/affinity"
 )
@@ -15,8 +16,12 @@ import (
 func validate(c *Config, ps *Problems) {
 	oneOf(ps, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf(ps, "log.format", c.Log.Format, "json", "console")
-	if c.Admin.Address != "" {
-		checkHostPort(ps, "admin.address", c.Admin.Address, true)
+	validateAdmin(c, ps)
+	if c.Shutdown.Delay < 0 {
+		ps.Add("shutdown.delay", "must be 0 (none) or positive, e.g. 5s")
+	}
+	if c.Shutdown.Grace < 0 {
+		ps.Add("shutdown.grace", "must be positive, e.g. 10s")
 	}
 
 	backends := make(map[string]int, len(c.Backends))
@@ -30,7 +35,7 @@ func validate(c *Config, ps *Problems) {
 		default:
 			backends[b.Name] = i + 1
 		}
-		validateBackend(ps, p, &b)
+		validateBackend(c, ps, p, &b)
 	}
 
 	if len(c.Listeners) == 0 {
@@ -70,6 +75,7 @@ func validate(c *Config, ps *Problems) {
 		if l.MaxConnections < 0 {
 			ps.Add(p+".max_connections", "must be 0 (unlimited) or more")
 		}
+		checkKeepalive(ps, p+".tcp_keepalive", l.TCPKeepalive)
 		if len(l.Routes) == 0 {
 			ps.Add(p+".routes", "missing: add at least one route (sni, mode, backend)")
 		}
@@ -108,7 +114,14 @@ func validate(c *Config, ps *Problems) {
 	}
 }
 
-func validateBackend(ps *Problems, p string, b *BackendConfig) {
+// checkKeepalive accepts a positive duration or "off" (-1).
+func checkKeepalive(ps *Problems, path string, d time.Duration) {
+	if d < 0 && d != -1 {
+		ps.Add(path, "must be a positive duration such as 15s, or off")
+	}
+}
+
+func validateBackend(c *Config, ps *Problems, p string, b *BackendConfig) {
 	if _, err := affinity.ParseBalance(b.Balance); err != nil {
 		ps.Add(p+".balance", "%q is not a balance policy: use roundrobin, leastconn or random", b.Balance)
 	}
@@ -128,6 +141,24 @@ func validateBackend(ps *Problems, p string, b *BackendConfig) {
 	if b.DrainTimeout < 0 {
 		ps.Add(p+".drain_timeout", "must be positive, e.g. 30s")
 	}
+	if b.DrainRate < 0 {
+		ps.Add(p+".drain_rate", "must be positive: connections closed a second once drain_timeout has passed, e.g. 100")
+	}
+	if r := b.Rebalance; r != nil {
+		if r.Above < 1 {
+			ps.Add(p+".rebalance.above", "%v must be 1 or more, e.g. 1.25 (a server above 125%% of its share gives connections back)", r.Above)
+		}
+		if r.Rate < 0 {
+			ps.Add(p+".rebalance.rate", "must be positive: connections closed a second, e.g. 10")
+		}
+		if r.Interval < 0 {
+			ps.Add(p+".rebalance.interval", "must be positive, e.g. 30s")
+		}
+	}
+	if b.IdleTimeout < -1 {
+		ps.Add(p+".idle_timeout", "must be 0 (off) or positive, e.g. 10m")
+	}
+	checkKeepalive(ps, p+".tcp_keepalive", b.TCPKeepalive)
 	if b.Discovery.DNS != "" {
 		ps.Add(p+".discovery.dns", "DNS discovery is not implemented in this version yet: list servers instead")
 	}
@@ -151,9 +182,7 @@ func validateBackend(ps *Problems, p string, b *BackendConfig) {
 	}
 	h := b.Health
 	oneOf(ps, p+".health.type", h.Type, "tcp", "tls", "http", "none")
-	if h.Type == "tls" || h.Type == "http" {
-		ps.Add(p+".health.type", "health type %s is not implemented in this version yet: use tcp or none", h.Type)
-	}
+	validateHealth(c, ps, p, b)
 	if h.Interval < 0 {
 		ps.Add(p+".health.interval", "must be positive, e.g. 2s")
 	}

@@ -40,7 +40,7 @@ func validateRouteModes(c *Config, ps *Problems, rp string, r *RouteConfig, b *B
 	for _, d := range []struct {
 		key string
 		v   time.Duration
-	}{{"read_header_timeout", h.ReadHeaderTimeout}, {"idle_timeout", h.IdleTimeout}, {"response_header_timeout", h.ResponseHeaderTimeout}} {
+	}{{"read_header_timeout", h.ReadHeaderTimeout}, {"idle_timeout", h.IdleTimeout}, {"response_header_timeout", h.ResponseHeaderTimeout}, {"write_timeout", h.WriteTimeout}} {
 		if d.v < 0 {
 			ps.Add(rp+".http."+d.key, "must be positive, e.g. 30s (0 = the default)")
 		}

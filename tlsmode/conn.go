@@ -7,6 +7,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"time"
 )
 
 // Conn is one routed client connection handed to a Handler.
@@ -31,6 +32,15 @@ type Conn struct {
 	Route  any
 	Routes RouteMatcher
 
+	// ID names the connection in the connection directory and the admin
+	// API; Start is when it was accepted. Set by the edge before Serve.
+	ID    uint64
+	Start time.Time
+	// Events, when set, is told what happens to the connection while it
+	// lives (see Events); nil = nobody listens.
+	Events Events
+	live   live
+
 	// Filled by the handler for the access log.
 	Server    string // address of the server used, "" if none
 	BytesUp   int64  // client -> server, including Peeked
@@ -41,6 +51,9 @@ type Conn struct {
 	Client   string
 	Requests int64
 }
+
+// A Conn must not be copied once it is served: it holds live state that
+// other goroutines read (see live.go).
 
 // RouteMatcher finds the route for a server name or Host, by the same
 // most-specific-first rules as SNI routing. Routes compare with ==.

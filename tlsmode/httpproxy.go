@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	stdlog "log"
 	"net"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -28,6 +26,7 @@ type HTTPLimits struct {
 	ResponseHeaderTimeout time.Duration // a server's response head [60s]
 	MaxHeaderBytes        int           // a request head [64 KiB]
 	MaxRequestBody        int64         // a request body; 0 = unlimited (streamed)
+	WriteTimeout          time.Duration // each write to the client [60s]
 }
 
 func (l HTTPLimits) withDefaults() HTTPLimits {
@@ -43,6 +42,9 @@ func (l HTTPLimits) withDefaults() HTTPLimits {
 	if l.MaxHeaderBytes <= 0 {
 		l.MaxHeaderBytes = 64 << 10
 	}
+	if l.WriteTimeout <= 0 {
+		l.WriteTimeout = 60 * time.Second
+	}
 	return l
 }
 
@@ -54,12 +56,15 @@ type HTTPOptions struct {
 	// plain HTTP. An empty ServerName means the request's host.
 	Upstream       *tls.Config
 	ConnectTimeout time.Duration // 0 = 3s
-	Retries        int           // other servers tried when a connect fails
-	Limits         HTTPLimits
-	Log            zerolog.Logger
-	Access         bool // one log line per request
-	Listener       string
-	Route          string
+	// Dial connects to a server's address; nil = a net.Dialer with
+	// ConnectTimeout. The edge passes its own (keepalive, metrics).
+	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
+	Retries  int // other servers tried when a connect fails
+	Limits   HTTPLimits
+	Log      zerolog.Logger
+	Access   bool // one log line per request
+	Listener string
+	Route    string
 }
 
 // HTTPProxy serves HTTP/1.1, HTTP/2 and WebSocket upgrades on the
@@ -70,18 +75,14 @@ type HTTPProxy struct {
 	opt      HTTPOptions
 	limits   HTTPLimits
 	proxy    *httputil.ReverseProxy
-	dialer   *net.Dialer
+	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 	errorLog *stdlog.Logger
 
 	mu         sync.Mutex
-	transports map[string]*http.Transport // by upstream TLS name ("" for plain HTTP or a fixed server_name)
-	servers    map[*http.Server]struct{}  // one per live client connection
+	transports map[transportKey]*http.Transport
+	servers    map[*http.Server]struct{} // one per live client connection
 	closed     bool
 }
-
-// maxTransports bounds the upstream TLS names pooled separately (a wildcard
-// route may see many); past it the least recently created is dropped.
-const maxTransports = 256
 
 // NewHTTPProxy builds the proxy of one route.
 func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
@@ -91,9 +92,12 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 	p := &HTTPProxy{
 		opt:        opt,
 		limits:     opt.Limits.withDefaults(),
-		dialer:     &net.Dialer{Timeout: opt.ConnectTimeout, KeepAlive: 30 * time.Second},
-		transports: map[string]*http.Transport{},
+		dial:       opt.Dial,
+		transports: map[transportKey]*http.Transport{},
 		servers:    map[*http.Server]struct{}{},
+	}
+	if p.dial == nil {
+		p.dial = (&net.Dialer{Timeout: opt.ConnectTimeout}).DialContext
 	}
 	p.errorLog = stdlog.New(zerologWriter{opt.Log}, "", 0)
 	p.proxy = &httputil.ReverseProxy{
@@ -118,56 +122,6 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 		BufferPool:   copyBuffers,
 	}
 	return p
-}
-
-// transportFor returns the keep-alive transport for requests of a client
-// connection whose SNI is sni. With reencrypt and no fixed server_name, the
-// server is verified for the client's SNI, so connections are pooled per
-// name: one opened (and verified) for a.example.com never carries a request
-// of b.example.com.
-func (p *HTTPProxy) transportFor(sni string) *http.Transport {
-	key := ""
-	if p.opt.Upstream != nil && p.opt.Upstream.ServerName == "" {
-		key = sni
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if t := p.transports[key]; t != nil {
-		return t
-	}
-	if len(p.transports) >= maxTransports {
-		for k, t := range p.transports {
-			t.CloseIdleConnections()
-			delete(p.transports, k)
-			break
-		}
-	}
-	t := &http.Transport{
-		DialContext:           p.dialer.DialContext,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: p.limits.ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     false, // HTTP/1.1 keep-alive pools to servers
-	}
-	if up := p.opt.Upstream; up != nil {
-		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			raw, err := p.dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			tc := tls.Client(raw, upstreamConfig(up, key, addr))
-			hctx, cancel := context.WithTimeout(ctx, DefaultHandshakeTimeout)
-			defer cancel()
-			if err := tc.HandshakeContext(hctx); err != nil {
-				raw.Close()
-				return nil, &upstreamTLSError{addr: addr, err: err}
-			}
-			return tc, nil
-		}
-	}
-	p.transports[key] = t
-	return t
 }
 
 // Close is called when a reload replaced the route: its client connections
@@ -204,11 +158,10 @@ type reqKey struct{}
 
 // connState is what every request of one client connection shares.
 type connState struct {
-	idOnce   sync.Once
-	id       IdentityValues // the identity headers, formatted once per connection
-	xff      string         // the client address
-	c        *Conn
-	requests atomic.Int64
+	idOnce sync.Once
+	id     IdentityValues // the identity headers, formatted once per connection
+	xff    string         // the client address
+	c      *Conn
 
 	mu     sync.Mutex
 	zero   *sync.Cond // signalled when active drops to 0
@@ -241,8 +194,8 @@ func (cs *connState) wait() {
 // reqState is filled while a request goes through, for its log line.
 type reqState struct {
 	host   string
-	server string
-	status int // the server's status, seen also for upgrades (101), which bypass the ResponseWriter
+	server *affinity.Server // the last server tried
+	status int              // the server's status, seen also for upgrades (101), which bypass the ResponseWriter
 	err    error
 }
 
@@ -303,7 +256,7 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 	}
 	cs.wait()
 	ln.Close()
-	c.Requests = cs.requests.Load()
+	c.Requests = c.RequestCount()
 	if c.Reason == "" {
 		c.Reason = "client closed"
 	}
@@ -320,7 +273,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	cs.begin()
 	defer cs.end()
-	cs.requests.Add(1)
+	cs.c.live.requests.Add(1)
 	start := time.Now()
 	c := cs.c
 	rs := &reqState{host: requestHost(r.Host)}
@@ -415,79 +368,6 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-// poolTransport picks a server of the pool for each request, dials it
-// through the keep-alive transport and, when the connect fails (nothing was
-// sent), tries other servers. The server's slot is held until the response
-// body is closed, so a WebSocket counts for leastconn for as long as it
-// lives.
-type poolTransport struct{ p *HTTPProxy }
-
-func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	cs := req.Context().Value(connKey{}).(*connState)
-	rs, _ := req.Context().Value(reqKey{}).(*reqState)
-	var tried []*affinity.Server
-	skip := func(s *affinity.Server) bool {
-		for _, x := range tried {
-			if x == s {
-				return true
-			}
-		}
-		return false
-	}
-	var lastErr error = ErrNoServer
-	for attempt := 0; attempt <= t.p.opt.Retries; attempt++ {
-		s := t.p.opt.Backend.PickServer(cs.c, skip)
-		if s == nil {
-			break
-		}
-		out := *req
-		u := *req.URL
-		u.Host = s.Address
-		out.URL = &u
-		s.Acquire()
-		sni := ""
-		if cs.c.Hello != nil {
-			sni = cs.c.Hello.ServerName
-		}
-		resp, err := t.p.transportFor(sni).RoundTrip(&out)
-		if err == nil {
-			if rs != nil {
-				rs.server = s.Address
-			}
-			resp.Body = releaseOnClose(resp.Body, s.Release)
-			return resp, nil
-		}
-		s.Release()
-		lastErr = err
-		if rs != nil {
-			rs.server = s.Address
-		}
-		// Retry only what was never sent: a connect failure, and no body
-		// (the transport has closed it; it cannot be sent again).
-		if !isConnectError(err) || req.Context().Err() != nil || (req.Body != nil && req.Body != http.NoBody) {
-			break
-		}
-		tried = append(tried, s)
-	}
-	return nil, lastErr
-}
-
-// isConnectError reports whether err happened while connecting, before any
-// byte of the request was sent, so another server may be tried.
-func isConnectError(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
-}
-
-// upstreamTLSError is a failed TLS handshake with a server (reencrypt).
-type upstreamTLSError struct {
-	addr string
-	err  error
-}
-
-func (e *upstreamTLSError) Error() string { return "tls with server " + e.addr + ": " + e.err.Error() }
-func (e *upstreamTLSError) Unwrap() error { return e.err }
-
 // errorHandler answers a failed forward with a status that says why:
 // 503 when no server is available, 504 when the server did not answer in
 // time, 502 otherwise. The details go to the log, not to the client.
@@ -531,6 +411,13 @@ func (p *HTTPProxy) accessLog(c *Conn, r *http.Request, w *statusWriter, rs *req
 	if status == 0 {
 		status = http.StatusOK
 	}
+	if c.Events != nil {
+		var answered *affinity.Server
+		if rs.err == nil || rs.status != 0 {
+			answered = rs.server
+		}
+		c.Events.Request(c, answered, status, time.Since(start))
+	}
 	var ev *zerolog.Event
 	switch {
 	case rs.err != nil && status >= 500:
@@ -545,7 +432,7 @@ func (p *HTTPProxy) accessLog(c *Conn, r *http.Request, w *statusWriter, rs *req
 	}
 	ev = ev.Str("listener", p.opt.Listener).Str("route", p.opt.Route).Str("client", c.Source.String()).
 		Str("method", r.Method).Str("host", rs.host).Str("path", r.URL.Path).Str("proto", r.Proto).
-		Int("status", status).Str("server", rs.server).Int64("bytes_down", w.n).
+		Int("status", status).Str("server", serverAddress(rs.server)).Int64("bytes_down", w.n).
 		Dur("duration_ms", time.Since(start))
 	if c.Client != "" {
 		ev = ev.Str("client_cert", c.Client)
@@ -567,129 +454,10 @@ func requestHost(h string) string {
 	return strings.TrimSuffix(strings.ToLower(h), ".")
 }
 
-// statusWriter records the status and body size for the access log. It
-// keeps Flush and Hijack reachable (streaming and WebSocket upgrades)
-// through http.ResponseController's Unwrap.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	n      int64
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
+// serverAddress is s's address, or "" for nil.
+func serverAddress(s *affinity.Server) string {
+	if s == nil {
+		return ""
 	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(b)
-	w.n += int64(n)
-	return n, err
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func (w *statusWriter) Flush() {
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-// releaseOnClose calls release once when body is closed. An upgraded
-// (101) body is an io.ReadWriteCloser and stays one, as ReverseProxy needs.
-func releaseOnClose(body io.ReadCloser, release func()) io.ReadCloser {
-	var once sync.Once
-	r := func() { once.Do(release) }
-	if rwc, ok := body.(io.ReadWriteCloser); ok {
-		return &releaseRWC{ReadWriteCloser: rwc, release: r}
-	}
-	return &releaseBody{ReadCloser: body, release: r}
-}
-
-type releaseBody struct {
-	io.ReadCloser
-	release func()
-}
-
-func (b *releaseBody) Close() error { defer b.release(); return b.ReadCloser.Close() }
-
-type releaseRWC struct {
-	io.ReadWriteCloser
-	release func()
-}
-
-func (b *releaseRWC) Close() error { defer b.release(); return b.ReadWriteCloser.Close() }
-
-// oneConnListener hands one connection to http.Server, then blocks until
-// closed.
-type oneConnListener struct {
-	conn   net.Conn
-	once   sync.Once
-	closed chan struct{}
-	mu     sync.Mutex
-	given  bool
-}
-
-func newOneConnListener(c net.Conn) *oneConnListener {
-	return &oneConnListener{conn: c, closed: make(chan struct{})}
-}
-
-func (l *oneConnListener) Accept() (net.Conn, error) {
-	l.mu.Lock()
-	if !l.given {
-		l.given = true
-		l.mu.Unlock()
-		return l.conn, nil
-	}
-	l.mu.Unlock()
-	<-l.closed
-	return nil, net.ErrClosed
-}
-
-// handedOut reports whether Accept gave the connection to the server.
-func (l *oneConnListener) handedOut() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.given
-}
-
-func (l *oneConnListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
-
-// zerologWriter sends net/http's own error lines (TLS and protocol errors
-// of clients) to the debug log.
-type zerologWriter struct{ log zerolog.Logger }
-
-func (w zerologWriter) Write(b []byte) (int, error) {
-	if e := w.log.Debug(); e.Enabled() {
-		e.Str("source", "net/http").Msg(strings.TrimSpace(string(b)))
-	}
-	return len(b), nil
-}
-
-// copyBuffers are ReverseProxy's body copy buffers, reused across requests
-// (without a pool it allocates 32 KiB per request: 59 % of the bytes a
-// request allocated, measured).
-var copyBuffers = &bufferPool{}
-
-type bufferPool struct{ p sync.Pool }
-
-func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[32 << 10]byte); ok {
-		return v[:]
-	}
-	return new([32 << 10]byte)[:]
-}
-
-func (b *bufferPool) Put(buf []byte) {
-	if cap(buf) >= 32<<10 {
-		b.p.Put((*[32 << 10]byte)(buf[:32<<10]))
-	}
+	return s.Address
 }

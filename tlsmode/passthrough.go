@@ -28,6 +28,8 @@ func (p *Passthrough) Serve(ctx context.Context, c *Conn) error {
 	}
 	c.Server = up.Server.Address
 	defer up.Close()
+	c.Bind(up.Server)
+	defer c.Bind(nil)
 	first := net.Buffers{c.Peeked}
 	if up.Proxy != 0 {
 		h, err := proxyHeader(up.Proxy, c)

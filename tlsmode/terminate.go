@@ -52,15 +52,29 @@ func (c *replayConn) Read(p []byte) (int, error) {
 
 // Serve implements Handler.
 func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
-	tc := tls.Server(&replayConn{Conn: c.Conn, buf: c.Peeked}, t.TLS)
-	if err := handshake(ctx, tc, t.timeout()); err != nil {
+	var writeTimeout time.Duration
+	if t.HTTP != nil {
+		writeTimeout = t.HTTP.limits.WriteTimeout
+	}
+	tc := tls.Server(&replayConn{Conn: c.counted(writeTimeout), buf: c.Peeked}, t.TLS)
+	// The log, metrics and directory count bytes on the client's socket,
+	// TLS records included, as for passthrough.
+	defer func() { c.BytesUp, c.BytesDown = c.live.up.Load(), c.live.down.Load() }()
+	start := time.Now()
+	err := handshake(ctx, tc, t.timeout())
+	if c.Events != nil {
+		c.Events.Handshake(c, time.Since(start), err)
+	}
+	if err != nil {
 		tc.Close()
 		c.Reason = "client tls handshake: " + err.Error()
 		return err
 	}
 	cs := tc.ConnectionState()
 	if len(cs.VerifiedChains) > 0 {
-		c.Client = identityDN(cs.PeerCertificates[0].RawSubject)
+		leaf := cs.PeerCertificates[0]
+		c.Client = identityDN(leaf.RawSubject)
+		c.SetIdentity(NewClientIdentity(leaf))
 	}
 	if t.HTTP != nil {
 		return t.HTTP.ServeConn(ctx, tc, c)
@@ -99,6 +113,8 @@ func (t *Terminate) serveTCP(ctx context.Context, tc *tls.Conn, cs *tls.Connecti
 	}
 	defer up.Close()
 	c.Server = up.Server.Address
+	c.Bind(up.Server)
+	defer c.Bind(nil)
 	if up.Proxy != 0 {
 		var tlvs []proxyproto.TLV
 		if up.Proxy == 2 {

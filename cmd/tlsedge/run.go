@@ -17,9 +17,6 @@ import (
 	"github.com/tlsedge/tlsedge/edge"
 )
 
-// shutdownGrace is how long connections may go on after SIGTERM/SIGINT.
-const shutdownGrace = 10 * time.Second
-
 func runCmd(env *viper.Viper) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run -c FILE",
@@ -35,15 +32,20 @@ func runCmd(env *viper.Viper) *cobra.Command {
 				fmt.Fprintln(cmd.ErrOrStderr(), err)
 				return exitError{1}
 			}
-			log := edge.NewLogger(cfg.Log, os.Stderr)
-			return run(path, cfg, log)
+			return run(path, cfg)
 		},
 	}
 	configFlag(cmd)
 	return cmd
 }
 
-func run(path string, cfg *edge.Config, log zerolog.Logger) error {
+// run serves cfg until SIGTERM or SIGINT. log.level and log.format of each
+// config put in force apply at once (the level through zerolog's process
+// level: this is the process's one logger).
+func run(path string, cfg *edge.Config) error {
+	out := edge.NewLogOutput(os.Stderr, cfg.Log.Format)
+	zerolog.SetGlobalLevel(edge.ParseLevel(cfg.Log.Level))
+	log := zerolog.New(out).With().Timestamp().Logger()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// Signals and the file watcher first: a SIGHUP or an edit that comes
@@ -53,48 +55,44 @@ func run(path string, cfg *edge.Config, log zerolog.Logger) error {
 	changed := watchFile(ctx, path, log)
 
 	e := edge.New(ctx, log)
+	e.OnConfig = func(c *edge.Config) {
+		zerolog.SetGlobalLevel(edge.ParseLevel(c.Log.Level))
+		out.SetFormat(c.Log.Format)
+	}
 	if err := e.Start(cfg); err != nil {
 		log.Error().Err(err).Str("config", path).Msg("cannot start")
 		return exitError{1}
 	}
-	log.Info().Str("config", path).Str("version", versionString()).Msg("tlsedge started")
-	if cfg.Admin.Address != "" {
-		log.Warn().Str("admin.address", cfg.Admin.Address).Msg("the admin API is not in this version yet: admin.address is ignored")
+	ev := log.Info().Str("config", path).Str("version", versionString())
+	if a := e.AdminAddr(); a != nil {
+		ev = ev.Str("admin", a.String())
 	}
+	ev.Msg("tlsedge started")
 	for {
 		select {
 		case s := <-sigs:
 			if s != syscall.SIGHUP {
-				log.Info().Str("signal", s.String()).Dur("grace", shutdownGrace).Msg("shutting down")
-				e.Shutdown(shutdownGrace)
+				shutdown(e, s, log)
 				return nil
 			}
-			reload(e, path, "SIGHUP", log)
+			_, _ = e.ReloadFile("SIGHUP")
 		case <-changed:
-			reload(e, path, "file changed", log)
+			_, _ = e.ReloadFile("file changed")
 		}
 	}
 }
 
-// reload loads path again; a bad file is logged problem by problem and the
-// running config keeps serving.
-func reload(e *edge.Edge, path, why string, log zerolog.Logger) {
-	cfg, err := edge.LoadFile(path)
-	if err == nil {
-		err = e.Reload(cfg)
+// shutdown makes /readyz answer 503, keeps serving for shutdown.delay so a
+// balancer in front stops sending, then stops accepting and gives open
+// connections shutdown.grace to finish.
+func shutdown(e *edge.Edge, s os.Signal, log zerolog.Logger) {
+	c := e.Config().Shutdown
+	e.NotReady()
+	log.Info().Str("signal", s.String()).Dur("delay", c.Delay).Dur("grace", c.Grace).Msg("shutting down")
+	if c.Delay > 0 {
+		time.Sleep(c.Delay)
 	}
-	if err != nil {
-		if ps, ok := err.(*edge.Problems); ok {
-			for _, p := range ps.List {
-				log.Error().Str("config", path).Str("key", p.Path).Str("problem", p.Msg).Msg("reload refused: config problem")
-			}
-		} else {
-			log.Error().Err(err).Str("config", path).Msg("reload refused")
-		}
-		log.Warn().Str("config", path).Msg("old config keeps serving")
-		return
-	}
-	log.Info().Str("config", path).Str("trigger", why).Msg("config reloaded")
+	e.Shutdown(c.Grace)
 }
 
 // watchFile signals when the config file changes. It watches the folder, not

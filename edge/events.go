@@ -1,0 +1,192 @@
+package edge
+
+import (
+	"net"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tlsedge/tlsedge/affinity"
+	"github.com/tlsedge/tlsedge/tlsmode"
+)
+
+// routeObs are a route's metric handles, resolved once when the route is
+// built so that the per-connection path does no label lookups.
+type routeObs struct {
+	active       prometheus.Gauge
+	handshakeOK  prometheus.Counter
+	handshakeDur prometheus.Observer
+	bytesIn      prometheus.Counter
+	bytesOut     prometheus.Counter
+	requests     [6]prometheus.Counter  // by status class 1xx..5xx, [0] other
+	requestDur   [6]prometheus.Observer // idem
+}
+
+func newRouteObs(m *metrics, r *Route) *routeObs {
+	if m == nil {
+		return nil
+	}
+	o := &routeObs{
+		active:       m.active.WithLabelValues(r.Listener, r.Pattern, r.Mode),
+		handshakeOK:  m.handshakes.WithLabelValues(r.Listener, r.Pattern, "ok"),
+		handshakeDur: m.handshakeDur.WithLabelValues(r.Listener, r.Pattern),
+		bytesIn:      m.bytes.WithLabelValues(r.Listener, r.Pattern, r.Mode, "in"),
+		bytesOut:     m.bytes.WithLabelValues(r.Listener, r.Pattern, r.Mode, "out"),
+	}
+	for i := range o.requests {
+		code := "other"
+		if i > 0 {
+			code = codeClass(i * 100)
+		}
+		o.requests[i] = m.requests.WithLabelValues(r.Listener, r.Pattern, code)
+		o.requestDur[i] = m.requestDur.WithLabelValues(r.Listener, r.Pattern, code)
+	}
+	return o
+}
+
+// connEvents is the edge's side of tlsmode.Events: it keeps the registry's
+// indexes, starts idle watches, and counts handshakes and requests.
+type connEvents struct{ e *Edge }
+
+func routeOf(c *tlsmode.Conn) *Route {
+	r, _ := c.Route.(*Route)
+	return r
+}
+
+func (ev connEvents) Bound(c *tlsmode.Conn, old, new *affinity.Server) {
+	ev.e.reg.bound(c, old, new)
+	if new == nil {
+		c.StopWatching()
+		return
+	}
+	if r := routeOf(c); r != nil && r.pool != nil && r.pool.idleTimeout > 0 {
+		c.WatchIdle(r.pool.idleTimeout)
+	}
+}
+
+func (ev connEvents) Identified(c *tlsmode.Conn) { ev.e.reg.identified(c) }
+
+func (ev connEvents) Handshake(c *tlsmode.Conn, d time.Duration, err error) {
+	r := routeOf(c)
+	if r == nil || r.obs == nil {
+		return
+	}
+	if err == nil {
+		r.obs.handshakeOK.Inc()
+		r.obs.handshakeDur.Observe(d.Seconds())
+		return
+	}
+	ev.e.m.handshakes.WithLabelValues(r.Listener, r.Pattern, handshakeResult(err)).Inc()
+}
+
+func (ev connEvents) Request(c *tlsmode.Conn, _ *affinity.Server, status int, d time.Duration) {
+	r := routeOf(c)
+	if r == nil || r.obs == nil {
+		return
+	}
+	i := 0
+	if status >= 100 && status < 600 {
+		i = status / 100
+	}
+	r.obs.requests[i].Inc()
+	if status != 101 {
+		r.obs.requestDur[i].Observe(d.Seconds())
+	}
+}
+
+// ended accounts for a routed connection once its handler has returned:
+// out of the registry, the gauges, counters and its server's bytes.
+func (e *Edge) ended(c *tlsmode.Conn, r *Route) {
+	e.reg.remove(c)
+	c.StopWatching()
+	srv := c.LastServer()
+	if st := r.pool.state(srv); st != nil {
+		st.bytesIn.Add(c.BytesUp)
+		st.bytesOut.Add(c.BytesDown)
+	}
+	if r.obs == nil {
+		return
+	}
+	r.obs.active.Dec()
+	r.obs.bytesIn.Add(float64(c.BytesUp))
+	r.obs.bytesOut.Add(float64(c.BytesDown))
+	addr := ""
+	if srv != nil {
+		addr = srv.Address
+	}
+	e.m.closed.WithLabelValues(r.Listener, r.Pattern, r.Mode, addr, reasonClass(c.Reason)).Inc()
+}
+
+// rejected accounts for a connection that never reached a route.
+func (e *Edge) rejected(listener string, kind, reason string) {
+	if e.m == nil {
+		return
+	}
+	switch kind {
+	case "":
+	case "no_route":
+		e.m.handshakes.WithLabelValues(listener, "", "no_route").Inc()
+	default:
+		e.m.helloErrors.WithLabelValues(listener, kind).Inc()
+		if kind == "not_tls" || kind == "malformed" || kind == "too_large" {
+			e.m.handshakes.WithLabelValues(listener, "", "bad_hello").Inc()
+		}
+	}
+	e.m.closed.WithLabelValues(listener, "", "", "", reasonClass(reason)).Inc()
+}
+
+// Reasons the edge itself ends connections for.
+const (
+	reasonAdmin     = "closed by the admin API"
+	reasonDrained   = "drained: drain_timeout passed"
+	reasonRebalance = "rebalanced"
+	reasonShutdown  = "shutting down"
+)
+
+// reasonClasses map a connection's reason (its first words) to the bounded
+// reason label of tlsedge_connections_closed_total.
+var reasonClasses = []struct{ prefix, class string }{
+	{"client closed without sending anything", "empty"},
+	{"client closed before its hello", "hello_incomplete"},
+	{"client closed", "client_closed"},
+	{"server closed", "server_closed"},
+	{"client reset", "client_reset"},
+	{"server reset", "server_reset"},
+	{"client timeout", "timeout"},
+	{"server timeout", "timeout"},
+	{"client error", "client_error"},
+	{"server error", "server_error"},
+	{"idle timeout", "idle_timeout"},
+	{reasonAdmin, "admin"},
+	{"drained", "drained"},
+	{reasonRebalance, "rebalanced"},
+	{reasonShutdown, "shutdown"},
+	{"no server available", "no_server"},
+	{"connect failed", "connect_failed"},
+	{"client tls handshake", "tls_handshake_failed"},
+	{"server tls handshake", "server_tls_failed"},
+	{"no route", "no_route"},
+	{"not TLS", "bad_hello"},
+	{"malformed client hello", "bad_hello"},
+	{"client hello too large", "bad_hello"},
+	{"clienthello timeout", "hello_timeout"},
+	{"PROXY header", "proxy_refused"},
+	{"bad PROXY header", "proxy_refused"},
+	{"internal error", "internal_error"},
+	{"closed", "closed"},
+}
+
+func reasonClass(reason string) string {
+	for _, rc := range reasonClasses {
+		if strings.HasPrefix(reason, rc.prefix) {
+			return rc.class
+		}
+	}
+	return "other"
+}
+
+// keepaliveOn applies tcp_keepalive to an accepted client connection.
+func keepaliveOn(c *net.TCPConn, d time.Duration) {
+	_ = c.SetKeepAliveConfig(keepalive(d))
+}

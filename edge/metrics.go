@@ -1,0 +1,205 @@
+package edge
+
+import (
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tlsedge/tlsedge/certs"
+)
+
+// metrics are the Prometheus metrics of one Edge, in a registry of its own
+// (with the process and Go collectors). Every label is bounded by the
+// config: listener, route (its first SNI pattern), mode, backend, server
+// address, and fixed sets of reasons and results; never a client address or
+// identity. All methods are safe on a nil *metrics (pools built alone in
+// tests).
+type metrics struct {
+	reg *prometheus.Registry
+
+	accepted     *prometheus.CounterVec   // listener
+	active       *prometheus.GaugeVec     // listener, route, mode
+	closed       *prometheus.CounterVec   // listener, route, mode, server, reason
+	bytes        *prometheus.CounterVec   // listener, route, mode, direction
+	helloErrors  *prometheus.CounterVec   // listener, kind
+	handshakes   *prometheus.CounterVec   // listener, route, result
+	handshakeDur *prometheus.HistogramVec // listener, route
+	requests     *prometheus.CounterVec   // listener, route, code
+	requestDur   *prometheus.HistogramVec // listener, route, code
+	connectDur   *prometheus.HistogramVec // backend, server
+	connectErrs  *prometheus.CounterVec   // backend, server, kind
+	healthTrans  *prometheus.CounterVec   // backend, server, state
+	reloads      *prometheus.CounterVec   // result
+	configHash   prometheus.Gauge
+	configInfo   *prometheus.GaugeVec // hash
+	lastReload   prometheus.Gauge
+}
+
+func newMetrics(e *Edge) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
+	m.accepted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_connections_accepted_total",
+		Help: "Client connections accepted, by listener."}, []string{"listener"})
+	m.active = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tlsedge_connections_active",
+		Help: "Routed client connections open now."}, []string{"listener", "route", "mode"})
+	m.closed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_connections_closed_total",
+		Help: "Client connections ended, by why (reason) and the server they used (\"\" = none)."},
+		[]string{"listener", "route", "mode", "server", "reason"})
+	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_bytes_total",
+		Help: "Bytes on client connections (TLS records included; direction in = from clients), counted when each connection ends."},
+		[]string{"listener", "route", "mode", "direction"})
+	m.helloErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_clienthello_errors_total",
+		Help: "Connections refused before routing, by kind: not_tls, malformed, too_large, timeout, incomplete, proxy_header."},
+		[]string{"listener", "kind"})
+	m.handshakes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_tls_handshakes_total",
+		Help: "Client TLS handshakes by result: ok, or why they failed (no_client_cert, unknown_ca, expired, revoked, bad_certificate, timeout, client_aborted, protocol_error); no_route and bad_hello count hellos refused before any route (route \"\")."},
+		[]string{"listener", "route", "result"})
+	m.handshakeDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tlsedge_tls_handshake_duration_seconds",
+		Help: "Client TLS handshake duration (terminate and reencrypt).", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}},
+		[]string{"listener", "route"})
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_http_requests_total",
+		Help: "HTTP requests answered, by status class (1xx-5xx)."}, []string{"listener", "route", "code"})
+	m.requestDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tlsedge_http_request_duration_seconds",
+		Help: "HTTP request duration, by status class (upgrades, whose duration is the WebSocket's life, are not observed).", Buckets: prometheus.DefBuckets},
+		[]string{"listener", "route", "code"})
+	m.connectDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tlsedge_upstream_connect_duration_seconds",
+		Help: "TCP connect duration to servers (successful connects).", Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 3}},
+		[]string{"backend", "server"})
+	m.connectErrs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_upstream_connect_errors_total",
+		Help: "Failed connects to servers, by kind: refused, timeout, unreachable, error."}, []string{"backend", "server", "kind"})
+	m.healthTrans = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_server_health_transitions_total",
+		Help: "Health state changes of servers, by the state entered (up, down)."}, []string{"backend", "server", "state"})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_config_reloads_total",
+		Help: "Config reloads by result (success, refused)."}, []string{"result"})
+	m.configHash = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tlsedge_config_hash",
+		Help: "The first 48 bits of the SHA-256 of the config file in force, as a number (compare instances)."})
+	m.configInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tlsedge_config_info",
+		Help: "Always 1; the label hash is the SHA-256 of the config file in force."}, []string{"hash"})
+	m.lastReload = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tlsedge_config_last_reload_success_timestamp_seconds",
+		Help: "When the config in force was loaded (Unix time)."})
+	for _, c := range []prometheus.Collector{m.accepted, m.active, m.closed, m.bytes, m.helloErrors, m.handshakes,
+		m.handshakeDur, m.requests, m.requestDur, m.connectDur, m.connectErrs, m.healthTrans, m.reloads,
+		m.configHash, m.configInfo, m.lastReload} {
+		f(c)
+	}
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("refused")
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f(&serverCollector{e: e})
+	return m
+}
+
+// configLoaded records the config now in force.
+func (m *metrics) configLoaded(hash string) {
+	if m == nil {
+		return
+	}
+	m.lastReload.SetToCurrentTime()
+	m.configInfo.Reset()
+	if hash != "" {
+		m.configInfo.WithLabelValues(hash).Set(1)
+		if n, err := strconv.ParseUint(hash[:12], 16, 64); err == nil {
+			m.configHash.Set(float64(n))
+		}
+	}
+}
+
+// reloaded counts a reload.
+func (m *metrics) reloaded(ok bool) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.reloads.WithLabelValues("success").Inc()
+	} else {
+		m.reloads.WithLabelValues("refused").Inc()
+	}
+}
+
+// connected counts a connect to a server.
+func (m *metrics) connected(backend, server string, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	if err == nil {
+		m.connectDur.WithLabelValues(backend, server).Observe(d.Seconds())
+		return
+	}
+	m.connectErrs.WithLabelValues(backend, server, connectErrorKind(err)).Inc()
+}
+
+// healthChanged counts a server's health transition.
+func (m *metrics) healthChanged(backend, server string, up bool) {
+	if m == nil {
+		return
+	}
+	state := "down"
+	if up {
+		state = "up"
+	}
+	m.healthTrans.WithLabelValues(backend, server, state).Inc()
+}
+
+func connectErrorKind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "unreachable"
+	}
+	return "error"
+}
+
+// handshakeResult classifies a client TLS handshake's outcome for
+// tlsedge_tls_handshakes_total.
+func handshakeResult(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var op *net.OpError
+	var ne net.Error
+	msg := err.Error()
+	switch {
+	case errors.Is(err, certs.ErrRevoked):
+		return "revoked"
+	case errors.As(err, &unknown):
+		return "unknown_ca"
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return "expired"
+	case errors.As(err, &invalid), errors.Is(err, certs.ErrNoClientAuthEKU), errors.Is(err, certs.ErrOCSP),
+		errors.Is(err, certs.ErrCRLExpired):
+		return "bad_certificate"
+	case strings.Contains(msg, "didn't provide a certificate"):
+		return "no_client_cert"
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	case errors.As(err, &op) && op.Op == "remote error", errors.Is(err, io.EOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, net.ErrClosed):
+		return "client_aborted" // the client sent an alert (e.g. it did not trust our certificate) or went away
+	}
+	return "protocol_error"
+}
+
+// codeClass is "1xx" .. "5xx" for a status code.
+func codeClass(status int) string {
+	switch {
+	case status >= 100 && status < 600:
+		return string(rune('0'+status/100)) + "xx"
+	}
+	return "other"
+}

@@ -1,0 +1,283 @@
+package edge
+
+import (
+	"context"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/tlsedge/tlsedge/affinity"
+	"github.com/tlsedge/tlsedge/tlsmode"
+)
+
+// ops runs drains and rebalances: it closes the streams of draining
+// servers, at most drain_rate a second per pool, once their drain_timeout
+// has passed; it closes connections of overloaded servers for a rebalance
+// at its rate; and it closes draining servers' idle HTTP keep-alive
+// connections. One goroutine per Edge; it ticks only while there is work.
+type ops struct {
+	ctx  context.Context
+	e    *Edge
+	wake chan struct{}
+	done chan struct{}
+	stopOnce sync.Once
+	cancel   context.CancelFunc
+
+	mu       sync.Mutex
+	drains   map[*affinity.Server]*drainJob
+	rebal    map[string]*rebalJob // by pool
+	buckets  map[string]*bucket   // drain tokens by pool
+	autoNext map[string]time.Time // next automatic rebalance check by pool
+}
+
+// drainJob is one draining server.
+type drainJob struct {
+	pool     string
+	st       *serverState
+	deadline time.Time
+	rate     float64 // the pool's drain_rate when the pool is gone
+	removed  bool    // removed from the config by a reload
+	pending  []*tlsmode.Conn
+	lastIdle time.Time // when its idle HTTP connections were last closed
+}
+
+// rebalJob closes a planned set of connections at a rate.
+type rebalJob struct {
+	plan    *RebalancePlan
+	pending []*tlsmode.Conn
+	tok     bucket
+}
+
+// bucket is a token bucket: rate tokens a second, at most max(1, rate/100).
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (b *bucket) refill(now time.Time, rate float64) {
+	if b.last.IsZero() {
+		b.last, b.tokens = now, 1
+		return
+	}
+	b.tokens += rate * now.Sub(b.last).Seconds()
+	b.tokens = min(b.tokens, max(1, rate/100))
+	b.last = now
+}
+
+func newOps(ctx context.Context, e *Edge) *ops {
+	ctx, cancel := context.WithCancel(ctx)
+	o := &ops{ctx: ctx, cancel: cancel, e: e, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		drains: map[*affinity.Server]*drainJob{}, rebal: map[string]*rebalJob{},
+		buckets: map[string]*bucket{}, autoNext: map[string]time.Time{}}
+	go o.loop()
+	return o
+}
+
+func (o *ops) poke() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// stop ends the loop (shutdown); jobs are dropped.
+func (o *ops) stop() {
+	o.stopOnce.Do(func() {
+		o.cancel()
+		<-o.done
+	})
+}
+
+// configChanged is called after each apply: automatic rebalances follow
+// the pools in force.
+func (o *ops) configChanged() { o.poke() }
+
+func (o *ops) loop() {
+	defer close(o.done)
+	defer func() {
+		if r := recover(); r != nil {
+			o.e.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("drain and rebalance loop crashed")
+		}
+	}()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		wait := o.step(time.Now())
+		t.Reset(wait)
+		select {
+		case <-o.ctx.Done():
+			return
+		case <-o.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// idleWait is the longest the loop sleeps while drains are going on.
+const idleWait = 250 * time.Millisecond
+
+// step does what is due and returns how long to sleep.
+func (o *ops) step(now time.Time) time.Duration {
+	run := o.e.running.Load()
+	wait := time.Hour
+
+	o.mu.Lock()
+	for s, j := range o.drains {
+		if !s.Draining() { // enabled again
+			delete(o.drains, s)
+			continue
+		}
+		pool := run.pools[j.pool]
+		rate := j.rate
+		if pool != nil && !j.removed {
+			// drain_timeout and drain_rate as the config in force says
+			rate = pool.drainRate
+			_, since := j.st.drain()
+			j.deadline = since.Add(pool.drainTimeout)
+		}
+		if s.Active() <= 0 {
+			if j.removed {
+				delete(o.drains, s) // gone: nothing left to show
+			}
+			continue // nothing to close until a connection comes (none will)
+		}
+		wait = min(wait, idleWait)
+		if now.Sub(j.lastIdle) >= idleWait {
+			j.lastIdle = now
+			for _, hp := range run.http[j.pool] {
+				hp.CloseIdleFor(s.Address)
+			}
+		}
+		if now.Before(j.deadline) {
+			wait = min(wait, j.deadline.Sub(now))
+			continue
+		}
+		b := o.buckets[j.pool]
+		if b == nil {
+			b = &bucket{}
+			o.buckets[j.pool] = b
+		}
+		b.refill(now, rate)
+		for b.tokens >= 1 {
+			c := j.next(o.e.reg)
+			if c == nil {
+				break
+			}
+			b.tokens--
+			c.Shutdown(reasonDrained) // never blocks (a WebSocket's close frames go on their own goroutine)
+		}
+		if j.more(o.e.reg) {
+			wait = min(wait, time.Duration((1-b.tokens)/rate*float64(time.Second))+time.Millisecond)
+		}
+	}
+	for name, j := range o.rebal {
+		j.tok.refill(now, j.plan.Rate)
+		for j.tok.tokens >= 1 && len(j.pending) > 0 {
+			c := j.pending[0]
+			j.pending = j.pending[1:]
+			if c.ShutdownReason() != "" {
+				continue
+			}
+			j.tok.tokens--
+			c.Shutdown(reasonRebalance)
+		}
+		if len(j.pending) == 0 {
+			delete(o.rebal, name)
+			o.e.log.Info().Str("backend", name).Int("closed", j.plan.Closing).Msg("rebalance done")
+			continue
+		}
+		wait = min(wait, time.Duration((1-j.tok.tokens)/j.plan.Rate*float64(time.Second))+time.Millisecond)
+	}
+	o.mu.Unlock()
+
+	return min(wait, o.autoRebalance(now, run))
+}
+
+// more reports whether the job's server has connections left to close,
+// listing them again from the registry when the last list is used up.
+func (j *drainJob) more(reg *registry) bool {
+	for len(j.pending) > 0 && j.pending[0].ShutdownReason() != "" {
+		j.pending = j.pending[1:]
+	}
+	if len(j.pending) == 0 {
+		for _, c := range reg.onServer(j.st.srv) {
+			if c.ShutdownReason() == "" {
+				j.pending = append(j.pending, c)
+			}
+		}
+	}
+	return len(j.pending) > 0
+}
+
+// next returns the next connection of the job's server to close, or nil.
+func (j *drainJob) next(reg *registry) *tlsmode.Conn {
+	if !j.more(reg) {
+		return nil
+	}
+	c := j.pending[0]
+	j.pending = j.pending[1:]
+	return c
+}
+
+// drain starts draining st of pool (by "api" or, removed by a reload,
+// "reload"); false when it was draining already.
+func (o *ops) drain(pool *Pool, st *serverState, by string) bool {
+	started := st.startDrain(by)
+	o.mu.Lock()
+	j := o.drains[st.srv]
+	if j == nil {
+		_, since := st.drain()
+		j = &drainJob{pool: pool.Name, st: st, deadline: since.Add(pool.drainTimeout), rate: pool.drainRate}
+		o.drains[st.srv] = j
+	}
+	if by == "reload" {
+		j.removed = true
+	}
+	o.mu.Unlock()
+	o.poke()
+	return started
+}
+
+// enable ends the drain of st.
+func (o *ops) enable(st *serverState) {
+	st.stopDrain()
+	o.mu.Lock()
+	delete(o.drains, st.srv)
+	o.mu.Unlock()
+}
+
+// removed returns the servers a reload removed that still drain, by pool.
+func (o *ops) removed() map[string][]*serverState {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := map[string][]*serverState{}
+	for _, j := range o.drains {
+		if j.removed {
+			out[j.pool] = append(out[j.pool], j.st)
+		}
+	}
+	return out
+}
+
+// drainRemoved drains the servers of the running pools that the pools
+// about to be put in force no longer have, with the new pool's drain
+// settings (or the old one's when the whole backend is gone). Called under
+// e.mu, before e.pools is replaced.
+func (e *Edge) drainRemoved(next map[string]*Pool) {
+	for name, old := range e.pools {
+		np := next[name]
+		settings := old
+		if np != nil {
+			settings = np
+		}
+		for _, s := range old.Servers {
+			if np != nil && np.states[s] != nil {
+				continue
+			}
+			st := old.states[s]
+			e.ops.drain(&Pool{Name: name, drainTimeout: settings.drainTimeout, drainRate: settings.drainRate}, st, "reload")
+			e.log.Info().Str("backend", name).Str("server", s.Address).Int64("connections", s.Active()).
+				Dur("drain_timeout", settings.drainTimeout).Msg("server removed from the config: draining")
+		}
+	}
+}

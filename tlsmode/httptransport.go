@@ -1,0 +1,225 @@
+package tlsmode
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tlsedge/tlsedge/affinity"
+)
+
+// transportKey names one keep-alive pool of server connections: the server,
+// and the name its TLS was verified for (reencrypt without a fixed
+// server_name; "" otherwise).
+type transportKey struct{ sni, addr string }
+
+// maxTransports bounds the pools kept (a wildcard reencrypt route may see
+// many names); past it an arbitrary one is dropped.
+const maxTransports = 1024
+
+// transportFor returns the keep-alive transport for requests to server addr
+// of a client connection whose SNI is sni. With reencrypt and no fixed
+// server_name, the server is verified for the client's SNI, so connections
+// are pooled per name: one opened (and verified) for a.example.com never
+// carries a request of b.example.com. One transport per server lets a drain
+// close exactly that server's idle connections (CloseIdleFor).
+func (p *HTTPProxy) transportFor(sni, addr string) *http.Transport {
+	key := transportKey{addr: addr}
+	if p.opt.Upstream != nil && p.opt.Upstream.ServerName == "" {
+		key.sni = sni
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t := p.transports[key]; t != nil {
+		return t
+	}
+	if len(p.transports) >= maxTransports {
+		for k, t := range p.transports {
+			t.CloseIdleConnections()
+			delete(p.transports, k)
+			break
+		}
+	}
+	t := &http.Transport{
+		DialContext:           p.dial,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: p.limits.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     false, // HTTP/1.1 keep-alive pools to servers
+	}
+	if up := p.opt.Upstream; up != nil {
+		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			raw, err := p.dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(raw, upstreamConfig(up, key.sni, addr))
+			hctx, cancel := context.WithTimeout(ctx, DefaultHandshakeTimeout)
+			defer cancel()
+			if err := tc.HandshakeContext(hctx); err != nil {
+				raw.Close()
+				return nil, &upstreamTLSError{addr: addr, err: err}
+			}
+			return tc, nil
+		}
+	}
+	p.transports[key] = t
+	return t
+}
+
+// CloseIdleFor closes the idle keep-alive connections to the server at
+// addr (a drain: requests in flight finish, nothing new goes there).
+func (p *HTTPProxy) CloseIdleFor(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, t := range p.transports {
+		if k.addr == addr {
+			t.CloseIdleConnections()
+		}
+	}
+}
+
+// poolTransport picks a server of the pool for each request, dials it
+// through the keep-alive transport and, when the connect fails (nothing was
+// sent), tries other servers. The server's slot is held until the response
+// body is closed, so a WebSocket counts for leastconn for as long as it
+// lives, and the client connection is bound to it (drain, rebalance and
+// the connection directory see it).
+type poolTransport struct{ p *HTTPProxy }
+
+func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	cs := req.Context().Value(connKey{}).(*connState)
+	rs, _ := req.Context().Value(reqKey{}).(*reqState)
+	c := cs.c
+	var tried []*affinity.Server
+	skip := func(s *affinity.Server) bool {
+		for _, x := range tried {
+			if x == s {
+				return true
+			}
+		}
+		return false
+	}
+	sni := ""
+	if c.Hello != nil {
+		sni = c.Hello.ServerName
+	}
+	upgrade := upgradeType(req.Header) != ""
+	var lastErr error = ErrNoServer
+	for attempt := 0; attempt <= t.p.opt.Retries; attempt++ {
+		s := t.p.opt.Backend.PickServer(c, skip)
+		if s == nil {
+			break
+		}
+		out := *req
+		u := *req.URL
+		u.Host = s.Address
+		out.URL = &u
+		var serverConn net.Conn // the connection an upgrade runs on
+		if upgrade {
+			out = *out.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+				GotConn: func(i httptrace.GotConnInfo) { serverConn = i.Conn },
+			}))
+		}
+		s.Acquire()
+		c.live.last.Store(s)
+		if rs != nil {
+			rs.server = s
+		}
+		resp, err := t.p.transportFor(sni, s.Address).RoundTrip(&out)
+		if err == nil {
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				resp.Body = t.p.upgraded(c, resp, s, serverConn)
+			} else {
+				resp.Body = releaseOnClose(resp.Body, s.Release)
+			}
+			return resp, nil
+		}
+		s.Release()
+		lastErr = err
+		// Retry only what was never sent: a connect failure, and no body
+		// (the transport has closed it; it cannot be sent again).
+		if !isConnectError(err) || req.Context().Err() != nil || (req.Body != nil && req.Body != http.NoBody) {
+			break
+		}
+		tried = append(tried, s)
+	}
+	return nil, lastErr
+}
+
+// upgraded binds the client connection to server s for as long as the
+// upgraded stream (a 101 response's body) lives, and lets Shutdown end it
+// gracefully: a WebSocket gets a close frame 1001 each way first.
+func (p *HTTPProxy) upgraded(c *Conn, resp *http.Response, s *affinity.Server, serverConn net.Conn) io.ReadCloser {
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok || serverConn == nil {
+		return releaseOnClose(resp.Body, s.Release)
+	}
+	u := &upgradedConn{
+		rwc:    rwc,
+		server: serverConn,
+		client: c.Conn,
+		ws:     strings.EqualFold(upgradeType(resp.Header), "websocket"),
+	}
+	var once sync.Once
+	u.release = func() {
+		once.Do(func() {
+			c.SetEnder(nil)
+			c.Bind(nil)
+			s.Release()
+		})
+	}
+	c.Bind(s)
+	c.SetEnder(func() { go u.shutdown(c.ShutdownReason()) })
+	return u
+}
+
+// isConnectError reports whether err happened while connecting, before any
+// byte of the request was sent, so another server may be tried.
+func isConnectError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// upstreamTLSError is a failed TLS handshake with a server (reencrypt).
+type upstreamTLSError struct {
+	addr string
+	err  error
+}
+
+func (e *upstreamTLSError) Error() string { return "tls with server " + e.addr + ": " + e.err.Error() }
+func (e *upstreamTLSError) Unwrap() error { return e.err }
+
+// releaseOnClose calls release once when body is closed.
+func releaseOnClose(body io.ReadCloser, release func()) io.ReadCloser {
+	var once sync.Once
+	r := func() { once.Do(release) }
+	if rwc, ok := body.(io.ReadWriteCloser); ok {
+		return &releaseRWC{ReadWriteCloser: rwc, release: r}
+	}
+	return &releaseBody{ReadCloser: body, release: r}
+}
+
+type releaseBody struct {
+	io.ReadCloser
+	release func()
+}
+
+func (b *releaseBody) Close() error { defer b.release(); return b.ReadCloser.Close() }
+
+// releaseRWC keeps an upgraded (101) body an io.ReadWriteCloser, as
+// ReverseProxy needs.
+type releaseRWC struct {
+	io.ReadWriteCloser
+	release func()
+}
+
+func (b *releaseRWC) Close() error { defer b.release(); return b.ReadWriteCloser.Close() }

@@ -1,0 +1,252 @@
+package tlsmode
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tlsedge/tlsedge/affinity"
+)
+
+// Events receives what happens to a live connection that the edge indexes
+// (the connection directory, drain, rebalance) and measures (metrics). Its
+// methods run on the connection's own goroutines: they must be quick, must
+// not block and must not call back into the Conn's Shutdown.
+type Events interface {
+	// Bound: the connection now holds a stream to server new (passthrough,
+	// tcp, an upgraded WebSocket), or none (new == nil); old is the previous.
+	Bound(c *Conn, old, new *affinity.Server)
+	// Identified: the connection's verified client identity is known.
+	Identified(c *Conn)
+	// Handshake: the client TLS handshake ended after d; err nil = success.
+	Handshake(c *Conn, d time.Duration, err error)
+	// Request: one HTTP request was answered with status after d; server
+	// is the one that answered, nil when none did (503, 421, 413).
+	Request(c *Conn, server *affinity.Server, status int, d time.Duration)
+}
+
+// ClientIdentity is the verified client certificate of a terminated
+// connection: what the connection directory shows and indexes.
+type ClientIdentity struct {
+	Subject  string    `json:"subject"` // RFC 2253 DN
+	Issuer   string    `json:"issuer"`
+	CN       string    `json:"cn,omitempty"`
+	URIs     []string  `json:"uri,omitempty"`
+	DNSNames []string  `json:"dns,omitempty"`
+	Emails   []string  `json:"email,omitempty"`
+	Serial   string    `json:"serial"` // hex
+	SHA256   string    `json:"sha256"` // hex of the DER
+	NotAfter time.Time `json:"not_after"`
+}
+
+// NewClientIdentity describes a verified leaf certificate.
+func NewClientIdentity(leaf *x509.Certificate) *ClientIdentity {
+	sum := sha256.Sum256(leaf.Raw)
+	id := &ClientIdentity{
+		Subject:  identityDN(leaf.RawSubject),
+		Issuer:   identityDN(leaf.RawIssuer),
+		CN:       leaf.Subject.CommonName,
+		DNSNames: leaf.DNSNames,
+		Emails:   leaf.EmailAddresses,
+		Serial:   leaf.SerialNumber.Text(16),
+		SHA256:   hex.EncodeToString(sum[:]),
+		NotAfter: leaf.NotAfter,
+	}
+	for _, u := range leaf.URIs {
+		id.URIs = append(id.URIs, u.String())
+	}
+	return id
+}
+
+// Keys returns the values a directory lookup by client matches: the CN,
+// every URI and DNS SAN, and the SHA-256.
+func (id *ClientIdentity) Keys() []string {
+	keys := make([]string, 0, 2+len(id.URIs)+len(id.DNSNames))
+	if id.CN != "" {
+		keys = append(keys, id.CN)
+	}
+	keys = append(keys, id.URIs...)
+	keys = append(keys, id.DNSNames...)
+	return append(keys, id.SHA256)
+}
+
+// live is the part of a Conn read by other goroutines while it runs.
+type live struct {
+	server   atomic.Pointer[affinity.Server] // bound stream's server
+	last     atomic.Pointer[affinity.Server] // last HTTP request's server
+	identity atomic.Pointer[ClientIdentity]
+	requests atomic.Int64
+	up, down atomic.Int64 // counted bytes, when counting
+	counting atomic.Bool
+
+	mu       sync.Mutex
+	ender    func() // ends the connection gracefully; nil = close the socket
+	closedBy string // the reason given to the first Shutdown
+	idle     *time.Timer
+}
+
+// Bind records that the connection now streams to server s (nil = none).
+func (c *Conn) Bind(s *affinity.Server) {
+	if s != nil {
+		c.live.last.Store(s)
+	}
+	old := c.live.server.Swap(s)
+	if old != s && c.Events != nil {
+		c.Events.Bound(c, old, s)
+	}
+}
+
+// BoundServer is the server the connection streams to, or nil.
+func (c *Conn) BoundServer() *affinity.Server { return c.live.server.Load() }
+
+// LastServer is the bound server or else the last one bound or used by an
+// HTTP request; nil when none yet.
+func (c *Conn) LastServer() *affinity.Server {
+	if s := c.live.server.Load(); s != nil {
+		return s
+	}
+	return c.live.last.Load()
+}
+
+// SetIdentity records the verified client certificate.
+func (c *Conn) SetIdentity(id *ClientIdentity) {
+	c.live.identity.Store(id)
+	if c.Events != nil {
+		c.Events.Identified(c)
+	}
+}
+
+// Identity is the verified client certificate, or nil.
+func (c *Conn) Identity() *ClientIdentity { return c.live.identity.Load() }
+
+// RequestCount is the number of HTTP requests served so far.
+func (c *Conn) RequestCount() int64 { return c.live.requests.Load() }
+
+// LiveBytes returns the bytes received from the client (up) and sent to it
+// (down) so far, TLS records included: counted by terminating handlers, and
+// read from the kernel (TCP_INFO) for spliced passthrough streams.
+func (c *Conn) LiveBytes() (up, down int64) {
+	if c.live.counting.Load() {
+		return c.live.up.Load(), c.live.down.Load()
+	}
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		if in, out, ok := socketBytes(tc); ok {
+			return in, out
+		}
+	}
+	return int64(len(c.Peeked)), 0
+}
+
+// SetEnder sets how Shutdown ends the connection gracefully (a WebSocket
+// close frame first); nil restores the default, closing the client socket.
+func (c *Conn) SetEnder(f func()) {
+	c.live.mu.Lock()
+	c.live.ender = f
+	c.live.mu.Unlock()
+}
+
+// Shutdown ends the connection from outside its handler (drain, rebalance,
+// the admin API, an idle timeout). The first reason is kept for the access
+// log; later calls do nothing and return false. Passthrough and tcp streams
+// get a FIN both ways; an upgraded WebSocket gets a close frame first.
+func (c *Conn) Shutdown(reason string) bool {
+	c.live.mu.Lock()
+	if c.live.closedBy != "" {
+		c.live.mu.Unlock()
+		return false
+	}
+	c.live.closedBy = reason
+	end := c.live.ender
+	if c.live.idle != nil {
+		c.live.idle.Stop()
+	}
+	c.live.mu.Unlock()
+	if end != nil {
+		end()
+	} else {
+		c.Conn.Close()
+	}
+	return true
+}
+
+// ShutdownReason is the reason given to Shutdown, or "".
+func (c *Conn) ShutdownReason() string {
+	c.live.mu.Lock()
+	defer c.live.mu.Unlock()
+	return c.live.closedBy
+}
+
+// WatchIdle ends the connection with reason "idle timeout" once no byte has
+// moved either way on the client's socket for d. It costs a timer, no
+// goroutine: when it fires, the kernel says (TCP_INFO) how long the socket
+// has been quiet, and the timer is set again for the rest. A second call
+// replaces the first; d <= 0 stops watching.
+func (c *Conn) WatchIdle(d time.Duration) {
+	tc, ok := c.Conn.(*net.TCPConn)
+	c.live.mu.Lock()
+	defer c.live.mu.Unlock()
+	if c.live.idle != nil {
+		c.live.idle.Stop()
+		c.live.idle = nil
+	}
+	if d <= 0 || !ok || c.live.closedBy != "" {
+		return
+	}
+	var check func()
+	check = func() {
+		quiet, ok := socketQuiet(tc)
+		if !ok { // closed meanwhile, or no TCP_INFO: nothing to watch
+			return
+		}
+		if quiet >= d {
+			c.Shutdown("idle timeout")
+			return
+		}
+		c.live.mu.Lock()
+		if c.live.idle != nil && c.live.closedBy == "" {
+			c.live.idle.Reset(d - quiet)
+		}
+		c.live.mu.Unlock()
+	}
+	c.live.idle = time.AfterFunc(d, check)
+}
+
+// StopWatching stops the idle watch, if any. Handlers' callers call it when
+// the connection has ended.
+func (c *Conn) StopWatching() { c.WatchIdle(0) }
+
+// countingConn counts the bytes of a client socket under crypto/tls into
+// the Conn's live counters and, with writeTimeout, gives every write that
+// long: a client that stops reading is cut.
+type countingConn struct {
+	net.Conn
+	c            *Conn
+	writeTimeout time.Duration
+}
+
+func (cc *countingConn) Read(p []byte) (int, error) {
+	n, err := cc.Conn.Read(p)
+	cc.c.live.up.Add(int64(n))
+	return n, err
+}
+
+func (cc *countingConn) Write(p []byte) (int, error) {
+	if cc.writeTimeout > 0 {
+		_ = cc.Conn.SetWriteDeadline(time.Now().Add(cc.writeTimeout))
+	}
+	n, err := cc.Conn.Write(p)
+	cc.c.live.down.Add(int64(n))
+	return n, err
+}
+
+// counted wraps the client socket of c so its bytes are counted (see
+// countingConn).
+func (c *Conn) counted(writeTimeout time.Duration) net.Conn {
+	c.live.up.Store(int64(len(c.Peeked)))
+	c.live.counting.Store(true)
+	return &countingConn{Conn: c.Conn, c: c, writeTimeout: writeTimeout}
+}

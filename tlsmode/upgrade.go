@@ -1,0 +1,224 @@
+package tlsmode
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// CloseGrace bounds how long a WebSocket ended by Shutdown may take to
+// answer the close frame before both sockets are closed.
+const CloseGrace = 2 * time.Second
+
+// upgradedConn is the server side of an upgraded connection (the 101
+// response's body, which ReverseProxy copies from and to). For WebSockets it
+// follows frame boundaries both ways, so that shutdown can put a close
+// frame (1001 going away) between two frames: into the stream to the client
+// (as data its copier reads) and onto the server connection.
+type upgradedConn struct {
+	rwc     io.ReadWriteCloser
+	server  net.Conn // under rwc: read deadlines wake a blocked Read
+	client  net.Conn // the client's socket: closed when the grace is over
+	ws      bool
+	release func()
+
+	// server -> client, used only by the one reading goroutine
+	in      frameTracker
+	inject  []byte // the close frame still to hand out
+	eof     bool
+	closing atomic.Bool
+	reason  atomic.Pointer[string]
+
+	// client -> server
+	wmu     sync.Mutex
+	out     frameTracker
+	wclosed bool // our close frame went to the server: drop what follows
+}
+
+func (u *upgradedConn) Read(p []byte) (int, error) {
+	if u.eof {
+		return 0, io.EOF
+	}
+	if len(u.inject) > 0 {
+		n := copy(p, u.inject)
+		if u.inject = u.inject[n:]; len(u.inject) == 0 {
+			u.eof = true
+		}
+		return n, nil
+	}
+	if u.closing.Load() && u.in.atBoundary() {
+		return u.startInject(p)
+	}
+	n, err := u.rwc.Read(p)
+	if u.ws && !u.in.broken {
+		u.in.feed(p[:n])
+	}
+	if err != nil && n == 0 && u.closing.Load() && isTimeout(err) && !u.in.broken {
+		if u.in.atBoundary() {
+			return u.startInject(p)
+		}
+		// Mid-frame: let the frame finish, within a bound.
+		_ = u.server.SetReadDeadline(time.Now().Add(time.Second))
+		return 0, nil
+	}
+	return n, err
+}
+
+// startInject begins handing out the close frame to the client.
+func (u *upgradedConn) startInject(p []byte) (int, error) {
+	if !u.ws {
+		return 0, io.EOF
+	}
+	u.inject = closeFrame(u.closeReason(), false)
+	return u.Read(p)
+}
+
+func (u *upgradedConn) Write(p []byte) (int, error) {
+	u.wmu.Lock()
+	defer u.wmu.Unlock()
+	if u.wclosed {
+		// Our close frame went first; what the client sends now (its
+		// answer to the close) is for us, not the server.
+		if u.out.feed(p) {
+			u.client.Close() // close handshake done
+		}
+		return len(p), nil
+	}
+	n, err := u.rwc.Write(p)
+	if u.ws && !u.out.broken {
+		u.out.feed(p[:n])
+	}
+	return n, err
+}
+
+func (u *upgradedConn) Close() error {
+	defer u.release()
+	return u.rwc.Close()
+}
+
+func (u *upgradedConn) closeReason() string {
+	if r := u.reason.Load(); r != nil {
+		return *r
+	}
+	return "going away"
+}
+
+// shutdown ends the stream: for a WebSocket, a close frame to the server
+// (when no client frame is half sent), then one to the client between two
+// server frames, and both sockets closed within CloseGrace; otherwise both
+// sockets closed at once.
+func (u *upgradedConn) shutdown(reason string) {
+	if !u.ws {
+		u.rwc.Close()
+		u.client.Close()
+		return
+	}
+	u.reason.Store(&reason)
+	if u.wmu.TryLock() { // not while a client write is blocked on the server
+		if u.out.atBoundary() {
+			_ = u.server.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = u.rwc.Write(closeFrame(reason, true))
+		}
+		u.wclosed = true
+		u.wmu.Unlock()
+	}
+	u.closing.Store(true)
+	_ = u.server.SetReadDeadline(time.Now()) // wake the reader
+	time.AfterFunc(CloseGrace, func() {
+		u.rwc.Close()
+		u.client.Close()
+	})
+}
+
+// closeFrame is a WebSocket close frame (RFC 6455 §5.5.1) with status 1001
+// "going away" and reason (cut to fit a control frame); masked for frames
+// to a server.
+func closeFrame(reason string, masked bool) []byte {
+	if len(reason) > 123 {
+		reason = reason[:123]
+	}
+	payload := make([]byte, 2+len(reason))
+	binary.BigEndian.PutUint16(payload, 1001)
+	copy(payload[2:], reason)
+	f := []byte{0x88, byte(len(payload))}
+	if masked {
+		var key [4]byte
+		_, _ = rand.Read(key[:])
+		f[1] |= 0x80
+		f = append(f, key[:]...)
+		for i := range payload {
+			payload[i] ^= key[i%4]
+		}
+	}
+	return append(f, payload...)
+}
+
+// frameTracker follows WebSocket frame boundaries (RFC 6455 §5.2) in one
+// direction of a stream, without keeping any payload.
+type frameTracker struct {
+	hdr    [14]byte
+	hn     int    // header bytes collected
+	need   int    // header length, once the second byte is known
+	remain uint64 // payload bytes left in the current frame
+	opcode byte
+	broken bool // a length that is not WebSocket framing: stop tracking
+}
+
+// atBoundary reports whether the stream is between two frames.
+func (f *frameTracker) atBoundary() bool { return f.hn == 0 && f.remain == 0 }
+
+// feed follows p; it reports whether a close frame ended in it.
+func (f *frameTracker) feed(p []byte) (closed bool) {
+	for len(p) > 0 && !f.broken {
+		if f.remain > 0 {
+			n := min(uint64(len(p)), f.remain)
+			f.remain -= n
+			p = p[n:]
+			if f.remain == 0 && f.opcode == 8 {
+				closed = true
+			}
+			continue
+		}
+		f.hdr[f.hn] = p[0]
+		f.hn++
+		p = p[1:]
+		if f.hn == 2 {
+			f.need = 2
+			switch f.hdr[1] & 0x7f {
+			case 126:
+				f.need += 2
+			case 127:
+				f.need += 8
+			}
+			if f.hdr[1]&0x80 != 0 {
+				f.need += 4
+			}
+		}
+		if f.hn < 2 || f.hn < f.need {
+			continue
+		}
+		var n uint64
+		switch l := f.hdr[1] & 0x7f; l {
+		case 126:
+			n = uint64(binary.BigEndian.Uint16(f.hdr[2:4]))
+		case 127:
+			n = binary.BigEndian.Uint64(f.hdr[2:10])
+			if n>>63 != 0 {
+				f.broken = true
+				return closed
+			}
+		default:
+			n = uint64(l)
+		}
+		f.opcode = f.hdr[0] & 0x0f
+		f.remain, f.hn, f.need = n, 0, 0
+		if n == 0 && f.opcode == 8 {
+			closed = true
+		}
+	}
+	return closed
+}
