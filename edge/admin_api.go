@@ -313,8 +313,8 @@ func (e *Edge) serverInfo(p *Pool, st *serverState, removed bool) ServerInfo {
 	checked, checkErr, since := st.health()
 	si := ServerInfo{
 		Address: s.Address, Weight: eff, ConfiguredWeight: conf, Removed: removed,
-		Health:  HealthInfo{State: "up", Check: p.health.Type, Since: since, LastError: checkErr},
-		Active:  max(s.Active(), 0), Streams: e.reg.boundCount(s),
+		Health: HealthInfo{State: "up", Check: p.health.Type, Since: since, LastError: checkErr},
+		Active: max(s.Active(), 0), Streams: e.reg.boundCount(s),
 		Total: st.total.Load(), BytesIn: st.bytesIn.Load(), BytesOut: st.bytesOut.Load(),
 	}
 	if !s.Healthy() {

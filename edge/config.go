@@ -132,17 +132,17 @@ type IdentityConfig struct {
 
 // BackendConfig is a pool of servers.
 type BackendConfig struct {
-	Name              string            `key:"name"`
-	Balance           string            `key:"balance"`  // roundrobin | leastconn | random; "" = roundrobin
-	Affinity          string            `key:"affinity"` // none | source_ip | class_c | five_tuple; "" = none
-	HashBalanceFactor float64           `key:"hash_balance_factor"`
-	Servers           []ServerConfig    `key:"servers"`
-	Discovery         DiscoveryConfig   `key:"discovery"`
-	TLS               BackendTLSConfig  `key:"tls"`
-	ProxyProtocol     string            `key:"proxy_protocol"`  // off | v1 | v2; "" = off
-	ConnectTimeout    time.Duration     `key:"connect_timeout"` // 0 = 3s
-	Retries           *int              `key:"retries"`         // nil = 2
-	DrainTimeout      time.Duration     `key:"drain_timeout"`   // 0 = 30s
+	Name              string           `key:"name"`
+	Balance           string           `key:"balance"`  // roundrobin | leastconn | random; "" = roundrobin
+	Affinity          string           `key:"affinity"` // none | source_ip | class_c | five_tuple; "" = none
+	HashBalanceFactor float64          `key:"hash_balance_factor"`
+	Servers           []ServerConfig   `key:"servers"`
+	Discovery         DiscoveryConfig  `key:"discovery"`
+	TLS               BackendTLSConfig `key:"tls"`
+	ProxyProtocol     string           `key:"proxy_protocol"`  // off | v1 | v2; "" = off
+	ConnectTimeout    time.Duration    `key:"connect_timeout"` // 0 = 3s
+	Retries           *int             `key:"retries"`         // nil = 2
+	DrainTimeout      time.Duration    `key:"drain_timeout"`   // 0 = 30s
 	// DrainRate is how many connections a second a drain may close in this
 	// pool once drain_timeout has passed. 0 = 100.
 	DrainRate float64 `key:"drain_rate"`

@@ -16,10 +16,10 @@ import (
 // at its rate; and it closes draining servers' idle HTTP keep-alive
 // connections. One goroutine per Edge; it ticks only while there is work.
 type ops struct {
-	ctx  context.Context
-	e    *Edge
-	wake chan struct{}
-	done chan struct{}
+	ctx      context.Context
+	e        *Edge
+	wake     chan struct{}
+	done     chan struct{}
 	stopOnce sync.Once
 	cancel   context.CancelFunc
 

@@ -26,10 +26,10 @@ type Pool struct {
 	retries        int
 	proxy          byte
 	health         HealthCheckConfig
-	checkTLS       *tls.Config      // tls and http checks over TLS; nil = plain
-	weights        []int            // from the config, applied by commit
-	dialer         net.Dialer       // connect_timeout and tcp_keepalive
-	idleTimeout    time.Duration    // passthrough, tcp and WebSocket streams; 0 = off
+	checkTLS       *tls.Config   // tls and http checks over TLS; nil = plain
+	weights        []int         // from the config, applied by commit
+	dialer         net.Dialer    // connect_timeout and tcp_keepalive
+	idleTimeout    time.Duration // passthrough, tcp and WebSocket streams; 0 = off
 	drainTimeout   time.Duration
 	drainRate      float64
 	rebalance      *RebalanceConfig
