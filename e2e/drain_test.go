@@ -168,7 +168,9 @@ func TestDrainAtARate(t *testing.T) {
 			break
 		}
 	}
-	l := e.findLogs(func(l logLine) bool { return l.msg() == "connection" && l.str("reason") == "drained: drain_timeout passed" })
+	l := e.findLogs(func(l logLine) bool {
+		return l.msg() == "connection" && l.str("reason") == "drained: drain_timeout passed"
+	})
 	if len(l) != n {
 		t.Errorf("%d access lines with reason %q; want %d", len(l), "drained: drain_timeout passed", n)
 	}
@@ -267,7 +269,12 @@ func TestRebalanceAfterScaleUp(t *testing.T) {
 	}
 
 	// A 4th server comes by reload; alone it would get only new devices.
-	rewriteConfig(t, e.cfgPath, func() cfgMap { c := mk(4); c["admin"] = cfgMap{"address": adminAddr}; c["listeners"].([]any)[0].(cfgMap)["address"] = e.addr; return c }())
+	rewriteConfig(t, e.cfgPath, func() cfgMap {
+		c := mk(4)
+		c["admin"] = cfgMap{"address": adminAddr}
+		c["listeners"].([]any)[0].(cfgMap)["address"] = e.addr
+		return c
+	}())
 	var sum struct {
 		Servers int `json:"servers"`
 	}
@@ -293,7 +300,10 @@ func TestRebalanceAfterScaleUp(t *testing.T) {
 		t.Errorf("second POST rebalance while running: status %d %+v; want 409 with an error", st, conflict)
 	}
 	var got map[string]int
-	if !poll(20*time.Second, func() bool { got = count(); return got["rb-4"] >= 12 && admin.server("fleet", bs[3].Addr()).Streams == got["rb-4"] }) {
+	if !poll(20*time.Second, func() bool {
+		got = count()
+		return got["rb-4"] >= 12 && admin.server("fleet", bs[3].Addr()).Streams == got["rb-4"]
+	}) {
 		t.Fatalf("after the rebalance: %v; want the 4th (rb-4) to hold 15 ± 3", got)
 	}
 	time.Sleep(500 * time.Millisecond) // let the last closes of the plan land
