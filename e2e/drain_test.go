@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sort"
@@ -356,4 +357,138 @@ func wsDialErr(addr, host, path, client string) (*websocket.Conn, string, error)
 		return nil, "", err
 	}
 	return c, resp.Header.Get("X-Backend"), nil
+}
+
+// Issue, drain: "A draining server ... gets no new connections or
+// requests. HTTP keep-alive connections to it are closed after their
+// current request (HTTP/2: requests move to other servers at once)."
+func TestDrainHTTPKeepAlive(t *testing.T) {
+	t.Parallel()
+	p := writeTermFiles(t)
+	a := startConnWatch(t, "kv-a")
+	b := startHTTPBackend(t, "kv-b")
+	cfg := cfgMap{
+		"log": cfgMap{"level": "info", "format": "json", "access": true},
+		"listeners": []any{cfgMap{"name": "public", "address": "", "routes": []any{
+			termRoute(p, "kv.example.com", "terminate", "http", "kv", "", nil)}}},
+		"backends": []any{cfgMap{"name": "kv", "servers": servers(a.addr, b.Addr()), "health": cfgMap{"type": "none"}}},
+	}
+	adminAddr := withAdmin(t, cfg)
+	e := runEdge(t, cfg)
+	admin := newAdmin(t, adminAddr)
+
+	tc := &tls.Config{ServerName: "kv.example.com", RootCAs: thePKI.serverCA.Pool()}
+	h1 := httpsClient(e.addr, tc, false)
+	h2 := httpsClient(e.addr, tc, true)
+	get := func(c *http.Client) (backend, proto string) {
+		t.Helper()
+		resp, err := c.Get("https://kv.example.com/item")
+		if err != nil {
+			t.Fatalf("GET through tlsedge: %v", err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Header.Get("X-Backend"), resp.Proto
+	}
+	// Round robin: within two requests of each client, kv-a has served one,
+	// and tlsedge keeps its connection to kv-a open for the next.
+	for _, c := range []*http.Client{h1, h2, h1, h2} {
+		get(c)
+	}
+	if _, proto := get(h2); proto != "HTTP/2.0" {
+		t.Fatalf("the HTTP/2 client spoke %s", proto)
+	}
+	if a.requests() == 0 || a.open() == 0 {
+		t.Fatalf("kv-a served %d requests and has %d open connections; want some of both before the drain", a.requests(), a.open())
+	}
+	served := a.requests()
+	if st := admin.do(http.MethodPost, "/api/v1/backends/kv/servers/"+a.addr+"/drain", nil, nil); st != http.StatusOK {
+		t.Fatalf("POST drain: status %d", st)
+	}
+	// Its idle keep-alive connection is closed well before drain_timeout
+	// (30s by default).
+	if !poll(5*time.Second, func() bool { return a.open() == 0 }) {
+		t.Errorf("kv-a still has %d open connections 5 s after the drain; want its keep-alive connections closed", a.open())
+	}
+	for i := range 6 {
+		c := h1
+		if i%2 == 1 {
+			c = h2
+		}
+		if name, proto := get(c); name != "kv-b" {
+			t.Errorf("request %d (%s) after the drain reached %s; want kv-b", i, proto, name)
+		}
+	}
+	if a.requests() != served {
+		t.Errorf("kv-a served %d requests after the drain; want none", a.requests()-served)
+	}
+}
+
+// connWatch is an HTTP server that counts its open connections.
+type connWatch struct {
+	name string
+	addr string
+	mu   sync.Mutex
+	live map[net.Conn]bool
+	reqs int
+}
+
+func startConnWatch(t *testing.T, name string) *connWatch {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &connWatch{name: name, addr: ln.Addr().String(), live: map[net.Conn]bool{}}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+			w.mu.Lock()
+			w.reqs++
+			w.mu.Unlock()
+			rw.Header().Set("X-Backend", name)
+			_, _ = io.WriteString(rw, name+"\n")
+		}),
+		ReadHeaderTimeout: waitLong,
+		ConnState: func(c net.Conn, st http.ConnState) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			switch st {
+			case http.StateNew:
+				w.live[c] = true
+			case http.StateClosed, http.StateHijacked:
+				delete(w.live, c)
+			}
+		},
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	return w
+}
+
+func (w *connWatch) open() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.live)
+}
+
+func (w *connWatch) requests() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.reqs
+}
+
+// httpsClient sends every request to addr over TLS with tc, HTTP/2 when h2.
+func httpsClient(addr string, tc *tls.Config, h2 bool) *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig:   tc.Clone(),
+		ForceAttemptHTTP2: h2,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+	if !h2 {
+		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	}
+	return &http.Client{Transport: tr, Timeout: waitLong}
 }

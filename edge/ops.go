@@ -39,6 +39,7 @@ type drainJob struct {
 	removed  bool    // removed from the config by a reload
 	pending  []*tlsmode.Conn
 	lastIdle time.Time // when its idle HTTP connections were last closed
+	sweeps   int       // idle sweeps still to do once no request is in flight
 }
 
 // rebalJob closes a planned set of connections at a rate.
@@ -135,18 +136,30 @@ func (o *ops) step(now time.Time) time.Duration {
 			_, since := j.st.drain()
 			j.deadline = since.Add(pool.drainTimeout)
 		}
-		if s.Active() <= 0 {
-			if j.removed {
+		// Idle HTTP keep-alive connections to it close after their
+		// request: swept while requests are in flight, and twice more
+		// once none is (a connection goes idle just after its request).
+		active := s.Active() > 0
+		if active {
+			j.sweeps = 2
+		}
+		if j.sweeps > 0 {
+			if now.Sub(j.lastIdle) >= idleWait {
+				j.lastIdle = now
+				for _, hp := range run.http[j.pool] {
+					hp.CloseIdleFor(s.Address)
+				}
+				if !active {
+					j.sweeps--
+				}
+			}
+			wait = min(wait, idleWait)
+		}
+		if !active {
+			if j.removed && j.sweeps == 0 {
 				delete(o.drains, s) // gone: nothing left to show
 			}
 			continue // nothing to close until a connection comes (none will)
-		}
-		wait = min(wait, idleWait)
-		if now.Sub(j.lastIdle) >= idleWait {
-			j.lastIdle = now
-			for _, hp := range run.http[j.pool] {
-				hp.CloseIdleFor(s.Address)
-			}
 		}
 		if now.Before(j.deadline) {
 			wait = min(wait, j.deadline.Sub(now))
@@ -227,7 +240,7 @@ func (o *ops) drain(pool *Pool, st *serverState, by string) bool {
 	j := o.drains[st.srv]
 	if j == nil {
 		_, since := st.drain()
-		j = &drainJob{pool: pool.Name, st: st, deadline: since.Add(pool.drainTimeout), rate: pool.drainRate}
+		j = &drainJob{pool: pool.Name, st: st, deadline: since.Add(pool.drainTimeout), rate: pool.drainRate, sweeps: 2}
 		o.drains[st.srv] = j
 	}
 	if by == "reload" {

@@ -17,6 +17,9 @@ func validate(c *Config, ps *Problems) {
 	oneOf(ps, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf(ps, "log.format", c.Log.Format, "json", "console")
 	validateAdmin(c, ps)
+	if a := c.Certs.ACME; a != (ACMEConfig{}) {
+		ps.Add("certs.acme", "ACME is not supported yet: remove certs.acme and give each route cert and key files")
+	}
 	if c.Shutdown.Delay < 0 {
 		ps.Add("shutdown.delay", "must be 0 (none) or positive, e.g. 5s")
 	}
@@ -160,7 +163,9 @@ func validateBackend(c *Config, ps *Problems, p string, b *BackendConfig) {
 	}
 	checkKeepalive(ps, p+".tcp_keepalive", b.TCPKeepalive)
 	if b.Discovery.DNS != "" {
-		ps.Add(p+".discovery.dns", "DNS discovery is not implemented in this version yet: list servers instead")
+		ps.Add(p+".discovery.dns", "DNS discovery is not supported yet: list servers instead")
+	} else if b.Discovery.Refresh != 0 {
+		ps.Add(p+".discovery.refresh", "refresh is for discovery.dns, which is not supported yet: remove it")
 	}
 	if len(b.Servers) == 0 {
 		ps.Add(p+".servers", "missing: list at least one server address (host:port)")
