@@ -160,17 +160,17 @@ func (e *Edge) apiRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /api/v1/connections", e.handleConnections)
 	mux.HandleFunc("GET /api/v1/connections/{id}", func(w http.ResponseWriter, r *http.Request) {
-		c, err := e.connByID(r.PathValue("id"))
+		c, status, err := e.connByID(r.PathValue("id"))
 		if err != nil {
-			writeError(w, http.StatusNotFound, err)
+			writeError(w, status, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, connInfo(c))
 	})
 	mux.HandleFunc("DELETE /api/v1/connections/{id}", func(w http.ResponseWriter, r *http.Request) {
-		c, err := e.connByID(r.PathValue("id"))
+		c, status, err := e.connByID(r.PathValue("id"))
 		if err != nil {
-			writeError(w, http.StatusNotFound, err)
+			writeError(w, status, err)
 			return
 		}
 		if !c.Shutdown(reasonAdmin) {

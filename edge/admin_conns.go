@@ -1,9 +1,11 @@
 package edge
 
 import (
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tlsedge/tlsedge/tlsmode"
@@ -44,6 +46,10 @@ func (e *Edge) handleConnections(w http.ResponseWriter, r *http.Request) {
 	}
 	f := connFilter{Client: q.Get("client"), SNI: q.Get("sni"), Route: q.Get("route"), Server: q.Get("server"), Source: q.Get("source")}
 	found := e.reg.list(f)
+	if k := fingerprintKey(f.Client); len(found) == 0 && k != f.Client {
+		f.Client = k // a SHA-256 as openssl prints it
+		found = e.reg.list(f)
+	}
 	out := ConnList{Connections: []ConnInfo{}, Matched: len(found)}
 	for i, c := range found {
 		if i == limit {
@@ -55,16 +61,32 @@ func (e *Edge) handleConnections(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (e *Edge) connByID(s string) (*tlsmode.Conn, error) {
+// fingerprintKey is the index's form (lowercase hex) of a SHA-256 given in
+// uppercase or as openssl x509 -fingerprint prints it (AB:CD:...); other
+// values are returned as they are.
+func fingerprintKey(s string) string {
+	h := strings.ReplaceAll(s, ":", "")
+	if len(h) != 64 || (h != s && len(s) != 95) {
+		return s
+	}
+	if _, err := hex.DecodeString(h); err != nil {
+		return s
+	}
+	return strings.ToLower(h)
+}
+
+// connByID finds a live connection; the status says why not (400 not an
+// id, 404 no such connection).
+func (e *Edge) connByID(s string) (*tlsmode.Conn, int, error) {
 	id, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return nil, fmt.Errorf("connection id %q: want a number", s)
+		return nil, http.StatusBadRequest, fmt.Errorf("connection id %q: want a number", s)
 	}
 	c := e.reg.get(id)
 	if c == nil {
-		return nil, fmt.Errorf("no live connection %d", id)
+		return nil, http.StatusNotFound, fmt.Errorf("no live connection %d", id)
 	}
-	return c, nil
+	return c, http.StatusOK, nil
 }
 
 // connInfo describes a live connection; it only reads what is safe to

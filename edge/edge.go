@@ -267,6 +267,7 @@ func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
 		access:       cfg.Log.Access == nil || *cfg.Log.Access,
 		keepalive:    lc.TCPKeepalive,
 	}
+	b.e.m.listenerSeen(lc.Name)
 	for _, t := range lc.TrustedProxies {
 		p, err := parsePrefix(t)
 		if err != nil {

@@ -124,7 +124,7 @@ func (e *Edge) rejected(listener string, kind, reason string) {
 		return
 	}
 	switch kind {
-	case "":
+	case "", "empty": // a port probe (an L4 balancer's health check) is no error
 	case "no_route":
 		e.m.handshakes.WithLabelValues(listener, "", "no_route").Inc()
 	default:

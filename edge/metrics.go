@@ -58,7 +58,7 @@ func newMetrics(e *Edge) *metrics {
 		Help: "Bytes on client connections (TLS records included; direction in = from clients), counted when each connection ends."},
 		[]string{"listener", "route", "mode", "direction"})
 	m.helloErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_clienthello_errors_total",
-		Help: "Connections refused before routing, by kind: not_tls, malformed, too_large, timeout, incomplete, proxy_header."},
+		Help: "Connections refused before routing, by kind: not_tls, malformed, too_large, timeout, incomplete, proxy_header, read_error (port probes that send nothing are not counted here)."},
 		[]string{"listener", "kind"})
 	m.handshakes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_tls_handshakes_total",
 		Help: "Client TLS handshakes by result: ok, or why they failed (no_client_cert, unknown_ca, expired, revoked, bad_certificate, timeout, client_aborted, protocol_error); no_route and bad_hello count hellos refused before any route (route \"\")."},
@@ -97,6 +97,23 @@ func newMetrics(e *Edge) *metrics {
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f(&serverCollector{e: e})
 	return m
+}
+
+// helloErrorKinds are the kind label values of tlsedge_clienthello_errors_total.
+var helloErrorKinds = []string{"not_tls", "malformed", "too_large", "timeout", "incomplete", "proxy_header", "read_error"}
+
+// listenerSeen makes the series of a listener exist at 0, so that a rate
+// over them works before the first event (Prometheus' advice).
+func (m *metrics) listenerSeen(name string) {
+	if m == nil {
+		return
+	}
+	m.accepted.WithLabelValues(name)
+	for _, k := range helloErrorKinds {
+		m.helloErrors.WithLabelValues(name, k)
+	}
+	m.handshakes.WithLabelValues(name, "", "no_route")
+	m.handshakes.WithLabelValues(name, "", "bad_hello")
 }
 
 // configLoaded records the config now in force.

@@ -125,7 +125,11 @@ func (r *registry) identified(c *tlsmode.Conn) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, k := range id.Keys() {
+	keys := id.Keys()
+	for i, k := range keys {
+		if slices.Contains(keys[:i], k) {
+			continue // a CN that is also a SAN: listed once
+		}
 		r.byClient[k] = append(r.byClient[k], c)
 	}
 }

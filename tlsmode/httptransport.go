@@ -137,7 +137,7 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := t.p.transportFor(sni, s.Address).RoundTrip(&out)
 		if err == nil {
 			if resp.StatusCode == http.StatusSwitchingProtocols {
-				resp.Body = t.p.upgraded(c, resp, s, serverConn)
+				resp.Body = t.p.upgraded(cs, resp, s, serverConn)
 			} else {
 				resp.Body = releaseOnClose(resp.Body, s.Release)
 			}
@@ -158,7 +158,13 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // upgraded binds the client connection to server s for as long as the
 // upgraded stream (a 101 response's body) lives, and lets Shutdown end it
 // gracefully: a WebSocket gets a close frame 1001 each way first.
-func (p *HTTPProxy) upgraded(c *Conn, resp *http.Response, s *affinity.Server, serverConn net.Conn) io.ReadCloser {
+//
+// The stream counts as a request of the connection until its body is
+// closed (ReverseProxy does that on a goroutine of its own, after the
+// handler returned), so the connection's end, its access line and its
+// server's slot come in that order.
+func (p *HTTPProxy) upgraded(cs *connState, resp *http.Response, s *affinity.Server, serverConn net.Conn) io.ReadCloser {
+	c := cs.c
 	rwc, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok || serverConn == nil {
 		return releaseOnClose(resp.Body, s.Release)
@@ -170,11 +176,13 @@ func (p *HTTPProxy) upgraded(c *Conn, resp *http.Response, s *affinity.Server, s
 		ws:     strings.EqualFold(upgradeType(resp.Header), "websocket"),
 	}
 	var once sync.Once
+	cs.begin()
 	u.release = func() {
 		once.Do(func() {
 			c.SetEnder(nil)
 			c.Bind(nil)
 			s.Release()
+			cs.end()
 		})
 	}
 	c.Bind(s)

@@ -30,6 +30,8 @@ func (p *Passthrough) Serve(ctx context.Context, c *Conn) error {
 	defer up.Close()
 	c.Bind(up.Server)
 	defer c.Bind(nil)
+	c.SetEnder(func() { endStream(c.Conn, up.Conn) }) // FIN both ways
+	defer c.SetEnder(nil)
 	first := net.Buffers{c.Peeked}
 	if up.Proxy != 0 {
 		h, err := proxyHeader(up.Proxy, c)

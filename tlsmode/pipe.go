@@ -1,12 +1,14 @@
 package tlsmode
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Pipe copies bytes both ways between client and server until both
@@ -85,4 +87,35 @@ func closeReason(upFirst bool, err error) string {
 	default:
 		return side + " error: " + err.Error()
 	}
+}
+
+// endStream ends a stream from outside its copiers (Conn.Shutdown): each
+// side gets a TLS close_notify when it speaks TLS, then a FIN, so both see
+// an orderly end, and the copiers finish as the peers close; whatever is
+// still open after CloseGrace is closed. It does not block.
+func endStream(sides ...net.Conn) {
+	go func() {
+		for _, c := range sides {
+			halfClose(c)
+		}
+	}()
+	time.AfterFunc(CloseGrace, func() {
+		for _, c := range sides {
+			c.Close()
+		}
+	})
+}
+
+// halfClose sends c's peer the end of the stream: close_notify for TLS
+// (bounded by crypto/tls's own 5 s write deadline), then a FIN.
+func halfClose(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		_ = tc.CloseWrite()
+		c = tc.NetConn()
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		return
+	}
+	c.Close()
 }

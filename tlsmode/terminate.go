@@ -144,6 +144,8 @@ func (t *Terminate) serveTCP(ctx context.Context, tc *tls.Conn, cs *tls.Connecti
 		}
 		server = uc
 	}
+	c.SetEnder(func() { endStream(tc, server) }) // close_notify and FIN both ways
+	defer c.SetEnder(nil)
 	c.BytesUp, c.BytesDown, c.Reason = Pipe(tc, server)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // CloseGrace bounds how long a WebSocket ended by Shutdown may take to
@@ -50,8 +51,13 @@ func (u *upgradedConn) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
-	if u.closing.Load() && u.in.atBoundary() {
-		return u.startInject(p)
+	if u.closing.Load() && u.ws && !u.in.broken {
+		if u.in.atBoundary() {
+			return u.startInject(p)
+		}
+		// Read no further than the end of the current frame, or a server
+		// that never pauses would always have begun the next one.
+		p = p[:min(uint64(len(p)), u.in.left())]
 	}
 	n, err := u.rwc.Read(p)
 	if u.ws && !u.in.broken {
@@ -135,11 +141,16 @@ func (u *upgradedConn) shutdown(reason string) {
 }
 
 // closeFrame is a WebSocket close frame (RFC 6455 §5.5.1) with status 1001
-// "going away" and reason (cut to fit a control frame); masked for frames
-// to a server.
+// "going away" and reason (cut to fit a control frame, between two UTF-8
+// characters: the reason must stay valid UTF-8); masked for frames to a
+// server.
 func closeFrame(reason string, masked bool) []byte {
 	if len(reason) > 123 {
-		reason = reason[:123]
+		n := 123
+		for n > 0 && !utf8.RuneStart(reason[n]) {
+			n--
+		}
+		reason = reason[:n]
 	}
 	payload := make([]byte, 2+len(reason))
 	binary.BigEndian.PutUint16(payload, 1001)
@@ -170,6 +181,21 @@ type frameTracker struct {
 
 // atBoundary reports whether the stream is between two frames.
 func (f *frameTracker) atBoundary() bool { return f.hn == 0 && f.remain == 0 }
+
+// left is how many bytes of the current frame are still to come, as far as
+// known (a header whose length field is not read yet counts to its known
+// part); 0 at a boundary.
+func (f *frameTracker) left() uint64 {
+	switch {
+	case f.remain > 0:
+		return f.remain
+	case f.hn == 0:
+		return 0
+	case f.hn < 2:
+		return uint64(2 - f.hn)
+	}
+	return uint64(f.need - f.hn)
+}
 
 // feed follows p; it reports whether a close frame ended in it.
 func (f *frameTracker) feed(p []byte) (closed bool) {
