@@ -37,7 +37,7 @@ func (p *Pool) check(ctx context.Context, s *affinity.Server) error {
 	case "tls":
 		tc := tls.Client(conn, p.checkTLSFor(s))
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return fmt.Errorf("tls: %w", trimOp(err))
+			return tlsError(err)
 		}
 		return tc.Close()
 	case "http":
@@ -66,7 +66,7 @@ func (p *Pool) checkHTTP(ctx context.Context, conn net.Conn, s *affinity.Server)
 	if p.checkTLS != nil {
 		tc := tls.Client(conn, p.checkTLSFor(s))
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return fmt.Errorf("tls: %w", trimOp(err))
+			return tlsError(err)
 		}
 		defer tc.Close()
 		conn, scheme = tc, "https"
@@ -121,6 +121,16 @@ func (p *Pool) expectText() string {
 		return "200-399"
 	}
 	return strings.Join(p.health.ExpectStatus, ", ")
+}
+
+// tlsError marks a failed handshake "tls: ", once: most crypto/tls errors
+// already start so ("tls: failed to verify certificate: ...").
+func tlsError(err error) error {
+	err = trimOp(err)
+	if strings.HasPrefix(err.Error(), "tls: ") {
+		return err
+	}
+	return fmt.Errorf("tls: %w", err)
 }
 
 // trimOp drops the "dial tcp 127.0.0.1:1:" prefix net errors carry, which

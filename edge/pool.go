@@ -58,12 +58,14 @@ func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
 		connectTimeout: bc.ConnectTimeout,
 		retries:        *bc.Retries,
 		health:         bc.Health,
-		dialer:         net.Dialer{Timeout: bc.ConnectTimeout, KeepAliveConfig: keepalive(bc.TCPKeepalive)},
-		idleTimeout:    max(bc.IdleTimeout, 0),
-		drainTimeout:   bc.DrainTimeout,
-		drainRate:      bc.DrainRate,
-		rebalance:      bc.Rebalance,
-		states:         map[*affinity.Server]*serverState{},
+		// KeepAlive -1: Go's own 15 s default applies only when the
+		// config is disabled, and "off" must stay off.
+		dialer:       net.Dialer{Timeout: bc.ConnectTimeout, KeepAlive: -1, KeepAliveConfig: keepalive(bc.TCPKeepalive)},
+		idleTimeout:  max(bc.IdleTimeout, 0),
+		drainTimeout: bc.DrainTimeout,
+		drainRate:    bc.DrainRate,
+		rebalance:    bc.Rebalance,
+		states:       map[*affinity.Server]*serverState{},
 	}
 	switch bc.ProxyProtocol {
 	case "v1":

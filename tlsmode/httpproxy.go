@@ -439,6 +439,8 @@ func (p *HTTPProxy) accessLog(c *Conn, r *http.Request, w *statusWriter, rs *req
 	}
 	if rs.err != nil {
 		ev = ev.Str("reason", rs.err.Error())
+	} else if why := c.ShutdownReason(); why != "" {
+		ev = ev.Str("reason", why) // cut while answering (write_timeout, drain, the admin API)
 	}
 	ev.Msg("request")
 }

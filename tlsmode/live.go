@@ -4,7 +4,10 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -240,6 +243,12 @@ func (cc *countingConn) Write(p []byte) (int, error) {
 	}
 	n, err := cc.Conn.Write(p)
 	cc.c.live.down.Add(int64(n))
+	if err != nil && cc.writeTimeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The client stopped reading. crypto/tls keeps a timed-out write
+		// as a permanent error, so the connection is over: cut it now and
+		// give the access line the reason (it would say "client closed").
+		cc.c.Shutdown(fmt.Sprintf("client timeout: read nothing for write_timeout %v", cc.writeTimeout))
+	}
 	return n, err
 }
 
