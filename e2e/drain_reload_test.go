@@ -122,15 +122,17 @@ func TestRemovedServerDrains(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	var last apiServer
 	if !poll(waitLong, func() bool {
 		for _, s := range admin.backends()["pool"].Servers {
 			if s.Address == a.Addr() {
+				last = s
 				return false
 			}
 		}
 		return true
 	}) {
-		t.Errorf("rm-a is still listed after its streams ended; want it gone")
+		t.Errorf("rm-a is still listed after its streams ended: %+v; want it gone\n%s", last, e.stderr.String())
 	}
 }
 

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"go.yaml.in/yaml/v3"
 )
 
 // Issue, "How it must be shown": "200 long-lived connections (100
@@ -114,9 +117,13 @@ func TestFleetSurvivesReloads(t *testing.T) {
 		c.Close()
 		return true
 	}
-	// outcome matches the reload outcome lines logged for trigger.
-	outcome := func(trigger, msg string) func(logLine) bool {
-		return func(l logLine) bool { return l.msg() == msg && l.str("trigger") == trigger }
+	// outcome matches the reload outcome lines logged for trigger; a good
+	// reload's line also names the hash of the file it read (a file
+	// watch may still be reloading the previous generation's file).
+	outcome := func(trigger, msg, hash string) func(logLine) bool {
+		return func(l logLine) bool {
+			return l.msg() == msg && l.str("trigger") == trigger && (hash == "" || l.str("hash") == hash)
+		}
 	}
 	good := 0
 	for k := 1; k <= 20; k++ {
@@ -126,8 +133,13 @@ func TestFleetSurvivesReloads(t *testing.T) {
 		if invalid {
 			msg = "old config keeps serving"
 		}
-		before := len(e.findLogs(outcome(trigger, msg)))
-		rewriteConfig(t, path, gen(k, invalid))
+		next := gen(k, invalid)
+		hash := "" // a good generation's hash is new: wait for its line
+		if !invalid {
+			hash = yamlHash(t, next)
+		}
+		before := len(e.findLogs(outcome(trigger, msg, hash)))
+		rewriteConfig(t, path, next)
 		switch trigger {
 		case "SIGHUP":
 			e.signal(syscall.SIGHUP)
@@ -141,7 +153,7 @@ func TestFleetSurvivesReloads(t *testing.T) {
 				t.Errorf("reload %d by the API: status %d %+v; want 200", k, st, body)
 			}
 		}
-		e.waitLogs(t, before+1, fmt.Sprintf("reload %d (%s): %s", k, trigger, msg), outcome(trigger, msg))
+		e.waitLogs(t, before+1, fmt.Sprintf("reload %d (%s): %s", k, trigger, msg), outcome(trigger, msg, hash))
 		if invalid {
 			// The old config keeps serving: generation k-1's route works.
 			if !reachable(k-1) || reachable(k) {
@@ -186,4 +198,16 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// yamlHash is the SHA-256 (hex) of cfg as rewriteConfig writes it: what
+// tlsedge logs as the hash of the file.
+func yamlHash(t *testing.T, cfg cfgMap) string {
+	t.Helper()
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

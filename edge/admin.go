@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -194,7 +195,7 @@ type APIError struct {
 }
 
 func writeError(w http.ResponseWriter, status int, err error) {
-	body := APIError{Error: err.Error()}
+	body := APIError{Error: strings.TrimPrefix(err.Error(), "edge: ")}
 	var ps *Problems
 	if errors.As(err, &ps) {
 		body.Error = "config refused; the old config keeps serving"

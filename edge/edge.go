@@ -70,10 +70,10 @@ func New(ctx context.Context, log zerolog.Logger) *Edge {
 	e := &Edge{log: log, ctx: ctx, serving: serving, drain: drain,
 		listeners: map[string]*listener{}, pools: map[string]*Pool{},
 		ocsp: map[certs.OCSPMode]*certs.OCSPChecker{}, reg: newRegistry()}
+	e.running.Store(&running{pools: map[string]*Pool{}}) // before anything reads it
 	e.m = newMetrics(e)
 	e.health = newHealthChecks(ctx, e)
 	e.ops = newOps(ctx, e)
-	e.running.Store(&running{pools: map[string]*Pool{}})
 	return e
 }
 

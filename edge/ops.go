@@ -93,17 +93,15 @@ func (o *ops) stop() {
 // the pools in force.
 func (o *ops) configChanged() { o.poke() }
 
+// loop runs step whenever something is due, until the Edge stops. A
+// panic in a step is logged with its stack and the loop goes on: drains
+// must not stop for good because of one bad step.
 func (o *ops) loop() {
 	defer close(o.done)
-	defer func() {
-		if r := recover(); r != nil {
-			o.e.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("drain and rebalance loop crashed")
-		}
-	}()
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
-		wait := o.step(time.Now())
+		wait := o.safeStep(time.Now())
 		t.Reset(wait)
 		select {
 		case <-o.ctx.Done():
@@ -114,15 +112,30 @@ func (o *ops) loop() {
 	}
 }
 
+func (o *ops) safeStep(now time.Time) (wait time.Duration) {
+	defer func() {
+		if r := recover(); r != nil {
+			o.e.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("drain and rebalance step crashed")
+			wait = time.Second
+		}
+	}()
+	return o.step(now)
+}
+
 // idleWait is the longest the loop sleeps while drains are going on.
 const idleWait = 250 * time.Millisecond
 
 // step does what is due and returns how long to sleep.
 func (o *ops) step(now time.Time) time.Duration {
 	run := o.e.running.Load()
-	wait := time.Hour
+	return min(o.stepJobs(now, run), o.autoRebalance(now, run))
+}
 
+// stepJobs advances the drains and rebalances under o.mu.
+func (o *ops) stepJobs(now time.Time, run *running) time.Duration {
+	wait := time.Hour
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	for s, j := range o.drains {
 		if !s.Draining() { // enabled again
 			delete(o.drains, s)
@@ -201,9 +214,7 @@ func (o *ops) step(now time.Time) time.Duration {
 		}
 		wait = min(wait, time.Duration((1-j.tok.tokens)/j.plan.Rate*float64(time.Second))+time.Millisecond)
 	}
-	o.mu.Unlock()
-
-	return min(wait, o.autoRebalance(now, run))
+	return wait
 }
 
 // more reports whether the job's server has connections left to close,

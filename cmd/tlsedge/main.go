@@ -31,7 +31,7 @@ func main() {
 	env.SetEnvPrefix("TLSEDGE")
 	env.AutomaticEnv()
 
-	root.AddCommand(runCmd(env), validateCmd(env), demoCmd(), versionCmd())
+	root.AddCommand(runCmd(env), validateCmd(env), demoCmd(), versionCmd(), ctlCmd(env))
 	if err := root.Execute(); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {
