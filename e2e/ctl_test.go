@@ -438,7 +438,7 @@ func TestCtlRebalance(t *testing.T) {
 		t.Errorf("ctl -o json rebalance devices --rate 5: got %+v; want rate 5, above 1.25, closing 0", plan)
 	}
 	wantContains(t, "ctl rebalance --above 0.5", ctlErr(t, x.admin, 1, "rebalance", "api", "--above", "0.5"),
-		"tlsedge ctl: above must be 1 or more")
+		"tlsedge ctl: above must be from 1 to 100")
 }
 
 // ---------------------------------------------------------------- connections, close

@@ -222,3 +222,46 @@ func TestAutomaticRebalance(t *testing.T) {
 		t.Errorf("no \"rebalance started\" log line")
 	}
 }
+
+// A server that a reload removed and a later reload adds back while it
+// still drains is the same server again: listed once, not draining, its
+// live streams counted (leastconn), and /metrics stays consistent.
+func TestReaddedServerIsTheSame(t *testing.T) {
+	t.Parallel()
+	a, b := startBackend(t, "back-a"), startBackend(t, "back-b")
+	both := map[string]int{a.Addr(): 1, b.Addr(): 0}
+	cfg, adminAddr := drainConfig(t, both, cfgMap{"drain_timeout": "1h"})
+	e := runEdge(t, cfg)
+	admin := newAdmin(t, adminAddr)
+	var held []*edgeConn
+	for range 3 {
+		held = append(held, mustDial(t, e.addr, clientOpts{SNI: "x.example.com"}))
+	}
+	onlyB, _ := drainConfig(t, map[string]int{b.Addr(): 1}, cfgMap{"drain_timeout": "1h"})
+	onlyB["admin"] = cfgMap{"address": adminAddr}
+	reloadTo(t, e, admin, onlyB)
+	if s := admin.server("pool", a.Addr()); !s.Removed || s.Draining == nil {
+		t.Fatalf("back-a after removal: %+v; want removed and draining", s)
+	}
+	again, _ := drainConfig(t, both, cfgMap{"drain_timeout": "1h"})
+	again["admin"] = cfgMap{"address": adminAddr}
+	reloadTo(t, e, admin, again)
+	var list []apiServer
+	for _, s := range admin.backends()["pool"].Servers {
+		if s.Address == a.Addr() {
+			list = append(list, s)
+		}
+	}
+	if len(list) != 1 || list[0].Removed || list[0].Draining != nil || list[0].Active != 3 || list[0].Streams != 3 {
+		t.Fatalf("back-a after it was added back: %+v; want one entry, not removed nor draining, with its 3 streams", list)
+	}
+	f := admin.metrics() // a duplicate series would make the scrape fail
+	if v := f.value("tlsedge_server_active_connections", map[string]string{"server": a.Addr()}); v != 3 {
+		t.Errorf("tlsedge_server_active_connections of back-a: %v; want 3", v)
+	}
+	for i, c := range held {
+		if err := c.echo("still here\n"); err != nil {
+			t.Errorf("stream %d to back-a after it came back: %v", i, err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"net"
 	"net/http"
 	"strings"
@@ -151,5 +152,46 @@ func TestAdminMovesOnReload(t *testing.T) {
 		return false
 	}) {
 		t.Errorf("the old admin address %s still accepts after the reload moved it", old)
+	}
+}
+
+// Admin config changes apply on reload at the same address too: turning
+// TLS on keeps the port (no "address already in use") and serves HTTPS.
+func TestAdminTLSOnSameAddress(t *testing.T) {
+	t.Parallel()
+	e, admin := opsConfig(t, nil)
+	addr := strings.TrimPrefix(admin.base, "http://")
+	cert, key := adminServerCert(t)
+	cfg := loadYAML(t, e.cfgPath)
+	cfg["admin"] = cfgMap{"address": addr, "tls": cfgMap{"cert": cert, "key": key}}
+	rewriteConfig(t, e.cfgPath, cfg)
+	var sum struct {
+		Changed bool `json:"changed"`
+	}
+	if st := admin.do(http.MethodPost, "/api/v1/reload", nil, &sum); st != http.StatusOK || !sum.Changed {
+		t.Fatalf("reload turning admin TLS on at the same address: status %d %+v; want 200", st, sum)
+	}
+	hc := &http.Client{Timeout: waitLong, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: thePKI.serverCA.Pool(), ServerName: "localhost"}}}
+	var resp *http.Response
+	if !poll(waitLong, func() bool {
+		var err error
+		resp, err = hc.Get("https://" + addr + "/readyz")
+		return err == nil
+	}) {
+		t.Fatalf("the admin endpoint does not answer HTTPS on %s after the reload", addr)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET https://%s/readyz: %d; want 200", addr, resp.StatusCode)
+	}
+	// A new plain HTTP connection gets net/http's "client sent an HTTP
+	// request to an HTTPS server" 400, never the API (a keep-alive
+	// connection opened before the reload stays as it was).
+	plain := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	if r, err := plain.Get("http://" + addr + "/readyz"); err == nil {
+		r.Body.Close()
+		if r.StatusCode == http.StatusOK {
+			t.Errorf("plain HTTP still served /readyz on %s after TLS was turned on", addr)
+		}
 	}
 }

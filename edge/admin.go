@@ -6,35 +6,46 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
-	"reflect"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
 
 	"github.com/tlsedge/tlsedge/certs"
 )
 
-// adminServer is the admin endpoint of one admin config: /healthz,
-// /readyz, /metrics and the JSON API under /api/v1 (admin_api.go).
+// adminServer is the admin endpoint on one address: /healthz, /readyz,
+// /metrics and the JSON API under /api/v1 (admin_api.go). A reload that
+// keeps the address keeps the listener and swaps only its TLS settings
+// (certificate and client CAs are read again each time, so a certificate
+// renewed in place is served after a reload).
 type adminServer struct {
-	cfg AdminConfig
-	ln  net.Listener
-	srv *http.Server
+	address string
+	ln      net.Listener // the raw TCP listener
+	srv     *http.Server
+	tls     atomic.Pointer[tls.Config] // nil = plain HTTP
 }
 
-// prepareAdmin binds the admin endpoint of cfg when it differs from the
-// running one; it returns the running one when unchanged, nil when cfg has
-// none. It serves nothing yet (swapAdmin does).
-func (e *Edge) prepareAdmin(cfg *Config) (*adminServer, error) {
+// adminPlan is what a config asks of the admin endpoint: which server (the
+// running one, a new one, or none) with which TLS.
+type adminPlan struct {
+	server *adminServer
+	tls    *tls.Config
+	fresh  bool // server was bound by this plan
+}
+
+// prepareAdmin reads the admin TLS files of cfg and binds the admin
+// endpoint when its address changed. It changes nothing that runs:
+// swapAdmin applies the plan, abort undoes it.
+func (e *Edge) prepareAdmin(cfg *Config) (*adminPlan, error) {
 	a := cfg.Admin
 	if a.Address == "" {
-		return nil, nil
-	}
-	if e.admin != nil && reflect.DeepEqual(e.admin.cfg, a) {
-		return e.admin, nil
+		return &adminPlan{}, nil
 	}
 	var tc *tls.Config
 	if a.TLS.Cert != "" {
@@ -43,61 +54,86 @@ func (e *Edge) prepareAdmin(cfg *Config) (*adminServer, error) {
 			return nil, fmt.Errorf("admin: loading %s with key %s: %w", a.TLS.Cert, a.TLS.Key, err)
 		}
 		tc = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
-		if len(a.TLS.ClientCA) > 0 {
+		if a.TLS.ClientAuth == "require" {
 			pool, _, err := certs.LoadCAPool(cfg.resolveAll(a.TLS.ClientCA))
 			if err != nil {
 				return nil, fmt.Errorf("admin: %w", err)
 			}
-			tc.ClientCAs = pool
+			tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
 		}
-		if a.TLS.ClientAuth == "require" {
-			tc.ClientAuth = tls.RequireAndVerifyClientCert
-		}
+	}
+	if e.admin != nil && e.admin.address == a.Address {
+		return &adminPlan{server: e.admin, tls: tc}, nil
 	}
 	ln, err := net.Listen("tcp", a.Address)
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
-	if tc != nil {
-		ln = tls.NewListener(ln, tc)
-	}
-	s := &adminServer{cfg: a, ln: ln}
+	s := &adminServer{address: a.Address, ln: ln}
 	s.srv = &http.Server{
 		Handler:           e.adminHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          nil,
+		ErrorLog:          stdlog.New(warnWriter{e.log}, "", 0),
 	}
-	return s, nil
+	return &adminPlan{server: s, tls: tc, fresh: true}, nil
 }
 
-// swapAdmin starts serving next and stops the running endpoint when next
-// replaces it. Requests in flight on the old one (such as the reload that
-// replaced it) finish.
-func (e *Edge) swapAdmin(next *adminServer) {
-	if next == e.admin {
+// abort undoes a plan that will not be applied.
+func (p *adminPlan) abort() {
+	if p != nil && p.fresh {
+		p.server.ln.Close()
+	}
+}
+
+// swapAdmin applies a plan: the TLS settings, and a new endpoint started
+// and the old one stopped when the address changed. Requests in flight on
+// the old one (such as the reload that replaced it) finish.
+func (e *Edge) swapAdmin(p *adminPlan) {
+	if p.server != nil {
+		p.server.tls.Store(p.tls)
+	}
+	if p.server == e.admin {
 		return
 	}
-	if next != nil {
-		go func() { _ = next.srv.Serve(next.ln) }()
-		e.log.Info().Str("address", next.ln.Addr().String()).Bool("tls", next.cfg.TLS.Cert != "").Msg("admin API listening")
+	if s := p.server; s != nil {
+		go func() { _ = s.srv.Serve(adminListener{s}) }()
+		e.log.Info().Str("address", s.ln.Addr().String()).Bool("tls", p.tls != nil).Msg("admin API listening")
 	}
 	if old := e.admin; old != nil {
 		go old.shutdown()
 	}
-	e.admin = next
+	e.admin = p.server
 }
+
+// adminListener serves TLS or plain HTTP as the endpoint's settings say at
+// each accept.
+type adminListener struct{ s *adminServer }
+
+func (l adminListener) Accept() (net.Conn, error) {
+	c, err := l.s.ln.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if tc := l.s.tls.Load(); tc != nil {
+		return tls.Server(c, tc), nil
+	}
+	return c, nil
+}
+
+func (l adminListener) Close() error   { return l.s.ln.Close() }
+func (l adminListener) Addr() net.Addr { return l.s.ln.Addr() }
 
 // startAdmin serves the admin endpoint of cfg before anything else, so
 // /readyz answers 503 while the rest starts.
 func (e *Edge) startAdmin(cfg *Config) error {
-	next, err := e.prepareAdmin(cfg)
+	p, err := e.prepareAdmin(cfg)
 	if err != nil {
 		return err
 	}
-	e.swapAdmin(next)
+	e.swapAdmin(p)
 	return nil
 }
 
@@ -108,14 +144,23 @@ func (e *Edge) stopAdmin() {
 	}
 }
 
-func (s *adminServer) close() { s.ln.Close() }
-
 func (s *adminServer) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.srv.Shutdown(ctx); err != nil {
 		s.srv.Close()
 	}
+}
+
+// warnWriter sends net/http's own error lines of the admin endpoint (TLS
+// handshakes refused to clients without a certificate, ...) to the log at
+// warn, as JSON like every other line: on the admin API they are worth
+// seeing.
+type warnWriter struct{ log zerolog.Logger }
+
+func (w warnWriter) Write(b []byte) (int, error) {
+	w.log.Warn().Str("source", "admin").Msg(strings.TrimSpace(string(b)))
+	return len(b), nil
 }
 
 // AdminAddr returns the bound address of the admin endpoint, or nil.

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tlsedge/tlsedge/affinity"
 )
 
 // BackendInfo is one pool in GET /api/v1/backends.
@@ -73,7 +75,7 @@ type ConnInfo struct {
 	Listener string    `json:"listener"`
 	Route    string    `json:"route"`
 	Mode     string    `json:"mode"`
-	Protocol string    `json:"protocol"` // tcp | http | websocket (an upgraded http connection)
+	Protocol string    `json:"protocol"` // tcp | http | the protocol an http connection upgraded to (websocket)
 	Backend  string    `json:"backend"`
 	SNI      string    `json:"sni"`
 	Source   string    `json:"source"`
@@ -119,7 +121,9 @@ func (e *Edge) apiRoutes(mux *http.ServeMux) {
 		return http.StatusOK, nil
 	}))
 	mux.HandleFunc("POST /api/v1/backends/{pool}/servers/{address}/enable", e.serverAction(func(p *Pool, st *serverState, _ *http.Request) (int, error) {
-		e.ops.enable(st)
+		if !e.ops.enable(st) {
+			return http.StatusConflict, fmt.Errorf("server %s was removed from backend %s by a reload and is draining; add it to the config again to use it", st.srv.Address, p.Name)
+		}
 		e.log.Info().Str("backend", p.Name).Str("server", st.srv.Address).Msg("server enabled (admin API)")
 		return http.StatusOK, nil
 	}))
@@ -196,8 +200,8 @@ func (e *Edge) serverAction(act func(*Pool, *serverState, *http.Request) (int, e
 		}
 		s := p.Server(addr)
 		if s == nil {
-			for _, st := range e.ops.removed()[name] {
-				if st.srv.Address == addr {
+			for _, rm := range e.ops.removed()[name] {
+				if rm.st.srv.Address == addr {
 					writeError(w, http.StatusConflict, fmt.Errorf("server %s was removed from backend %s by a reload and is draining; add it to the config again to use it", addr, name))
 					return
 				}
@@ -209,7 +213,7 @@ func (e *Edge) serverAction(act func(*Pool, *serverState, *http.Request) (int, e
 			writeError(w, status, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, e.serverInfo(p, p.states[s], false))
+		writeJSON(w, http.StatusOK, e.serverInfo(p, p.states[s], nil))
 	}
 }
 
@@ -246,8 +250,12 @@ func (e *Edge) handleRebalance(w http.ResponseWriter, r *http.Request) {
 	if body.Rate != nil {
 		rate = *body.Rate
 	}
-	if above < 1 || rate <= 0 {
-		writeError(w, http.StatusBadRequest, errors.New("above must be 1 or more and rate above 0"))
+	if !(above >= 1 && above <= 100) || !rateOK(rate) {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("above must be from 1 to 100 and rate from %v to %v a second", MinRate, MaxRate))
+		return
+	}
+	if p.affinity != affinity.None {
+		writeError(w, http.StatusConflict, fmt.Errorf("backend %s hashes clients to servers (affinity): closed clients would come back to the same server", name))
 		return
 	}
 	plan, err := e.ops.rebalance(p, above, rate)
@@ -269,12 +277,20 @@ func decodeBody(r *http.Request, v any) error {
 }
 
 // backendsInfo describes the pools in force (only name, when not empty),
-// with the servers a reload removed that are still draining.
+// with the servers a reload removed that are still draining (also of
+// backends the reload removed whole).
 func (e *Edge) backendsInfo(name string) []BackendInfo {
 	run := e.running.Load()
 	removed := e.ops.removed()
-	var names []string
+	set := map[string]bool{}
 	for n := range run.pools {
+		set[n] = true
+	}
+	for n := range removed {
+		set[n] = true
+	}
+	var names []string
+	for n := range set {
 		if name == "" || n == name {
 			names = append(names, n)
 		}
@@ -283,16 +299,18 @@ func (e *Edge) backendsInfo(name string) []BackendInfo {
 	out := []BackendInfo{}
 	for _, n := range names {
 		p := run.pools[n]
-		b := BackendInfo{Name: n, Health: p.health.Type, DrainTimeout: p.drainTimeout.String(), DrainRate: p.drainRate,
-			Rebalancing: e.ops.current(n), Servers: []ServerInfo{}}
+		b := BackendInfo{Name: n, Rebalancing: e.ops.current(n), Servers: []ServerInfo{}}
+		if p != nil {
+			b.Health, b.DrainTimeout, b.DrainRate = p.health.Type, p.drainTimeout.String(), p.drainRate
+			for _, s := range p.Servers {
+				b.Servers = append(b.Servers, e.serverInfo(p, p.states[s], nil))
+			}
+		}
 		if bc := run.cfg.backend(n); bc != nil {
 			b.Balance, b.Affinity = bc.Balance, bc.Affinity
 		}
-		for _, s := range p.Servers {
-			b.Servers = append(b.Servers, e.serverInfo(p, p.states[s], false))
-		}
-		for _, st := range removed[n] {
-			b.Servers = append(b.Servers, e.serverInfo(p, st, true))
+		for _, rm := range removed[n] {
+			b.Servers = append(b.Servers, e.serverInfo(p, rm.st, &rm))
 		}
 		for _, si := range b.Servers {
 			b.Totals.Active += si.Active
@@ -307,13 +325,19 @@ func (e *Edge) backendsInfo(name string) []BackendInfo {
 	return out
 }
 
-func (e *Edge) serverInfo(p *Pool, st *serverState, removed bool) ServerInfo {
+// serverInfo describes server st of pool p (nil for a backend a reload
+// removed); rm is set for a server a reload removed.
+func (e *Edge) serverInfo(p *Pool, st *serverState, rm *removedServer) ServerInfo {
 	s := st.srv
 	conf, eff, over := st.weights()
 	checked, checkErr, since := st.health()
+	check := "removed"
+	if p != nil && rm == nil {
+		check = p.health.Type
+	}
 	si := ServerInfo{
-		Address: s.Address, Weight: eff, ConfiguredWeight: conf, Removed: removed,
-		Health: HealthInfo{State: "up", Check: p.health.Type, Since: since, LastError: checkErr},
+		Address: s.Address, Weight: eff, ConfiguredWeight: conf, Removed: rm != nil,
+		Health: HealthInfo{State: "up", Check: check, Since: since, LastError: checkErr},
 		Active: max(s.Active(), 0), Streams: e.reg.boundCount(s),
 		Total: st.total.Load(), BytesIn: st.bytesIn.Load(), BytesOut: st.bytesOut.Load(),
 	}
@@ -327,7 +351,13 @@ func (e *Edge) serverInfo(p *Pool, st *serverState, removed bool) ServerInfo {
 		si.Overrides = append(si.Overrides, "weight")
 	}
 	if by, since := st.drain(); by != "" {
-		si.Draining = &DrainInfo{By: by, Since: since, Deadline: since.Add(p.drainTimeout), Left: si.Active}
+		si.Draining = &DrainInfo{By: by, Since: since, Left: si.Active}
+		switch {
+		case rm != nil:
+			si.Draining.Deadline = rm.deadline
+		case p != nil:
+			si.Draining.Deadline = since.Add(p.drainTimeout)
+		}
 		if by == "api" {
 			si.Overrides = append(si.Overrides, "drain")
 		}

@@ -104,8 +104,8 @@ func connInfo(c *tlsmode.Conn) ConnInfo {
 	}
 	if ci.Protocol == "http" {
 		ci.Requests = c.RequestCount()
-		if c.BoundServer() != nil {
-			ci.Protocol = "websocket"
+		if up := c.Upgrade(); up != "" && c.BoundServer() != nil {
+			ci.Protocol = up // websocket
 		}
 	}
 	if id := c.Identity(); id != nil {

@@ -107,6 +107,9 @@ func applyDefaults(c *Config) {
 		if h.Type == "" {
 			h.Type = "tcp"
 		}
+		if h.Type == "none" {
+			continue // its other keys are refused by validate
+		}
 		if h.Interval == 0 {
 			h.Interval = DefaultHealthInterval
 		}

@@ -6,6 +6,7 @@ package edge
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -47,6 +48,8 @@ type Edge struct {
 	m       *metrics
 	ops     *ops
 
+	stopped bool // Shutdown was called: no more reloads
+
 	// OnConfig, when set, is called with every config put in force (start
 	// and each reload), under the lock: the command applies log.level and
 	// log.format with it.
@@ -55,6 +58,9 @@ type Edge struct {
 	certs *certs.Manager                        // made with the first terminate route
 	ocsp  map[certs.OCSPMode]*certs.OCSPChecker // shared across routes and reloads: its cache survives
 }
+
+// errStopped: a reload after Shutdown.
+var errStopped = errors.New("edge: shutting down")
 
 // running is one config in force, for lock-free readers.
 type running struct {
@@ -101,6 +107,9 @@ func (e *Edge) Start(cfg *Config) error {
 func (e *Edge) Reload(cfg *Config) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.stopped {
+		return errStopped
+	}
 	err := e.apply(cfg)
 	e.m.reloaded(err == nil)
 	return err
@@ -141,6 +150,7 @@ func (e *Edge) apply(cfg *Config) error {
 		if err != nil {
 			return fmt.Errorf("backend %s: %w", bc.Name, err)
 		}
+		p.adoptRemoved(e.pools[bc.Name], func(addr string) *serverState { return e.ops.removedState(bc.Name, addr) })
 		if (bc.Health.Type == "tls" || bc.Health.Type == "http") && bc.TLS != (BackendTLSConfig{}) {
 			tc, err := buildUpstreamTLS(cfg, bc)
 			if err != nil {
@@ -182,17 +192,28 @@ func (e *Edge) apply(cfg *Config) error {
 			for _, l := range opened {
 				l.ln.Close()
 			}
-			if nextAdmin != e.admin {
-				nextAdmin.close()
-			}
+			nextAdmin.abort()
 			b.closeAll()
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
 		opened[lc.Address] = newListener(ln.(*net.TCPListener), e)
 	}
-	// 4. Swap. Nothing below can fail.
+	// 4. Swap. Nothing below can fail. Metric series are made only now: a
+	// refused reload leaves none behind.
+	for _, r := range b.routes {
+		r.obs = newRouteObs(e.m, r)
+	}
+	for i := range cfg.Listeners {
+		e.m.listenerSeen(cfg.Listeners[i].Name)
+	}
 	for _, p := range pools {
-		p.commit()
+		for _, st := range p.commit() {
+			e.log.Info().Str("backend", p.Name).Str("server", st.srv.Address).Str("check", "none").Msg("server up (health checks turned off)")
+			e.m.healthChanged(p.Name, st.srv.Address, true)
+		}
+		for _, st := range p.states {
+			e.ops.revive(st) // a server removed earlier and added back
+		}
 	}
 	e.drainRemoved(pools)
 	next := make(map[string]*listener, len(cfg.Listeners))
@@ -248,6 +269,7 @@ type builder struct {
 	statics []*certs.Static
 	closers []io.Closer
 	http    map[string][]*tlsmode.HTTPProxy // by backend name
+	routes  []*Route                        // every route built, for their metric handles
 }
 
 func (b *builder) closeAll() {
@@ -267,7 +289,6 @@ func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
 		access:       cfg.Log.Access == nil || *cfg.Log.Access,
 		keepalive:    lc.TCPKeepalive,
 	}
-	b.e.m.listenerSeen(lc.Name)
 	for _, t := range lc.TrustedProxies {
 		p, err := parsePrefix(t)
 		if err != nil {
@@ -292,7 +313,7 @@ func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
 			}
 			st.table.add(n, r)
 		}
-		r.obs = newRouteObs(b.e.m, r)
+		b.routes = append(b.routes, r)
 		switch rc.Mode {
 		case "passthrough":
 			r.Handler = &tlsmode.Passthrough{Backend: pool}
@@ -379,18 +400,37 @@ func (e *Edge) ocspChecker(m certs.OCSPMode) *certs.OCSPChecker {
 }
 
 // Shutdown stops accepting, waits up to grace for connections to end, then
-// closes the rest and stops health checks.
+// ends the rest (as a drain does, then by closing their sockets) and stops
+// health checks, drains, rebalances and the admin endpoint. After it,
+// Reload refuses.
 func (e *Edge) Shutdown(grace time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.stopped = true
 	e.ready.Store(false)
 	e.drain()
-	var wg sync.WaitGroup
-	for _, l := range append(slices.Collect(maps.Values(e.listeners)), e.retired...) {
-		wg.Add(1)
-		go func() { defer wg.Done(); l.shutdown(grace) }()
+	ls := append(slices.Collect(maps.Values(e.listeners)), e.retired...)
+	var ended []<-chan struct{}
+	for _, l := range ls {
+		l.close()
 	}
-	wg.Wait()
+	for _, l := range ls {
+		ended = append(ended, l.stopped())
+	}
+	if !waitAll(ended, grace) {
+		// Past the grace: every routed connection is ended as a drain
+		// ends it (close_notify and FIN both ways, WebSockets 1001), then
+		// whatever is left is closed.
+		for _, c := range e.reg.list(connFilter{}) {
+			c.Shutdown(reasonShutdown)
+		}
+		if !waitAll(ended, tlsmode.CloseGrace+time.Second) {
+			for _, l := range ls {
+				l.closeConns()
+			}
+			waitAll(ended, -1)
+		}
+	}
 	e.retired = nil
 	e.health.stop()
 	e.ops.stop()
@@ -403,4 +443,23 @@ func (e *Edge) Shutdown(grace time.Duration) {
 		e.certs = nil
 	}
 	e.listeners = map[string]*listener{}
+}
+
+// waitAll waits for every channel to close, at most d (d < 0: no limit);
+// it reports whether they all did.
+func waitAll(chs []<-chan struct{}, d time.Duration) bool {
+	var limit <-chan time.Time
+	if d >= 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		limit = t.C
+	}
+	for _, ch := range chs {
+		select {
+		case <-ch:
+		case <-limit:
+			return false
+		}
+	}
+	return true
 }

@@ -83,15 +83,9 @@ func (h *healthChecks) stop() {
 
 // run checks until ctx is done, every interval with ±10 % jitter so that
 // the checks of many servers (and of several tlsedge instances) do not
-// fall into step. It owns its timer and recovers from a panic with a
-// logged stack (house rule 13).
+// fall into step. It owns its timer; a panic in one check is logged with
+// its stack and the checks go on (house rule 13).
 func (h *healthChecks) run(ctx context.Context, c *checker) {
-	defer func() {
-		if r := recover(); r != nil {
-			h.e.log.Error().Str("backend", c.pool.Load().Name).Str("server", c.st.srv.Address).
-				Interface("panic", r).Bytes("stack", debug.Stack()).Msg("health checker crashed")
-		}
-	}()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -101,14 +95,29 @@ func (h *healthChecks) run(ctx context.Context, c *checker) {
 		case <-t.C:
 		}
 		p := c.pool.Load()
-		err := p.check(ctx, c.st.srv)
-		if ctx.Err() != nil {
+		if !h.checkOnce(ctx, p, c) {
 			return
 		}
-		h.record(p, c, err)
 		d := p.health.Interval
 		t.Reset(d - d/10 + time.Duration(rand.Int64N(int64(d/5)+1)))
 	}
+}
+
+// checkOnce runs and records one check; false when ctx ended meanwhile.
+func (h *healthChecks) checkOnce(ctx context.Context, p *Pool, c *checker) (goOn bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.e.log.Error().Str("backend", p.Name).Str("server", c.st.srv.Address).
+				Interface("panic", r).Bytes("stack", debug.Stack()).Msg("health check crashed")
+			goOn = true
+		}
+	}()
+	err := p.check(ctx, c.st.srv)
+	if ctx.Err() != nil {
+		return false
+	}
+	h.record(p, c, err)
+	return true
 }
 
 // record counts a check's outcome and changes the server's state once rise

@@ -139,23 +139,23 @@ func (l *listener) close() {
 	l.ln.Close()
 }
 
-// shutdown waits up to grace for live connections to end, then closes them.
-func (l *listener) shutdown(grace time.Duration) {
-	l.close()
+// stopped returns a channel closed once every connection of the listener
+// has ended. Call it after close (no connection may be added meanwhile).
+func (l *listener) stopped() <-chan struct{} {
 	<-l.served // no Add may race with the Wait below
 	ended := make(chan struct{})
 	go func() { l.wg.Wait(); close(ended) }()
-	select {
-	case <-ended:
-		return
-	case <-time.After(grace):
-	}
+	return ended
+}
+
+// closeConns closes the client sockets still open (the last resort of a
+// shutdown: connections still reading their hello, and stragglers).
+func (l *listener) closeConns() {
 	l.mu.Lock()
 	for c := range l.conns {
 		c.Close()
 	}
 	l.mu.Unlock()
-	<-ended
 }
 
 // serveConn reads the optional PROXY header and the ClientHello under
@@ -260,13 +260,6 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 		l.reject(c, tc, "no route for server name", tlsmode.AlertUnrecognizedName)
 		return
 	}
-	tc.Route, tc.Routes = rt, st.table
-	tc.Start, tc.Events = start, connEvents{l.e}
-	l.e.reg.add(tc)
-	if rt.obs != nil {
-		rt.obs.active.Inc()
-	}
-	route = rt // from here on, ended accounts for it
 	// Clear the deadline, or long-lived streams would die at it.
 	_ = c.SetReadDeadline(time.Time{})
 	tc.Peeked = h.Raw
@@ -275,6 +268,13 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 		_, _ = rest.Read(tail)
 		tc.Peeked = append(tc.Peeked, tail...)
 	}
+	tc.Route, tc.Routes = rt, st.table
+	tc.Start, tc.Events = start, connEvents{l.e}
+	l.e.reg.add(tc) // published: set nothing the directory reads after this
+	if rt.obs != nil {
+		rt.obs.active.Inc()
+	}
+	route = rt // from here on, ended accounts for it
 	if err := route.Handler.Serve(ctx, tc); err != nil {
 		failed = true
 		if l.log.Debug().Enabled() {

@@ -155,6 +155,23 @@ func (m *metrics) connected(backend, server string, d time.Duration, err error) 
 	m.connectErrs.WithLabelValues(backend, server, connectErrorKind(err)).Inc()
 }
 
+// serverGone deletes the series of a server that left the config and has
+// drained: label sets must not grow with every address ever used.
+// stillUsed: another backend in force has a server at that address, whose
+// connections share the server label of tlsedge_connections_closed_total.
+func (m *metrics) serverGone(backend, server string, stillUsed bool) {
+	if m == nil {
+		return
+	}
+	l := prometheus.Labels{"backend": backend, "server": server}
+	m.connectDur.DeletePartialMatch(l)
+	m.connectErrs.DeletePartialMatch(l)
+	m.healthTrans.DeletePartialMatch(l)
+	if !stillUsed {
+		m.closed.DeletePartialMatch(prometheus.Labels{"server": server})
+	}
+}
+
 // healthChanged counts a server's health transition.
 func (m *metrics) healthChanged(backend, server string, up bool) {
 	if m == nil {

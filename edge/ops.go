@@ -47,6 +47,7 @@ type rebalJob struct {
 	plan    *RebalancePlan
 	pending []*tlsmode.Conn
 	tok     bucket
+	closed  int
 }
 
 // bucket is a token bucket: rate tokens a second, at most max(1, rate/100).
@@ -171,6 +172,7 @@ func (o *ops) stepJobs(now time.Time, run *running) time.Duration {
 		if !active {
 			if j.removed && j.sweeps == 0 {
 				delete(o.drains, s) // gone: nothing left to show
+				o.e.m.serverGone(j.pool, s.Address, addressInUse(run, s.Address))
 			}
 			continue // nothing to close until a connection comes (none will)
 		}
@@ -185,43 +187,66 @@ func (o *ops) stepJobs(now time.Time, run *running) time.Duration {
 		}
 		b.refill(now, rate)
 		for b.tokens >= 1 {
-			c := j.next(o.e.reg)
-			if c == nil {
+			if c := j.next(o.e.reg); c != nil {
+				b.tokens--
+				c.Shutdown(reasonDrained) // never blocks (a WebSocket's close frames go on their own goroutine)
+				continue
+			}
+			// Then HTTP requests that outlive drain_timeout (long polls,
+			// server-sent events, gRPC streams).
+			if !cancelRequest(run.http[j.pool], s.Address) {
 				break
 			}
 			b.tokens--
-			c.Shutdown(reasonDrained) // never blocks (a WebSocket's close frames go on their own goroutine)
 		}
-		if j.more(o.e.reg) {
-			wait = min(wait, time.Duration((1-b.tokens)/rate*float64(time.Second))+time.Millisecond)
-		}
+		wait = min(wait, tokenWait(b.tokens, rate))
 	}
 	for name, j := range o.rebal {
 		j.tok.refill(now, j.plan.Rate)
 		for j.tok.tokens >= 1 && len(j.pending) > 0 {
 			c := j.pending[0]
 			j.pending = j.pending[1:]
-			if c.ShutdownReason() != "" {
-				continue
+			if c.ShutdownReason() != "" || o.e.reg.get(c.ID) != c {
+				continue // ended meanwhile: costs nothing
 			}
 			j.tok.tokens--
+			j.closed++
 			c.Shutdown(reasonRebalance)
 		}
 		if len(j.pending) == 0 {
 			delete(o.rebal, name)
-			o.e.log.Info().Str("backend", name).Int("closed", j.plan.Closing).Msg("rebalance done")
+			o.e.log.Info().Str("backend", name).Int("planned", j.plan.Closing).Int("closed", j.closed).Msg("rebalance done")
 			continue
 		}
-		wait = min(wait, time.Duration((1-j.tok.tokens)/j.plan.Rate*float64(time.Second))+time.Millisecond)
+		wait = min(wait, tokenWait(j.tok.tokens, j.plan.Rate))
 	}
 	return wait
+}
+
+// tokenWait is how long until a bucket at rate has a token again, never
+// less than a millisecond nor more than idleWait (a rate from the config
+// is at least 0.01 a second; the bound keeps any rounding from spinning).
+func tokenWait(tokens, rate float64) time.Duration {
+	d := time.Duration((1 - tokens) / rate * float64(time.Second))
+	return min(max(d, 0)+time.Millisecond, idleWait)
+}
+
+// cancelRequest cancels one HTTP request in flight to addr through one of
+// the proxies; false when none has any.
+func cancelRequest(proxies []*tlsmode.HTTPProxy, addr string) bool {
+	for _, hp := range proxies {
+		if hp.CancelRequest(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // more reports whether the job's server has connections left to close,
 // listing them again from the registry when the last list is used up.
 func (j *drainJob) more(reg *registry) bool {
-	for len(j.pending) > 0 && j.pending[0].ShutdownReason() != "" {
-		j.pending = j.pending[1:]
+	for len(j.pending) > 0 && (j.pending[0].ShutdownReason() != "" || reg.get(j.pending[0].ID) != j.pending[0]) {
+		j.pending = j.pending[1:] // closing already, or ended on its own
 	}
 	if len(j.pending) == 0 {
 		for _, c := range reg.onServer(j.st.srv) {
@@ -246,8 +271,8 @@ func (j *drainJob) next(reg *registry) *tlsmode.Conn {
 // drain starts draining st of pool (by "api" or, removed by a reload,
 // "reload"); false when it was draining already.
 func (o *ops) drain(pool *Pool, st *serverState, by string) bool {
-	started := st.startDrain(by)
 	o.mu.Lock()
+	started := st.startDrain(by)
 	j := o.drains[st.srv]
 	if j == nil {
 		_, since := st.drain()
@@ -262,22 +287,57 @@ func (o *ops) drain(pool *Pool, st *serverState, by string) bool {
 	return started
 }
 
-// enable ends the drain of st.
-func (o *ops) enable(st *serverState) {
-	st.stopDrain()
+// enable ends the drain of st; false when a reload removed the server
+// (it drains until it is gone, or until a reload adds it back).
+func (o *ops) enable(st *serverState) bool {
 	o.mu.Lock()
+	defer o.mu.Unlock()
+	if j := o.drains[st.srv]; j != nil && j.removed {
+		return false
+	}
+	st.stopDrain()
 	delete(o.drains, st.srv)
-	o.mu.Unlock()
+	return true
+}
+
+// revive ends the removal drain of a server a reload adds back; called
+// when that reload is put in force.
+func (o *ops) revive(st *serverState) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if j := o.drains[st.srv]; j != nil && j.removed {
+		delete(o.drains, st.srv)
+		st.stopDrain()
+	}
+}
+
+// removedState returns the state of the server at addr of pool that a
+// reload removed and that still drains, or nil.
+func (o *ops) removedState(pool, addr string) *serverState {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for s, j := range o.drains {
+		if j.removed && j.pool == pool && s.Address == addr {
+			return j.st
+		}
+	}
+	return nil
+}
+
+// removedServer is a server a reload removed that still drains.
+type removedServer struct {
+	st       *serverState
+	deadline time.Time
 }
 
 // removed returns the servers a reload removed that still drain, by pool.
-func (o *ops) removed() map[string][]*serverState {
+func (o *ops) removed() map[string][]removedServer {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	out := map[string][]*serverState{}
+	out := map[string][]removedServer{}
 	for _, j := range o.drains {
 		if j.removed {
-			out[j.pool] = append(out[j.pool], j.st)
+			out[j.pool] = append(out[j.pool], removedServer{j.st, j.deadline})
 		}
 	}
 	return out
@@ -304,4 +364,14 @@ func (e *Edge) drainRemoved(next map[string]*Pool) {
 				Dur("drain_timeout", settings.drainTimeout).Msg("server removed from the config: draining")
 		}
 	}
+}
+
+// addressInUse reports whether a pool in force has a server at addr.
+func addressInUse(run *running, addr string) bool {
+	for _, p := range run.pools {
+		if p.Server(addr) != nil {
+			return true
+		}
+	}
+	return false
 }

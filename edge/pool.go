@@ -93,6 +93,23 @@ func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
 	return p, nil
 }
 
+// adoptRemoved takes back, for each server the previous pool did not have,
+// the server a reload removed at that address if it still drains (found
+// by removed), with its live connections, counters and health: a server
+// added back is the same server. commit's caller revives it.
+func (p *Pool) adoptRemoved(prev *Pool, removed func(addr string) *serverState) {
+	for i, s := range p.Servers {
+		if prev != nil && prev.Server(s.Address) != nil {
+			continue
+		}
+		if st := removed(s.Address); st != nil {
+			delete(p.states, s)
+			p.Servers[i] = st.srv
+			p.states[st.srv] = st
+		}
+	}
+}
+
 // keepalive turns tcp_keepalive (a duration; -1 = off) into Go's config:
 // the idle time and the probe interval, 9 probes.
 func keepalive(d time.Duration) net.KeepAliveConfig {
@@ -117,13 +134,16 @@ func (p *Pool) state(s *affinity.Server) *serverState {
 // commit applies the config's weights, and health "none" (always up), to
 // servers shared with the running pool. Call it only once the reload can no
 // longer fail: a refused reload must leave the running servers as they were.
-func (p *Pool) commit() {
+//
+// It returns the servers that health type none brought up.
+func (p *Pool) commit() (up []*serverState) {
 	for i, s := range p.Servers {
 		p.states[s].setConfigured(p.weights[i]) // an API override stays in force
-		if p.health.Type == "none" {
-			p.states[s].setHealthy(true)
+		if p.health.Type == "none" && p.states[s].setHealthy(true) {
+			up = append(up, p.states[s])
 		}
 	}
+	return up
 }
 
 // Server returns the pool's server with this address, or nil.

@@ -117,7 +117,7 @@ func (o *ops) autoRebalance(now time.Time, run *running) time.Duration {
 	wait := time.Hour
 	for name, p := range run.pools {
 		rc := p.rebalance
-		if rc == nil || rc.Interval <= 0 {
+		if rc == nil || rc.Interval <= 0 { // none, or "off": only on request
 			o.mu.Lock()
 			delete(o.autoNext, name)
 			o.mu.Unlock()

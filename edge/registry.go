@@ -24,7 +24,7 @@ type registry struct {
 	shards [registryShards]regShard
 
 	mu       sync.Mutex // guards the indexes
-	byClient map[string][]*tlsmode.Conn
+	byClient map[string]map[*tlsmode.Conn]struct{}
 	byServer map[*affinity.Server]map[*tlsmode.Conn]struct{}
 }
 
@@ -36,7 +36,7 @@ type regShard struct {
 }
 
 func newRegistry() *registry {
-	r := &registry{byClient: map[string][]*tlsmode.Conn{}, byServer: map[*affinity.Server]map[*tlsmode.Conn]struct{}{}}
+	r := &registry{byClient: map[string]map[*tlsmode.Conn]struct{}{}, byServer: map[*affinity.Server]map[*tlsmode.Conn]struct{}{}}
 	for i := range r.shards {
 		r.shards[i].m = map[uint64]*tlsmode.Conn{}
 	}
@@ -125,26 +125,22 @@ func (r *registry) identified(c *tlsmode.Conn) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	keys := id.Keys()
-	for i, k := range keys {
-		if slices.Contains(keys[:i], k) {
-			continue // a CN that is also a SAN: listed once
+	for _, k := range id.Keys() { // a CN that is also a SAN is in one set once
+		set := r.byClient[k]
+		if set == nil {
+			set = map[*tlsmode.Conn]struct{}{}
+			r.byClient[k] = set
 		}
-		r.byClient[k] = append(r.byClient[k], c)
+		set[c] = struct{}{}
 	}
 }
 
 func (r *registry) unindexLocked(k string, c *tlsmode.Conn) {
-	list := r.byClient[k]
-	if i := slices.Index(list, c); i >= 0 {
-		list[i] = list[len(list)-1]
-		list[len(list)-1] = nil
-		list = list[:len(list)-1]
-	}
-	if len(list) == 0 {
-		delete(r.byClient, k)
-	} else {
-		r.byClient[k] = list
+	if set := r.byClient[k]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(r.byClient, k)
+		}
 	}
 }
 
@@ -183,7 +179,9 @@ func (r *registry) list(f connFilter) []*tlsmode.Conn {
 	var cands []*tlsmode.Conn
 	if f.Client != "" {
 		r.mu.Lock()
-		cands = slices.Clone(r.byClient[f.Client])
+		for c := range r.byClient[f.Client] {
+			cands = append(cands, c)
+		}
 		r.mu.Unlock()
 	} else {
 		for i := range r.shards {

@@ -138,8 +138,8 @@ func (e *Edge) eachServer(f func(pool string, st *serverState, removed bool)) {
 		}
 	}
 	for name, list := range e.ops.removed() {
-		for _, st := range list {
-			f(name, st, true)
+		for _, rm := range list {
+			f(name, rm.st, true)
 		}
 	}
 }

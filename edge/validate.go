@@ -117,6 +117,15 @@ func validate(c *Config, ps *Problems) {
 	}
 }
 
+// Bounds of drain_rate, rebalance.rate and the API's rate (a second).
+const (
+	MinRate = 0.01
+	MaxRate = 1e6
+)
+
+// rateOK reports whether r is a usable rate (NaN and infinities are not).
+func rateOK(r float64) bool { return r >= MinRate && r <= MaxRate }
+
 // checkKeepalive accepts a positive duration or "off" (-1).
 func checkKeepalive(ps *Problems, path string, d time.Duration) {
 	if d < 0 && d != -1 {
@@ -131,7 +140,7 @@ func validateBackend(c *Config, ps *Problems, p string, b *BackendConfig) {
 	if _, err := affinity.ParseMode(b.Affinity); err != nil {
 		ps.Add(p+".affinity", "%q is not an affinity: use none, source_ip, class_c or five_tuple", b.Affinity)
 	}
-	if f := b.HashBalanceFactor; f != 0 && f <= 1 {
+	if f := b.HashBalanceFactor; f != 0 && !(f > 1 && f <= 100) {
 		ps.Add(p+".hash_balance_factor", "%v must be 0 (off) or above 1, e.g. 1.25 (a server takes at most 125%% of the average load)", f)
 	}
 	oneOf(ps, p+".proxy_protocol", b.ProxyProtocol, "off", "v1", "v2")
@@ -144,18 +153,21 @@ func validateBackend(c *Config, ps *Problems, p string, b *BackendConfig) {
 	if b.DrainTimeout < 0 {
 		ps.Add(p+".drain_timeout", "must be positive, e.g. 30s")
 	}
-	if b.DrainRate < 0 {
-		ps.Add(p+".drain_rate", "must be positive: connections closed a second once drain_timeout has passed, e.g. 100")
+	if !rateOK(b.DrainRate) {
+		ps.Add(p+".drain_rate", "%v: must be from %v to %v: connections closed a second once drain_timeout has passed, e.g. 100", b.DrainRate, MinRate, MaxRate)
 	}
 	if r := b.Rebalance; r != nil {
-		if r.Above < 1 {
-			ps.Add(p+".rebalance.above", "%v must be 1 or more, e.g. 1.25 (a server above 125%% of its share gives connections back)", r.Above)
+		if !(r.Above >= 1 && r.Above <= 100) {
+			ps.Add(p+".rebalance.above", "%v must be from 1 to 100, e.g. 1.25 (a server above 125%% of its share gives connections back)", r.Above)
 		}
-		if r.Rate < 0 {
-			ps.Add(p+".rebalance.rate", "must be positive: connections closed a second, e.g. 10")
+		if !rateOK(r.Rate) {
+			ps.Add(p+".rebalance.rate", "%v: must be from %v to %v: connections closed a second, e.g. 10", r.Rate, MinRate, MaxRate)
 		}
-		if r.Interval < 0 {
-			ps.Add(p+".rebalance.interval", "must be positive, e.g. 30s")
+		if r.Interval < 0 && r.Interval != -1 {
+			ps.Add(p+".rebalance.interval", "must be positive, e.g. 30s, or off (only POST .../rebalance starts one)")
+		}
+		if b.Affinity != "none" {
+			ps.Add(p+".rebalance", "a rebalance closes connections so that clients come back elsewhere, but with affinity %s they hash to the same server again: use affinity none (leastconn), or remove rebalance", b.Affinity)
 		}
 	}
 	if b.IdleTimeout < -1 {

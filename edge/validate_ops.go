@@ -39,6 +39,9 @@ func validateAdmin(c *Config, ps *Problems) {
 	} else if len(t.ClientCA) > 0 || t.ClientAuth != "" {
 		ps.Add("admin.tls", "client_ca and client_auth need the admin endpoint's own cert and key")
 	}
+	if t.ClientAuth == "none" && len(t.ClientCA) > 0 {
+		ps.Add("admin.tls.client_ca", "client_auth none asks for no client certificate, so client_ca is never used: set client_auth: require, or remove client_ca")
+	}
 	if len(t.ClientCA) > 0 {
 		if _, _, err := certs.LoadCAPool(c.resolveAll(t.ClientCA)); err != nil {
 			ps.Add("admin.tls.client_ca", "%v", err)
@@ -71,6 +74,9 @@ func loopbackAddress(hostport string) bool {
 func validateHealth(c *Config, ps *Problems, p string, b *BackendConfig) {
 	h := &b.Health
 	hp := p + ".health"
+	if h.Type == "none" && (h.Interval != 0 || h.Timeout != 0 || h.Rise != 0 || h.Fall != 0) {
+		ps.Add(hp, "interval, timeout, rise and fall do nothing with type none: remove them, or choose tcp, tls or http")
+	}
 	if h.Type != "http" {
 		if h.Path != "" {
 			ps.Add(hp+".path", "path is for health type http (now %s): set type: http or remove path", h.Type)

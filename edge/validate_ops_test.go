@@ -49,7 +49,7 @@ func TestOpsKeys(t *testing.T) {
 	})
 	t.Run("set", func(t *testing.T) {
 		cfg, err := LoadFile(writeConfig(t, "edge.yaml", strings.Replace(opsBase, "    servers:", `    drain_rate: 7
-    rebalance: {}
+    rebalance: {interval: "off"}
     idle_timeout: 10m
     tcp_keepalive: "off"
     health: {type: http, expect_status: [200, "3xx"]}
@@ -62,8 +62,8 @@ func TestOpsKeys(t *testing.T) {
 		if b.DrainRate != 7 || b.IdleTimeout != 10*time.Minute || b.TCPKeepalive != -1 {
 			t.Errorf("drain_rate %v idle_timeout %v tcp_keepalive %v; want 7, 10m, -1 (off)", b.DrainRate, b.IdleTimeout, b.TCPKeepalive)
 		}
-		if r := b.Rebalance; r == nil || r.Above != 1.25 || r.Rate != 10 || r.Interval != 30*time.Second {
-			t.Errorf("rebalance: {} = %+v; want the defaults above 1.25, rate 10, interval 30s", r)
+		if r := b.Rebalance; r == nil || r.Above != 1.25 || r.Rate != 10 || r.Interval != -1 {
+			t.Errorf("rebalance: {interval: off} = %+v; want the defaults above 1.25, rate 10, and interval off (-1)", r)
 		}
 		if h := b.Health; h.Path != "/" || strings.Join(h.ExpectStatus, ",") != "200,3xx" {
 			t.Errorf("health: path %q expect_status %v; want / and [200 3xx]", h.Path, h.ExpectStatus)
@@ -79,11 +79,28 @@ func TestOpsKeys(t *testing.T) {
     idle_timeout: -3s
     tcp_keepalive: -5s
     servers:`, []string{
-			`backends[0].drain_rate: must be positive: connections closed a second once drain_timeout has passed, e.g. 100`,
-			`backends[0].rebalance.above: 0.5 must be 1 or more, e.g. 1.25 (a server above 125% of its share gives connections back)`,
-			`backends[0].rebalance.rate: must be positive: connections closed a second, e.g. 10`,
+			`backends[0].drain_rate: -1: must be from 0.01 to 1e+06: connections closed a second once drain_timeout has passed, e.g. 100`,
+			`backends[0].rebalance.above: 0.5 must be from 1 to 100, e.g. 1.25 (a server above 125% of its share gives connections back)`,
+			`backends[0].rebalance.rate: -2: must be from 0.01 to 1e+06: connections closed a second, e.g. 10`,
 			`backends[0].idle_timeout: must be 0 (off) or positive, e.g. 10m`,
 			`backends[0].tcp_keepalive: must be a positive duration such as 15s, or off`,
+		}},
+		{"rates that are not numbers, rebalance with affinity", "    servers:", `    drain_rate: .inf
+    affinity: source_ip
+    rebalance: {above: .nan, rate: 1e-300}
+    servers:`, []string{
+			`backends[0].drain_rate: +Inf: must be from 0.01 to 1e+06: connections closed a second once drain_timeout has passed, e.g. 100`,
+			`backends[0].rebalance.above: NaN must be from 1 to 100, e.g. 1.25 (a server above 125% of its share gives connections back)`,
+			`backends[0].rebalance.rate: 1e-300: must be from 0.01 to 1e+06: connections closed a second, e.g. 10`,
+			`backends[0].rebalance: a rebalance closes connections so that clients come back elsewhere, but with affinity source_ip they hash to the same server again: use affinity none (leastconn), or remove rebalance`,
+		}},
+		{"check settings with type none", "    servers:", `    health: {type: none, interval: 5s, fall: 2}
+    servers:`, []string{
+			`backends[0].health: interval, timeout, rise and fall do nothing with type none: remove them, or choose tcp, tls or http`,
+		}},
+		{"admin client_ca without client_auth", "listeners:", `admin: {address: "127.0.0.1:9900", tls: {cert: DIR/edge.pem, key: DIR/edge-key.pem, client_auth: none, client_ca: DIR/ca.pem}}
+listeners:`, []string{
+			`admin.tls.client_ca: client_auth none asks for no client certificate, so client_ca is never used: set client_auth: require, or remove client_ca`,
 		}},
 		{"http check keys on a tcp check", "    servers:", `    health: {type: tcp, path: /healthz, host: a.example, expect_status: [200]}
     servers:`, []string{
@@ -135,7 +152,8 @@ listeners:`, []string{
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			edgeCert(t, dir, "edge.test")
+			ca, _ := edgeCert(t, dir, "edge.test")
+			writeFile(t, filepath.Join(dir, "ca.pem"), string(ca.PEM))
 			body := strings.Replace(opsBase, tt.from, strings.ReplaceAll(tt.to, "DIR", dir), 1)
 			path := filepath.Join(dir, "edge.yaml")
 			writeFile(t, path, body)

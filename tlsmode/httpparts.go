@@ -1,10 +1,13 @@
 package tlsmode
 
 import (
+	"errors"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -16,6 +19,10 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	n      int64
+	// writeTimeout, when set (HTTP/2 streams), bounds each write: a
+	// client that grants no window for that long loses the stream.
+	writeTimeout time.Duration
+	timedOut     bool
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -29,8 +36,14 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	if w.writeTimeout > 0 {
+		_ = http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now().Add(w.writeTimeout))
+	}
 	n, err := w.ResponseWriter.Write(b)
 	w.n += int64(n)
+	if err != nil && w.writeTimeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		w.timedOut = true
+	}
 	return n, err
 }
 

@@ -80,8 +80,11 @@ type HTTPProxy struct {
 
 	mu         sync.Mutex
 	transports map[transportKey]*http.Transport
-	servers    map[*http.Server]struct{} // one per live client connection
-	closed     bool
+
+	reqMu    sync.Mutex
+	requests map[string]map[*inflight]struct{} // plain requests in flight, by server address
+	servers  map[*http.Server]struct{}         // one per live client connection
+	closed   bool
 }
 
 // NewHTTPProxy builds the proxy of one route.
@@ -94,6 +97,7 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 		limits:     opt.Limits.withDefaults(),
 		dial:       opt.Dial,
 		transports: map[transportKey]*http.Transport{},
+		requests:   map[string]map[*inflight]struct{}{},
 		servers:    map[*http.Server]struct{}{},
 	}
 	if p.dial == nil {
@@ -111,8 +115,9 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 			// request that asked for none): ReverseProxy would give up
 			// without closing the body, and the server's slot would leak.
 			// An error here closes it and answers 502.
+			// ASCII only, printable only, as ReverseProxy checks.
 			if resp.StatusCode == http.StatusSwitchingProtocols &&
-				!strings.EqualFold(upgradeType(resp.Request.Header), upgradeType(resp.Header)) {
+				!sameToken(upgradeType(resp.Request.Header), upgradeType(resp.Header)) {
 				return errUpgradeMismatch
 			}
 			return nil
@@ -193,6 +198,7 @@ func (cs *connState) wait() {
 
 // reqState is filled while a request goes through, for its log line.
 type reqState struct {
+	up     *upgradedConn // the upgraded stream, once the server said 101
 	host   string
 	server *affinity.Server // the last server tried
 	status int              // the server's status, seen also for upgrades (101), which bypass the ResponseWriter
@@ -278,6 +284,11 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := cs.c
 	rs := &reqState{host: requestHost(r.Host)}
 	rw := &statusWriter{ResponseWriter: w}
+	if r.ProtoMajor == 2 {
+		// HTTP/2: a client that stops reading stops granting window; no
+		// socket write ever blocks, so each stream gets its own deadline.
+		rw.writeTimeout = p.limits.WriteTimeout
+	}
 	// Deferred: ReverseProxy panics with http.ErrAbortHandler when a copy
 	// fails half way, and exactly those requests need their line.
 	defer p.accessLog(c, r, rw, rs, start)
@@ -303,6 +314,12 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r = r.WithContext(context.WithValue(r.Context(), reqKey{}, rs))
 	p.proxy.ServeHTTP(rw, r)
+	if rs.up != nil {
+		// ReverseProxy is done with an upgraded stream when it returns,
+		// even when it refused the 101 without closing it: close it here
+		// so its server slot and the connection's binding end now.
+		rs.up.Close()
+	}
 }
 
 var (
@@ -439,6 +456,8 @@ func (p *HTTPProxy) accessLog(c *Conn, r *http.Request, w *statusWriter, rs *req
 	}
 	if rs.err != nil {
 		ev = ev.Str("reason", rs.err.Error())
+	} else if w.timedOut {
+		ev = ev.Str("reason", "client timeout: read nothing of this response for write_timeout "+p.limits.WriteTimeout.String())
 	} else if why := c.ShutdownReason(); why != "" {
 		ev = ev.Str("reason", why) // cut while answering (write_timeout, drain, the admin API)
 	}
@@ -462,4 +481,29 @@ func serverAddress(s *affinity.Server) string {
 		return ""
 	}
 	return s.Address
+}
+
+// sameToken compares two header tokens ASCII-case-insensitively; a token
+// with a byte that is not printable ASCII matches nothing (Unicode folding,
+// such as the Kelvin sign for k, must not pass as a match).
+func sameToken(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x < 0x21 || x > 0x7e || y < 0x21 || y > 0x7e {
+			return false
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

@@ -124,10 +124,15 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		u.Host = s.Address
 		out.URL = &u
 		var serverConn net.Conn // the connection an upgrade runs on
+		var fl *inflight        // a plain request, which a drain may cancel
 		if upgrade {
 			out = *out.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 				GotConn: func(i httptrace.GotConnInfo) { serverConn = i.Conn },
 			}))
+		} else {
+			ctx, cancel := context.WithCancel(req.Context())
+			out = *out.WithContext(ctx)
+			fl = t.p.startRequest(s.Address, cancel)
 		}
 		s.Acquire()
 		c.live.last.Store(s)
@@ -139,11 +144,12 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if resp.StatusCode == http.StatusSwitchingProtocols {
 				resp.Body = t.p.upgraded(cs, resp, s, serverConn)
 			} else {
-				resp.Body = releaseOnClose(resp.Body, s.Release)
+				resp.Body = releaseOnClose(resp.Body, func() { s.Release(); t.p.endRequest(fl) })
 			}
 			return resp, nil
 		}
 		s.Release()
+		t.p.endRequest(fl)
 		lastErr = err
 		// Retry only what was never sent: a connect failure, and no body
 		// (the transport has closed it; it cannot be sent again).
@@ -153,6 +159,66 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		tried = append(tried, s)
 	}
 	return nil, lastErr
+}
+
+// inflight is a plain HTTP request on its way to a server, until its
+// response body is closed.
+type inflight struct {
+	addr   string
+	cancel context.CancelFunc
+}
+
+// startRequest records a request to the server at addr that cancel ends.
+func (p *HTTPProxy) startRequest(addr string, cancel context.CancelFunc) *inflight {
+	fl := &inflight{addr: addr, cancel: cancel}
+	p.reqMu.Lock()
+	set := p.requests[addr]
+	if set == nil {
+		set = map[*inflight]struct{}{}
+		p.requests[addr] = set
+	}
+	set[fl] = struct{}{}
+	p.reqMu.Unlock()
+	return fl
+}
+
+// endRequest forgets fl (nil: nothing) and frees its context.
+func (p *HTTPProxy) endRequest(fl *inflight) {
+	if fl == nil {
+		return
+	}
+	p.reqMu.Lock()
+	if set := p.requests[fl.addr]; set != nil {
+		delete(set, fl)
+		if len(set) == 0 {
+			delete(p.requests, fl.addr)
+		}
+	}
+	p.reqMu.Unlock()
+	fl.cancel()
+}
+
+// CancelRequest ends one request in flight to the server at addr (a drain
+// past its drain_timeout: long polls, server-sent events, gRPC streams):
+// its server connection is closed and the client's request ends. It
+// reports whether there was one.
+func (p *HTTPProxy) CancelRequest(addr string) bool {
+	p.reqMu.Lock()
+	var fl *inflight
+	for f := range p.requests[addr] {
+		fl = f
+		delete(p.requests[addr], f)
+		break
+	}
+	if len(p.requests[addr]) == 0 {
+		delete(p.requests, addr)
+	}
+	p.reqMu.Unlock()
+	if fl == nil {
+		return false
+	}
+	fl.cancel()
+	return true
 }
 
 // upgraded binds the client connection to server s for as long as the
@@ -173,8 +239,12 @@ func (p *HTTPProxy) upgraded(cs *connState, resp *http.Response, s *affinity.Ser
 		rwc:    rwc,
 		server: serverConn,
 		client: c.Conn,
-		ws:     strings.EqualFold(upgradeType(resp.Header), "websocket"),
+		ws:     sameToken(upgradeType(resp.Header), "websocket"),
 	}
+	if rs, ok := resp.Request.Context().Value(reqKey{}).(*reqState); ok {
+		rs.up = u
+	}
+	c.setUpgrade(strings.ToLower(upgradeType(resp.Header)))
 	var once sync.Once
 	cs.begin()
 	u.release = func() {

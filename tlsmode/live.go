@@ -83,7 +83,8 @@ type live struct {
 	last     atomic.Pointer[affinity.Server] // last HTTP request's server
 	identity atomic.Pointer[ClientIdentity]
 	requests atomic.Int64
-	up, down atomic.Int64 // counted bytes, when counting
+	upgrade  atomic.Pointer[string] // the protocol an HTTP connection switched to
+	up, down atomic.Int64           // counted bytes, when counting
 	counting atomic.Bool
 
 	mu       sync.Mutex
@@ -125,6 +126,16 @@ func (c *Conn) SetIdentity(id *ClientIdentity) {
 
 // Identity is the verified client certificate, or nil.
 func (c *Conn) Identity() *ClientIdentity { return c.live.identity.Load() }
+
+func (c *Conn) setUpgrade(proto string) { c.live.upgrade.Store(&proto) }
+
+// Upgrade is the protocol an HTTP connection switched to ("websocket"), or "".
+func (c *Conn) Upgrade() string {
+	if p := c.live.upgrade.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
 
 // RequestCount is the number of HTTP requests served so far.
 func (c *Conn) RequestCount() int64 { return c.live.requests.Load() }
@@ -199,8 +210,8 @@ func (c *Conn) WatchIdle(d time.Duration) {
 	if d <= 0 || !ok || c.live.closedBy != "" {
 		return
 	}
-	var check func()
-	check = func() {
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
 		quiet, ok := socketQuiet(tc)
 		if !ok { // closed meanwhile, or no TCP_INFO: nothing to watch
 			return
@@ -210,12 +221,12 @@ func (c *Conn) WatchIdle(d time.Duration) {
 			return
 		}
 		c.live.mu.Lock()
-		if c.live.idle != nil && c.live.closedBy == "" {
-			c.live.idle.Reset(d - quiet)
+		if c.live.idle == t && c.live.closedBy == "" { // not replaced or stopped meanwhile
+			t.Reset(d - quiet)
 		}
 		c.live.mu.Unlock()
-	}
-	c.live.idle = time.AfterFunc(d, check)
+	})
+	c.live.idle = t
 }
 
 // StopWatching stops the idle watch, if any. Handlers' callers call it when
@@ -224,11 +235,33 @@ func (c *Conn) StopWatching() { c.WatchIdle(0) }
 
 // countingConn counts the bytes of a client socket under crypto/tls into
 // the Conn's live counters and, with writeTimeout, gives every write that
-// long: a client that stops reading is cut.
+// long: a client that stops reading is cut. A deadline its user sets
+// (crypto/tls bounds its close_notify to 5 s) wins when it is sooner.
 type countingConn struct {
 	net.Conn
 	c            *Conn
 	writeTimeout time.Duration
+	deadline     atomic.Int64 // the user's write deadline, Unix nanoseconds; 0 = none
+}
+
+func (cc *countingConn) SetWriteDeadline(t time.Time) error {
+	cc.deadline.Store(unixNano(t))
+	return cc.Conn.SetWriteDeadline(t)
+}
+
+func (cc *countingConn) SetDeadline(t time.Time) error {
+	cc.deadline.Store(unixNano(t))
+	return cc.Conn.SetDeadline(t)
+}
+
+// CloseWrite sends a FIN (see endStream).
+func (cc *countingConn) CloseWrite() error { return closeWrite(cc.Conn) }
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 func (cc *countingConn) Read(p []byte) (int, error) {
@@ -238,12 +271,17 @@ func (cc *countingConn) Read(p []byte) (int, error) {
 }
 
 func (cc *countingConn) Write(p []byte) (int, error) {
+	ours := false
 	if cc.writeTimeout > 0 {
-		_ = cc.Conn.SetWriteDeadline(time.Now().Add(cc.writeTimeout))
+		d := time.Now().Add(cc.writeTimeout)
+		if u := cc.deadline.Load(); u == 0 || d.UnixNano() < u {
+			_ = cc.Conn.SetWriteDeadline(d)
+			ours = true
+		}
 	}
 	n, err := cc.Conn.Write(p)
 	cc.c.live.down.Add(int64(n))
-	if err != nil && cc.writeTimeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+	if err != nil && ours && errors.Is(err, os.ErrDeadlineExceeded) {
 		// The client stopped reading. crypto/tls keeps a timed-out write
 		// as a permanent error, so the connection is over: cut it now and
 		// give the access line the reason (it would say "client closed").

@@ -92,13 +92,13 @@ func closeReason(upFirst bool, err error) string {
 // endStream ends a stream from outside its copiers (Conn.Shutdown): each
 // side gets a TLS close_notify when it speaks TLS, then a FIN, so both see
 // an orderly end, and the copiers finish as the peers close; whatever is
-// still open after CloseGrace is closed. It does not block.
+// still open after CloseGrace is closed. It does not block: the sides are
+// half-closed on goroutines of their own (a close_notify to a peer that
+// does not read waits up to crypto/tls's 5 s).
 func endStream(sides ...net.Conn) {
-	go func() {
-		for _, c := range sides {
-			halfClose(c)
-		}
-	}()
+	for _, c := range sides {
+		go halfClose(c)
+	}
 	time.AfterFunc(CloseGrace, func() {
 		for _, c := range sides {
 			c.Close()
@@ -106,16 +106,22 @@ func endStream(sides ...net.Conn) {
 	})
 }
 
-// halfClose sends c's peer the end of the stream: close_notify for TLS
-// (bounded by crypto/tls's own 5 s write deadline), then a FIN.
+// halfClose sends c's peer the end of the stream: close_notify for TLS,
+// then a FIN.
 func halfClose(c net.Conn) {
 	if tc, ok := c.(*tls.Conn); ok {
 		_ = tc.CloseWrite()
 		c = tc.NetConn()
 	}
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-		return
+	if closeWrite(c) != nil {
+		c.Close()
 	}
-	c.Close()
+}
+
+// closeWrite half-closes c (a FIN) when it or what it wraps can.
+func closeWrite(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }

@@ -41,6 +41,9 @@ type replayConn struct {
 	buf []byte
 }
 
+// CloseWrite sends a FIN (see endStream).
+func (c *replayConn) CloseWrite() error { return closeWrite(c.Conn) }
+
 func (c *replayConn) Read(p []byte) (int, error) {
 	if len(c.buf) > 0 {
 		n := copy(p, c.buf)

@@ -35,6 +35,7 @@ type upgradedConn struct {
 	reason  atomic.Pointer[string]
 
 	// client -> server
+	wclose  atomic.Bool // shutdown asked for a close frame to the server
 	wmu     sync.Mutex
 	out     frameTracker
 	wclosed bool // our close frame went to the server: drop what follows
@@ -86,19 +87,45 @@ func (u *upgradedConn) startInject(p []byte) (int, error) {
 func (u *upgradedConn) Write(p []byte) (int, error) {
 	u.wmu.Lock()
 	defer u.wmu.Unlock()
+	all := len(p)
+	if !u.wclosed && u.wclose.Load() && !u.out.broken {
+		// A close frame is due: forward the rest of the client's frame
+		// in progress, then ours.
+		n := int(min(uint64(len(p)), u.out.left()))
+		if n > 0 {
+			if _, err := u.rwc.Write(p[:n]); err != nil {
+				return 0, err
+			}
+			u.out.feed(p[:n])
+			p = p[n:]
+		}
+		u.sendCloseLocked()
+	}
 	if u.wclosed {
 		// Our close frame went first; what the client sends now (its
 		// answer to the close) is for us, not the server.
 		if u.out.feed(p) {
 			u.client.Close() // close handshake done
 		}
-		return len(p), nil
+		return all, nil
 	}
 	n, err := u.rwc.Write(p)
 	if u.ws && !u.out.broken {
 		u.out.feed(p[:n])
 	}
 	return n, err
+}
+
+// sendCloseLocked sends the masked close frame to the server when the
+// client's stream is between two frames (else a later Write does). wmu
+// must be held.
+func (u *upgradedConn) sendCloseLocked() {
+	if u.wclosed || !u.out.atBoundary() {
+		return
+	}
+	_ = u.server.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = u.rwc.Write(closeFrame(u.closeReason(), true))
+	u.wclosed = true
 }
 
 func (u *upgradedConn) Close() error {
@@ -114,9 +141,9 @@ func (u *upgradedConn) closeReason() string {
 }
 
 // shutdown ends the stream: for a WebSocket, a close frame to the server
-// (when no client frame is half sent), then one to the client between two
-// server frames, and both sockets closed within CloseGrace; otherwise both
-// sockets closed at once.
+// (between two client frames: at once, or as the frame in progress ends),
+// one to the client between two server frames, and both sockets closed
+// within CloseGrace; otherwise both sockets closed at once.
 func (u *upgradedConn) shutdown(reason string) {
 	if !u.ws {
 		u.rwc.Close()
@@ -124,12 +151,9 @@ func (u *upgradedConn) shutdown(reason string) {
 		return
 	}
 	u.reason.Store(&reason)
+	u.wclose.Store(true)
 	if u.wmu.TryLock() { // not while a client write is blocked on the server
-		if u.out.atBoundary() {
-			_ = u.server.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = u.rwc.Write(closeFrame(reason, true))
-		}
-		u.wclosed = true
+		u.sendCloseLocked() // or, mid-frame, the Write that ends the frame sends it
 		u.wmu.Unlock()
 	}
 	u.closing.Store(true)

@@ -445,3 +445,36 @@ func TestUpgradedShutdownWhileServerStreams(t *testing.T) {
 		t.Errorf("to the server: opcode %d, masked %v, payload %q; want a masked close 1001", w.opcode, w.masked, w.payload)
 	}
 }
+
+// A WebSocket shut down while a client frame is half forwarded: the rest of
+// that frame still reaches the server, then the close frame, so the
+// server's stream is never cut inside a frame.
+func TestUpgradedShutdownMidClientFrame(t *testing.T) {
+	t.Parallel()
+	srv := &streamConn{frame: wsFrame(0x2, wsPayload(10), nil)}
+	u := &upgradedConn{rwc: srv, server: srv, client: nopConn{}, ws: true, release: func() {}}
+	frame := wsFrame(0x2, wsPayload(100), []byte{1, 2, 3, 4})
+	if _, err := u.Write(frame[:50]); err != nil {
+		t.Fatal(err)
+	}
+	u.shutdown("going away")
+	if _, err := u.Write(frame[50:]); err != nil {
+		t.Fatal(err)
+	}
+	// What the client sends after our close is not the server's.
+	if _, err := u.Write(wsFrame(0x1, []byte("late"), []byte{5, 6, 7, 8})); err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	written := bytes.Clone(srv.written)
+	srv.mu.Unlock()
+	if !bytes.HasPrefix(written, frame) {
+		t.Fatalf("the server got %d bytes, not the client's whole %d-byte frame first", len(written), len(frame))
+	}
+	if w := wsParse(t, written[len(frame):]); w.opcode != 8 || !w.masked || binary.BigEndian.Uint16(w.payload) != 1001 {
+		t.Errorf("after the client's frame: opcode %d, masked %v, payload %q; want a masked close 1001", w.opcode, w.masked, w.payload)
+	}
+	if n := len(written) - len(frame) - len(closeFrame("going away", true)); n != 0 {
+		t.Errorf("the server got %d bytes after the close frame; want none", n)
+	}
+}
