@@ -30,18 +30,16 @@ type seen struct {
 // against the client CA. After the handshake it writes
 // "<name> CN=<client CN>\n" and then echoes until the client closes.
 type backend struct {
-	t     testing.TB
 	name  string
 	proxy bool // read a PROXY header before the TLS handshake
 	conf  *tls.Config
 
+	group *connGroup // the connections; stop stops it
+
 	mu       sync.Mutex
-	ln       net.Listener
 	addr     string
 	conns    []seen
 	failures []string // handshake (or PROXY header) errors
-	live     map[net.Conn]struct{}
-	wg       sync.WaitGroup
 }
 
 // startBackend starts a backend on 127.0.0.1:0; t.Cleanup stops it.
@@ -61,10 +59,9 @@ func startBackendOn(t testing.TB, name, addr string, proxy bool) *backend {
 		t.Fatal(err)
 	}
 	b := &backend{
-		t:     t,
 		name:  name,
 		proxy: proxy,
-		live:  map[net.Conn]struct{}{},
+		group: newConnGroup(t, "backend "+name),
 		conf: &tls.Config{
 			Certificates: []tls.Certificate{cert.TLS},
 			ClientAuth:   tls.RequireAndVerifyClientCert,
@@ -89,55 +86,15 @@ func (b *backend) listen(addr string) error {
 		return err
 	}
 	b.mu.Lock()
-	b.ln = ln
 	b.addr = ln.Addr().String()
 	b.mu.Unlock()
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.mu.Lock()
-			b.live[c] = struct{}{}
-			b.wg.Add(1)
-			b.mu.Unlock()
-			go func() {
-				defer b.wg.Done()
-				defer func() {
-					b.mu.Lock()
-					delete(b.live, c)
-					b.mu.Unlock()
-					c.Close()
-				}()
-				b.handle(c)
-			}()
-		}
-	}()
+	b.group.serve(ln, b.handle)
 	return nil
 }
 
 // stop closes the listener and every live connection, and waits for the
 // handlers. The backend may listen again afterwards.
-func (b *backend) stop() {
-	b.mu.Lock()
-	if b.ln != nil {
-		b.ln.Close()
-	}
-	for c := range b.live {
-		c.Close()
-	}
-	b.mu.Unlock()
-	done := make(chan struct{})
-	go func() { b.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(waitLong):
-		b.t.Errorf("backend %s: handlers did not end within %v", b.name, waitLong)
-	}
-}
+func (b *backend) stop() { b.group.stop() }
 
 // bufConn reads through a bufio.Reader (holding bytes read past a PROXY
 // header) and writes to the conn.

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -73,41 +72,6 @@ func opensslFingerprint(h string) string {
 		pairs = append(pairs, strings.ToUpper(h[i:i+2]))
 	}
 	return strings.Join(pairs, ":")
-}
-
-// wsDialCert opens a WebSocket to wss://host/path through tlsedge at addr,
-// presenting cert. It returns the connection, the backend that answered
-// (X-Backend of the 101) and the client's address as tlsedge sees it.
-func wsDialCert(t testing.TB, addr, host, path string, cert tls.Certificate) (*websocket.Conn, string, string) {
-	t.Helper()
-	var local atomic.Value
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, network, addr)
-			if err == nil {
-				local.Store(c.LocalAddr().String())
-			}
-			return c, err
-		},
-		TLSClientConfig: &tls.Config{
-			ServerName:   host,
-			RootCAs:      thePKI.serverCA.Pool(),
-			Certificates: []tls.Certificate{cert},
-			NextProtos:   []string{"http/1.1"},
-		},
-	}
-	t.Cleanup(tr.CloseIdleConnections)
-	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
-	defer cancel()
-	c, resp, err := websocket.Dial(ctx, "wss://"+net.JoinHostPort(host, portOf(addr))+path,
-		&websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
-	if err != nil {
-		t.Fatalf("WebSocket to %s%s through tlsedge: %v", host, path, err)
-	}
-	t.Cleanup(func() { c.CloseNow() })
-	l, _ := local.Load().(string)
-	return c, resp.Header.Get("X-Backend"), l
 }
 
 // wsDevice is one device holding a WebSocket, echoing a message every
@@ -462,11 +426,7 @@ func TestDirectoryPassthrough(t *testing.T) {
 		t.Errorf("access line %v: want server %s and at least %d bytes each way", l, b.Addr(), size)
 	}
 	// The server's side ended too, and the directory forgot the connection.
-	if !poll(waitLong, func() bool {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return len(b.live) == 0
-	}) {
+	if !poll(waitLong, func() bool { return b.group.live() == 0 }) {
 		t.Errorf("backend %s still holds the connection after DELETE", b.name)
 	}
 	if got := admin.connections("source=" + local); len(got) != 0 {

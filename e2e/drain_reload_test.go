@@ -148,16 +148,13 @@ func TestAutomaticRebalance(t *testing.T) {
 	admin := newAdmin(t, adminAddr)
 
 	// 20 clients that reconnect when tlsedge ends their stream.
-	var mu sync.Mutex
-	on := map[int]string{}
+	var spread clientSpread
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	defer func() { close(stop); wg.Wait() }()
 	for i := range 20 {
 		c := mustDial(t, e.addr, clientOpts{SNI: "x.example.com"})
-		mu.Lock()
-		on[i] = c.Backend
-		mu.Unlock()
+		spread.set(i, c.Backend)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -186,33 +183,22 @@ func TestAutomaticRebalance(t *testing.T) {
 					return
 				}
 				c = nc
-				mu.Lock()
-				on[i] = c.Backend
-				mu.Unlock()
+				spread.set(i, c.Backend)
 			}
 		}()
 	}
-	counts := func() map[string]int {
-		mu.Lock()
-		defer mu.Unlock()
-		out := map[string]int{}
-		for _, b := range on {
-			out[b]++
-		}
-		return out
-	}
-	if got := counts(); got["auto-1"] != 10 || got["auto-2"] != 10 {
+	if got := spread.counts(); got["auto-1"] != 10 || got["auto-2"] != 10 {
 		t.Fatalf("20 streams on leastconn: %v; want 10 on each", got)
 	}
 	next, _ := drainConfig(t, map[string]int{bs[0].Addr(): 1, bs[1].Addr(): 1, bs[2].Addr(): 1}, rb)
 	next["admin"] = cfgMap{"address": adminAddr}
 	reloadTo(t, e, admin, next)
 	var got map[string]int
-	if !poll(waitLong, func() bool { got = counts(); return got["auto-3"] >= 6 }) {
+	if !poll(waitLong, func() bool { got = spread.counts(); return got["auto-3"] >= 6 }) {
 		t.Fatalf("after adding auto-3 with rebalance every 500ms: %v; want auto-3 to fill up to about 6-7", got)
 	}
 	time.Sleep(1500 * time.Millisecond) // a few more intervals: it must settle, not oscillate
-	got = counts()
+	got = spread.counts()
 	for name, n := range got {
 		if n < 6 || n > 8 {
 			t.Errorf("after the automatic rebalance: %v; want 6-8 on each (%s has %d)", got, name, n)

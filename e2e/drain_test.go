@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -220,17 +219,16 @@ func TestRebalanceAfterScaleUp(t *testing.T) {
 	const n = 60
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	cert := getTermPKI(t).clients[cliValid].TLS
+	var spread clientSpread
 	var mu sync.Mutex
-	on := map[int]string{} // device -> backend it holds now
 	closes := map[websocket.StatusCode]int{}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
 	for i := range n {
 		c, name := wsDial(t, e.addr, "ws.example.com", "/ws", cliValid)
-		mu.Lock()
-		on[i] = name
-		mu.Unlock()
+		spread.set(i, name)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -246,26 +244,15 @@ func TestRebalanceAfterScaleUp(t *testing.T) {
 				closes[websocket.CloseStatus(err)]++
 				mu.Unlock()
 				var name string
-				c, name = wsDialNoFail(e.addr, "ws.example.com", "/ws", cliValid)
-				if c == nil {
+				c, name, _, err = wsConnect(e.addr, "ws.example.com", "/ws", cert)
+				if err != nil {
 					return
 				}
-				mu.Lock()
-				on[i] = name
-				mu.Unlock()
+				spread.set(i, name)
 			}
 		}()
 	}
-	count := func() map[string]int {
-		mu.Lock()
-		defer mu.Unlock()
-		out := map[string]int{}
-		for _, b := range on {
-			out[b]++
-		}
-		return out
-	}
-	if got := count(); got["rb-1"] != 20 || got["rb-2"] != 20 || got["rb-3"] != 20 {
+	if got := spread.counts(); got["rb-1"] != 20 || got["rb-2"] != 20 || got["rb-3"] != 20 {
 		t.Fatalf("60 WebSockets on leastconn: %v; want 20 on each of rb-1..3", got)
 	}
 
@@ -302,13 +289,13 @@ func TestRebalanceAfterScaleUp(t *testing.T) {
 	}
 	var got map[string]int
 	if !poll(20*time.Second, func() bool {
-		got = count()
+		got = spread.counts()
 		return got["rb-4"] >= 12 && admin.server("fleet", bs[3].Addr()).Streams == got["rb-4"]
 	}) {
 		t.Fatalf("after the rebalance: %v; want the 4th (rb-4) to hold 15 ± 3", got)
 	}
 	time.Sleep(500 * time.Millisecond) // let the last closes of the plan land
-	got = count()
+	got = spread.counts()
 	if got["rb-4"] < 12 || got["rb-4"] > 18 {
 		t.Errorf("after the rebalance: %v; want rb-4 to hold 15 ± 3", got)
 	}
@@ -322,41 +309,32 @@ func TestRebalanceAfterScaleUp(t *testing.T) {
 	}
 }
 
-// wsDialNoFail is wsDial for a goroutine: nil on error.
-func wsDialNoFail(addr, host, path, client string) (*websocket.Conn, string) {
-	c, name, err := wsDialErr(addr, host, path, client)
-	if err != nil {
-		return nil, ""
-	}
-	return c, name
+// clientSpread records which server each of a set of reconnecting clients
+// holds now, safe for concurrent use. The zero value records none.
+type clientSpread struct {
+	mu sync.Mutex
+	on map[int]string // client -> the server it holds now
 }
 
-// wsDialErr opens a WebSocket as wsDial does, returning errors.
-func wsDialErr(addr, host, path, client string) (*websocket.Conn, string, error) {
-	pk := termPKIVal
-	if pk == nil {
-		return nil, "", errors.New("the terminate PKI is not made yet")
+// set records that client now holds server.
+func (s *clientSpread) set(client int, server string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.on == nil {
+		s.on = map[int]string{}
 	}
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
-		TLSClientConfig: &tls.Config{
-			ServerName:   host,
-			RootCAs:      thePKI.serverCA.Pool(),
-			Certificates: []tls.Certificate{pk.clients[client].TLS},
-			NextProtos:   []string{"http/1.1"},
-		},
+	s.on[client] = server
+}
+
+// counts returns how many clients each server holds.
+func (s *clientSpread) counts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for _, server := range s.on {
+		out[server]++
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
-	defer cancel()
-	c, resp, err := websocket.Dial(ctx, "wss://"+net.JoinHostPort(host, portOf(addr))+path,
-		&websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
-	if err != nil {
-		return nil, "", err
-	}
-	return c, resp.Header.Get("X-Backend"), nil
+	return out
 }
 
 // Issue, drain: "A draining server ... gets no new connections or
@@ -460,8 +438,7 @@ func startConnWatch(t *testing.T, name string) *connWatch {
 			}
 		},
 	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close() })
+	serveHTTP(t, "HTTP server "+name, srv, ln)
 	return w
 }
 

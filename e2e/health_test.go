@@ -69,12 +69,12 @@ func hcPassthroughCfg(t *testing.T, routes map[string]string, backends ...cfgMap
 // a test can tell health checks (no SNI: tlsedge checks an address) from
 // client connections (their ClientHello carries the route's name).
 type flipServer struct {
-	t    testing.TB
-	name string
-	sni  string // the route's name: a ClientHello holding it is a client's
-	conf *tls.Config
-	ln   net.Listener
-	on   atomic.Bool // TLS works
+	name  string
+	sni   string // the route's name: a ClientHello holding it is a client's
+	conf  *tls.Config
+	ln    net.Listener
+	on    atomic.Bool // TLS works
+	group *connGroup  // the connections; t.Cleanup stops it
 
 	mu          sync.Mutex
 	brokenConns int // accepted while broken
@@ -82,9 +82,6 @@ type flipServer struct {
 	clientsLost int // accepted while broken with a ClientHello for sni
 	clients     int // TLS handshakes completed with SNI sni
 	checks      int // TLS handshakes completed without SNI (tlsedge's checks)
-	live        map[net.Conn]struct{}
-	wg          sync.WaitGroup
-	once        sync.Once
 }
 
 // startFlipServer starts a flipServer on 127.0.0.1:0, TLS working or not;
@@ -106,7 +103,7 @@ func startFlipServerCert(t testing.TB, name, sni string, tlsOn bool, cert tls.Ce
 		t.Fatal(err)
 	}
 	s := &flipServer{
-		t: t, name: name, sni: sni, ln: ln, live: map[net.Conn]struct{}{},
+		name: name, sni: sni, ln: ln, group: newConnGroup(t, "server "+name),
 		conf: &tls.Config{
 			Certificates: []tls.Certificate{cert},
 			ClientAuth:   tls.RequireAndVerifyClientCert,
@@ -115,42 +112,27 @@ func startFlipServerCert(t testing.TB, name, sni string, tlsOn bool, cert tls.Ce
 		},
 	}
 	s.on.Store(tlsOn)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			on := s.on.Load()
-			s.mu.Lock()
-			if on {
-				s.tlsConns++
-			} else {
-				s.brokenConns++
-			}
-			s.live[c] = struct{}{}
-			s.wg.Add(1)
-			s.mu.Unlock()
-			go func() {
-				defer s.wg.Done()
-				defer func() {
-					s.mu.Lock()
-					delete(s.live, c)
-					s.mu.Unlock()
-					c.Close()
-				}()
-				if on {
-					s.serveTLS(c)
-				} else {
-					s.serveBroken(c)
-				}
-			}()
-		}
-	}()
-	t.Cleanup(s.stop)
+	s.group.serve(ln, s.serve)
+	t.Cleanup(s.group.stop)
 	return s
+}
+
+// serve serves c as the server is now, TLS working or broken, and counts
+// it so (before the handshake).
+func (s *flipServer) serve(c net.Conn) {
+	on := s.on.Load()
+	s.mu.Lock()
+	if on {
+		s.tlsConns++
+	} else {
+		s.brokenConns++
+	}
+	s.mu.Unlock()
+	if on {
+		s.serveTLS(c)
+	} else {
+		s.serveBroken(c)
+	}
 }
 
 // serveBroken reads the first bytes (a ClientHello, or nothing from a tcp
@@ -200,24 +182,6 @@ func (s *flipServer) counts() (brokenConns, tlsConns, clientsLost, clients, chec
 	return s.brokenConns, s.tlsConns, s.clientsLost, s.clients, s.checks
 }
 
-func (s *flipServer) stop() {
-	s.once.Do(func() {
-		s.ln.Close()
-		s.mu.Lock()
-		for c := range s.live {
-			c.Close()
-		}
-		s.mu.Unlock()
-		done := make(chan struct{})
-		go func() { s.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(waitLong):
-			s.t.Errorf("server %s: handlers did not end within %v", s.name, waitLong)
-		}
-	})
-}
-
 // ---------------------------------------------------------------- an HTTP server whose health can break
 
 // statusServer is an HTTP (or HTTPS) server: GET /healthz answers the
@@ -227,9 +191,7 @@ func (s *flipServer) stop() {
 // that a state change came after at least rise (or fall) of them.
 type statusServer struct {
 	name string
-	srv  *http.Server
 	addr string
-	done chan struct{}
 
 	mu      sync.Mutex
 	status  int
@@ -257,20 +219,9 @@ func startStatusServerTLS(t testing.TB, name string, conf *tls.Config) *statusSe
 	if conf != nil {
 		ln = tls.NewListener(ln, conf)
 	}
-	s := &statusServer{name: name, addr: addr, status: http.StatusOK, done: make(chan struct{})}
-	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: waitLong, ErrorLog: stdlog.New(io.Discard, "", 0)}
-	go func() {
-		defer close(s.done)
-		_ = s.srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = s.srv.Close()
-		select {
-		case <-s.done:
-		case <-time.After(waitLong):
-			t.Errorf("HTTP server %s did not stop within %v", name, waitLong)
-		}
-	})
+	s := &statusServer{name: name, addr: addr, status: http.StatusOK}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: waitLong, ErrorLog: stdlog.New(io.Discard, "", 0)}
+	serveHTTP(t, "HTTP server "+name, srv, ln)
 	return s
 }
 

@@ -44,9 +44,8 @@ type gotRequest struct {
 type httpBackend struct {
 	t    testing.TB
 	name string
-	srv  *http.Server
-	ctx  context.Context
-	stop context.CancelFunc
+	ctx  context.Context    // the WebSockets' context
+	stop context.CancelFunc // ends the WebSockets
 
 	mu       sync.Mutex
 	addr     string
@@ -54,8 +53,6 @@ type httpBackend struct {
 	reqs     []gotRequest
 	wsLive   int
 	wsWG     sync.WaitGroup
-	served   chan struct{} // closed when Serve returned
-	stopOnce sync.Once
 }
 
 // startHTTPBackend starts a plain HTTP server on 127.0.0.1:0.
@@ -84,7 +81,7 @@ func newHTTPBackend(t testing.TB, name string, conf *tls.Config) *httpBackend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &httpBackend{t: t, name: name, addr: raw.Addr().String(), served: make(chan struct{})}
+	b := &httpBackend{t: t, name: name, addr: raw.Addr().String()}
 	b.ctx, b.stop = context.WithCancel(context.Background())
 	var ln net.Listener = &countingListener{Listener: raw, count: func() {
 		b.mu.Lock()
@@ -94,17 +91,14 @@ func newHTTPBackend(t testing.TB, name string, conf *tls.Config) *httpBackend {
 	if conf != nil {
 		ln = tls.NewListener(ln, conf)
 	}
-	b.srv = &http.Server{
+	srv := &http.Server{
 		Handler:           b,
 		ReadHeaderTimeout: waitLong,
 		// Handshake errors of probes are expected; the tests assert on what was recorded.
 		ErrorLog: stdlog.New(io.Discard, "", 0),
 	}
-	go func() {
-		defer close(b.served)
-		_ = b.srv.Serve(ln)
-	}()
-	t.Cleanup(b.close)
+	serveHTTP(t, "HTTP backend "+name, srv, ln)
+	t.Cleanup(b.endWebSockets) // runs first: srv.Close does not end hijacked connections
 	return b
 }
 
@@ -175,19 +169,12 @@ func (b *httpBackend) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// close stops the server, ends its WebSockets and waits (bounded).
-func (b *httpBackend) close() {
-	b.stopOnce.Do(func() {
-		b.stop()
-		_ = b.srv.Close()
-		done := make(chan struct{})
-		go func() { <-b.served; b.wsWG.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(waitLong):
-			b.t.Errorf("HTTP backend %s did not stop within %v", b.name, waitLong)
-		}
-	})
+// endWebSockets ends the WebSockets and waits for them, at most waitLong.
+func (b *httpBackend) endWebSockets() {
+	b.stop()
+	if !waitBounded(b.wsWG.Wait) {
+		b.t.Errorf("HTTP backend %s: WebSockets did not end within %v", b.name, waitLong)
+	}
 }
 
 // Addr is the address the backend listens on.
@@ -265,15 +252,11 @@ type ppSeen struct {
 // reads a PROXY v1/v2 header, records it, and then echoes until the client
 // closes.
 type ppBackend struct {
-	t    testing.TB
-	name string
-	ln   net.Listener
+	ln    net.Listener
+	group *connGroup // the connections; t.Cleanup stops it
 
 	mu   sync.Mutex
 	seen []ppSeen
-	live map[net.Conn]struct{}
-	wg   sync.WaitGroup
-	once sync.Once
 }
 
 func startPPBackend(t testing.TB, name string) *ppBackend {
@@ -282,32 +265,9 @@ func startPPBackend(t testing.TB, name string) *ppBackend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &ppBackend{t: t, name: name, ln: ln, live: map[net.Conn]struct{}{}}
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.mu.Lock()
-			b.live[c] = struct{}{}
-			b.wg.Add(1)
-			b.mu.Unlock()
-			go func() {
-				defer b.wg.Done()
-				defer func() {
-					b.mu.Lock()
-					delete(b.live, c)
-					b.mu.Unlock()
-					c.Close()
-				}()
-				b.handle(c)
-			}()
-		}
-	}()
-	t.Cleanup(b.stop)
+	b := &ppBackend{ln: ln, group: newConnGroup(t, "PROXY backend "+name)}
+	b.group.serve(ln, b.handle)
+	t.Cleanup(b.group.stop)
 	return b
 }
 
@@ -337,24 +297,6 @@ func (b *ppBackend) handle(c net.Conn) {
 	}
 }
 
-func (b *ppBackend) stop() {
-	b.once.Do(func() {
-		b.ln.Close()
-		b.mu.Lock()
-		for c := range b.live {
-			c.Close()
-		}
-		b.mu.Unlock()
-		done := make(chan struct{})
-		go func() { b.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(waitLong):
-			b.t.Errorf("PROXY backend %s: handlers did not end within %v", b.name, waitLong)
-		}
-	})
-}
-
 func (b *ppBackend) Addr() string { return b.ln.Addr().String() }
 
 func (b *ppBackend) Seen() []ppSeen {
@@ -367,14 +309,11 @@ func (b *ppBackend) Seen() []ppSeen {
 
 // silentBackend accepts connections and reads them, and never writes.
 type silentBackend struct {
-	t  testing.TB
-	ln net.Listener
+	ln    net.Listener
+	group *connGroup // the connections; t.Cleanup stops it
 
 	mu       sync.Mutex
 	accepted int
-	live     map[net.Conn]struct{}
-	wg       sync.WaitGroup
-	once     sync.Once
 }
 
 func startSilentBackend(t testing.TB) *silentBackend {
@@ -383,48 +322,18 @@ func startSilentBackend(t testing.TB) *silentBackend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &silentBackend{t: t, ln: ln, live: map[net.Conn]struct{}{}}
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.mu.Lock()
-			b.accepted++
-			b.live[c] = struct{}{}
-			b.wg.Add(1)
-			b.mu.Unlock()
-			go func() {
-				defer b.wg.Done()
-				_, _ = io.Copy(io.Discard, c)
-				b.mu.Lock()
-				delete(b.live, c)
-				b.mu.Unlock()
-				c.Close()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		b.once.Do(func() {
-			ln.Close()
-			b.mu.Lock()
-			for c := range b.live {
-				c.Close()
-			}
-			b.mu.Unlock()
-			done := make(chan struct{})
-			go func() { b.wg.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(waitLong):
-				t.Errorf("silent backend: handlers did not end within %v", waitLong)
-			}
-		})
-	})
+	b := &silentBackend{ln: ln, group: newConnGroup(t, "silent backend")}
+	b.group.serve(ln, b.handle)
+	t.Cleanup(b.group.stop)
 	return b
+}
+
+// handle counts c and reads it until it is closed.
+func (b *silentBackend) handle(c net.Conn) {
+	b.mu.Lock()
+	b.accepted++
+	b.mu.Unlock()
+	_, _ = io.Copy(io.Discard, c)
 }
 
 func (b *silentBackend) Addr() string { return b.ln.Addr().String() }

@@ -32,33 +32,28 @@ func startEndRecorder(t *testing.T) *endRecorder {
 		t.Fatal(err)
 	}
 	r := &endRecorder{ln: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetReadDeadline(time.Now().Add(waitLong))
-				buf := make([]byte, 1024)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						_, _ = c.Write(buf[:n])
-					}
-					if err != nil {
-						r.mu.Lock()
-						r.ends = append(r.ends, err)
-						r.mu.Unlock()
-						return
-					}
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
+	g := newConnGroup(t, "end recorder")
+	g.serve(ln, r.echo)
+	t.Cleanup(g.stop)
 	return r
+}
+
+// echo echoes what c sends and records how the reading ended.
+func (r *endRecorder) echo(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(waitLong))
+	buf := make([]byte, 1024)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			_, _ = c.Write(buf[:n])
+		}
+		if err != nil {
+			r.mu.Lock()
+			r.ends = append(r.ends, err)
+			r.mu.Unlock()
+			return
+		}
+	}
 }
 
 func (r *endRecorder) endings() []error {

@@ -103,9 +103,7 @@ const bigSize = 64 << 20
 // the header X-Backend: <name>. It records how each /big ended.
 type bigStreamServer struct {
 	name    string
-	srv     *http.Server
 	addr    string
-	done    chan struct{}
 	release chan struct{}
 	relOnce sync.Once
 
@@ -125,21 +123,10 @@ func startBigStreamServer(t testing.TB, name string) *bigStreamServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &bigStreamServer{name: name, addr: ln.Addr().String(), done: make(chan struct{}), release: make(chan struct{})}
-	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: waitLong, ErrorLog: stdlog.New(io.Discard, "", 0)}
-	go func() {
-		defer close(s.done)
-		_ = s.srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		s.unhold()
-		_ = s.srv.Close()
-		select {
-		case <-s.done:
-		case <-time.After(waitLong):
-			t.Errorf("HTTP server %s did not stop within %v", name, waitLong)
-		}
-	})
+	s := &bigStreamServer{name: name, addr: ln.Addr().String(), release: make(chan struct{})}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: waitLong, ErrorLog: stdlog.New(io.Discard, "", 0)}
+	serveHTTP(t, "HTTP server "+name, srv, ln)
+	t.Cleanup(s.unhold) // runs first: held answers end before the server closes
 	return s
 }
 

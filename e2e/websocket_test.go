@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,34 +28,60 @@ var wsHold = func() time.Duration {
 
 const wsEvery = 200 * time.Millisecond
 
-// wsDial opens a WebSocket to wss://host/path through tlsedge at addr,
-// presenting the client certificate client of termPKI. It returns the
-// connection and the backend that answered (the X-Backend header of the
-// 101 response).
-func wsDial(t testing.TB, addr, host, path, client string) (*websocket.Conn, string) {
-	t.Helper()
+// wsConnect opens a WebSocket to wss://host/path through tlsedge at addr,
+// presenting cert, within waitLong. It returns the connection, the backend
+// that answered (the X-Backend header of the 101 response) and the
+// client's address as tlsedge sees it. The caller closes the connection.
+func wsConnect(addr, host, path string, cert tls.Certificate) (c *websocket.Conn, backend, local string, err error) {
+	var localAddr atomic.Value
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
+			nc, err := d.DialContext(ctx, network, addr)
+			if err == nil {
+				localAddr.Store(nc.LocalAddr().String())
+			}
+			return nc, err
 		},
 		TLSClientConfig: &tls.Config{
 			ServerName:   host,
 			RootCAs:      thePKI.serverCA.Pool(),
-			Certificates: []tls.Certificate{getTermPKI(t).clients[client].TLS},
+			Certificates: []tls.Certificate{cert},
 			NextProtos:   []string{"http/1.1"},
 		},
 	}
-	t.Cleanup(tr.CloseIdleConnections)
+	// The upgraded connection is not idle: this closes only what a failed
+	// upgrade left behind.
+	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
 	c, resp, err := websocket.Dial(ctx, "wss://"+net.JoinHostPort(host, portOf(addr))+path,
 		&websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
 	if err != nil {
+		return nil, "", "", err
+	}
+	local, _ = localAddr.Load().(string)
+	return c, resp.Header.Get("X-Backend"), local, nil
+}
+
+// wsDialCert is wsConnect that fails the test on error; t.Cleanup closes
+// the connection.
+func wsDialCert(t testing.TB, addr, host, path string, cert tls.Certificate) (c *websocket.Conn, backend, local string) {
+	t.Helper()
+	c, backend, local, err := wsConnect(addr, host, path, cert)
+	if err != nil {
 		t.Fatalf("WebSocket to %s%s through tlsedge: %v", host, path, err)
 	}
 	t.Cleanup(func() { c.CloseNow() })
-	return c, resp.Header.Get("X-Backend")
+	return c, backend, local
+}
+
+// wsDial is wsDialCert presenting the client certificate client of
+// termPKI. It returns the connection and the backend that answered.
+func wsDial(t testing.TB, addr, host, path, client string) (*websocket.Conn, string) {
+	t.Helper()
+	c, backend, _ := wsDialCert(t, addr, host, path, getTermPKI(t).clients[client].TLS)
+	return c, backend
 }
 
 // wsExchange sends a message every wsEvery for d and checks each echo; it
