@@ -26,6 +26,9 @@ type Server struct {
 	healthy  atomic.Bool
 	draining atomic.Bool
 
+	// onRelease, when set, runs after each Release (see SetOnRelease).
+	onRelease atomic.Pointer[func()]
+
 	// rrCurrent is the "current weight" of smooth weighted round-robin
 	// (roundrobin.go). The round-robin picker updates it under its own
 	// mutex; it is atomic only so that two pickers sharing this Server
@@ -65,8 +68,45 @@ func (s *Server) Active() int64 { return s.active.Load() }
 // set up; pair every Acquire with exactly one Release.
 func (s *Server) Acquire() { s.active.Add(1) }
 
-// Release counts one live connection fewer. See Acquire.
-func (s *Server) Release() { s.active.Add(-1) }
+// TryAcquire is Acquire unless the server already has limit live
+// connections or more; it reports whether it counted one. limit <= 0 means
+// no limit. Two callers racing for the last slot cannot both get it.
+func (s *Server) TryAcquire(limit int64) bool {
+	if limit <= 0 {
+		s.Acquire()
+		return true
+	}
+	for {
+		n := s.active.Load()
+		if n >= limit {
+			return false
+		}
+		if s.active.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// Release counts one live connection fewer, then calls the function set
+// by SetOnRelease, if any. See Acquire.
+func (s *Server) Release() {
+	s.active.Add(-1)
+	if f := s.onRelease.Load(); f != nil {
+		(*f)()
+	}
+}
+
+// SetOnRelease sets a function that every Release calls once it has
+// counted the connection out (the edge wakes connections waiting for a
+// slot at a connection cap); nil removes it. f runs on the releasing
+// goroutine: it must be quick and must not block nor call Release.
+func (s *Server) SetOnRelease(f func()) {
+	if f == nil {
+		s.onRelease.Store(nil)
+		return
+	}
+	s.onRelease.Store(&f)
+}
 
 // Healthy reports the last health-check verdict.
 func (s *Server) Healthy() bool { return s.healthy.Load() }

@@ -39,7 +39,11 @@ type Conn struct {
 	// Events, when set, is told what happens to the connection while it
 	// lives (see Events); nil = nobody listens.
 	Events Events
-	live   live
+	// HandshakeDone, when set, is called once by a terminating handler
+	// when the client's TLS handshake has ended, either way (the edge
+	// gives back the listener's handshake slot).
+	HandshakeDone func()
+	live          live
 
 	// Filled by the handler for the access log.
 	Server    string // address of the server used, "" if none

@@ -1,12 +1,17 @@
 package tlsmode
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -122,4 +127,117 @@ func (b *bufferPool) Put(buf []byte) {
 	if cap(buf) >= 32<<10 {
 		b.p.Put((*[32 << 10]byte)(buf[:32<<10]))
 	}
+}
+
+// h2BufferBody is the largest HTTP/2 request body with a content-length
+// that is read whole before the request goes to a server: the DATA must add
+// up to the content-length (RFC 9113 §8.1.1: a malformed request is not
+// forwarded), so a mismatch (the content-length: 0 plus DATA of an
+// HTTP/2-to-1 downgrade attack) never reaches a server. Larger bodies are
+// streamed; net/http still refuses a mismatch, but the server has seen the
+// head by then and sees the request aborted.
+const h2BufferBody = 64 << 10
+
+// timedBody is a request body whose every wait for bytes is bounded by
+// read_body_timeout: the read deadline is set before each Read (HTTP/1:
+// the connection's; HTTP/2: the stream's). It records why a read failed:
+// the deadline, or (HTTP/1) the guard refusing the body's framing.
+type timedBody struct {
+	io.ReadCloser
+	rc       *http.ResponseController
+	timeout  time.Duration
+	guard    *h1Guard // HTTP/1; nil for HTTP/2
+	timedOut atomic.Bool
+	refused  atomic.Pointer[string]
+	ended    bool // Read returned an error (EOF included): no more deadlines
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	if !b.ended {
+		// Not after the end: net/http (HTTP/1) clears the connection's
+		// read deadline when the body ends, for its wait on the next
+		// request, which must not inherit ours.
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.ended = b.ended || err != nil
+	if err != nil && err != io.EOF {
+		// While this body is read, the guard checks this body: a refusal
+		// seen now is its own.
+		if b.guard != nil {
+			if v := b.guard.Violation(); v != "" {
+				b.refused.CompareAndSwap(nil, &v)
+				return n, err
+			}
+		}
+		if isTimeout(err) {
+			b.timedOut.Store(true)
+		}
+	}
+	return n, err
+}
+
+// bodyFailed answers a request whose body failed: 400 when the HTTP/1
+// guard refused its framing, 408 when the client sent nothing for
+// read_body_timeout. HTTP/1 connections close after either (the body's
+// end is unknown). It reports whether it answered.
+func (p *HTTPProxy) bodyFailed(w http.ResponseWriter, r *http.Request, rs *reqState) bool {
+	cs, _ := r.Context().Value(connKey{}).(*connState)
+	h1 := r.ProtoMajor == 1 && cs != nil && cs.guard != nil
+	if v := rs.body.refused.Load(); v != nil {
+		rs.err = errors.New(*v)
+		if h1 {
+			w.Header().Set("Connection", "close")
+		}
+		http.Error(w, "400 bad request: malformed request body", http.StatusBadRequest)
+		return true
+	}
+	if rs.body.timedOut.Load() {
+		why := fmt.Sprintf("client timeout: no request body byte for read_body_timeout %v", p.limits.ReadBodyTimeout)
+		rs.err = errors.New(why)
+		if h1 {
+			w.Header().Set("Connection", "close")
+			cs.endWith(why)
+			cs.guard.LingerOnClose()
+		}
+		http.Error(w, "408 request timeout: no request body byte for read_body_timeout", http.StatusRequestTimeout)
+		return true
+	}
+	return false
+}
+
+// bufferH2Body reads an HTTP/2 request body of a declared length (at most
+// h2BufferBody) whole and checks that the stream ends there; the request
+// then goes on with the buffered body. On a failure it answers (400 for a
+// length mismatch, 408 for a timeout; nothing for a client gone) and
+// reports false.
+func (p *HTTPProxy) bufferH2Body(w http.ResponseWriter, r *http.Request, rs *reqState) bool {
+	buf := make([]byte, r.ContentLength)
+	_, err := io.ReadFull(r.Body, buf)
+	if err == nil {
+		var one [1]byte
+		switch _, err = io.ReadFull(r.Body, one[:]); err {
+		case io.EOF:
+			err = nil
+		case nil:
+			err = errors.New("more DATA than its content-length")
+		}
+	}
+	if err == nil {
+		r.Body = io.NopCloser(bytes.NewReader(buf))
+		return true
+	}
+	rs.err = err
+	switch {
+	case p.bodyFailed(w, r, rs):
+	case strings.Contains(err.Error(), "Content-Length") || strings.Contains(err.Error(), "content-length") || errors.Is(err, io.ErrUnexpectedEOF):
+		rs.err = fmt.Errorf("bad request: HTTP/2 request body does not match its content-length: %w", err)
+		http.Error(w, "400 bad request: the request body does not match its content-length", http.StatusBadRequest)
+	case r.Context().Err() != nil:
+		rs.err = context.Canceled // the client reset the stream: logged as 499
+	default:
+		rs.err = fmt.Errorf("reading the request body: %w", err)
+		http.Error(w, "400 bad request: reading the request body failed", http.StatusBadRequest)
+	}
+	return false
 }

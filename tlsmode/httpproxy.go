@@ -4,13 +4,16 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	stdlog "log"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -27,6 +30,19 @@ type HTTPLimits struct {
 	MaxHeaderBytes        int           // a request head [64 KiB]
 	MaxRequestBody        int64         // a request body; 0 = unlimited (streamed)
 	WriteTimeout          time.Duration // each write to the client [60s]
+	ReadBodyTimeout       time.Duration // each wait for request body bytes [60s]
+	MaxResponseHeader     int           // a server's response head [64 KiB]
+	H2                    H2Limits
+}
+
+// H2Limits bound an HTTP/2 client. Zero values take the defaults in
+// brackets.
+type H2Limits struct {
+	MaxConcurrentStreams    int           // [100]
+	ReceiveWindow           int           // bytes a stream may have unread [1 MiB]
+	ConnectionReceiveWindow int           // bytes the connection may have unread [1 MiB]
+	PingInterval            time.Duration // silence before a ping [30s]; < 0 = no pings
+	PingTimeout             time.Duration // the answer to a ping [15s]
 }
 
 func (l HTTPLimits) withDefaults() HTTPLimits {
@@ -45,6 +61,28 @@ func (l HTTPLimits) withDefaults() HTTPLimits {
 	if l.WriteTimeout <= 0 {
 		l.WriteTimeout = 60 * time.Second
 	}
+	if l.ReadBodyTimeout <= 0 {
+		l.ReadBodyTimeout = 60 * time.Second
+	}
+	if l.MaxResponseHeader <= 0 {
+		l.MaxResponseHeader = 64 << 10
+	}
+	h := &l.H2
+	if h.MaxConcurrentStreams <= 0 {
+		h.MaxConcurrentStreams = 100
+	}
+	if h.ReceiveWindow <= 0 {
+		h.ReceiveWindow = 1 << 20
+	}
+	if h.ConnectionReceiveWindow <= 0 {
+		h.ConnectionReceiveWindow = 1 << 20
+	}
+	if h.PingInterval == 0 {
+		h.PingInterval = 30 * time.Second
+	}
+	if h.PingTimeout <= 0 {
+		h.PingTimeout = 15 * time.Second
+	}
 	return l
 }
 
@@ -58,22 +96,39 @@ type HTTPOptions struct {
 	ConnectTimeout time.Duration // 0 = 3s
 	// Dial connects to a server's address; nil = a net.Dialer with
 	// ConnectTimeout. The edge passes its own (keepalive, metrics).
-	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
-	Retries  int // other servers tried when a connect fails
-	Limits   HTTPLimits
-	Log      zerolog.Logger
-	Access   bool // one log line per request
-	Listener string
-	Route    string
+	Dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	Retries int // other servers tried when a connect fails
+	Limits  HTTPLimits
+	// Upgrades lists the protocols clients may switch to (case-insensitive);
+	// a request asking for another gets 400 and reaches no server. nil =
+	// websocket only; empty (not nil) = none.
+	Upgrades []string
+	// StripHeaders are more request headers removed before forwarding; a
+	// name ending in "*" is a prefix.
+	StripHeaders []string
+	Log          zerolog.Logger
+	Access       bool // one log line per request
+	Listener     string
+	Route        string
 }
 
 // HTTPProxy serves HTTP/1.1, HTTP/2 and WebSocket upgrades on the
 // terminated connections of one route and forwards each request to a server
 // of the route's pool (balanced per request, with the connection's affinity
 // key). It is built once per route at load and shared by its connections.
+//
+// Hardening: HTTP/1.x connections are read through the smuggling guard
+// (h1guard.go); an HTTP/2 request body of a declared length up to
+// h2BufferBody is read whole before a server is picked (httpparts.go);
+// every wait for request body bytes is bounded by Limits.ReadBodyTimeout
+// (408); CONNECT is refused (405) and Upgrade only to Upgrades (400); the
+// identity headers of other proxies and StripHeaders are removed.
 type HTTPProxy struct {
 	opt      HTTPOptions
+	backend  atomic.Pointer[Backend] // opt.Backend, or the pool a reload put in its place
 	limits   HTTPLimits
+	strip    *StripList // opt.StripHeaders
+	upgrades []string   // opt.Upgrades, or websocket
 	proxy    *httputil.ReverseProxy
 	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 	errorLog *stdlog.Logger
@@ -99,10 +154,16 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 		transports: map[transportKey]*http.Transport{},
 		requests:   map[string]map[*inflight]struct{}{},
 		servers:    map[*http.Server]struct{}{},
+		strip:      NewStripList(opt.StripHeaders),
+		upgrades:   opt.Upgrades,
+	}
+	if p.upgrades == nil {
+		p.upgrades = []string{"websocket"}
 	}
 	if p.dial == nil {
 		p.dial = (&net.Dialer{Timeout: opt.ConnectTimeout}).DialContext
 	}
+	p.backend.Store(&opt.Backend)
 	p.errorLog = stdlog.New(zerologWriter{opt.Log}, "", 0)
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
@@ -116,9 +177,15 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 			// without closing the body, and the server's slot would leak.
 			// An error here closes it and answers 502.
 			// ASCII only, printable only, as ReverseProxy checks.
-			if resp.StatusCode == http.StatusSwitchingProtocols &&
-				!sameToken(upgradeType(resp.Request.Header), upgradeType(resp.Header)) {
-				return errUpgradeMismatch
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				if !sameToken(upgradeType(resp.Request.Header), upgradeType(resp.Header)) {
+					return errUpgradeMismatch
+				}
+				if rs, ok := resp.Request.Context().Value(reqKey{}).(*reqState); ok && rs.closeUnless101 != nil {
+					// Switching: the "Connection: close" set for any
+					// other answer must not go into the 101.
+					rs.closeUnless101.Del("Connection")
+				}
 			}
 			return nil
 		},
@@ -128,6 +195,10 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 	}
 	return p
 }
+
+// SetBackend points the proxy at the pool a reload built for its backend,
+// when the reload kept the route as it was (its connections go on).
+func (p *HTTPProxy) SetBackend(b Backend) { p.backend.Store(&b) }
 
 // Close is called when a reload replaced the route: its client connections
 // drain (closed once idle; HTTP/2 gets a GOAWAY) so that their next
@@ -167,6 +238,11 @@ type connState struct {
 	id     IdentityValues // the identity headers, formatted once per connection
 	xff    string         // the client address
 	c      *Conn
+	// tls is the client's TLS: requests behind the HTTP/1 guard have no
+	// r.TLS (http.Server sets it only for a *tls.Conn).
+	tls   *tls.ConnectionState
+	guard *h1Guard               // HTTP/1.x connections; nil for HTTP/2
+	why   atomic.Pointer[string] // why a request ended the connection (408)
 
 	mu     sync.Mutex
 	zero   *sync.Cond // signalled when active drops to 0
@@ -196,13 +272,21 @@ func (cs *connState) wait() {
 	cs.mu.Unlock()
 }
 
+// endWith records why a request ended the connection, for its log line.
+func (cs *connState) endWith(why string) { cs.why.CompareAndSwap(nil, &why) }
+
 // reqState is filled while a request goes through, for its log line.
 type reqState struct {
-	up     *upgradedConn // the upgraded stream, once the server said 101
-	host   string
-	server *affinity.Server // the last server tried
-	status int              // the server's status, seen also for upgrades (101), which bypass the ResponseWriter
-	err    error
+	up   *upgradedConn // the upgraded stream, once the server said 101
+	body *timedBody    // the request body, nil = none
+	// closeUnless101 is the response header holding "Connection: close"
+	// for an HTTP/1 request the guard stopped checking after (Upgrade,
+	// CONNECT): removed only when the server switches protocols.
+	closeUnless101 http.Header
+	host           string
+	server         *affinity.Server // the last server tried
+	status         int              // the server's status, seen also for upgrades (101), which bypass the ResponseWriter
+	err            error
 }
 
 // ServeConn serves HTTP on tc until the client closes it or it idles out,
@@ -215,18 +299,40 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 		c.Reason = "shutting down"
 		return nil
 	}
-	cs := &connState{c: c}
+	st := tc.ConnectionState()
+	cs := &connState{c: c, tls: &st}
 	cs.zero = sync.NewCond(&cs.mu)
 	done := make(chan struct{})
 	var once sync.Once
 	finish := func() { once.Do(func() { close(done) }) }
-	ln := newOneConnListener(tc)
+	// HTTP/2 (ALPN h2) checks its own framing, and http.Server speaks it
+	// only on a *tls.Conn; every other connection is HTTP/1.x, read through
+	// the smuggling guard (h1guard.go).
+	var conn net.Conn = tc
+	if st.NegotiatedProtocol != "h2" {
+		cs.guard = newH1Guard(tc, p.limits.MaxHeaderBytes, p.limits.ReadHeaderTimeout)
+		conn = cs.guard
+	}
+	h2 := p.limits.H2
+	ping := h2.PingInterval
+	if ping < 0 {
+		ping = 0 // HTTP2Config: no pings
+	}
+	ln := newOneConnListener(conn)
 	srv := &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: p.limits.ReadHeaderTimeout,
 		IdleTimeout:       p.limits.IdleTimeout,
 		MaxHeaderBytes:    p.limits.MaxHeaderBytes,
-		ErrorLog:          p.errorLog,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:          h2.MaxConcurrentStreams,
+			MaxReceiveBufferPerStream:     h2.ReceiveWindow,
+			MaxReceiveBufferPerConnection: h2.ConnectionReceiveWindow,
+			SendPingTimeout:               ping,
+			PingTimeout:                   h2.PingTimeout,
+			WriteByteTimeout:              p.limits.WriteTimeout,
+		},
+		ErrorLog: p.errorLog,
 		// Requests outlive a drain: they are bounded by the caller's grace.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
@@ -263,11 +369,24 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 	cs.wait()
 	ln.Close()
 	c.Requests = c.RequestCount()
+	if why := cs.why.Load(); why != nil {
+		c.Reason = *why
+	} else if cs.guard != nil && cs.guard.Reason() != "" {
+		c.Reason = cs.guard.Reason()
+	}
 	if c.Reason == "" {
 		c.Reason = "client closed"
 	}
+	if cs.guard != nil && cs.guard.Violation() != "" {
+		// A refused request is worth a warning (rate-limited by the edge).
+		return fmt.Errorf("%w: %s", ErrBadRequest, cs.guard.Violation())
+	}
 	return nil
 }
+
+// ErrBadRequest is returned by ServeConn when the HTTP/1 guard refused a
+// request (request smuggling, malformed framing) and closed the connection.
+var ErrBadRequest = errors.New("tlsmode: bad request")
 
 // ServeHTTP checks that the request belongs to the connection's route, then
 // forwards it.
@@ -293,6 +412,15 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// fails half way, and exactly those requests need their line.
 	defer p.accessLog(c, r, rw, rs, start)
 
+	// The HTTP/1 guard stops checking after a request with an Upgrade
+	// field or a CONNECT (what follows may be another protocol): unless the
+	// server switches protocols, the connection must carry nothing more,
+	// so every other answer closes it.
+	if _, up := r.Header["Upgrade"]; r.ProtoMajor == 1 && (up || r.Method == http.MethodConnect) {
+		rw.Header().Set("Connection", "close")
+		rs.closeUnless101 = rw.Header()
+	}
+
 	// SNI/Host binding: the Host must select the very route this
 	// connection handshook on, or a client could use a lax route's
 	// handshake (or HTTP/2 connection coalescing) to reach a strict one.
@@ -301,14 +429,40 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "421 misdirected request: this connection's TLS name does not serve host "+rs.host, http.StatusMisdirectedRequest)
 		return
 	}
-	if max := p.limits.MaxRequestBody; max > 0 {
-		if r.ContentLength > max {
-			// Declared too large: refused before any server sees it.
-			rs.err = &http.MaxBytesError{Limit: max}
-			http.Error(rw, "413 request body too large", http.StatusRequestEntityTooLarge)
-			return
+	// A reverse proxy tunnels nothing: inside a tunnel no header would be
+	// stripped and no Host checked.
+	if r.Method == http.MethodConnect {
+		rs.err = errConnect
+		if rs.closeUnless101 != nil {
+			cs.endWith(rs.err.Error())
 		}
-		if r.Body != nil { // a chunked body is cut where it passes the limit
+		rw.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		http.Error(rw, "405 method not allowed: CONNECT", http.StatusMethodNotAllowed)
+		return
+	}
+	if up := upgradeType(r.Header); up != "" && !p.upgradeAllowed(r.Header) {
+		rs.err = fmt.Errorf("bad request: upgrade to %s is not allowed on this route", h1Quote([]byte(up)))
+		if rs.closeUnless101 != nil {
+			cs.endWith(rs.err.Error())
+		}
+		http.Error(rw, "400 bad request: upgrade to "+strconv.QuoteToASCII(up)+" is not allowed", http.StatusBadRequest)
+		return
+	}
+	if max := p.limits.MaxRequestBody; max > 0 && r.ContentLength > max {
+		// Declared too large: refused before any server sees it.
+		rs.err = &http.MaxBytesError{Limit: max}
+		http.Error(rw, "413 request body too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		rs.body = &timedBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: p.limits.ReadBodyTimeout, guard: cs.guard}
+		r.Body = rs.body
+		if r.ProtoMajor == 2 && r.ContentLength >= 0 && r.ContentLength <= h2BufferBody {
+			if !p.bufferH2Body(rw, r, rs) {
+				return
+			}
+		}
+		if max := p.limits.MaxRequestBody; max > 0 { // a chunked body is cut where it passes the limit
 			r.Body = http.MaxBytesReader(rw, r.Body, max)
 		}
 	}
@@ -325,7 +479,24 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 var (
 	errMisdirected     = errors.New("host does not belong to the connection's route")
 	errUpgradeMismatch = errors.New("the server switched to another protocol than the one requested")
+	errConnect         = errors.New("method not allowed: CONNECT (tlsedge tunnels nothing)")
 )
+
+// upgradeAllowed reports whether the request's Upgrade field names exactly
+// one protocol, and one the route allows.
+func (p *HTTPProxy) upgradeAllowed(h http.Header) bool {
+	vals := h.Values("Upgrade")
+	if len(vals) != 1 {
+		return false
+	}
+	tok := strings.Trim(vals[0], " \t")
+	for _, a := range p.upgrades {
+		if sameToken(tok, a) {
+			return true
+		}
+	}
+	return false
+}
 
 // upgradeType is the Upgrade header of a request or response that has
 // "Connection: upgrade", else "".
@@ -359,8 +530,9 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 	// config (after hop-by-hop removal, so "Connection: X-SSL-Client-Verify"
 	// cannot take ours away), then ours are set from the verified chain.
 	p.opt.Identity.Strip(pr.Out.Header)
+	p.strip.Strip(pr.Out.Header)
 	cs.idOnce.Do(func() {
-		cs.id = p.opt.Identity.Values(pr.In.TLS)
+		cs.id = p.opt.Identity.Values(cs.tls)
 		cs.xff = c.Source.Addr().String()
 	})
 	cs.id.Apply(pr.Out.Header)
@@ -389,8 +561,12 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 // 503 when no server is available, 504 when the server did not answer in
 // time, 502 otherwise. The details go to the log, not to the client.
 func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	if rs, ok := r.Context().Value(reqKey{}).(*reqState); ok {
+	rs, _ := r.Context().Value(reqKey{}).(*reqState)
+	if rs != nil {
 		rs.err = err
+		if rs.body != nil && p.bodyFailed(w, r, rs) {
+			return
+		}
 	}
 	status, msg := http.StatusBadGateway, "502 bad gateway: the server failed"
 	var tlsErr *upstreamTLSError
@@ -447,8 +623,10 @@ func (p *HTTPProxy) accessLog(c *Conn, r *http.Request, w *statusWriter, rs *req
 	if !ev.Enabled() {
 		return
 	}
+	// The path as sent (escaped): a decoded one could carry control bytes
+	// into a console log. Method and host are tokens net/http checked.
 	ev = ev.Str("listener", p.opt.Listener).Str("route", p.opt.Route).Str("client", c.Source.String()).
-		Str("method", r.Method).Str("host", rs.host).Str("path", r.URL.Path).Str("proto", r.Proto).
+		Str("method", r.Method).Str("host", rs.host).Str("path", r.URL.EscapedPath()).Str("proto", r.Proto).
 		Int("status", status).Str("server", serverAddress(rs.server)).Int64("bytes_down", w.n).
 		Dur("duration_ms", time.Since(start))
 	if c.Client != "" {

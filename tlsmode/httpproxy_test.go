@@ -17,8 +17,8 @@ import (
 type noServers struct{}
 
 func (noServers) Connect(context.Context, *Conn) (*Upstream, error) { return nil, ErrNoServer }
-func (noServers) PickServer(*Conn, func(*affinity.Server) bool) *affinity.Server {
-	return nil
+func (noServers) AcquireServer(context.Context, *Conn, func(*affinity.Server) bool) (*affinity.Server, error) {
+	return nil, ErrNoServer
 }
 
 // tlsPair returns the server end of a real TLS connection over TCP, after

@@ -52,8 +52,10 @@ func (p *HTTPProxy) transportFor(sni, addr string) *http.Transport {
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: p.limits.ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     false, // HTTP/1.1 keep-alive pools to servers
+		// A larger response head is refused (502), not held in memory.
+		MaxResponseHeaderBytes: int64(p.limits.MaxResponseHeader),
+		ExpectContinueTimeout:  time.Second,
+		ForceAttemptHTTP2:      false, // HTTP/1.1 keep-alive pools to servers
 	}
 	if up := p.opt.Upstream; up != nil {
 		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -115,8 +117,11 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	upgrade := upgradeType(req.Header) != ""
 	var lastErr error = ErrNoServer
 	for attempt := 0; attempt <= t.p.opt.Retries; attempt++ {
-		s := t.p.opt.Backend.PickServer(c, skip)
-		if s == nil {
+		s, err := (*t.p.backend.Load()).AcquireServer(req.Context(), c, skip)
+		if err != nil {
+			if attempt == 0 || !errors.Is(err, ErrNoServer) {
+				lastErr = err
+			}
 			break
 		}
 		out := *req
@@ -134,7 +139,6 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			out = *out.WithContext(ctx)
 			fl = t.p.startRequest(s.Address, cancel)
 		}
-		s.Acquire()
 		c.live.last.Store(s)
 		if rs != nil {
 			rs.server = s

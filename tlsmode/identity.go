@@ -328,18 +328,136 @@ func identityKeyBytes(b []byte, name string) []byte {
 	return b
 }
 
-// Strip removes from h every header any preset can set and this Identity's
-// mapped names, whatever the config and whether or not a certificate was
-// presented, comparing names case-insensitively and reading "_" as "-", so
-// that a client can never forge an identity. It does not touch Forwarded or
-// X-Forwarded-For/-Proto/-Host: the caller keeps those from trusted proxies
-// and removes them from everyone else with StripForwarded. Set calls Strip
-// itself, so calling it first is harmless.
+// identityForeignExact and identityForeignPrefixes are the identity
+// headers other proxies and platforms set, in identityKey form: a server
+// moved from behind one of them may still trust them, so Strip removes them
+// from every request (see Strip).
+var identityForeignExact = map[string]bool{
+	"x-arr-clientcert":                   true, // IIS ARR, Azure App Service
+	"x-arr-ssl":                          true,
+	"cf-access-jwt-assertion":            true, // Cloudflare Access
+	"cf-access-authenticated-user-email": true,
+	"x-goog-iap-jwt-assertion":           true, // Google Cloud IAP
+}
+
+var identityForeignPrefixes = []string{
+	"x-ssl-",                     // nginx and HAProxy configs: X-SSL-Client-Cert, -DN, -CN, -Verify, X-SSL-Cert, ...
+	"ssl-",                       // SSL_CLIENT_* of Apache mod_ssl and nginx ingress, Tomcat SSLValve's ssl_client_cert, ssl_cipher, ssl_session_id
+	"x-client-cert",              // X-Client-Cert (nginx, Azure Application Gateway), GCP's X-Client-Cert-Present, -Chain-Verified, -Hash, -SPIFFE, ...
+	"x-client-verify",            // nginx configs: X-Client-Verify
+	"x-client-dn",                // X-Client-DN
+	"x-client-s-dn",              // X-Client-S-DN
+	"x-client-i-dn",              // X-Client-I-DN
+	"x-client-cn",                // X-Client-CN
+	"x-client-subject",           // X-Client-Subject(-DN)
+	"x-client-issuer",            // X-Client-Issuer(-DN)
+	"x-client-serial",            // X-Client-Serial
+	"x-client-fingerprint",       // X-Client-Fingerprint
+	"x-client-san",               // X-Client-SAN(-URI, -DNS)
+	"x-client-ssl-",              // X-Client-SSL-*
+	"x-client-tls-",              // X-Client-TLS-*
+	"x-tls-",                     // X-TLS-Client-Cert and friends
+	"x-forwarded-tls-client-",    // Traefik passTLSClientCert: X-Forwarded-Tls-Client-Cert, -Cert-Info
+	"x-amzn-mtls-",               // AWS ALB mTLS: X-Amzn-Mtls-Clientcert, -Clientcert-Subject, -Issuer, -Serial-Number, -Validity, -Leaf
+	"x-amzn-tls-",                // AWS ALB: X-Amzn-Tls-Version, -Cipher-Suite
+	"x-amzn-oidc-",               // AWS ALB authentication: X-Amzn-Oidc-Data, -Identity, -Accesstoken
+	"x-ms-client-principal",      // Azure App Service authentication: X-MS-CLIENT-PRINCIPAL, -NAME, -ID, -IDP
+	"x-ms-token-",                // Azure App Service authentication: X-MS-TOKEN-AAD-ID-TOKEN, ...
+	"cf-client-cert-",            // Cloudflare mTLS forwarding: Cf-Client-Cert-Der-Base64, -Sha256
+	"x-goog-authenticated-user-", // Google Cloud IAP: X-Goog-Authenticated-User-Email, -Id
+}
+
+// identityForeign reports whether key (identityKey form) is another
+// proxy's identity header.
+func identityForeign(key []byte) bool {
+	if identityForeignExact[string(key)] {
+		return true
+	}
+	for _, p := range identityForeignPrefixes {
+		if len(key) >= len(p) && string(key[:len(p)]) == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Strip removes from h every header any preset can set, this Identity's
+// mapped names and the identity headers of other proxies, whatever the
+// config and whether or not a certificate was presented, comparing names
+// case-insensitively and reading "_" as "-", so that a client can never
+// forge an identity, ours or one a server moved from behind another proxy
+// still trusts. The families of other proxies (a name ending in "*" is a
+// prefix):
+//
+//   - nginx, HAProxy, Apache, Tomcat, nginx ingress: X-SSL-*, Ssl-* (also
+//     SSL_CLIENT_S_DN and ssl_client_cert), X-Client-Cert*, X-Client-Verify*,
+//     X-Client-DN*, X-Client-S-DN*, X-Client-I-DN*, X-Client-CN*,
+//     X-Client-Subject*, X-Client-Issuer*, X-Client-Serial*,
+//     X-Client-Fingerprint*, X-Client-SAN*, X-Client-SSL-*, X-Client-TLS-*,
+//     X-TLS-*. Only these X-Client- names: X-Client-Version, X-Client-Id and
+//     the like are application headers.
+//   - Envoy, Istio: X-Forwarded-Client-Cert (the xfcc preset's).
+//   - Traefik: X-Forwarded-Tls-Client-* (Cert, Cert-Info).
+//   - AWS ALB: X-Amzn-Mtls-*, X-Amzn-Tls-*, X-Amzn-Oidc-*.
+//   - Azure: X-ARR-ClientCert, X-ARR-SSL, X-MS-Client-Principal*,
+//     X-MS-Token-*.
+//   - Google Cloud: X-Client-Cert-* (the mTLS custom headers the docs
+//     suggest), X-Goog-Authenticated-User-*, X-Goog-IAP-JWT-Assertion.
+//   - Cloudflare: Cf-Client-Cert-*, Cf-Access-Jwt-Assertion,
+//     Cf-Access-Authenticated-User-Email.
+//
+// It does not touch Forwarded or X-Forwarded-For/-Proto/-Host: the caller
+// keeps those from trusted proxies and removes them from everyone else with
+// StripForwarded. Set calls Strip itself, so calling it first is harmless.
+// Site-specific names go in a StripList (the route's strip_headers).
 func (id *Identity) Strip(h http.Header) {
 	var buf [64]byte
 	for name := range h {
 		key := identityKeyBytes(buf[:0], name)
-		if identityAllNames[string(key)] || (id != nil && id.mapped[string(key)]) {
+		if identityAllNames[string(key)] || identityForeign(key) || (id != nil && id.mapped[string(key)]) {
+			delete(h, name)
+		}
+	}
+}
+
+// StripList removes more request headers (a route's strip_headers): exact
+// names, and prefixes written with a trailing "*", compared as Strip does
+// (case-insensitive, "_" read as "-"). A nil *StripList removes nothing. It
+// is immutable and safe for concurrent use.
+type StripList struct {
+	exact    map[string]bool
+	prefixes []string
+}
+
+// NewStripList compiles names; nil for none.
+func NewStripList(names []string) *StripList {
+	if len(names) == 0 {
+		return nil
+	}
+	s := &StripList{exact: map[string]bool{}}
+	for _, n := range names {
+		if p, ok := strings.CutSuffix(n, "*"); ok {
+			s.prefixes = append(s.prefixes, identityKey(p))
+		} else {
+			s.exact[identityKey(n)] = true
+		}
+	}
+	return s
+}
+
+// Strip removes the listed headers from h.
+func (s *StripList) Strip(h http.Header) {
+	if s == nil {
+		return
+	}
+	var buf [64]byte
+	for name := range h {
+		key := identityKeyBytes(buf[:0], name)
+		drop := s.exact[string(key)]
+		for _, p := range s.prefixes {
+			drop = drop || (len(key) >= len(p) && string(key[:len(p)]) == p)
+		}
+		if drop {
 			delete(h, name)
 		}
 	}
@@ -347,18 +465,27 @@ func (id *Identity) Strip(h http.Header) {
 
 // StripForwarded removes from h the headers that describe the client's
 // address and the original request: Forwarded, every X-Forwarded-* header
-// (For, Proto, Host, Port, Prefix, ...) and X-Real-IP, comparing names
-// case-insensitively and reading "_" as "-". The caller calls it for every
-// peer that is not a trusted proxy, before setting its own X-Forwarded-*;
-// identity headers are Strip's job and are removed for every peer.
+// (For, Proto, Host, Port, Prefix, ...), X-Real-IP and the client address
+// headers of CDNs and other proxies (True-Client-IP, CF-Connecting-IP(v6),
+// Fastly-Client-IP, X-Client-IP, X-Cluster-Client-IP, X-Azure-ClientIP,
+// X-Original-Forwarded-For), comparing names case-insensitively and reading
+// "_" as "-". The caller calls it for every peer that is not a trusted
+// proxy, before setting its own X-Forwarded-*; identity headers are Strip's
+// job and are removed for every peer.
 func StripForwarded(h http.Header) {
 	var buf [64]byte
 	for name := range h {
 		key := identityKeyBytes(buf[:0], name)
-		if string(key) == "forwarded" || string(key) == "x-real-ip" || strings.HasPrefix(string(key), "x-forwarded-") {
+		if identityForwarded[string(key)] || strings.HasPrefix(string(key), "x-forwarded-") {
 			delete(h, name)
 		}
 	}
+}
+
+var identityForwarded = map[string]bool{
+	"forwarded": true, "x-real-ip": true, "true-client-ip": true, "cf-connecting-ip": true, "cf-connecting-ipv6": true,
+	"fastly-client-ip": true, "x-client-ip": true, "x-cluster-client-ip": true, "x-azure-clientip": true,
+	"x-original-forwarded-for": true,
 }
 
 // Set strips h (see Strip) and then sets this Identity's headers from the

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -991,5 +992,78 @@ func TestIdentityStripAllocs(t *testing.T) {
 	id := idParse(t, "map")
 	if n := testing.AllocsPerRun(100, func() { id.Strip(h) }); n != 0 {
 		t.Errorf("Strip allocates %v times per request; want 0", n)
+	}
+}
+
+// The identity headers of other proxies and platforms (Strip's families)
+// are removed in any case and spelling, with or without an Identity;
+// application headers with similar names stay.
+func TestIdentityStripForeign(t *testing.T) {
+	stripped := []string{
+		"X-SSL-Client-DN", "x-ssl-client-cn", "X_SSL_CLIENT_S_DN", "X-Ssl-Cert", "X-SSL-Issuer",
+		"Ssl-Client-Cert", "SSL_CLIENT_VERIFY", "ssl_client_s_dn", "ssl_cipher", "ssl_session_id",
+		"X-Client-Cert", "X-Client-Cert-Chain-Verified", "X-Client-Cert-Present", "X-Client-Verify", "X-Client-DN",
+		"X-Client-S-DN", "X-Client-I-DN", "X-Client-CN", "X-Client-Subject", "X-Client-Issuer-DN", "X-Client-Serial",
+		"X-Client-Fingerprint", "X-Client-SAN-URI", "X-Client-SSL-Cipher", "X-Client-TLS-Version",
+		"X-TLS-Client-Cert", "x_tls_client_cert",
+		"X-Forwarded-Tls-Client-Cert", "X-Forwarded-Tls-Client-Cert-Info",
+		"X-Amzn-Mtls-Clientcert", "X-Amzn-Mtls-Clientcert-Leaf", "x-amzn-mtls-clientcert-subject",
+		"X-Amzn-Tls-Version", "X-Amzn-Oidc-Data", "X-Amzn-Oidc-Identity",
+		"X-ARR-ClientCert", "x_arr_clientcert", "X-ARR-SSL",
+		"X-MS-CLIENT-PRINCIPAL", "X-MS-CLIENT-PRINCIPAL-NAME", "X-MS-TOKEN-AAD-ID-TOKEN",
+		"Cf-Client-Cert-Der-Base64", "Cf-Client-Cert-Sha256", "Cf-Access-Jwt-Assertion", "Cf-Access-Authenticated-User-Email",
+		"X-Goog-Authenticated-User-Email", "X-Goog-Authenticated-User-Id", "X-Goog-IAP-JWT-Assertion",
+	}
+	kept := []string{
+		"X-Client-Version", "X-Client-Id", "X-Client-Platform", "X-Clientcert-Hint", "X-Amzn-Trace-Id",
+		"Cf-Ray", "Cf-Access-Client-Id", "X-Ms-Request-Id", "X-Goog-Api-Key", "X-Tlsx", "Sslx",
+	}
+	for _, id := range []*Identity{nil, idParse(t, "none"), idParse(t, "ssl")} {
+		h := http.Header{}
+		for _, n := range append(slices.Clone(stripped), kept...) {
+			h[n] = []string{"forged"}
+		}
+		id.Strip(h)
+		got := slices.Sorted(maps.Keys(h))
+		if want := slices.Sorted(slices.Values(kept)); !slices.Equal(got, want) {
+			t.Errorf("left %q; want %q", got, want)
+		}
+	}
+}
+
+// StripList: exact names and "*" prefixes, compared as Strip does.
+func TestStripList(t *testing.T) {
+	s := NewStripList([]string{"X-Internal-*", "X-Trust_Me", "Remote-User"})
+	h := http.Header{
+		"X-Internal-Role": {"admin"}, "x_internal_user": {"a"}, "X-Internal": {"kept: not the prefix"},
+		"X-Trust-Me": {"1"}, "x_trust_me": {"1"}, "REMOTE_USER": {"admin"}, "Remote-User-Name": {"kept: exact name only"},
+		"X-App": {"kept"},
+	}
+	s.Strip(h)
+	got := slices.Sorted(maps.Keys(h))
+	if want := []string{"Remote-User-Name", "X-App", "X-Internal"}; !slices.Equal(got, want) {
+		t.Errorf("left %q; want %q", got, want)
+	}
+	var none *StripList
+	none.Strip(h) // a nil list removes nothing
+	if NewStripList(nil) != nil || len(h) != 3 {
+		t.Errorf("an empty list: got %v, %d headers left; want nil and 3", NewStripList(nil), len(h))
+	}
+	h = http.Header{"Accept": {"*/*"}, "X-Request-Id": {"1"}, "Cookie": {"a=b"}}
+	if n := testing.AllocsPerRun(100, func() { s.Strip(h) }); n != 0 {
+		t.Errorf("Strip allocates %v times per request; want 0", n)
+	}
+}
+
+// StripForwarded also removes the client address headers of CDNs.
+func TestIdentityStripForwardedCDN(t *testing.T) {
+	h := http.Header{
+		"True-Client-Ip": {"1.2.3.4"}, "Cf-Connecting-Ip": {"1.2.3.4"}, "cf_connecting_ipv6": {"::1"},
+		"Fastly-Client-Ip": {"1.2.3.4"}, "X-Client-Ip": {"1.2.3.4"}, "X-Cluster-Client-Ip": {"1.2.3.4"},
+		"X-Azure-Clientip": {"1.2.3.4"}, "X-Original-Forwarded-For": {"1.2.3.4"}, "X-App": {"kept"},
+	}
+	StripForwarded(h)
+	if got := slices.Sorted(maps.Keys(h)); !slices.Equal(got, []string{"X-App"}) {
+		t.Errorf("left %q; want [X-App]", got)
 	}
 }

@@ -91,6 +91,7 @@ type live struct {
 	ender    func() // ends the connection gracefully; nil = close the socket
 	closedBy string // the reason given to the first Shutdown
 	idle     *time.Timer
+	hs       *time.Timer // WatchHandshake's
 }
 
 // Bind records that the connection now streams to server s (nil = none).
@@ -178,6 +179,9 @@ func (c *Conn) Shutdown(reason string) bool {
 	if c.live.idle != nil {
 		c.live.idle.Stop()
 	}
+	if c.live.hs != nil {
+		c.live.hs.Stop()
+	}
 	c.live.mu.Unlock()
 	if end != nil {
 		end()
@@ -229,9 +233,50 @@ func (c *Conn) WatchIdle(d time.Duration) {
 	c.live.idle = t
 }
 
-// StopWatching stops the idle watch, if any. Handlers' callers call it when
-// the connection has ended.
-func (c *Conn) StopWatching() { c.WatchIdle(0) }
+// ReasonHandshakeTimeout is the reason of a connection WatchHandshake ends.
+const ReasonHandshakeTimeout = "handshake timeout"
+
+// WatchHandshake ends the connection with reason ReasonHandshakeTimeout
+// unless, within d, the client has sent more than consumed bytes on its
+// socket: for passthrough, its next handshake flight after the hello
+// (consumed = every byte read before routing, up to the hello's end). Like
+// WatchIdle it costs a timer, no goroutine: when it fires, the kernel's
+// TCP_INFO counts the bytes received, read or not. A second call replaces
+// the first; d <= 0 stops watching. StopWatching stops it too.
+func (c *Conn) WatchHandshake(d time.Duration, consumed int64) {
+	tc, ok := c.Conn.(*net.TCPConn)
+	c.live.mu.Lock()
+	defer c.live.mu.Unlock()
+	if c.live.hs != nil {
+		c.live.hs.Stop()
+		c.live.hs = nil
+	}
+	if d <= 0 || !ok || c.live.closedBy != "" {
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		c.live.mu.Lock()
+		current := c.live.hs == t
+		c.live.mu.Unlock()
+		if !current { // replaced or stopped meanwhile
+			return
+		}
+		in, _, ok := socketBytes(tc)
+		if !ok || in > consumed { // closed meanwhile, or the client went on
+			return
+		}
+		c.Shutdown(ReasonHandshakeTimeout)
+	})
+	c.live.hs = t
+}
+
+// StopWatching stops the idle and handshake watches, if any. Handlers'
+// callers call it when the connection has ended.
+func (c *Conn) StopWatching() {
+	c.WatchIdle(0)
+	c.WatchHandshake(0, 0)
+}
 
 // countingConn counts the bytes of a client socket under crypto/tls into
 // the Conn's live counters and, with writeTimeout, gives every write that

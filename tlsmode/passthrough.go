@@ -2,7 +2,6 @@ package tlsmode
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 )
@@ -19,11 +18,7 @@ func (p *Passthrough) Serve(ctx context.Context, c *Conn) error {
 	up, err := p.Backend.Connect(ctx, c)
 	if err != nil {
 		c.Conn.Close()
-		if errors.Is(err, ErrNoServer) {
-			c.Reason = "no server available"
-		} else {
-			c.Reason = "connect failed: " + describeDialError(err)
-		}
+		c.Reason = connectFailure(err)
 		return err
 	}
 	c.Server = up.Server.Address

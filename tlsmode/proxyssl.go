@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"unicode/utf8"
 
 	proxyproto "github.com/pires/go-proxyproto"
 )
@@ -38,6 +39,13 @@ const pp2MaxTLVs = math.MaxUint16 - 36
 //
 //   - PP2_TYPE_ALPN: cs.NegotiatedProtocol, when not empty.
 //   - PP2_TYPE_AUTHORITY: cs.ServerName (the SNI), when not empty.
+//
+// Every value that holds a peer's text (ALPN, SNI, CN) goes through
+// pp2Text: control characters and "%" are percent-encoded, so no raw
+// control byte reaches a receiver that logs or splits the value, and
+// percent-decoding gives the exact text back. The SNI and the protocol
+// never need it (ReadHello refuses a server name with a control byte; the
+// protocol is one of the route's); a CN may.
 //   - PP2_TYPE_SSL, described below.
 //
 // PP2_TYPE_SSL's client bits are PP2_CLIENT_SSL, plus PP2_CLIENT_CERT_SESS
@@ -51,8 +59,9 @@ const pp2MaxTLVs = math.MaxUint16 - 36
 //   - PP2_SUBTYPE_SSL_VERSION: OpenSSL's name, as HAProxy sends it
 //     ("TLSv1.3", "TLSv1.2", "TLSv1").
 //   - PP2_SUBTYPE_SSL_CN: the first CN of the client certificate's subject
-//     in UTF-8 (invalid bytes replaced by U+FFFD), when it has one. The TLV is
-//     length-prefixed, so the CN is sent as is, control characters included.
+//     in UTF-8 (invalid bytes replaced by U+FFFD), when it has one, with
+//     control characters (C0, DEL, C1) and "%" percent-encoded (%HH per
+//     UTF-8 byte): "a\r\nb%" is sent as "a%0D%0Ab%25".
 //   - PP2_SUBTYPE_SSL_CIPHER: OpenSSL's name of the cipher suite, as HAProxy
 //     sends it ("ECDHE-RSA-AES128-GCM-SHA256", "TLS_AES_128_GCM_SHA256");
 //     Go's name for a suite OpenSSL does not name.
@@ -79,10 +88,10 @@ func SSLTLVs(cs *tls.ConnectionState) ([]proxyproto.TLV, error) {
 	}
 	var tlvs []proxyproto.TLV
 	if cs.NegotiatedProtocol != "" {
-		tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_ALPN, Value: []byte(cs.NegotiatedProtocol)})
+		tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_ALPN, Value: []byte(pp2Text(cs.NegotiatedProtocol))})
 	}
 	if cs.ServerName != "" {
-		tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte(cs.ServerName)})
+		tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte(pp2Text(cs.ServerName))})
 	}
 
 	client := byte(pp2ClientSSL)
@@ -99,7 +108,7 @@ func SSLTLVs(cs *tls.ConnectionState) ([]proxyproto.TLV, error) {
 	sub := []proxyproto.TLV{{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte(pp2VersionName(cs.Version))}}
 	if verify == 0 {
 		if cn := pp2CommonName(cs); cn != "" {
-			sub = append(sub, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CN, Value: []byte(cn)})
+			sub = append(sub, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CN, Value: []byte(pp2Text(cn))})
 		}
 	}
 	sub = append(sub, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CIPHER, Value: []byte(pp2CipherName(cs.CipherSuite))})
@@ -150,6 +159,33 @@ func pp2CommonName(cs *tls.ConnectionState) string {
 }
 
 var pp2OIDCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+
+// pp2Text percent-encodes the control characters (C0, DEL and the C1
+// range U+0080-U+009F, each UTF-8 byte as %HH, uppercase) and "%" of a
+// peer's text for a TLV; other characters, non-ASCII ones included, are
+// kept. Text with none of them is returned as is.
+func pp2Text(s string) string {
+	enc := func(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == '%' }
+	if strings.IndexFunc(s, enc) < 0 {
+		return s
+	}
+	const hexDigits = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for _, r := range s {
+		if !enc(r) {
+			b.WriteRune(r)
+			continue
+		}
+		var u [4]byte
+		for _, c := range u[:utf8.EncodeRune(u[:], r)] {
+			b.WriteByte('%')
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&15])
+		}
+	}
+	return b.String()
+}
 
 // pp2VersionName is OpenSSL's SSL_get_version name, which HAProxy sends.
 func pp2VersionName(v uint16) string {

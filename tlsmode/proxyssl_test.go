@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net"
+	"net/url"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -96,7 +97,7 @@ func TestSSLTLVFields(t *testing.T) {
 		conn, sess, ok bool
 	}{
 		{"verified", 0x07, 0, "client-1", p.leaf, true, true, true},
-		{"tricky", 0x07, 0, "Eve \"the hacker\", Jr.; x=1\r\nX-Injected: 1\\", p.tricky, true, true, true},
+		{"tricky", 0x07, 0, "Eve \"the hacker\", Jr.; x=1%0D%0AX-Injected: 1\\", p.tricky, true, true, true}, // control bytes escaped
 		{"unverified", 0x07, 1, "", nil, true, true, false},
 		{"nocert", 0x01, 1, "", nil, false, false, false},
 	}
@@ -314,5 +315,28 @@ func TestSSLTLVNames(t *testing.T) {
 	}
 	if checked < 10 {
 		t.Errorf("only %d suites cross-checked with openssl", checked)
+	}
+}
+
+// A peer's text in a TLV carries no raw control byte: C0, DEL, C1 and "%"
+// are percent-encoded, everything else (non-ASCII letters too) is kept, and
+// percent-decoding gives the text back.
+func TestPP2Text(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"client-1", "client-1"},
+		{"Jürgen Ørsted", "Jürgen Ørsted"},
+		{"a\r\nX-Injected: 1", "a%0D%0AX-Injected: 1"},
+		{"nul\x00tab\tesc\x1bdel\x7f", "nul%00tab%09esc%1Bdel%7F"},
+		{"next line\u0085csi\u009b", "next line%C2%85csi%C2%9B"},
+		{"100% sure", "100%25 sure"},
+	} {
+		got := pp2Text(tc.in)
+		if got != tc.want {
+			t.Errorf("pp2Text(%q): got %q; want %q", tc.in, got, tc.want)
+		}
+		if back, err := url.PathUnescape(got); err != nil || back != tc.in {
+			t.Errorf("percent-decoding %q: got %q, %v; want %q", got, back, err, tc.in)
+		}
 	}
 }

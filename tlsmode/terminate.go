@@ -3,7 +3,6 @@ package tlsmode
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -20,9 +19,11 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // set). With HTTP set it serves HTTP/1.1 and HTTP/2 through a reverse proxy;
 // otherwise it copies bytes (protocol tcp).
 type Terminate struct {
-	// TLS is the route's server config, built once per route at load. Its
-	// session ticket keys are the route's own, so a session can never resume
-	// on a route with another client-auth policy.
+	// TLS is the route's server config, built at load and kept across
+	// reloads while the route's TLS policy is unchanged. Its session ticket
+	// keys are shared only by routes with the same TLS policy and rotate
+	// (tls.session_ticket_rotation); a ticket is tied to the server name it
+	// was issued for, so a session never resumes on another route.
 	TLS *tls.Config
 	// HandshakeTimeout bounds each handshake; 0 = DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
@@ -65,6 +66,9 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 	defer func() { c.BytesUp, c.BytesDown = c.live.up.Load(), c.live.down.Load() }()
 	start := time.Now()
 	err := handshake(ctx, tc, t.timeout())
+	if c.HandshakeDone != nil {
+		c.HandshakeDone()
+	}
 	if c.Events != nil {
 		c.Events.Handshake(c, time.Since(start), err)
 	}
@@ -107,11 +111,7 @@ func (t *Terminate) serveTCP(ctx context.Context, tc *tls.Conn, cs *tls.Connecti
 	up, err := t.Backend.Connect(ctx, c)
 	if err != nil {
 		tc.Close()
-		if errors.Is(err, ErrNoServer) {
-			c.Reason = "no server available"
-		} else {
-			c.Reason = "connect failed: " + describeDialError(err)
-		}
+		c.Reason = connectFailure(err)
 		return err
 	}
 	defer up.Close()

@@ -15,16 +15,47 @@ import (
 // ErrNoServer means the pool had no available server for this connection.
 var ErrNoServer = errors.New("tlsmode: no server available")
 
+// ErrQueueTimeout means every server the connection could use was at its
+// connection cap (max_connections_per_server) for the whole queue timeout.
+// It is an ErrNoServer: errors.Is(err, ErrNoServer) holds, so HTTP answers
+// 503.
+var ErrQueueTimeout error = queueTimeout{}
+
+type queueTimeout struct{}
+
+func (queueTimeout) Error() string { return "tlsmode: server queue timeout" }
+func (queueTimeout) Unwrap() error { return ErrNoServer }
+
+// ReasonQueueTimeout is the close reason of a stream that got no server
+// slot within the queue timeout.
+const ReasonQueueTimeout = "server queue timeout"
+
+// connectFailure is the close reason of a stream whose Backend.Connect
+// failed with err.
+func connectFailure(err error) string {
+	switch {
+	case errors.Is(err, ErrQueueTimeout):
+		return ReasonQueueTimeout
+	case errors.Is(err, ErrNoServer):
+		return "no server available"
+	default:
+		return "connect failed: " + describeDialError(err)
+	}
+}
+
 // Backend is the pool a route sends its connections to.
 type Backend interface {
 	// Connect picks a server for c, dials it and, when a dial fails before any
 	// byte was sent, tries other servers as the pool allows. The caller owns
 	// the returned Upstream and must call its Close.
 	Connect(ctx context.Context, c *Conn) (*Upstream, error)
-	// PickServer chooses a server for c without dialing (HTTP requests go
-	// through a keep-alive transport); skip excludes servers already tried.
-	// nil = none available. The caller takes the server's slot (Acquire).
-	PickServer(c *Conn, skip func(*affinity.Server) bool) *affinity.Server
+	// AcquireServer chooses a server for c without dialing (HTTP requests
+	// go through a keep-alive transport) and takes a slot on it; skip
+	// excludes servers already tried. It may wait, bounded and until ctx
+	// is done, for a server at its connection cap to free a slot. It
+	// returns ErrNoServer (wrapped) when none is available. The caller
+	// gives the slot back with the server's Release.
+	AcquireServer(ctx context.Context, c *Conn, skip func(*affinity.Server) bool) (*affinity.Server, error)
 }
 
 // Upstream is a connected server.
