@@ -52,6 +52,12 @@ type LogConfig struct {
 	Level  string `key:"level"`  // debug | info | warn | error; "" = info
 	Format string `key:"format"` // json | console; "" = json
 	Access *bool  `key:"access"` // nil = true: one line per connection
+	// FailureBurst and FailureInterval bound the warn lines of failed
+	// connections: at most FailureBurst lines of one kind (listener and
+	// reason) each FailureInterval, then one line saying how many were left
+	// out. nil = 20; 0 = every failure is logged. 0 interval = 10s.
+	FailureBurst    *int          `key:"failure_burst"`
+	FailureInterval time.Duration `key:"failure_interval"`
 }
 
 // CertsConfig is shared by terminate and reencrypt routes.
@@ -75,7 +81,27 @@ type ListenerConfig struct {
 	ProxyProtocol      string        `key:"proxy_protocol"`      // off | optional | required; "" = off
 	TrustedProxies     []string      `key:"trusted_proxies"`     // CIDRs or single IPs allowed to send PROXY headers
 	ClientHelloTimeout time.Duration `key:"clienthello_timeout"` // 0 = 5s
-	MaxConnections     int           `key:"max_connections"`     // 0 = unlimited
+	// HandshakeTimeout bounds the rest of the handshake once routed: the
+	// whole TLS handshake of terminate and reencrypt routes; for
+	// passthrough, the client's next bytes after its hello. 0 = 10s.
+	HandshakeTimeout time.Duration `key:"handshake_timeout"`
+	// MaxConnections caps the listener's open connections; excess ones wait
+	// in the kernel's accept queue. nil = 10,000; 0 = unlimited.
+	MaxConnections *int `key:"max_connections"`
+	// MaxConnectionsPerIP caps one client address's open connections (the
+	// address a trusted PROXY header gives); excess ones are closed.
+	// nil = 1,000; 0 = unlimited.
+	MaxConnectionsPerIP *int `key:"max_connections_per_ip"`
+	// ConnectionRatePerIP is how many new connections a second one client
+	// address may open (a token bucket of ConnectionBurstPerIP); excess
+	// ones are closed. nil = 100; 0 = unlimited. Burst 0 = 2 × the rate.
+	ConnectionRatePerIP  *float64 `key:"connection_rate_per_ip"`
+	ConnectionBurstPerIP int      `key:"connection_burst_per_ip"`
+	// MaxHandshakes caps the connections in their handshake at once (from
+	// accept until routed, and for terminate until the TLS handshake is
+	// done); a new one waits for a slot at most clienthello_timeout.
+	// nil = 1,024; 0 = unlimited.
+	MaxHandshakes *int `key:"max_handshakes"`
 	// TCPKeepalive is the idle time before the first TCP keepalive probe on
 	// client connections, and the interval between probes (9 probes).
 	// 0 = 15s; "off" (decoded as -1) = no keepalive.
@@ -92,6 +118,14 @@ type RouteConfig struct {
 	TLS      RouteTLSConfig  `key:"tls"`
 	Identity IdentityConfig  `key:"identity"`
 	HTTP     RouteHTTPConfig `key:"http"`
+	// Upgrades lists the protocols an http route lets clients switch to
+	// (Upgrade: ...); any other is refused with 400. nil = [websocket];
+	// an empty list: none.
+	Upgrades []string `key:"upgrades"`
+	// StripHeaders names more request headers to remove before a request
+	// is forwarded (site-specific identity or trust headers); a name ending
+	// in "*" is a prefix. Case-insensitive, "_" read as "-".
+	StripHeaders []string `key:"strip_headers"`
 }
 
 // RouteHTTPConfig bounds what clients and servers of a protocol http route
@@ -108,6 +142,21 @@ type RouteHTTPConfig struct {
 	// reading a response (or a WebSocket) for this long is cut and its
 	// server slot freed. 0 = 60s.
 	WriteTimeout time.Duration `key:"write_timeout"`
+	// ReadBodyTimeout bounds the wait for each piece of a request body: a
+	// client that stops sending its body for this long gets 408. 0 = 60s.
+	ReadBodyTimeout time.Duration `key:"read_body_timeout"`
+	// H2 sets the HTTP/2 server of the route.
+	H2 RouteH2Config `key:"h2"`
+}
+
+// RouteH2Config bounds an HTTP/2 client. Zero values: 100 streams, 1 MiB
+// windows, a ping after 30s of silence answered within 15s.
+type RouteH2Config struct {
+	MaxConcurrentStreams    int           `key:"max_concurrent_streams"`
+	ReceiveWindow           int           `key:"receive_window"`            // bytes a stream may have unread
+	ConnectionReceiveWindow int           `key:"connection_receive_window"` // bytes a connection may have unread
+	PingInterval            time.Duration `key:"ping_interval"`             // silence before a ping; "off" = none
+	PingTimeout             time.Duration `key:"ping_timeout"`              // the ping's answer, or the connection is closed
 }
 
 // RouteTLSConfig is the server side TLS of a terminate / reencrypt route.
@@ -121,6 +170,17 @@ type RouteTLSConfig struct {
 	OCSP       string   `key:"ocsp"`        // off | soft | hard; "" = off
 	MinVersion string   `key:"min_version"` // "1.2" | "1.3"; "" = 1.2
 	ALPN       []string `key:"alpn"`
+	// Profile is Mozilla's server side TLS profile: intermediate (TLS 1.2
+	// with AEAD suites and forward secrecy only, and TLS 1.3) or modern
+	// (TLS 1.3 only). "" = intermediate.
+	Profile string `key:"profile"`
+	// CipherSuites replaces the TLS 1.2 suites of the profile (Go/IANA
+	// names); TLS 1.3 suites are not configurable. nil = the profile's.
+	CipherSuites []string `key:"cipher_suites"`
+	// SessionTicketRotation is how often the route's session ticket key is
+	// replaced; a ticket stays usable for at most 24 keys' worth, never more
+	// than a day. 0 = 1h; "off" = no session tickets (full handshakes).
+	SessionTicketRotation time.Duration `key:"session_ticket_rotation"`
 }
 
 // IdentityConfig is either a preset name (xfcc | ssl | rfc9440 | none) or a
@@ -154,8 +214,17 @@ type BackendConfig struct {
 	// byte either way. 0 = off (streams may be quiet for days).
 	IdleTimeout time.Duration `key:"idle_timeout"`
 	// TCPKeepalive is as for listeners, on connections to servers.
-	TCPKeepalive time.Duration     `key:"tcp_keepalive"`
-	Health       HealthCheckConfig `key:"health"`
+	TCPKeepalive time.Duration `key:"tcp_keepalive"`
+	// MaxConnectionsPerServer caps the connections (and HTTP requests in
+	// flight) tlsedge holds to each server; past it, a new one waits up to
+	// QueueTimeout for a slot, then gets 503 (http) or is closed (tcp).
+	// 0 = unlimited; 0 QueueTimeout = 3s.
+	MaxConnectionsPerServer int           `key:"max_connections_per_server"`
+	QueueTimeout            time.Duration `key:"queue_timeout"`
+	// MaxResponseHeaderBytes bounds a server's response head (http routes):
+	// beyond it, 502. 0 = 64 KiB.
+	MaxResponseHeaderBytes int               `key:"max_response_header_bytes"`
+	Health                 HealthCheckConfig `key:"health"`
 }
 
 // RebalanceConfig spreads connections again after servers were added.

@@ -118,7 +118,7 @@ backends:
 `,
 			want: []string{
 				`backends[0].servers[0].weight: want a whole number, got the string "many"`,
-				`listeners[0].bogus: unknown key; known keys here: name, address, proxy_protocol, trusted_proxies, clienthello_timeout, max_connections, tcp_keepalive, routes`,
+				`listeners[0].bogus: unknown key; known keys here: name, address, proxy_protocol, trusted_proxies, clienthello_timeout, handshake_timeout, max_connections, max_connections_per_ip, connection_rate_per_ip, connection_burst_per_ip, max_handshakes, tcp_keepalive, routes`,
 				`listeners[0].clienthello_timeout: want a duration with a unit such as "5s" or "250ms", got 5`,
 			},
 		},

@@ -19,6 +19,18 @@ const (
 	DefaultTCPKeepalive       = 15 * time.Second
 	DefaultShutdownGrace      = 10 * time.Second
 	DefaultHealthPath         = "/"
+
+	DefaultHandshakeTimeout    = 10 * time.Second
+	DefaultMaxConnections      = 10000
+	DefaultMaxConnectionsPerIP = 1000
+	DefaultConnectionRatePerIP = 100.0 // new connections a second, burst twice that
+	DefaultMaxHandshakes       = 1024
+	DefaultQueueTimeout        = 3 * time.Second
+	DefaultMaxResponseHeader   = 64 << 10
+	DefaultFailureBurst        = 20
+	DefaultFailureInterval     = 10 * time.Second
+	DefaultTicketRotation      = time.Hour
+	DefaultTLSProfile          = "intermediate"
 )
 
 func applyDefaults(c *Config) {
@@ -31,6 +43,13 @@ func applyDefaults(c *Config) {
 	if c.Log.Access == nil {
 		t := true
 		c.Log.Access = &t
+	}
+	if c.Log.FailureBurst == nil {
+		n := DefaultFailureBurst
+		c.Log.FailureBurst = &n
+	}
+	if c.Log.FailureInterval == 0 {
+		c.Log.FailureInterval = DefaultFailureInterval
 	}
 	if c.Shutdown.Grace == 0 {
 		c.Shutdown.Grace = DefaultShutdownGrace
@@ -49,6 +68,19 @@ func applyDefaults(c *Config) {
 		if l.TCPKeepalive == 0 {
 			l.TCPKeepalive = DefaultTCPKeepalive
 		}
+		if l.HandshakeTimeout == 0 {
+			l.HandshakeTimeout = DefaultHandshakeTimeout
+		}
+		setInt(&l.MaxConnections, DefaultMaxConnections)
+		setInt(&l.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
+		setInt(&l.MaxHandshakes, DefaultMaxHandshakes)
+		if l.ConnectionRatePerIP == nil {
+			r := DefaultConnectionRatePerIP
+			l.ConnectionRatePerIP = &r
+		}
+		if l.ConnectionBurstPerIP == 0 {
+			l.ConnectionBurstPerIP = int(2 * *l.ConnectionRatePerIP)
+		}
 		for j := range l.Routes {
 			r := &l.Routes[j]
 			if r.Mode == "" {
@@ -56,6 +88,14 @@ func applyDefaults(c *Config) {
 			}
 			if r.Protocol == "" {
 				r.Protocol = "tcp"
+			}
+			if r.Mode != "passthrough" {
+				if r.TLS.Profile == "" {
+					r.TLS.Profile = DefaultTLSProfile
+				}
+				if r.TLS.SessionTicketRotation == 0 {
+					r.TLS.SessionTicketRotation = DefaultTicketRotation
+				}
 			}
 		}
 	}
@@ -85,6 +125,12 @@ func applyDefaults(c *Config) {
 		}
 		if b.TCPKeepalive == 0 {
 			b.TCPKeepalive = DefaultTCPKeepalive
+		}
+		if b.QueueTimeout == 0 {
+			b.QueueTimeout = DefaultQueueTimeout
+		}
+		if b.MaxResponseHeaderBytes == 0 {
+			b.MaxResponseHeaderBytes = DefaultMaxResponseHeader
 		}
 		if r := b.Rebalance; r != nil {
 			if r.Above == 0 {
@@ -125,5 +171,12 @@ func applyDefaults(c *Config) {
 		if h.Type == "http" && h.Path == "" {
 			h.Path = DefaultHealthPath
 		}
+	}
+}
+
+// setInt sets *p to def when the key was not given.
+func setInt(p **int, def int) {
+	if *p == nil {
+		*p = &def
 	}
 }

@@ -5,6 +5,7 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -36,9 +37,13 @@ type Edge struct {
 	listeners map[string]*listener // by address
 	retired   []*listener          // removed by a reload, with connections still open
 	pools     map[string]*Pool     // by backend name
-	closers   []io.Closer          // handlers of the running config to close when replaced
-	health    *healthChecks
-	admin     *adminServer // nil without admin.address
+	// http are the HTTP proxies of the protocol http routes in force, by
+	// httpRouteKey: a reload keeps those of unchanged routes (their
+	// keep-alive connections go on) and closes the others.
+	http    map[string]*keptHTTP
+	tickets *ticketRings // session ticket keys, by TLS policy, across reloads
+	health  *healthChecks
+	admin   *adminServer // nil without admin.address
 
 	// running is what readers outside the lock see (admin API, metrics,
 	// drain): swapped whole by each apply.
@@ -77,6 +82,7 @@ func New(ctx context.Context, log zerolog.Logger) *Edge {
 		listeners: map[string]*listener{}, pools: map[string]*Pool{},
 		ocsp: map[certs.OCSPMode]*certs.OCSPChecker{}, reg: newRegistry()}
 	e.running.Store(&running{pools: map[string]*Pool{}}) // before anything reads it
+	e.tickets = newTicketRings(ctx, log)
 	e.m = newMetrics(e)
 	e.health = newHealthChecks(ctx, e)
 	e.ops = newOps(ctx, e)
@@ -163,7 +169,8 @@ func (e *Edge) apply(cfg *Config) error {
 		pools[bc.Name] = p
 	}
 	// 2. Build every listener's state, with the TLS of terminate routes.
-	b := &builder{e: e, cfg: cfg, pools: pools}
+	b := &builder{e: e, cfg: cfg, pools: pools, tickets: e.tickets.stage(),
+		kept: map[string]*keptHTTP{}, rebind: map[*keptHTTP]*Pool{}}
 	states := make(map[string]*listenerState, len(cfg.Listeners))
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
@@ -200,6 +207,13 @@ func (e *Edge) apply(cfg *Config) error {
 	}
 	// 4. Swap. Nothing below can fail. Metric series are made only now: a
 	// refused reload leaves none behind.
+	for k, p := range b.rebind {
+		// Kept proxies of unchanged routes: the new pool for their
+		// connections old and new, before the new tables send any.
+		k.pool.Store(p)
+		k.hp.SetBackend(p)
+	}
+	e.tickets.commit(b.tickets)
 	for _, r := range b.routes {
 		r.obs = newRouteObs(e.m, r)
 	}
@@ -244,14 +258,16 @@ func (e *Edge) apply(cfg *Config) error {
 		e.log.Info().Str("listener", l.state.Load().name).Str("address", l.ln.Addr().String()).Msg("listening")
 	}
 	e.health.update(pools)
-	for _, c := range e.closers {
-		c.Close() // idle keep-alive connections of replaced routes
+	for key, k := range e.http {
+		if b.kept[key] != k {
+			k.hp.Close() // a changed or removed route: its keep-alive connections drain
+		}
 	}
 	if e.certs != nil {
 		e.certs.Retain(b.statics)
 	}
 	e.swapAdmin(nextAdmin)
-	e.listeners, e.pools, e.cfg, e.closers = next, pools, cfg, b.closers
+	e.listeners, e.pools, e.cfg, e.http = next, pools, cfg, b.kept
 	e.running.Store(&running{cfg: cfg, pools: pools, http: b.http, start: time.Now()})
 	e.m.configLoaded(cfg.Hash)
 	e.ops.configChanged()
@@ -261,21 +277,50 @@ func (e *Edge) apply(cfg *Config) error {
 	return nil
 }
 
-// builder builds the listener states of one config.
+// builder builds the listener states of one config. Nothing it does is
+// seen by the running config until apply swaps: a refused reload changes
+// nothing.
 type builder struct {
 	e       *Edge
 	cfg     *Config
 	pools   map[string]*Pool
 	statics []*certs.Static
-	closers []io.Closer
+	closers []io.Closer                     // the HTTP proxies made by this build: closed when it is dropped
 	http    map[string][]*tlsmode.HTTPProxy // by backend name
 	routes  []*Route                        // every route built, for their metric handles
+	tickets *ticketStage                    // the ticket key rings of the routes built
+	kept    map[string]*keptHTTP            // the HTTP proxies of the config built, by httpRouteKey
+	rebind  map[*keptHTTP]*Pool             // proxies kept from the running config, and their new pool
 }
 
 func (b *builder) closeAll() {
 	for _, c := range b.closers {
 		c.Close()
 	}
+}
+
+// keptHTTP is the HTTP proxy of a protocol http route, kept across reloads
+// that leave the route as it was.
+type keptHTTP struct {
+	hp   *tlsmode.HTTPProxy
+	pool atomic.Pointer[Pool] // its backend's pool in the config in force
+}
+
+// dial connects through the pool in force (its dialer, keepalive, metrics),
+// not the one the proxy was first built with.
+func (k *keptHTTP) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return k.pool.Load().DialHTTP(ctx, network, addr)
+}
+
+// keep returns the name under which this build keeps the proxy of the
+// route whose httpRouteKey is key, and the running config's proxy of that
+// name, if any. Identical routes (same key) get a name each.
+func (b *builder) keep(key string) (string, *keptHTTP) {
+	name := key
+	for n := 1; b.kept[name] != nil; n++ {
+		name = fmt.Sprintf("%s#%d", key, n)
+	}
+	return name, b.e.http[name]
 }
 
 func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
@@ -285,9 +330,18 @@ func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
 		table:        newTable(),
 		proxy:        lc.ProxyProtocol,
 		helloTimeout: lc.ClientHelloTimeout,
-		maxConns:     lc.MaxConnections,
+		maxConns:     *lc.MaxConnections,
 		access:       cfg.Log.Access == nil || *cfg.Log.Access,
 		keepalive:    lc.TCPKeepalive,
+		limits: connLimits{
+			handshakeTimeout: lc.HandshakeTimeout,
+			perIP:            *lc.MaxConnectionsPerIP,
+			ratePerIP:        *lc.ConnectionRatePerIP,
+			burstPerIP:       lc.ConnectionBurstPerIP,
+			handshakes:       *lc.MaxHandshakes,
+			failureBurst:     *cfg.Log.FailureBurst,
+			failureInterval:  cfg.Log.FailureInterval,
+		},
 	}
 	for _, t := range lc.TrustedProxies {
 		p, err := parsePrefix(t)
@@ -340,7 +394,10 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 		return nil, err
 	}
 	b.statics = append(b.statics, rt.static)
-	t := &tlsmode.Terminate{TLS: rt.server, Backend: pool}
+	if !rt.server.SessionTicketsDisabled {
+		b.tickets.attach(rt.policy, rc.TLS.SessionTicketRotation, rt.server)
+	}
+	t := &tlsmode.Terminate{TLS: rt.server, Backend: pool, HandshakeTimeout: lc.HandshakeTimeout}
 	if rc.Mode == "reencrypt" {
 		bc := b.cfg.backend(rc.Backend)
 		if t.Upstream, err = buildUpstreamTLS(b.cfg, bc); err != nil {
@@ -351,39 +408,70 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 		}
 	}
 	if rc.Protocol == "http" {
-		id, err := tlsmode.ParseIdentity(rc.Identity.Preset, rc.Identity.Headers)
+		bc := b.cfg.backend(rc.Backend)
+		key, err := httpRouteKey(b.cfg, lc, rc, bc)
 		if err != nil {
 			return nil, err
 		}
-		bc := b.cfg.backend(rc.Backend)
-		hp := tlsmode.NewHTTPProxy(tlsmode.HTTPOptions{
-			Backend:        pool,
-			Identity:       id,
-			Upstream:       t.Upstream,
-			ConnectTimeout: bc.ConnectTimeout,
-			Dial:           pool.DialHTTP,
-			Retries:        *bc.Retries,
-			Log:            e.log,
-			Access:         access,
-			Listener:       lc.Name,
-			Route:          r.Pattern,
-			Limits: tlsmode.HTTPLimits{
-				ReadHeaderTimeout:     rc.HTTP.ReadHeaderTimeout,
-				IdleTimeout:           rc.HTTP.IdleTimeout,
-				ResponseHeaderTimeout: rc.HTTP.ResponseHeaderTimeout,
-				MaxHeaderBytes:        rc.HTTP.MaxHeaderBytes,
-				MaxRequestBody:        rc.HTTP.MaxRequestBody,
-				WriteTimeout:          rc.HTTP.WriteTimeout,
-			},
-		})
-		t.HTTP = hp
-		b.closers = append(b.closers, hp)
+		name, k := b.keep(key)
+		if k != nil {
+			b.rebind[k] = pool // unchanged: keep it and its connections
+		} else if k, err = b.newHTTP(lc, rc, bc, r, pool, t.Upstream, access); err != nil {
+			return nil, err
+		}
+		b.kept[name] = k
+		t.HTTP = k.hp
 		if b.http == nil {
 			b.http = map[string][]*tlsmode.HTTPProxy{}
 		}
-		b.http[rc.Backend] = append(b.http[rc.Backend], hp)
+		b.http[rc.Backend] = append(b.http[rc.Backend], k.hp)
 	}
 	return t, nil
+}
+
+// newHTTP builds the HTTP proxy of a protocol http route.
+func (b *builder) newHTTP(lc *ListenerConfig, rc *RouteConfig, bc *BackendConfig, r *Route, pool *Pool, upstream *tls.Config, access bool) (*keptHTTP, error) {
+	id, err := tlsmode.ParseIdentity(rc.Identity.Preset, rc.Identity.Headers)
+	if err != nil {
+		return nil, err
+	}
+	e := b.e
+	k := &keptHTTP{}
+	k.pool.Store(pool)
+	hp := tlsmode.NewHTTPProxy(tlsmode.HTTPOptions{
+		Backend:        pool,
+		Identity:       id,
+		Upstream:       upstream,
+		ConnectTimeout: bc.ConnectTimeout,
+		Dial:           k.dial,
+		Retries:        *bc.Retries,
+		Log:            e.log,
+		Access:         access,
+		Listener:       lc.Name,
+		Route:          r.Pattern,
+		Limits: tlsmode.HTTPLimits{
+			ReadHeaderTimeout:     rc.HTTP.ReadHeaderTimeout,
+			IdleTimeout:           rc.HTTP.IdleTimeout,
+			ResponseHeaderTimeout: rc.HTTP.ResponseHeaderTimeout,
+			MaxHeaderBytes:        rc.HTTP.MaxHeaderBytes,
+			MaxRequestBody:        rc.HTTP.MaxRequestBody,
+			WriteTimeout:          rc.HTTP.WriteTimeout,
+			ReadBodyTimeout:       rc.HTTP.ReadBodyTimeout,
+			MaxResponseHeader:     bc.MaxResponseHeaderBytes,
+			H2: tlsmode.H2Limits{
+				MaxConcurrentStreams:    rc.HTTP.H2.MaxConcurrentStreams,
+				ReceiveWindow:           rc.HTTP.H2.ReceiveWindow,
+				ConnectionReceiveWindow: rc.HTTP.H2.ConnectionReceiveWindow,
+				PingInterval:            rc.HTTP.H2.PingInterval,
+				PingTimeout:             rc.HTTP.H2.PingTimeout,
+			},
+		},
+		Upgrades:     rc.Upgrades,
+		StripHeaders: rc.StripHeaders,
+	})
+	k.hp = hp
+	b.closers = append(b.closers, hp)
+	return k, nil
 }
 
 // ocspChecker returns the one checker of a mode, shared by every route and
@@ -435,9 +523,10 @@ func (e *Edge) Shutdown(grace time.Duration) {
 	e.health.stop()
 	e.ops.stop()
 	e.stopAdmin()
-	for _, c := range e.closers {
-		c.Close()
+	for _, k := range e.http {
+		k.hp.Close()
 	}
+	e.tickets.stop()
 	if e.certs != nil {
 		e.certs.Stop()
 		e.certs = nil

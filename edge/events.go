@@ -125,6 +125,8 @@ func (e *Edge) rejected(listener string, kind, reason string) {
 	}
 	switch kind {
 	case "", "empty": // a port probe (an L4 balancer's health check) is no error
+	case refusedPerIP, refusedRate, refusedHandshakes:
+		e.m.refused.WithLabelValues(listener, kind).Inc()
 	case "no_route":
 		e.m.handshakes.WithLabelValues(listener, "", "no_route").Inc()
 	default:
@@ -163,6 +165,11 @@ var reasonClasses = []struct{ prefix, class string }{
 	{reasonRebalance, "rebalanced"},
 	{reasonShutdown, "shutdown"},
 	{"no server available", "no_server"},
+	{tlsmode.ReasonQueueTimeout, refusedQueue},
+	{reasonPerIP, refusedPerIP},
+	{reasonRate, refusedRate},
+	{reasonHandshakes, refusedHandshakes},
+	{tlsmode.ReasonHandshakeTimeout, "handshake_timeout"},
 	{"connect failed", "connect_failed"},
 	{"client tls handshake", "tls_handshake_failed"},
 	{"server tls handshake", "server_tls_failed"},

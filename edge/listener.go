@@ -30,6 +30,19 @@ type listenerState struct {
 	maxConns     int
 	access       bool
 	keepalive    time.Duration
+	limits       connLimits
+}
+
+// connLimits are a listener's limits on what clients may hold
+// (limits.go).
+type connLimits struct {
+	handshakeTimeout time.Duration // after routing: terminate's TLS handshake, passthrough's next client bytes
+	perIP            int           // open connections of one client address; 0 = unlimited
+	ratePerIP        float64       // new connections a second of one client address; 0 = unlimited
+	burstPerIP       int
+	handshakes       int // connections in their handshake at once; 0 = unlimited
+	failureBurst     int // failure log lines of one kind per interval; 0 = all
+	failureInterval  time.Duration
 }
 
 // listener accepts client connections on one address and routes each by SNI.
@@ -44,13 +57,19 @@ type listener struct {
 	done   chan struct{} // closed when the listener stops
 	served chan struct{} // closed when serve has returned: no more track(add)
 
+	// Kept across reloads (limits.go): per client address counts and
+	// buckets, the max_handshakes semaphore, the failure line budget.
+	ips   ipLimiter
+	hsSem atomic.Pointer[handshakeSlots]
+	fails failureLog
+
 	mu    sync.Mutex
 	conns map[*net.TCPConn]struct{} // for closing what is left at shutdown
 	wg    sync.WaitGroup
 }
 
 func newListener(ln *net.TCPListener, e *Edge) *listener {
-	return &listener{
+	l := &listener{
 		ln:     ln,
 		log:    e.log,
 		e:      e,
@@ -59,6 +78,12 @@ func newListener(ln *net.TCPListener, e *Edge) *listener {
 		served: make(chan struct{}),
 		conns:  map[*net.TCPConn]struct{}{},
 	}
+	l.fails.summary = func(listener, class, reason string, n int) {
+		if ev := l.log.Warn(); ev.Enabled() {
+			ev.Str("listener", listener).Str("kind", class).Int("count", n).Str("reason", reason).Msg(failureSummary(n))
+		}
+	}
+	return l
 }
 
 // serve accepts until the listener is closed. Accept errors such as EMFILE
@@ -161,6 +186,14 @@ func (l *listener) closeConns() {
 // serveConn reads the optional PROXY header and the ClientHello under
 // clienthello_timeout, routes by SNI and hands the connection to the route's
 // handler. It writes the connection's one access line.
+//
+// Limits, in order: a client address over max_connections_per_ip or its
+// connection rate is closed at once (before any read when the TCP peer is
+// the client; after the PROXY header when a trusted balancer names it);
+// then the connection waits, at most clienthello_timeout, for one of the
+// listener's max_handshakes slots, held until routed (passthrough, whose
+// client must then send its next bytes within handshake_timeout) or until
+// the TLS handshake ended (terminate, reencrypt: Conn.HandshakeDone).
 func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	defer l.track(c, false)
 	start := time.Now()
@@ -168,17 +201,27 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	tc := &tlsmode.Conn{Conn: c, Source: addrPort(c.RemoteAddr()), Dest: addrPort(c.LocalAddr())}
 	tc.PeerTrusted = trustedPeer(st.trusted, tc.Source)
 	var route *Route
-	var failed bool // the handler returned an error
-	var kind string // why an unrouted connection was refused, for metrics
+	var failed bool       // the handler returned an error
+	var kind string       // why an unrouted connection was refused, for metrics
+	var ipHeld netip.Addr // the client address whose open count this connection holds
+	var held bool         // ipHeld is set
+	var hs *slot          // the handshake slot held, nil = none
 	defer func() {
 		if r := recover(); r != nil {
 			c.Close()
 			tc.Reason, failed = "internal error", true
 			l.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("connection handler crashed")
 		}
+		hs.release()
+		if held {
+			l.ips.release(ipHeld)
+		}
 		if route != nil {
 			if r := tc.ShutdownReason(); r != "" {
 				tc.Reason = r
+			}
+			if tc.Reason == tlsmode.ReasonHandshakeTimeout {
+				failed = true // a stalled handshake is worth a warning
 			}
 			l.e.ended(tc, route)
 		} else {
@@ -186,19 +229,52 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 		}
 		// Failures are always logged; successes when log.access is on.
 		if st.access || failed || route == nil {
-			l.accessLog(st.name, tc, route, start, failed)
+			l.accessLog(st, tc, route, start, failed)
 		}
 	}()
+	// admit applies the per-address limits to tc.Source; false: refused
+	// and closed.
+	admit := func() bool {
+		k, reason, ok := l.ips.admit(tc.Source.Addr(), ipLimits{
+			perIP: st.limits.perIP, rate: st.limits.ratePerIP, burst: st.limits.burstPerIP,
+		}, time.Now())
+		if k != "" {
+			kind = k
+			l.reject(c, tc, reason, 0)
+			return false
+		}
+		ipHeld, held = tc.Source.Addr(), ok
+		return true
+	}
+
+	// The TCP peer is the client unless it is a trusted proxy: an L4
+	// balancer names the client in its PROXY header (checked below), an
+	// HTTP proxy speaks for many clients and is not limited per address.
+	if !tc.PeerTrusted && !admit() {
+		return
+	}
+	var ok bool
+	if hs, ok = l.handshakeSlot(st.limits.handshakes, start.Add(st.helloTimeout)); !ok {
+		kind = refusedHandshakes
+		reason := reasonHandshakes
+		if l.stopping() {
+			kind, reason = "", reasonShutdown
+		}
+		l.reject(c, tc, reason, 0)
+		return
+	}
 
 	// Set BEFORE the first read: a client that never sends its hello must
-	// not hold a goroutine and a socket forever.
-	_ = c.SetReadDeadline(start.Add(st.helloTimeout))
+	// not hold a goroutine and a socket forever. The time waited for a
+	// handshake slot is not the client's: the hello gets the whole timeout.
+	_ = c.SetReadDeadline(time.Now().Add(st.helloTimeout))
 
-	var r io.Reader = c
+	cr := &countingReader{r: c} // what was read before routing (passthrough's handshake_timeout)
+	var r io.Reader = cr
 	var rest *bytes.Reader
 	if st.proxy != "off" {
 		if tc.PeerTrusted {
-			br := bufio.NewReaderSize(c, 256)
+			br := bufio.NewReaderSize(cr, 256)
 			h, err := proxyproto.Read(br)
 			switch {
 			case errors.Is(err, proxyproto.ErrNoProxyProtocol):
@@ -219,11 +295,14 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 					// The peer is an L4 balancer: it never writes HTTP headers,
 					// so X-Forwarded-* on this connection are the client's own.
 					tc.PeerTrusted = false
+					if !admit() {
+						return
+					}
 				}
 			}
 			buffered, _ := br.Peek(br.Buffered())
 			rest = bytes.NewReader(bytes.Clone(buffered))
-			r = io.MultiReader(rest, c)
+			r = io.MultiReader(rest, cr)
 		} else if st.proxy == "required" {
 			kind = "proxy_header"
 			l.reject(c, tc, "PROXY header from untrusted address", 0)
@@ -263,13 +342,23 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	// Clear the deadline, or long-lived streams would die at it.
 	_ = c.SetReadDeadline(time.Time{})
 	tc.Peeked = h.Raw
+	var tail int // bytes read past the hello (the PROXY header's buffer)
 	if rest != nil && rest.Len() > 0 {
-		tail := make([]byte, rest.Len())
-		_, _ = rest.Read(tail)
-		tc.Peeked = append(tc.Peeked, tail...)
+		tail = rest.Len()
+		buf := make([]byte, tail)
+		_, _ = rest.Read(buf)
+		tc.Peeked = append(tc.Peeked, buf...)
 	}
 	tc.Route, tc.Routes = rt, st.table
 	tc.Start, tc.Events = start, connEvents{l.e}
+	if rt.Mode == "passthrough" {
+		// Routed: the handshake slot is free again. The client's next
+		// flight must come within handshake_timeout.
+		hs.release()
+		tc.WatchHandshake(st.limits.handshakeTimeout, cr.n-int64(tail))
+	} else if hs != nil {
+		tc.HandshakeDone = hs.release
+	}
 	l.e.reg.add(tc) // published: set nothing the directory reads after this
 	if rt.obs != nil {
 		rt.obs.active.Inc()
@@ -283,6 +372,28 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	}
 }
 
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// stopping reports whether the listener has been closed.
+func (l *listener) stopping() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // reject ends a connection that could not be routed, with a TLS alert when
 // alert is not 0.
 func (l *listener) reject(c net.Conn, tc *tlsmode.Conn, reason string, alert uint8) {
@@ -293,16 +404,27 @@ func (l *listener) reject(c net.Conn, tc *tlsmode.Conn, reason string, alert uin
 	c.Close()
 }
 
-func (l *listener) accessLog(name string, tc *tlsmode.Conn, route *Route, start time.Time, failed bool) {
-	ev := l.log.Info()
+// accessLog writes a connection's line: info, warn for failures (at most
+// log.failure_burst of one kind per log.failure_interval, see failureLog),
+// debug for port probes.
+func (l *listener) accessLog(st *listenerState, tc *tlsmode.Conn, route *Route, start time.Time, failed bool) {
+	name := st.name
+	level := zerolog.InfoLevel
 	switch {
 	case tc.Reason == reasonEmpty:
 		// Port probes and L4 balancer health checks: debug only (HAProxy's
 		// "option dontlognull").
-		ev = l.log.Debug()
+		level = zerolog.DebugLevel
 	case route == nil || failed:
-		ev = l.log.Warn()
+		level = zerolog.WarnLevel
 	}
+	if level < l.log.GetLevel() || level < zerolog.GlobalLevel() {
+		return
+	}
+	if level == zerolog.WarnLevel && !l.fails.allow(name, tc.Reason, st.limits.failureBurst, st.limits.failureInterval, time.Now()) {
+		return
+	}
+	ev := l.log.WithLevel(level)
 	if !ev.Enabled() {
 		return
 	}

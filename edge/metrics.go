@@ -27,6 +27,7 @@ type metrics struct {
 	reg *prometheus.Registry
 
 	accepted     *prometheus.CounterVec   // listener
+	refused      *prometheus.CounterVec   // listener, reason
 	active       *prometheus.GaugeVec     // listener, route, mode
 	closed       *prometheus.CounterVec   // listener, route, mode, server, reason
 	bytes        *prometheus.CounterVec   // listener, route, mode, direction
@@ -49,6 +50,9 @@ func newMetrics(e *Edge) *metrics {
 	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 	m.accepted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_connections_accepted_total",
 		Help: "Client connections accepted, by listener."}, []string{"listener"})
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_connections_refused_total",
+		Help: "Connections (and HTTP requests, for server_queue) refused by a limit, by reason: per_ip (max_connections_per_ip), rate (connection_rate_per_ip), handshakes (max_handshakes: no slot within clienthello_timeout), server_queue (max_connections_per_server: no slot within queue_timeout)."},
+		[]string{"listener", "reason"})
 	m.active = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tlsedge_connections_active",
 		Help: "Routed client connections open now."}, []string{"listener", "route", "mode"})
 	m.closed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_connections_closed_total",
@@ -86,7 +90,7 @@ func newMetrics(e *Edge) *metrics {
 		Help: "Always 1; the label hash is the SHA-256 of the config file in force."}, []string{"hash"})
 	m.lastReload = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tlsedge_config_last_reload_success_timestamp_seconds",
 		Help: "When the config in force was loaded (Unix time)."})
-	for _, c := range []prometheus.Collector{m.accepted, m.active, m.closed, m.bytes, m.helloErrors, m.handshakes,
+	for _, c := range []prometheus.Collector{m.accepted, m.refused, m.active, m.closed, m.bytes, m.helloErrors, m.handshakes,
 		m.handshakeDur, m.requests, m.requestDur, m.connectDur, m.connectErrs, m.healthTrans, m.reloads,
 		m.configHash, m.configInfo, m.lastReload} {
 		f(c)
@@ -109,6 +113,9 @@ func (m *metrics) listenerSeen(name string) {
 		return
 	}
 	m.accepted.WithLabelValues(name)
+	for _, k := range refusedKinds {
+		m.refused.WithLabelValues(name, k)
+	}
 	for _, k := range helloErrorKinds {
 		m.helloErrors.WithLabelValues(name, k)
 	}
@@ -141,6 +148,15 @@ func (m *metrics) reloaded(ok bool) {
 	} else {
 		m.reloads.WithLabelValues("refused").Inc()
 	}
+}
+
+// refusedBy counts a connection or request refused by a limit (reason is
+// one of refusedKinds).
+func (m *metrics) refusedBy(listener, reason string) {
+	if m == nil {
+		return
+	}
+	m.refused.WithLabelValues(listener, reason).Inc()
 }
 
 // connected counts a connect to a server.

@@ -3,8 +3,11 @@ package edge
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tlsedge/tlsedge/affinity"
@@ -32,9 +35,12 @@ type Pool struct {
 	idleTimeout    time.Duration // passthrough, tcp and WebSocket streams; 0 = off
 	drainTimeout   time.Duration
 	drainRate      float64
+	maxPerServer   int           // connections (and requests) per server; 0 = unlimited
+	queueTimeout   time.Duration // the wait for a slot at maxPerServer
 	rebalance      *RebalanceConfig
 
 	states map[*affinity.Server]*serverState // shared with the pools before and after a reload
+	queue  *slotQueue                        // waiters for a slot at maxPerServer; shared across reloads
 	m      *metrics                          // nil in tests that build pools alone
 }
 
@@ -64,8 +70,18 @@ func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
 		idleTimeout:  max(bc.IdleTimeout, 0),
 		drainTimeout: bc.DrainTimeout,
 		drainRate:    bc.DrainRate,
+		maxPerServer: max(bc.MaxConnectionsPerServer, 0),
+		queueTimeout: bc.QueueTimeout,
 		rebalance:    bc.Rebalance,
 		states:       map[*affinity.Server]*serverState{},
+	}
+	if p.queueTimeout <= 0 {
+		p.queueTimeout = DefaultQueueTimeout
+	}
+	if prev != nil {
+		p.queue = prev.queue
+	} else {
+		p.queue = &slotQueue{}
 	}
 	switch bc.ProxyProtocol {
 	case "v1":
@@ -85,6 +101,7 @@ func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
 		if s == nil {
 			s = affinity.NewServer(sc.Address, *sc.Weight)
 			st = newServerState(s, *sc.Weight)
+			s.SetOnRelease(p.queue.released) // new, so no running pool sees it yet
 		}
 		p.Servers = append(p.Servers, s)
 		p.states[s] = st
@@ -138,6 +155,7 @@ func (p *Pool) state(s *affinity.Server) *serverState {
 // It returns the servers that health type none brought up.
 func (p *Pool) commit() (up []*serverState) {
 	for i, s := range p.Servers {
+		s.SetOnRelease(p.queue.released)        // also servers adopted back from a drain
 		p.states[s].setConfigured(p.weights[i]) // an API override stays in force
 		if p.health.Type == "none" && p.states[s].setHealthy(true) {
 			up = append(up, p.states[s])
@@ -156,16 +174,22 @@ func (p *Pool) Server(addr string) *affinity.Server {
 	return nil
 }
 
-// PickServer implements tlsmode.Backend.
-func (p *Pool) PickServer(c *tlsmode.Conn, skip func(*affinity.Server) bool) *affinity.Server {
-	return p.picker.Pick(p.Servers, affinity.KeyFor(p.affinity, c.Source, c.Dest), skip)
+// AcquireServer implements tlsmode.Backend: pick a server for c by the
+// pool's affinity or balance policy and take a slot on it, waiting for one
+// at max_connections_per_server (see acquire).
+func (p *Pool) AcquireServer(ctx context.Context, c *tlsmode.Conn, skip func(*affinity.Server) bool) (*affinity.Server, error) {
+	var w queueWait
+	defer w.end()
+	return p.acquire(ctx, c, affinity.KeyFor(p.affinity, c.Source, c.Dest), skip, &w)
 }
 
 // Connect implements tlsmode.Backend: pick a server by the pool's affinity
 // or balance policy, dial it within connect_timeout, and on a failed dial try
 // up to `retries` other servers. Nothing has been sent to any server yet, so
 // a retry is always safe. The server's slot is taken before dialing so that
-// leastconn sees connections that are still being set up.
+// leastconn sees connections that are still being set up; at
+// max_connections_per_server the connection may first wait for a slot (one
+// queue_timeout for all attempts).
 func (p *Pool) Connect(ctx context.Context, c *tlsmode.Conn) (*tlsmode.Upstream, error) {
 	key := affinity.KeyFor(p.affinity, c.Source, c.Dest)
 	var tried [8]*affinity.Server
@@ -178,13 +202,19 @@ func (p *Pool) Connect(ctx context.Context, c *tlsmode.Conn) (*tlsmode.Upstream,
 		}
 		return false
 	}
+	var w queueWait
+	defer w.end()
 	var lastErr error
 	for attempt := 0; attempt <= p.retries; attempt++ {
-		s := p.picker.Pick(p.Servers, key, skip)
-		if s == nil {
+		s, err := p.acquire(ctx, c, key, skip, &w)
+		if err != nil {
+			// Say why the last attempt failed, unless only that no other
+			// server was left to try.
+			if lastErr == nil || errors.Is(err, tlsmode.ErrQueueTimeout) || !errors.Is(err, tlsmode.ErrNoServer) {
+				lastErr = err
+			}
 			break
 		}
-		s.Acquire()
 		// Not cancelled by a drain: a connection already accepted gets its
 		// server; the dial is bounded by connect_timeout.
 		conn, err := p.dialServer(context.WithoutCancel(ctx), s)
@@ -195,10 +225,126 @@ func (p *Pool) Connect(ctx context.Context, c *tlsmode.Conn) (*tlsmode.Upstream,
 		lastErr = fmt.Errorf("connecting to %s: %w", s.Address, err)
 		triedList = append(triedList, s)
 	}
-	if lastErr == nil {
-		return nil, fmt.Errorf("backend %s: %w", p.Name, tlsmode.ErrNoServer)
-	}
 	return nil, lastErr
+}
+
+// queuePoll is how often a connection waiting for a server slot picks
+// again even without a release: a server may have come up, or its weight
+// changed.
+const queuePoll = 250 * time.Millisecond
+
+// acquire picks a server for key (skip: servers already tried) and takes a
+// slot on it. With max_connections_per_server, servers at the cap are
+// passed over (so affinity may move a client while its server is full);
+// when every server the pick could choose is at the cap, it waits for a
+// release (or a queuePoll) and picks again, until queue_timeout after the
+// first wait of w, or until ctx ends. Errors wrap tlsmode.ErrNoServer (none
+// available), tlsmode.ErrQueueTimeout (also an ErrNoServer) or ctx's error.
+func (p *Pool) acquire(ctx context.Context, c *tlsmode.Conn, key affinity.Key, skip func(*affinity.Server) bool, w *queueWait) (*affinity.Server, error) {
+	limit := int64(p.maxPerServer)
+	if limit <= 0 {
+		s := p.picker.Pick(p.Servers, key, skip)
+		if s == nil {
+			return nil, fmt.Errorf("backend %s: %w", p.Name, tlsmode.ErrNoServer)
+		}
+		s.Acquire()
+		return s, nil
+	}
+	full := func(s *affinity.Server) bool { return s.Active() >= limit || skip != nil && skip(s) }
+	for {
+		// Take the wake-up channel before picking: a release after the
+		// pick closes it, so no release is missed.
+		var wake <-chan struct{}
+		if w.waiting() {
+			wake = p.queue.next()
+		}
+		if s := p.picker.Pick(p.Servers, key, full); s != nil {
+			if s.TryAcquire(limit) {
+				return s, nil
+			}
+			continue // another connection took the last slot meanwhile
+		}
+		if p.picker.Pick(p.Servers, key, skip) == nil {
+			return nil, fmt.Errorf("backend %s: %w", p.Name, tlsmode.ErrNoServer)
+		}
+		if !w.waiting() {
+			w.start(p.queue, p.queueTimeout)
+			continue // pick once more, now that a release wakes us
+		}
+		select {
+		case <-wake:
+		case <-w.poll.C:
+		case <-w.timeout.C:
+			if r := routeOf(c); r != nil {
+				p.m.refusedBy(r.Listener, refusedQueue)
+			}
+			return nil, fmt.Errorf("backend %s: every server at max_connections_per_server %d for queue_timeout %v: %w",
+				p.Name, p.maxPerServer, p.queueTimeout, tlsmode.ErrQueueTimeout)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("backend %s: waiting for a server slot: %w", p.Name, context.Cause(ctx))
+		}
+	}
+}
+
+// slotQueue wakes the connections waiting for a server slot of a pool
+// (max_connections_per_server). Its servers call released from
+// affinity.Server.Release (SetOnRelease); that costs one atomic load while
+// nobody waits. A wake-up is a broadcast: every waiter picks again, and
+// whoever gets the slot first has it (no FIFO order).
+type slotQueue struct {
+	waiters atomic.Int64
+	mu      sync.Mutex
+	ch      chan struct{} // closed at the next release; nil until someone waits
+}
+
+// next returns the channel the next release closes.
+func (q *slotQueue) next() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.ch == nil {
+		q.ch = make(chan struct{})
+	}
+	return q.ch
+}
+
+// released wakes every waiter.
+func (q *slotQueue) released() {
+	if q.waiters.Load() == 0 {
+		return
+	}
+	q.mu.Lock()
+	if q.ch != nil {
+		close(q.ch)
+		q.ch = nil
+	}
+	q.mu.Unlock()
+}
+
+// queueWait is one connection's (or request's) wait in a slotQueue; the
+// zero value is not waiting. Call end when done.
+type queueWait struct {
+	q       *slotQueue
+	timeout *time.Timer
+	poll    *time.Ticker
+}
+
+func (w *queueWait) waiting() bool { return w.q != nil }
+
+func (w *queueWait) start(q *slotQueue, d time.Duration) {
+	w.q = q
+	q.waiters.Add(1)
+	w.timeout = time.NewTimer(d)
+	w.poll = time.NewTicker(queuePoll)
+}
+
+func (w *queueWait) end() {
+	if w.q == nil {
+		return
+	}
+	w.q.waiters.Add(-1)
+	w.timeout.Stop()
+	w.poll.Stop()
+	w.q = nil
 }
 
 // dialServer connects to s under connect_timeout, with tcp_keepalive, and

@@ -2,9 +2,15 @@ package edge
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"os"
+	"slices"
+	"time"
 
 	"github.com/tlsedge/tlsedge/certs"
 )
@@ -13,6 +19,10 @@ import (
 type routeTLS struct {
 	server *tls.Config
 	static *certs.Static
+	// policy is the hash of what decides who may resume a session of the
+	// route (see ticketPolicy): routes with the same policy share session
+	// ticket keys. "" when tickets are off.
+	policy string
 }
 
 var tlsVersions = map[string]uint16{"": tls.VersionTLS12, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
@@ -25,11 +35,32 @@ var clientAuthTypes = map[string]tls.ClientAuthType{
 	"require":         tls.RequireAndVerifyClientCert,
 }
 
+// intermediateSuites are the TLS 1.2 suites of Mozilla's intermediate
+// profile that Go implements: ECDHE key exchange (forward secrecy) and AEAD
+// ciphers only; no CBC (Lucky13 and its kin), no RSA key exchange. Go's own
+// default list still offers ECDHE with AES-CBC, so it is never left to Go.
+// (Mozilla's DHE suites are not in crypto/tls.)
+var intermediateSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// profileCurves are the key exchanges of both profiles, in order of
+// preference: the hybrid post-quantum X25519MLKEM768 (TLS 1.3 only; Go's
+// default first choice), then Mozilla's X25519, P-256, P-384.
+var profileCurves = []tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384}
+
 // buildServerTLS builds the server side TLS of one terminate/reencrypt
-// route: its certificate through the certmagic cache, client certificate
-// policy, CRLs, OCSP and its own session ticket key, so that a session
-// resumes only on the route that issued it (and so under the same
-// client-auth policy and CAs).
+// route: its certificate through the certmagic cache, its profile
+// (intermediate: TLS 1.2 with ECDHE and AEAD suites only, and TLS 1.3;
+// modern: TLS 1.3 only), client certificate policy, CRLs and OCSP. Session
+// tickets are bound to the server name they were issued for; the caller
+// gives the config its ticket keys (the ring of rt.policy), unless
+// session_ticket_rotation is off.
 func buildServerTLS(ctx context.Context, c *Config, rc *RouteConfig, m *certs.Manager, ocspFor func(certs.OCSPMode) *certs.OCSPChecker) (*routeTLS, error) {
 	t := &rc.TLS
 	st, err := m.LoadStatic(ctx, c.resolve(t.Cert), c.resolve(t.Key))
@@ -37,16 +68,35 @@ func buildServerTLS(ctx context.Context, c *Config, rc *RouteConfig, m *certs.Ma
 		return nil, err
 	}
 	tc := &tls.Config{
-		GetCertificate: st.GetCertificate,
-		MinVersion:     tlsVersions[t.MinVersion],
-		ClientAuth:     clientAuthTypes[t.ClientAuth],
-		NextProtos:     routeALPN(rc),
+		GetCertificate:   st.GetCertificate,
+		MinVersion:       tlsVersions[t.MinVersion],
+		CipherSuites:     slices.Clone(intermediateSuites),
+		CurvePreferences: slices.Clone(profileCurves),
+		ClientAuth:       clientAuthTypes[t.ClientAuth],
+		NextProtos:       routeALPN(rc),
 	}
+	if t.Profile == "modern" {
+		tc.MinVersion = tls.VersionTLS13
+	}
+	if len(t.CipherSuites) > 0 {
+		tc.CipherSuites = tc.CipherSuites[:0]
+		for _, name := range t.CipherSuites {
+			id, err := cipherSuite(name)
+			if err != nil {
+				return nil, err
+			}
+			tc.CipherSuites = append(tc.CipherSuites, id)
+		}
+	}
+	var cas []*x509.Certificate
+	var crls [][]byte
+	mode := certs.OCSPOff
 	if len(t.ClientCA) > 0 {
 		pool, list, err := certs.LoadCAPool(c.resolveAll(t.ClientCA))
 		if err != nil {
 			return nil, err
 		}
+		cas = list
 		tc.ClientCAs = pool
 		v := &certs.ClientVerifier{}
 		if len(t.CRL) > 0 {
@@ -55,9 +105,15 @@ func buildServerTLS(ctx context.Context, c *Config, rc *RouteConfig, m *certs.Ma
 				return nil, err
 			}
 			v.CRL = crl
+			for _, f := range c.resolveAll(t.CRL) {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return nil, fmt.Errorf("reading CRL: %w", err)
+				}
+				crls = append(crls, b)
+			}
 		}
-		mode, err := certs.ParseOCSPMode(t.OCSP)
-		if err != nil {
+		if mode, err = certs.ParseOCSPMode(t.OCSP); err != nil {
 			return nil, err
 		}
 		if mode != certs.OCSPOff {
@@ -65,12 +121,100 @@ func buildServerTLS(ctx context.Context, c *Config, rc *RouteConfig, m *certs.Ma
 		}
 		tc.VerifyConnection = v.VerifyConnection
 	}
-	var key [32]byte
-	if _, err := rand.Read(key[:]); err != nil {
-		return nil, err
+	rt := &routeTLS{server: tc, static: st}
+	if t.SessionTicketRotation < 0 {
+		tc.SessionTicketsDisabled = true // "off": every connection a full handshake
+		return rt, nil
 	}
-	tc.SetSessionTicketKeys([][32]byte{key})
-	return &routeTLS{server: tc, static: st}, nil
+	bindSessions(tc)
+	rt.policy = ticketPolicy(tc, t, cas, crls, mode)
+	return rt, nil
+}
+
+// ticketPolicy hashes what decides who may resume a session, and how: the
+// client certificate policy (client_auth, the client CAs' certificates, the
+// CRLs' bytes, the OCSP mode), the versions, suites, curves and ALPN
+// offered, the profile, and the rotation period of the keys. Two routes
+// with the same policy share ticket keys; any change makes new keys, so a
+// session never resumes under a policy it was not made with (a route that
+// now trusts another CA, revokes a certificate, or requires one).
+func ticketPolicy(tc *tls.Config, t *RouteTLSConfig, cas []*x509.Certificate, crls [][]byte, mode certs.OCSPMode) string {
+	h := sha256.New()
+	field := func(name string, b []byte) {
+		fmt.Fprintf(h, "%s %d\n", name, len(b))
+		h.Write(b)
+	}
+	profile := t.Profile
+	if profile == "" {
+		profile = DefaultTLSProfile
+	}
+	rotation := t.SessionTicketRotation
+	if rotation == 0 {
+		rotation = DefaultTicketRotation
+	}
+	field("profile", []byte(profile))
+	field("rotation", []byte(rotation.String()))
+	field("client_auth", []byte(tc.ClientAuth.String()))
+	field("min_version", []byte(tls.VersionName(tc.MinVersion)))
+	field("ocsp", []byte(mode.String()))
+	for _, id := range tc.CipherSuites {
+		field("suite", []byte(tls.CipherSuiteName(id)))
+	}
+	for _, id := range tc.CurvePreferences {
+		field("curve", []byte(id.String()))
+	}
+	for _, p := range tc.NextProtos {
+		field("alpn", []byte(p))
+	}
+	for _, ca := range cas {
+		field("client_ca", ca.Raw)
+	}
+	for _, b := range crls {
+		field("crl", b)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// httpRouteKey identifies what the HTTPProxy of a protocol http route is
+// built from: the route's keys, its listener's name, the access log switch,
+// the keys of its backend that the proxy uses (tls, connect_timeout,
+// retries, max_response_header_bytes) and the contents of every file they
+// name. A reload that gives a route the same key keeps its proxy, and so
+// its keep-alive client connections; any other change drains them.
+func httpRouteKey(c *Config, lc *ListenerConfig, rc *RouteConfig, bc *BackendConfig) (string, error) {
+	h := sha256.New()
+	retries := 0
+	if bc.Retries != nil {
+		retries = *bc.Retries
+	}
+	err := json.NewEncoder(h).Encode(struct {
+		Listener               string
+		Access                 bool
+		Route                  *RouteConfig
+		BackendTLS             BackendTLSConfig
+		ConnectTimeout         time.Duration
+		Retries                int
+		MaxResponseHeaderBytes int
+	}{lc.Name, c.Log.Access == nil || *c.Log.Access, rc, bc.TLS, bc.ConnectTimeout, retries, bc.MaxResponseHeaderBytes})
+	if err != nil {
+		return "", err
+	}
+	t := &rc.TLS
+	files := append([]string{t.Cert, t.Key}, t.ClientCA...)
+	files = append(files, t.CRL...)
+	files = append(files, bc.TLS.CA, bc.TLS.Cert, bc.TLS.Key)
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		b, err := os.ReadFile(c.resolve(f))
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%d\n", len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // routeALPN is the route's alpn list, or h2 + http/1.1 for protocol http.

@@ -197,7 +197,8 @@ func (c *oneSessionCache) Put(_ string, cs *tls.ClientSessionState) {
 
 // A session from one route must never resume on another: not from the lax
 // route (no client certificate) on the strict one, nor from a route trusting
-// another client CA. Each route has its own ticket keys.
+// another client CA. Routes share ticket keys only when their TLS policy is
+// identical, and a ticket is tied to the server name it was issued for.
 func TestTerminateSessionScopedPerRoute(t *testing.T) {
 	f := newTermFixture(t)
 	tests := []struct {
@@ -207,8 +208,9 @@ func TestTerminateSessionScopedPerRoute(t *testing.T) {
 	}{
 		{"no-cert route to require route", "www.example.com", "api.example.com", nil, false},
 		{"CA2 route to CA1 route", "partner.example.com", "api.example.com", f.partner, false},
-		// Go itself refuses the two above on resumption; this one only the
-		// route's own ticket keys prevent.
+		// Go itself refuses the two above on resumption; this one (an
+		// identical policy, so shared keys) only the ticket's server name
+		// prevents.
 		{"lax route to another lax route", "www.example.com", "static.example.com", nil, true},
 	}
 	for _, tt := range tests {

@@ -17,6 +17,7 @@ func validate(c *Config, ps *Problems) {
 	oneOf(ps, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf(ps, "log.format", c.Log.Format, "json", "console")
 	validateAdmin(c, ps)
+	validateLimits(c, ps)
 	if a := c.Certs.ACME; a != (ACMEConfig{}) {
 		ps.Add("certs.acme", "ACME is not supported yet: remove certs.acme and give each route cert and key files")
 	}
@@ -75,7 +76,7 @@ func validate(c *Config, ps *Problems) {
 		if l.ClientHelloTimeout < 0 {
 			ps.Add(p+".clienthello_timeout", "must be positive, e.g. 5s")
 		}
-		if l.MaxConnections < 0 {
+		if *l.MaxConnections < 0 {
 			ps.Add(p+".max_connections", "must be 0 (unlimited) or more")
 		}
 		checkKeepalive(ps, p+".tcp_keepalive", l.TCPKeepalive)

@@ -15,7 +15,8 @@ func validateRouteModes(c *Config, ps *Problems, rp string, r *RouteConfig, b *B
 	if r.Mode == "passthrough" {
 		t := &r.TLS
 		if t.Cert != "" || t.Key != "" || t.ACME || t.ClientAuth != "" || len(t.ClientCA) > 0 || len(t.CRL) > 0 ||
-			t.OCSP != "" || t.MinVersion != "" || len(t.ALPN) > 0 {
+			t.OCSP != "" || t.MinVersion != "" || len(t.ALPN) > 0 || t.Profile != "" || len(t.CipherSuites) > 0 ||
+			t.SessionTicketRotation != 0 {
 			ps.Add(rp+".tls", "passthrough never decrypts, so it has no tls: remove it, or use mode terminate or reencrypt")
 		}
 		if r.HTTP != (RouteHTTPConfig{}) {
@@ -27,12 +28,16 @@ func validateRouteModes(c *Config, ps *Problems, rp string, r *RouteConfig, b *B
 		if r.Identity.Preset != "" || r.Identity.Headers != nil {
 			ps.Add(rp+".identity", "passthrough never sees the client certificate: the servers verify it themselves; remove identity")
 		}
+		if r.Upgrades != nil || r.StripHeaders != nil {
+			ps.Add(rp, "upgrades and strip_headers are for protocol http routes; passthrough never sees requests")
+		}
 		return
 	}
 	if r.Mode != "terminate" && r.Mode != "reencrypt" {
 		return // already reported
 	}
 	validateServerTLS(c, ps, rp, r)
+	validateRouteHardening(ps, rp, r)
 	h := r.HTTP
 	if r.Protocol != "http" && h != (RouteHTTPConfig{}) {
 		ps.Add(rp+".http", "http limits apply to protocol http routes only")
