@@ -449,25 +449,9 @@ func (b *builder) newHTTP(lc *ListenerConfig, rc *RouteConfig, bc *BackendConfig
 		Access:         access,
 		Listener:       lc.Name,
 		Route:          r.Pattern,
-		Limits: tlsmode.HTTPLimits{
-			ReadHeaderTimeout:     rc.HTTP.ReadHeaderTimeout,
-			IdleTimeout:           rc.HTTP.IdleTimeout,
-			ResponseHeaderTimeout: rc.HTTP.ResponseHeaderTimeout,
-			MaxHeaderBytes:        rc.HTTP.MaxHeaderBytes,
-			MaxRequestBody:        rc.HTTP.MaxRequestBody,
-			WriteTimeout:          rc.HTTP.WriteTimeout,
-			ReadBodyTimeout:       rc.HTTP.ReadBodyTimeout,
-			MaxResponseHeader:     bc.MaxResponseHeaderBytes,
-			H2: tlsmode.H2Limits{
-				MaxConcurrentStreams:    rc.HTTP.H2.MaxConcurrentStreams,
-				ReceiveWindow:           rc.HTTP.H2.ReceiveWindow,
-				ConnectionReceiveWindow: rc.HTTP.H2.ConnectionReceiveWindow,
-				PingInterval:            rc.HTTP.H2.PingInterval,
-				PingTimeout:             rc.HTTP.H2.PingTimeout,
-			},
-		},
-		Upgrades:     rc.Upgrades,
-		StripHeaders: rc.StripHeaders,
+		Limits:         httpLimits(rc, bc),
+		Upgrades:       rc.Upgrades,
+		StripHeaders:   rc.StripHeaders,
 	})
 	k.hp = hp
 	b.closers = append(b.closers, hp)
@@ -551,4 +535,26 @@ func waitAll(chs []<-chan struct{}, d time.Duration) bool {
 		}
 	}
 	return true
+}
+
+// httpLimits are the HTTP proxy's bounds from a route's http keys and its
+// backend's; zero values take tlsmode's defaults.
+func httpLimits(rc *RouteConfig, bc *BackendConfig) tlsmode.HTTPLimits {
+	return tlsmode.HTTPLimits{
+		ReadHeaderTimeout:     rc.HTTP.ReadHeaderTimeout,
+		IdleTimeout:           rc.HTTP.IdleTimeout,
+		ResponseHeaderTimeout: rc.HTTP.ResponseHeaderTimeout,
+		MaxHeaderBytes:        rc.HTTP.MaxHeaderBytes,
+		MaxRequestBody:        rc.HTTP.MaxRequestBody,
+		WriteTimeout:          rc.HTTP.WriteTimeout,
+		ReadBodyTimeout:       rc.HTTP.ReadBodyTimeout,
+		MaxResponseHeader:     bc.MaxResponseHeaderBytes,
+		H2: tlsmode.H2Limits{
+			MaxConcurrentStreams:    rc.HTTP.H2.MaxConcurrentStreams,
+			ReceiveWindow:           rc.HTTP.H2.ReceiveWindow,
+			ConnectionReceiveWindow: rc.HTTP.H2.ConnectionReceiveWindow,
+			PingInterval:            rc.HTTP.H2.PingInterval,
+			PingTimeout:             rc.HTTP.H2.PingTimeout,
+		},
+	}
 }

@@ -45,7 +45,8 @@ type H2Limits struct {
 	PingTimeout             time.Duration // the answer to a ping [15s]
 }
 
-func (l HTTPLimits) withDefaults() HTTPLimits {
+// WithDefaults is l with each zero value replaced by its default.
+func (l HTTPLimits) WithDefaults() HTTPLimits {
 	if l.ReadHeaderTimeout <= 0 {
 		l.ReadHeaderTimeout = 10 * time.Second
 	}
@@ -149,7 +150,7 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 	}
 	p := &HTTPProxy{
 		opt:        opt,
-		limits:     opt.Limits.withDefaults(),
+		limits:     opt.Limits.WithDefaults(),
 		dial:       opt.Dial,
 		transports: map[transportKey]*http.Transport{},
 		requests:   map[string]map[*inflight]struct{}{},
