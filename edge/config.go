@@ -126,6 +126,42 @@ type RouteConfig struct {
 	// is forwarded (site-specific identity or trust headers); a name ending
 	// in "*" is a prefix. Case-insensitive, "_" read as "-".
 	StripHeaders []string `key:"strip_headers"`
+	// Allow admits only the verified client certificates one entry
+	// matches (terminate, reencrypt); any other fails the handshake with
+	// alert 49. nil = every verified certificate.
+	Allow []ClientPatternConfig `key:"allow"`
+	// Authorize are path rules for protocol http routes: the first rule
+	// whose paths (and methods) match a request decides; no match: 403.
+	Authorize []AuthorizeRuleConfig `key:"authorize"`
+	// AllowUnauthenticatedPaths are served to clients without a
+	// certificate (client_auth verify_if_given) on a route with allow or
+	// authorize; every other path gets 403 without one.
+	AllowUnauthenticatedPaths []string `key:"allow_unauthenticated_paths"`
+}
+
+// ClientPatternConfig is one identity pattern: every key set must match
+// the verified client certificate. uri, dns, cn and email are globs ("*"
+// within a path segment or DNS label, "**" across "/" in a URI).
+type ClientPatternConfig struct {
+	URI   string `key:"uri"`
+	DNS   string `key:"dns"`
+	CN    string `key:"cn"`
+	Email string `key:"email"`
+	// Issuer is a CA's subject DN (RFC 4514, as
+	// `openssl x509 -noout -subject -nameopt RFC2253` prints it; a value
+	// with "=") or a PEM file of CA certificates: the chain went through
+	// that CA.
+	Issuer string `key:"issuer"`
+	// SHA256 pins certificates by the SHA-256 of their DER (hex, colons
+	// allowed).
+	SHA256 []string `key:"sha256"`
+}
+
+// AuthorizeRuleConfig is one path rule of a protocol http route.
+type AuthorizeRuleConfig struct {
+	Paths   []string              `key:"paths"`
+	Methods []string              `key:"methods"`
+	Allow   []ClientPatternConfig `key:"allow"` // nil = any verified certificate
 }
 
 // RouteHTTPConfig bounds what clients and servers of a protocol http route

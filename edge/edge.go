@@ -398,6 +398,9 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 		b.tickets.attach(rt.policy, rc.TLS.SessionTicketRotation, rt.server)
 	}
 	t := &tlsmode.Terminate{TLS: rt.server, Backend: pool, HandshakeTimeout: lc.HandshakeTimeout}
+	if t.Allow, err = buildAllowList(b.cfg, rc.Allow); err != nil {
+		return nil, err
+	}
 	if rc.Mode == "reencrypt" {
 		bc := b.cfg.backend(rc.Backend)
 		if t.Upstream, err = buildUpstreamTLS(b.cfg, bc); err != nil {
@@ -431,6 +434,10 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 
 // newHTTP builds the HTTP proxy of a protocol http route.
 func (b *builder) newHTTP(lc *ListenerConfig, rc *RouteConfig, bc *BackendConfig, r *Route, pool *Pool, upstream *tls.Config, access bool) (*keptHTTP, error) {
+	authz, err := buildHTTPAuthz(b.cfg, rc)
+	if err != nil {
+		return nil, err
+	}
 	id, err := tlsmode.ParseIdentity(rc.Identity.Preset, rc.Identity.Headers)
 	if err != nil {
 		return nil, err
@@ -452,6 +459,7 @@ func (b *builder) newHTTP(lc *ListenerConfig, rc *RouteConfig, bc *BackendConfig
 		Limits:         httpLimits(rc, bc),
 		Upgrades:       rc.Upgrades,
 		StripHeaders:   rc.StripHeaders,
+		Authz:          authz,
 	})
 	k.hp = hp
 	b.closers = append(b.closers, hp)

@@ -12,6 +12,7 @@ import (
 // validateRouteModes checks what depends on a route's mode: tls, protocol,
 // identity and the backend's tls for reencrypt.
 func validateRouteModes(c *Config, ps *Problems, rp string, r *RouteConfig, b *BackendConfig, bp string) {
+	validateRouteAuthz(c, ps, rp, r)
 	if r.Mode == "passthrough" {
 		t := &r.TLS
 		if t.Cert != "" || t.Key != "" || t.ACME || t.ClientAuth != "" || len(t.ClientCA) > 0 || len(t.CRL) > 0 ||

@@ -107,10 +107,13 @@ type HTTPOptions struct {
 	// StripHeaders are more request headers removed before forwarding; a
 	// name ending in "*" is a prefix.
 	StripHeaders []string
-	Log          zerolog.Logger
-	Access       bool // one log line per request
-	Listener     string
-	Route        string
+	// Authz decides which client identities may send which requests;
+	// nil admits every request.
+	Authz    *HTTPAuthz
+	Log      zerolog.Logger
+	Access   bool // one log line per request
+	Listener string
+	Route    string
 }
 
 // HTTPProxy serves HTTP/1.1, HTTP/2 and WebSocket upgrades on the
@@ -428,6 +431,15 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c.Routes != nil && c.Routes.MatchRoute(rs.host) != c.Route {
 		rs.err = errMisdirected
 		http.Error(rw, "421 misdirected request: this connection's TLS name does not serve host "+rs.host, http.StatusMisdirectedRequest)
+		return
+	}
+	// Who may reach what: after the Host binding, before any server.
+	if status, why := p.opt.Authz.Check(r, cs.tls); status != 0 {
+		rs.err = fmt.Errorf("%s: %s", strings.ToLower(http.StatusText(status)), why)
+		if rs.closeUnless101 != nil {
+			cs.endWith(rs.err.Error())
+		}
+		http.Error(rw, strconv.Itoa(status)+" "+strings.ToLower(http.StatusText(status))+": "+why, status)
 		return
 	}
 	// A reverse proxy tunnels nothing: inside a tunnel no header would be

@@ -3,6 +3,7 @@ package tlsmode
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -33,6 +34,13 @@ type Terminate struct {
 	Upstream *tls.Config
 	// HTTP, when set, serves protocol http; nil = protocol tcp.
 	HTTP *HTTPProxy
+	// Allow, when not nil, admits only the verified client certificates
+	// one of its entries matches; any other verified certificate fails the
+	// handshake with alert 49 (access_denied). A client without a
+	// certificate (client_auth verify_if_given) passes the handshake: an
+	// http route then serves it only its unauthenticated paths, a tcp
+	// route closes it.
+	Allow AllowList
 }
 
 // replayConn gives back the peeked ClientHello before reading on, so
@@ -60,7 +68,14 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 	if t.HTTP != nil {
 		writeTimeout = t.HTTP.limits.WriteTimeout
 	}
-	tc := tls.Server(&replayConn{Conn: c.counted(writeTimeout), buf: c.Peeked}, t.TLS)
+	var under net.Conn = &replayConn{Conn: c.counted(writeTimeout), buf: c.Peeked}
+	cfg := t.TLS
+	var denied *denyConn
+	if t.Allow != nil {
+		denied = &denyConn{Conn: under}
+		under, cfg = denied, allowTLS(t.TLS, t.Allow, denied)
+	}
+	tc := tls.Server(under, cfg)
 	// The log, metrics and directory count bytes on the client's socket,
 	// TLS records included, as for passthrough.
 	defer func() { c.BytesUp, c.BytesDown = c.live.up.Load(), c.live.down.Load() }()
@@ -75,6 +90,12 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 	if err != nil {
 		tc.Close()
 		c.Reason = "client tls handshake: " + err.Error()
+		if denied != nil && errors.Is(err, ErrAccessDenied) {
+			denied.mu.Lock()
+			c.Client = denied.client
+			denied.mu.Unlock()
+			c.Reason = "access denied: " + ErrAccessDenied.Error()
+		}
 		return err
 	}
 	cs := tc.ConnectionState()
@@ -85,6 +106,11 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 	}
 	if t.HTTP != nil {
 		return t.HTTP.ServeConn(ctx, tc, c)
+	}
+	if t.Allow != nil && len(cs.VerifiedChains) == 0 {
+		tc.Close()
+		c.Reason = "access denied: no client certificate"
+		return ErrAccessDenied
 	}
 	return t.serveTCP(ctx, tc, &cs, c)
 }

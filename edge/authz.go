@@ -1,0 +1,171 @@
+package edge
+
+// Authorization by client identity: validating and building a route's
+// allow list, path rules and unauthenticated paths.
+
+import (
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/tlsedge/tlsedge/certs"
+	"github.com/tlsedge/tlsedge/tlsmode"
+)
+
+// hasAuthz reports whether the route sets any authorization key.
+func (r *RouteConfig) hasAuthz() bool {
+	return r.Allow != nil || r.Authorize != nil || r.AllowUnauthenticatedPaths != nil
+}
+
+// validateRouteAuthz checks a route's allow, authorize and
+// allow_unauthenticated_paths.
+func validateRouteAuthz(c *Config, ps *Problems, rp string, r *RouteConfig) {
+	if !r.hasAuthz() {
+		return
+	}
+	if r.Mode == "passthrough" {
+		ps.Add(rp, "allow, authorize and allow_unauthenticated_paths need the client's identity, which passthrough never sees (the servers verify it): use mode terminate or reencrypt, or remove them")
+		return
+	}
+	if r.TLS.ClientAuth != "require" && r.TLS.ClientAuth != "verify_if_given" {
+		ps.Add(rp+".tls.client_auth", "allow and authorize match verified client certificates: set client_auth: require (or verify_if_given) with client_ca")
+	}
+	if r.Allow != nil && len(r.Allow) == 0 {
+		ps.Add(rp+".allow", "an empty list admits no one: list identity patterns, or remove allow to admit every verified certificate")
+	}
+	for i := range r.Allow {
+		validatePattern(c, ps, fmt.Sprintf("%s.allow[%d]", rp, i), &r.Allow[i])
+	}
+	if r.Protocol != "http" {
+		if r.Authorize != nil || r.AllowUnauthenticatedPaths != nil {
+			ps.Add(rp, "authorize and allow_unauthenticated_paths apply to requests: use protocol http, or only allow")
+		}
+		return
+	}
+	if r.Authorize != nil && len(r.Authorize) == 0 {
+		ps.Add(rp+".authorize", "an empty list refuses every request: list rules, or remove authorize")
+	}
+	for i, rule := range r.Authorize {
+		p := fmt.Sprintf("%s.authorize[%d]", rp, i)
+		if len(rule.Paths) == 0 {
+			ps.Add(p+".paths", "missing: list the path prefixes this rule decides, e.g. [/v1/telemetry]")
+		}
+		for j, path := range rule.Paths {
+			validatePath(ps, fmt.Sprintf("%s.paths[%d]", p, j), path)
+		}
+		for j, m := range rule.Methods {
+			if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t/") {
+				ps.Add(fmt.Sprintf("%s.methods[%d]", p, j), "%q is not a method: write it upper case, e.g. GET", m)
+			}
+		}
+		if rule.Allow != nil && len(rule.Allow) == 0 {
+			ps.Add(p+".allow", "an empty list admits no one: list identity patterns, or remove allow to admit every verified certificate")
+		}
+		for j := range rule.Allow {
+			validatePattern(c, ps, fmt.Sprintf("%s.allow[%d]", p, j), &rule.Allow[j])
+		}
+	}
+	if r.AllowUnauthenticatedPaths != nil && r.TLS.ClientAuth != "verify_if_given" {
+		ps.Add(rp+".allow_unauthenticated_paths", "only clients without a certificate use these paths, and client_auth %q admits none: set client_auth: verify_if_given, or remove the key", r.TLS.ClientAuth)
+	}
+	for j, path := range r.AllowUnauthenticatedPaths {
+		validatePath(ps, fmt.Sprintf("%s.allow_unauthenticated_paths[%d]", rp, j), path)
+	}
+}
+
+func validatePath(ps *Problems, p, path string) {
+	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?#%\\;*") || strings.Contains(path, "//") ||
+		strings.Contains(path+"/", "/./") || strings.Contains(path+"/", "/../") {
+		ps.Add(p, "%q is not a path prefix: write a plain absolute path such as /v1/telemetry (no query, encoding, globs or dot segments)", path)
+	}
+}
+
+func validatePattern(c *Config, ps *Problems, p string, e *ClientPatternConfig) {
+	if e.URI == "" && e.DNS == "" && e.CN == "" && e.Email == "" && e.Issuer == "" && e.SHA256 == nil {
+		ps.Add(p, "an empty entry admits no one: set uri, dns, cn, email, issuer or sha256")
+	}
+	for _, g := range []struct{ key, v string }{{"uri", e.URI}, {"dns", e.DNS}, {"cn", e.CN}, {"email", e.Email}} {
+		if strings.ContainsFunc(g.v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			ps.Add(p+"."+g.key, "contains a control character")
+		}
+		if strings.Contains(g.v, "***") {
+			ps.Add(p+"."+g.key, "%q: use * (within a segment or label) or ** (across / in a URI)", g.v)
+		}
+	}
+	if strings.Contains(e.DNS, "**") || strings.Contains(e.CN, "**") || strings.Contains(e.Email, "**") {
+		ps.Add(p, "** (across /) is for uri patterns only")
+	}
+	for j, h := range e.SHA256 {
+		if _, err := parsePin(h); err != nil {
+			ps.Add(fmt.Sprintf("%s.sha256[%d]", p, j), "%v", err)
+		}
+	}
+	if e.Issuer != "" && !strings.Contains(e.Issuer, "=") {
+		if _, _, err := certs.LoadCAPool(c.resolveAll([]string{e.Issuer})); err != nil {
+			ps.Add(p+".issuer", "neither a DN (CN=...,O=...) nor a readable PEM file of CA certificates: %v", err)
+		}
+	}
+}
+
+// parsePin reads a SHA-256 pin: 64 hex digits, colons allowed.
+func parsePin(s string) ([32]byte, error) {
+	var pin [32]byte
+	b, err := hex.DecodeString(strings.ReplaceAll(s, ":", ""))
+	if err != nil || len(b) != 32 {
+		return pin, fmt.Errorf("%q is not a SHA-256 (64 hex digits, e.g. from openssl x509 -noout -fingerprint -sha256)", s)
+	}
+	copy(pin[:], b)
+	return pin, nil
+}
+
+// buildAllowList turns validated patterns into matchers (CA files read).
+func buildAllowList(c *Config, list []ClientPatternConfig) (tlsmode.AllowList, error) {
+	if list == nil {
+		return nil, nil
+	}
+	out := make(tlsmode.AllowList, 0, len(list))
+	for _, e := range list {
+		p := tlsmode.ClientPattern{URI: e.URI, DNS: e.DNS, CN: e.CN, Email: e.Email}
+		switch {
+		case strings.Contains(e.Issuer, "="):
+			p.IssuerDN = e.Issuer
+		case e.Issuer != "":
+			_, cas, err := certs.LoadCAPool(c.resolveAll([]string{e.Issuer}))
+			if err != nil {
+				return nil, err
+			}
+			p.IssuerCAs = append([]*x509.Certificate(nil), cas...)
+		}
+		for _, h := range e.SHA256 {
+			pin, err := parsePin(h)
+			if err != nil {
+				return nil, err
+			}
+			p.SHA256 = append(p.SHA256, pin)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// buildHTTPAuthz is the request authorization of a protocol http route;
+// nil when it sets none of the keys.
+func buildHTTPAuthz(c *Config, rc *RouteConfig) (*tlsmode.HTTPAuthz, error) {
+	if !rc.hasAuthz() {
+		return nil, nil
+	}
+	a := &tlsmode.HTTPAuthz{Identified: true, Unauthenticated: rc.AllowUnauthenticatedPaths}
+	for _, rule := range rc.Authorize {
+		allow, err := buildAllowList(c, rule.Allow)
+		if err != nil {
+			return nil, err
+		}
+		methods := rule.Methods
+		if methods != nil && len(methods) == 0 {
+			methods = nil
+		}
+		a.Rules = append(a.Rules, tlsmode.PathRule{Paths: rule.Paths, Methods: methods, Allow: allow})
+	}
+	return a, nil
+}
