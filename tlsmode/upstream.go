@@ -85,15 +85,16 @@ func (u *Upstream) Close() error {
 // proxyHeader formats the PROXY header of a passthrough connection: v2
 // carries the SNI as PP2_TYPE_AUTHORITY and the first ALPN protocol offered
 // as PP2_TYPE_ALPN (HAProxy sends the negotiated one; in passthrough only the
-// offer is known).
+// offer is known). Both are the client's text: control bytes are
+// percent-encoded as in the SSL TLVs (pp2Text).
 func proxyHeader(version byte, c *Conn) ([]byte, error) {
 	var tlvs []proxyproto.TLV
 	if version == 2 && c.Hello != nil {
 		if c.Hello.ServerName != "" {
-			tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte(c.Hello.ServerName)})
+			tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte(pp2Text(c.Hello.ServerName))})
 		}
 		if len(c.Hello.ALPN) > 0 {
-			tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_ALPN, Value: []byte(c.Hello.ALPN[0])})
+			tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_ALPN, Value: []byte(pp2Text(c.Hello.ALPN[0]))})
 		}
 	}
 	return proxyHeaderTLVs(version, c, tlvs)
