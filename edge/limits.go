@@ -78,7 +78,7 @@ func (t *ipLimiter) admit(a netip.Addr, lim ipLimits, now time.Time) (kind, reas
 	if lim.off() {
 		return "", "", false
 	}
-	a = a.Unmap()
+	a = limitKey(a)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
@@ -110,12 +110,24 @@ func (t *ipLimiter) admit(a netip.Addr, lim ipLimits, now time.Time) (kind, reas
 
 // release ends a connection admit counted (held true).
 func (t *ipLimiter) release(a netip.Addr) {
-	a = a.Unmap()
+	a = limitKey(a)
 	t.mu.Lock()
 	if e := t.m[a]; e != nil && e.open > 0 {
 		e.open--
 	}
 	t.mu.Unlock()
+}
+
+// limitKey is the client a per-IP limit counts: an IPv4 address, or an
+// IPv6 address's /64 (one host usually has a whole /64, so counting single
+// IPv6 addresses would let it open connections without bound).
+func limitKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
 }
 
 // refill brings the bucket up to now: rate tokens a second, at most the

@@ -231,7 +231,7 @@ func (p *Pool) Connect(ctx context.Context, c *tlsmode.Conn) (*tlsmode.Upstream,
 // queuePoll is how often a connection waiting for a server slot picks
 // again even without a release: a server may have come up, or its weight
 // changed.
-const queuePoll = 250 * time.Millisecond
+var queuePoll = 250 * time.Millisecond // a var: tests set it to an hour to see the wake-ups alone
 
 // acquire picks a server for key (skip: servers already tried) and takes a
 // slot on it. With max_connections_per_server, servers at the cap are

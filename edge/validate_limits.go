@@ -85,6 +85,9 @@ func validateRouteHardening(ps *Problems, rp string, r *RouteConfig) {
 		if u == "" || strings.ContainsAny(u, " \t,/") {
 			ps.Add(fmt.Sprintf("%s.upgrades[%d]", rp, j), "%q is not a protocol token such as websocket", u)
 		}
+		if strings.EqualFold(u, "h2c") {
+			ps.Add(fmt.Sprintf("%s.upgrades[%d]", rp, j), "h2c cannot be allowed: inside the tunnel tlsedge would check no Host and strip no header; clients reach HTTP/2 over TLS with ALPN h2")
+		}
 	}
 	for j, name := range r.StripHeaders {
 		if n := strings.TrimSuffix(name, "*"); n == "" || strings.ContainsAny(n, " \t:*") {
@@ -94,8 +97,19 @@ func validateRouteHardening(ps *Problems, rp string, r *RouteConfig) {
 	if h.ReadBodyTimeout < 0 {
 		ps.Add(rp+".http.read_body_timeout", "must be positive, e.g. 60s (0 = the default)")
 	}
-	if h.H2.MaxConcurrentStreams < 0 || h.H2.ReceiveWindow < 0 || h.H2.ConnectionReceiveWindow < 0 || h.H2.PingTimeout < 0 {
-		ps.Add(rp+".http.h2", "max_concurrent_streams, receive_window, connection_receive_window and ping_timeout must be 0 (the default) or positive")
+	if h.H2.MaxConcurrentStreams < 0 || h.H2.MaxConcurrentStreams > 1<<20 {
+		ps.Add(rp+".http.h2.max_concurrent_streams", "must be 0 (the default, 100) to 1048576")
+	}
+	// RFC 9113 §6.9.1 and Go's HTTP/2 server: a window outside these
+	// bounds would silently become Go's default.
+	if w := h.H2.ReceiveWindow; w != 0 && (w < 1 || w > 1<<31-1) {
+		ps.Add(rp+".http.h2.receive_window", "must be 0 (the default, 1 MiB) or 1 to 2147483647 bytes")
+	}
+	if w := h.H2.ConnectionReceiveWindow; w != 0 && (w < 65535 || w > 1<<31-1) {
+		ps.Add(rp+".http.h2.connection_receive_window", "must be 0 (the default, 1 MiB) or 65535 to 2147483647 bytes (HTTP/2's initial connection window is 65535)")
+	}
+	if h.H2.PingTimeout < 0 {
+		ps.Add(rp+".http.h2.ping_timeout", "must be 0 (the default) or positive")
 	}
 	if d := h.H2.PingInterval; d < 0 && d != -1 {
 		ps.Add(rp+".http.h2.ping_interval", "must be a positive duration such as 30s, or off")
