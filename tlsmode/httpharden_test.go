@@ -156,7 +156,7 @@ func TestHardenReadBodyTimeout(t *testing.T) {
 	if err := h.closed(t); err != nil {
 		t.Errorf("ServeConn: %v", err)
 	}
-	if want := "client timeout: no request body byte for read_body_timeout 300ms"; h.c.Reason != want {
+	if want := "client timeout: request body of 100 bytes not complete within read_body_timeout 300ms"; h.c.Reason != want {
 		t.Errorf("reason: got %q; want %q", h.c.Reason, want)
 	}
 	if n := h.srv.Active(); n != 0 {

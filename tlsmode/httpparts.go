@@ -129,14 +129,17 @@ func (b *bufferPool) Put(buf []byte) {
 	}
 }
 
-// h2BufferBody is the largest HTTP/2 request body with a content-length
-// that is read whole before the request goes to a server: the DATA must add
-// up to the content-length (RFC 9113 §8.1.1: a malformed request is not
-// forwarded), so a mismatch (the content-length: 0 plus DATA of an
-// HTTP/2-to-1 downgrade attack) never reaches a server. Larger bodies are
-// streamed; net/http still refuses a mismatch, but the server has seen the
-// head by then and sees the request aborted.
-const h2BufferBody = 64 << 10
+// bufferBody is the largest request body with a declared length that is
+// read whole before a server is picked, within read_body_timeout in all:
+// a client that trickles its body holds its own connection, never a server
+// slot. For HTTP/2 the DATA must also add up to the content-length (RFC
+// 9113 §8.1.1: a malformed request is not forwarded), so a mismatch (the
+// content-length: 0 plus DATA of an HTTP/2-to-1 downgrade attack) never
+// reaches a server. Larger or chunked bodies are streamed, each wait for
+// bytes bounded by read_body_timeout; net/http still refuses an HTTP/2
+// mismatch, but the server has seen the head by then and sees the request
+// aborted.
+const bufferBody = 64 << 10
 
 // timedBody is a request body whose every wait for bytes is bounded by
 // read_body_timeout: the read deadline is set before each Read (HTTP/1:
@@ -149,7 +152,8 @@ type timedBody struct {
 	guard    *h1Guard // HTTP/1; nil for HTTP/2
 	timedOut atomic.Bool
 	refused  atomic.Pointer[string]
-	ended    bool // Read returned an error (EOF included): no more deadlines
+	ended    bool      // Read returned an error (EOF included): no more deadlines
+	by       time.Time // when set, the whole body must have arrived by then
 }
 
 func (b *timedBody) Read(p []byte) (int, error) {
@@ -157,7 +161,11 @@ func (b *timedBody) Read(p []byte) (int, error) {
 		// Not after the end: net/http (HTTP/1) clears the connection's
 		// read deadline when the body ends, for its wait on the next
 		// request, which must not inherit ours.
-		_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+		d := time.Now().Add(b.timeout)
+		if !b.by.IsZero() && b.by.Before(d) {
+			d = b.by
+		}
+		_ = b.rc.SetReadDeadline(d)
 	}
 	n, err := b.ReadCloser.Read(p)
 	b.ended = b.ended || err != nil
@@ -194,6 +202,9 @@ func (p *HTTPProxy) bodyFailed(w http.ResponseWriter, r *http.Request, rs *reqSt
 	}
 	if rs.body.timedOut.Load() {
 		why := fmt.Sprintf("client timeout: no request body byte for read_body_timeout %v", p.limits.ReadBodyTimeout)
+		if !rs.body.by.IsZero() {
+			why = fmt.Sprintf("client timeout: request body of %d bytes not complete within read_body_timeout %v", r.ContentLength, p.limits.ReadBodyTimeout)
+		}
 		rs.err = errors.New(why)
 		if h1 {
 			w.Header().Set("Connection", "close")
@@ -206,32 +217,35 @@ func (p *HTTPProxy) bodyFailed(w http.ResponseWriter, r *http.Request, rs *reqSt
 	return false
 }
 
-// bufferH2Body reads an HTTP/2 request body of a declared length (at most
-// h2BufferBody) whole and checks that the stream ends there; the request
-// then goes on with the buffered body. On a failure it answers (400 for a
-// length mismatch, 408 for a timeout; nothing for a client gone) and
-// reports false.
-func (p *HTTPProxy) bufferH2Body(w http.ResponseWriter, r *http.Request, rs *reqState) bool {
-	buf := make([]byte, r.ContentLength)
-	_, err := io.ReadFull(r.Body, buf)
-	if err == nil {
-		var one [1]byte
-		switch _, err = io.ReadFull(r.Body, one[:]); err {
-		case io.EOF:
-			err = nil
-		case nil:
-			err = errors.New("more DATA than its content-length")
-		}
+// readBody reads a request body of a declared length (at most bufferBody)
+// whole, within read_body_timeout, and checks that it ends there; the
+// request then goes on with the buffered body. The buffer grows as bytes
+// arrive (a declared length alone allocates nothing). On a failure it
+// answers (400 for a length mismatch, 408 for a timeout; nothing for a
+// client gone) and reports false.
+func (p *HTTPProxy) readBody(w http.ResponseWriter, r *http.Request, rs *reqState) bool {
+	rs.body.by = time.Now().Add(p.limits.ReadBodyTimeout)
+	var buf bytes.Buffer
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, r.ContentLength+1))
+	switch {
+	case err != nil:
+	case int64(buf.Len()) < r.ContentLength:
+		err = io.ErrUnexpectedEOF
+	case int64(buf.Len()) > r.ContentLength:
+		err = errors.New("more DATA than its content-length")
 	}
 	if err == nil {
-		r.Body = io.NopCloser(bytes.NewReader(buf))
+		r.Body = io.NopCloser(bytes.NewReader(buf.Bytes()))
 		return true
 	}
 	rs.err = err
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close") // where the body ends is unknown
+	}
 	switch {
 	case p.bodyFailed(w, r, rs):
 	case strings.Contains(err.Error(), "Content-Length") || strings.Contains(err.Error(), "content-length") || errors.Is(err, io.ErrUnexpectedEOF):
-		rs.err = fmt.Errorf("bad request: HTTP/2 request body does not match its content-length: %w", err)
+		rs.err = fmt.Errorf("bad request: request body does not match its content-length: %w", err)
 		http.Error(w, "400 bad request: the request body does not match its content-length", http.StatusBadRequest)
 	case r.Context().Err() != nil:
 		rs.err = context.Canceled // the client reset the stream: logged as 499

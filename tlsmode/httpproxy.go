@@ -122,8 +122,8 @@ type HTTPOptions struct {
 // key). It is built once per route at load and shared by its connections.
 //
 // Hardening: HTTP/1.x connections are read through the smuggling guard
-// (h1guard.go); an HTTP/2 request body of a declared length up to
-// h2BufferBody is read whole before a server is picked (httpparts.go);
+// (h1guard.go); a request body of a declared length up to bufferBody is
+// read whole before a server is picked (httpparts.go);
 // every wait for request body bytes is bounded by Limits.ReadBodyTimeout
 // (408); CONNECT is refused (405) and Upgrade only to Upgrades (400); the
 // identity headers of other proxies and StripHeaders are removed.
@@ -428,6 +428,14 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// SNI/Host binding: the Host must select the very route this
 	// connection handshook on, or a client could use a lax route's
 	// handshake (or HTTP/2 connection coalescing) to reach a strict one.
+	if rs.host == "" && r.Host != "" {
+		rs.err = fmt.Errorf("bad request: invalid Host %s", strconv.QuoteToASCII(r.Host))
+		if r.ProtoMajor == 1 {
+			rw.Header().Set("Connection", "close")
+		}
+		http.Error(rw, "400 bad request: invalid Host", http.StatusBadRequest)
+		return
+	}
 	if c.Routes != nil && c.Routes.MatchRoute(rs.host) != c.Route {
 		rs.err = errMisdirected
 		http.Error(rw, "421 misdirected request: this connection's TLS name does not serve host "+rs.host, http.StatusMisdirectedRequest)
@@ -470,8 +478,8 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		rs.body = &timedBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: p.limits.ReadBodyTimeout, guard: cs.guard}
 		r.Body = rs.body
-		if r.ProtoMajor == 2 && r.ContentLength >= 0 && r.ContentLength <= h2BufferBody {
-			if !p.bufferH2Body(rw, r, rs) {
+		if r.ContentLength >= 0 && r.ContentLength <= bufferBody {
+			if !p.readBody(rw, r, rs) {
 				return
 			}
 		}
@@ -656,12 +664,19 @@ func (p *HTTPProxy) accessLog(c *Conn, r *http.Request, w *statusWriter, rs *req
 }
 
 // requestHost lowercases the Host (or :authority), drops the port and one
-// trailing dot: the same normal form as SNI.
+// trailing dot: the same normal form as SNI. "" for a Host servers could read
+// differently (more than one ":" outside brackets, a port that is not
+// digits).
 func requestHost(h string) string {
-	if host, _, err := net.SplitHostPort(h); err == nil {
+	if host, port, err := net.SplitHostPort(h); err == nil {
+		if strings.Trim(port, "0123456789") != "" {
+			return "" // servers disagree on "host:abc"
+		}
 		h = host
 	} else if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
 		h = h[1 : len(h)-1]
+	} else if strings.Contains(h, ":") {
+		return "" // "a:443:443": servers disagree on which part is the host
 	}
 	return strings.TrimSuffix(strings.ToLower(h), ".")
 }

@@ -90,6 +90,9 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 	if err != nil {
 		tc.Close()
 		c.Reason = "client tls handshake: " + err.Error()
+		if errors.Is(err, context.DeadlineExceeded) {
+			c.Reason = ReasonHandshakeTimeout // handshake_timeout, as for passthrough
+		}
 		if denied != nil && errors.Is(err, ErrAccessDenied) {
 			denied.mu.Lock()
 			c.Client = denied.client
