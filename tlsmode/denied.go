@@ -91,10 +91,9 @@ func (d *denyConn) Write(p []byte) (int, error) {
 		return d.Conn.Write(p)
 	}
 	out := p
-	switch {
-	case bytes.Equal(p, []byte{recordTypeAlert, 3, 3, 0, 2, alertLevelFatal, alertBadCertificate}):
-		out = []byte{recordTypeAlert, 3, 3, 0, 2, alertLevelFatal, AlertAccessDenied}
-	case secret != nil:
+	if r := plainAlert(p); r != nil {
+		out = r
+	} else if secret != nil {
 		if r := resealAlert(p, suite, secret); r != nil {
 			out = r
 		}
@@ -103,6 +102,28 @@ func (d *denyConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// plainAlert returns p with its plaintext fatal bad_certificate alert
+// record made access_denied, nil when it has none. p may start with other
+// plaintext records written in the same flush (a TLS 1.2 resumption sends
+// its ServerHello with the alert); a ChangeCipherSpec ends the search, as
+// what follows it is encrypted.
+func plainAlert(p []byte) []byte {
+	const recordTypeHandshake = 22 // a ChangeCipherSpec (20) or anything else stops the walk
+	for i := 0; i+5 <= len(p); {
+		typ, n := p[i], int(binary.BigEndian.Uint16(p[i+3:i+5]))
+		if i+5+n > len(p) || (typ != recordTypeHandshake && typ != recordTypeAlert) {
+			return nil
+		}
+		if typ == recordTypeAlert && n == 2 && p[i+5] == alertLevelFatal && p[i+6] == alertBadCertificate {
+			out := append([]byte(nil), p...)
+			out[i+6] = AlertAccessDenied
+			return out
+		}
+		i += 5 + n
+	}
+	return nil
 }
 
 // resealAlert returns the TLS 1.3 record rec, which must hold exactly the

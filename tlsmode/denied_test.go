@@ -119,3 +119,24 @@ func TestResealAlert(t *testing.T) {
 		}
 	}
 }
+
+// plainAlert finds the alert after the ServerHello a TLS 1.2 resumption
+// flushes with it, and never looks past a ChangeCipherSpec.
+func TestPlainAlert(t *testing.T) {
+	hello := []byte{22, 3, 3, 0, 4, 2, 0, 0, 0}
+	alert := []byte{21, 3, 3, 0, 2, 2, 42}
+	got := plainAlert(append(append([]byte(nil), hello...), alert...))
+	if want := append(append([]byte(nil), hello...), 21, 3, 3, 0, 2, 2, 49); string(got) != string(want) {
+		t.Fatalf("ServerHello + alert: got % x, want % x", got, want)
+	}
+	if got := plainAlert(alert); string(got) != string([]byte{21, 3, 3, 0, 2, 2, 49}) {
+		t.Fatalf("alert alone: got % x", got)
+	}
+	ccs := []byte{20, 3, 3, 0, 1, 1}
+	if got := plainAlert(append(append([]byte(nil), ccs...), alert...)); got != nil {
+		t.Fatalf("an alert after a ChangeCipherSpec was rewritten: % x", got)
+	}
+	if got := plainAlert([]byte{21, 3, 3, 0, 2, 2, 40}); got != nil {
+		t.Fatalf("another alert was rewritten: % x", got)
+	}
+}
