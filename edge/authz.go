@@ -21,6 +21,9 @@ func (r *RouteConfig) hasAuthz() bool {
 // validateRouteAuthz checks a route's allow, authorize and
 // allow_unauthenticated_paths.
 func validateRouteAuthz(c *Config, ps *Problems, rp string, r *RouteConfig) {
+	if r.ReauthorizeOnReload != nil && r.Mode == "passthrough" {
+		ps.Add(rp+".reauthorize_on_reload", "passthrough never sees the client certificate, so there is nothing to check again: remove it")
+	}
 	if !r.hasAuthz() {
 		return
 	}

@@ -137,6 +137,10 @@ type RouteConfig struct {
 	// certificate (client_auth verify_if_given) on a route with allow or
 	// authorize; every other path gets 403 without one.
 	AllowUnauthenticatedPaths []string `key:"allow_unauthenticated_paths"`
+	// ReauthorizeOnReload: after a reload, open connections whose client
+	// the route no longer admits (allow, client_ca, CRL) are ended. nil =
+	// true.
+	ReauthorizeOnReload *bool `key:"reauthorize_on_reload"`
 }
 
 // ClientPatternConfig is one identity pattern: every key set must match

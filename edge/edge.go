@@ -170,7 +170,7 @@ func (e *Edge) apply(cfg *Config) error {
 	}
 	// 2. Build every listener's state, with the TLS of terminate routes.
 	b := &builder{e: e, cfg: cfg, pools: pools, tickets: e.tickets.stage(),
-		kept: map[string]*keptHTTP{}, rebind: map[*keptHTTP]*Pool{}}
+		kept: map[string]*keptHTTP{}, rebind: map[*keptHTTP]*Pool{}, authz: map[*keptHTTP]*tlsmode.HTTPAuthz{}}
 	states := make(map[string]*listenerState, len(cfg.Listeners))
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
@@ -212,6 +212,7 @@ func (e *Edge) apply(cfg *Config) error {
 		// connections old and new, before the new tables send any.
 		k.pool.Store(p)
 		k.hp.SetBackend(p)
+		k.hp.SetAuthz(b.authz[k])
 	}
 	e.tickets.commit(b.tickets)
 	for _, r := range b.routes {
@@ -258,6 +259,7 @@ func (e *Edge) apply(cfg *Config) error {
 		e.log.Info().Str("listener", l.state.Load().name).Str("address", l.ln.Addr().String()).Msg("listening")
 	}
 	e.health.update(pools)
+	e.reauthorize(b.routes)
 	for key, k := range e.http {
 		if b.kept[key] != k {
 			k.hp.Close() // a changed or removed route: its keep-alive connections drain
@@ -285,12 +287,13 @@ type builder struct {
 	cfg     *Config
 	pools   map[string]*Pool
 	statics []*certs.Static
-	closers []io.Closer                     // the HTTP proxies made by this build: closed when it is dropped
-	http    map[string][]*tlsmode.HTTPProxy // by backend name
-	routes  []*Route                        // every route built, for their metric handles
-	tickets *ticketStage                    // the ticket key rings of the routes built
-	kept    map[string]*keptHTTP            // the HTTP proxies of the config built, by httpRouteKey
-	rebind  map[*keptHTTP]*Pool             // proxies kept from the running config, and their new pool
+	closers []io.Closer                      // the HTTP proxies made by this build: closed when it is dropped
+	http    map[string][]*tlsmode.HTTPProxy  // by backend name
+	routes  []*Route                         // every route built, for their metric handles
+	tickets *ticketStage                     // the ticket key rings of the routes built
+	kept    map[string]*keptHTTP             // the HTTP proxies of the config built, by httpRouteKey
+	rebind  map[*keptHTTP]*Pool              // proxies kept from the running config, and their new pool
+	authz   map[*keptHTTP]*tlsmode.HTTPAuthz // the kept proxies' request rules in the config built
 }
 
 func (b *builder) closeAll() {
@@ -401,6 +404,14 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 	if t.Allow, err = buildAllowList(b.cfg, rc.Allow); err != nil {
 		return nil, err
 	}
+	r.authz = &routeAuthz{
+		policy:   authzPolicy(rt.clientPolicy, rc, t.Allow),
+		allow:    t.Allow,
+		cas:      rt.server.ClientCAs,
+		verifier: rt.verifier,
+		tcp:      rc.Protocol != "http",
+		recheck:  rc.ReauthorizeOnReload == nil || *rc.ReauthorizeOnReload,
+	}
 	if rc.Mode == "reencrypt" {
 		bc := b.cfg.backend(rc.Backend)
 		if t.Upstream, err = buildUpstreamTLS(b.cfg, bc); err != nil {
@@ -419,6 +430,9 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 		name, k := b.keep(key)
 		if k != nil {
 			b.rebind[k] = pool // unchanged: keep it and its connections
+			if b.authz[k], err = buildHTTPAuthz(b.cfg, rc); err != nil {
+				return nil, err
+			}
 		} else if k, err = b.newHTTP(lc, rc, bc, r, pool, t.Upstream, access); err != nil {
 			return nil, err
 		}

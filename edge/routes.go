@@ -17,8 +17,9 @@ type Route struct {
 	Listener string
 	Protocol string // tcp | http (what runs inside TLS; passthrough: tcp)
 
-	pool *Pool     // the backend's pool in the config the route was built with
-	obs  *routeObs // its metric handles; nil without metrics
+	pool  *Pool       // the backend's pool in the config the route was built with
+	obs   *routeObs   // its metric handles; nil without metrics
+	authz *routeAuthz // who may use it (terminate, reencrypt); nil for passthrough
 }
 
 // Table is an immutable route table: it is built whole at load or reload

@@ -19,6 +19,12 @@ import (
 type routeTLS struct {
 	server *tls.Config
 	static *certs.Static
+	// verifier checks CRLs (and OCSP) of client certificates; nil when the
+	// route verifies none.
+	verifier *certs.ClientVerifier
+	// clientPolicy is the hash of the client certificate policy (as policy,
+	// also when tickets are off).
+	clientPolicy string
 	// policy is the hash of what decides who may resume a session of the
 	// route (see ticketPolicy): routes with the same policy share session
 	// ticket keys. "" when tickets are off.
@@ -90,6 +96,7 @@ func buildServerTLS(ctx context.Context, c *Config, rc *RouteConfig, m *certs.Ma
 	}
 	var cas []*x509.Certificate
 	var crls [][]byte
+	var verifier *certs.ClientVerifier
 	mode := certs.OCSPOff
 	if len(t.ClientCA) > 0 {
 		pool, list, err := certs.LoadCAPool(c.resolveAll(t.ClientCA))
@@ -120,14 +127,15 @@ func buildServerTLS(ctx context.Context, c *Config, rc *RouteConfig, m *certs.Ma
 			v.OCSP = ocspFor(mode)
 		}
 		tc.VerifyConnection = v.VerifyConnection
+		verifier = v
 	}
-	rt := &routeTLS{server: tc, static: st}
+	rt := &routeTLS{server: tc, static: st, verifier: verifier, clientPolicy: ticketPolicy(tc, t, cas, crls, mode)}
 	if t.SessionTicketRotation < 0 {
 		tc.SessionTicketsDisabled = true // "off": every connection a full handshake
 		return rt, nil
 	}
 	bindSessions(tc)
-	rt.policy = ticketPolicy(tc, t, cas, crls, mode)
+	rt.policy = rt.clientPolicy
 	return rt, nil
 }
 
@@ -195,7 +203,7 @@ func httpRouteKey(c *Config, lc *ListenerConfig, rc *RouteConfig, bc *BackendCon
 		ConnectTimeout         time.Duration
 		Retries                int
 		MaxResponseHeaderBytes int
-	}{lc.Name, c.Log.Access == nil || *c.Log.Access, rc, bc.TLS, bc.ConnectTimeout, retries, bc.MaxResponseHeaderBytes})
+	}{lc.Name, c.Log.Access == nil || *c.Log.Access, withoutAuthz(rc), bc.TLS, bc.ConnectTimeout, retries, bc.MaxResponseHeaderBytes})
 	if err != nil {
 		return "", err
 	}
@@ -215,6 +223,15 @@ func httpRouteKey(c *Config, lc *ListenerConfig, rc *RouteConfig, bc *BackendCon
 		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// withoutAuthz is rc without the authorization keys: a reload that changes
+// only those keeps the route's proxy and connections (the proxy gets the new
+// rules, and the connections are checked again).
+func withoutAuthz(rc *RouteConfig) *RouteConfig {
+	c := *rc
+	c.Allow, c.Authorize, c.AllowUnauthenticatedPaths, c.ReauthorizeOnReload = nil, nil, nil, nil
+	return &c
 }
 
 // routeALPN is the route's alpn list, or h2 + http/1.1 for protocol http.

@@ -131,8 +131,9 @@ type HTTPProxy struct {
 	opt      HTTPOptions
 	backend  atomic.Pointer[Backend] // opt.Backend, or the pool a reload put in its place
 	limits   HTTPLimits
-	strip    *StripList // opt.StripHeaders
-	upgrades []string   // opt.Upgrades, or websocket
+	strip    *StripList                // opt.StripHeaders
+	authz    atomic.Pointer[HTTPAuthz] // opt.Authz, replaced by SetAuthz on reload
+	upgrades []string                  // opt.Upgrades, or websocket
 	proxy    *httputil.ReverseProxy
 	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 	errorLog *stdlog.Logger
@@ -168,6 +169,7 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 		p.dial = (&net.Dialer{Timeout: opt.ConnectTimeout}).DialContext
 	}
 	p.backend.Store(&opt.Backend)
+	p.authz.Store(opt.Authz)
 	p.errorLog = stdlog.New(zerologWriter{opt.Log}, "", 0)
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
@@ -203,6 +205,11 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 // SetBackend points the proxy at the pool a reload built for its backend,
 // when the reload kept the route as it was (its connections go on).
 func (p *HTTPProxy) SetBackend(b Backend) { p.backend.Store(&b) }
+
+// SetAuthz replaces the authorization of the requests to come (a reload
+// that changed only the route's allow or authorize keys keeps the proxy
+// and its connections).
+func (p *HTTPProxy) SetAuthz(a *HTTPAuthz) { p.authz.Store(a) }
 
 // Close is called when a reload replaced the route: its client connections
 // drain (closed once idle; HTTP/2 gets a GOAWAY) so that their next
@@ -350,6 +357,11 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 	}
 	open := p.track(srv, true)
 	defer p.track(srv, false)
+	c.setHTTPEnd(func(why string) {
+		cs.endWith(why)
+		go func() { _ = srv.Shutdown(context.Background()) }()
+	})
+	defer c.setHTTPEnd(nil)
 	go func() {
 		_ = srv.Serve(ln)
 		if !ln.handedOut() {
@@ -442,7 +454,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Who may reach what: after the Host binding, before any server.
-	if status, why := p.opt.Authz.Check(r, cs.tls); status != 0 {
+	if status, why := p.authz.Load().Check(r, cs.tls); status != 0 {
 		rs.err = fmt.Errorf("%s: %s", strings.ToLower(http.StatusText(status)), why)
 		if rs.closeUnless101 != nil {
 			cs.endWith(rs.err.Error())

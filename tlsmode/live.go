@@ -2,6 +2,7 @@ package tlsmode
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -82,14 +83,16 @@ type live struct {
 	server   atomic.Pointer[affinity.Server] // bound stream's server
 	last     atomic.Pointer[affinity.Server] // last HTTP request's server
 	identity atomic.Pointer[ClientIdentity]
+	tls      atomic.Pointer[tls.ConnectionState] // the client's TLS (terminate, reencrypt)
 	requests atomic.Int64
 	upgrade  atomic.Pointer[string] // the protocol an HTTP connection switched to
 	up, down atomic.Int64           // counted bytes, when counting
 	counting atomic.Bool
 
 	mu       sync.Mutex
-	ender    func() // ends the connection gracefully; nil = close the socket
-	closedBy string // the reason given to the first Shutdown
+	ender    func()           // ends the connection gracefully; nil = close the socket
+	httpEnd  func(why string) // an HTTP connection's: close after the requests in flight
+	closedBy string           // the reason given to the first Shutdown
 	idle     *time.Timer
 	hs       *time.Timer // WatchHandshake's
 }

@@ -102,6 +102,7 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 		return err
 	}
 	cs := tc.ConnectionState()
+	c.SetTLSState(&cs)
 	if len(cs.VerifiedChains) > 0 {
 		leaf := cs.PeerCertificates[0]
 		c.Client = identityDN(leaf.RawSubject)

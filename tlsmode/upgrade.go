@@ -165,7 +165,7 @@ func (u *upgradedConn) shutdown(reason string) {
 }
 
 // closeFrame is a WebSocket close frame (RFC 6455 §5.5.1) with status 1001
-// "going away" and reason (cut to fit a control frame, between two UTF-8
+// "going away" (1008 "policy violation" for an access denied) and reason (cut to fit a control frame, between two UTF-8
 // characters: the reason must stay valid UTF-8); masked for frames to a
 // server.
 func closeFrame(reason string, masked bool) []byte {
@@ -177,7 +177,7 @@ func closeFrame(reason string, masked bool) []byte {
 		reason = reason[:n]
 	}
 	payload := make([]byte, 2+len(reason))
-	binary.BigEndian.PutUint16(payload, 1001)
+	binary.BigEndian.PutUint16(payload, wsCloseCode(reason))
 	copy(payload[2:], reason)
 	f := []byte{0x88, byte(len(payload))}
 	if masked {
