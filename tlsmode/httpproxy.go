@@ -341,7 +341,9 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 			MaxReceiveBufferPerConnection: h2.ConnectionReceiveWindow,
 			SendPingTimeout:               ping,
 			PingTimeout:                   h2.PingTimeout,
-			WriteByteTimeout:              p.limits.WriteTimeout,
+			// No WriteByteTimeout: the client's socket (countingConn)
+			// bounds every write by write_timeout itself and says so in
+			// the log; Go's own deadline would hide that reason.
 		},
 		ErrorLog: p.errorLog,
 		// Requests outlive a drain: they are bounded by the caller's grace.
