@@ -322,16 +322,43 @@ func rewriteConfig(t testing.TB, path string, cfg cfgMap) {
 	}
 }
 
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
+// freeAddr returns a 127.0.0.1 address with a port that was free a moment
+// ago, for tlsedge (or a test server started later) to listen on.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		port := freePorts.next()
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // taken by another program: the next one
+		}
+		addr := l.Addr().String()
+		l.Close()
+		return addr
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	t.Fatal("no free port in 20000-32767")
+	return ""
+}
+
+// freePorts hands out ports below Linux's ephemeral range (32768-60999 by
+// default), each once per run: a port freeAddr closed for tlsedge to bind
+// cannot be taken meanwhile by a client socket's ephemeral port (the suite
+// opens thousands) or be handed to another parallel test.
+var freePorts = &portSeq{n: 20000 + os.Getpid()%5000}
+
+type portSeq struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (p *portSeq) next() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n++
+	if p.n > 32767 {
+		p.n = 20000
+	}
+	return p.n
 }
 
 // ---------------------------------------------------------------- the tlsedge process
