@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"syscall"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -88,7 +90,11 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 		c.Events.Handshake(c, time.Since(start), err)
 	}
 	if err != nil {
-		tc.Close()
+		if clientGone(err) {
+			tc.Close()
+		} else {
+			lingerClose(under) // the alert Go just sent must reach the client
+		}
 		c.Reason = "client tls handshake: " + err.Error()
 		if errors.Is(err, context.DeadlineExceeded) {
 			c.Reason = ReasonHandshakeTimeout // handshake_timeout, as for passthrough
@@ -112,11 +118,41 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 		return t.HTTP.ServeConn(ctx, tc, c)
 	}
 	if t.Allow != nil && len(cs.VerifiedChains) == 0 {
-		tc.Close()
+		_ = tc.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = tc.CloseWrite() // close_notify
+		lingerClose(under)
 		c.Reason = "access denied: no client certificate"
 		return ErrAccessDenied
 	}
 	return t.serveTCP(ctx, tc, &cs, c)
+}
+
+// lingerBytes and lingerTime bound what lingerClose reads and how long it
+// waits.
+const (
+	lingerBytes = 64 << 10
+	lingerTime  = time.Second
+)
+
+// lingerClose closes a connection whose handshake tlsedge refused with an
+// alert: FIN first, then what the client still sends (a TLS 1.3 client has
+// finished its side and may already send data, such as HTTP/2's preface) is
+// read and dropped, for at most lingerTime and lingerBytes, then the socket
+// is closed. Closing with unread data would make the kernel send a reset,
+// and the client could lose the alert that says why.
+func lingerClose(c net.Conn) {
+	_ = closeWrite(c)
+	_ = c.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.CopyN(io.Discard, c, lingerBytes)
+	c.Close()
+}
+
+// clientGone reports whether a handshake failed because the client went
+// away or went silent: then there is no alert to deliver.
+func clientGone(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 func (t *Terminate) timeout() time.Duration {
