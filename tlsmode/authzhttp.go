@@ -30,8 +30,9 @@ type HTTPAuthz struct {
 	// Rules: the first rule whose paths and methods match decides; a
 	// request no rule matches is refused. nil = no path rules.
 	Rules []PathRule
-	// Unauthenticated paths are served to clients without a certificate
-	// (client_auth verify_if_given), e.g. /healthz.
+	// Unauthenticated paths are served to every client, also those
+	// without a certificate (client_auth verify_if_given), e.g. /healthz;
+	// no rule applies to them.
 	Unauthenticated []string
 }
 
@@ -47,11 +48,10 @@ func (a *HTTPAuthz) Check(r *http.Request, cs *tls.ConnectionState) (status int,
 	if r.URL.RawPath != "" || !canonicalPath(path) {
 		return http.StatusBadRequest, "path not in canonical form"
 	}
-	verified := cs != nil && len(cs.VerifiedChains) > 0
-	if !verified {
-		if pathMatches(a.Unauthenticated, path) {
-			return 0, ""
-		}
+	if pathMatches(a.Unauthenticated, path) {
+		return 0, "" // for everyone: a client with a certificate too
+	}
+	if cs == nil || len(cs.VerifiedChains) == 0 {
 		return http.StatusForbidden, "no client certificate"
 	}
 	if a.Rules == nil {

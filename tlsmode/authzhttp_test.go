@@ -35,6 +35,7 @@ func TestHTTPAuthzCheck(t *testing.T) {
 		{"GET", "/public/x", "nocert", 403},
 		{"GET", "/healthz", "nocert", 0},
 		{"GET", "/healthz/deep", "nocert", 0},
+		{"GET", "/healthz", "verified", 0}, // no rule covers it: served to everyone
 		{"GET", "/v1/telemetry/../../admin/users", "verified", 400},
 		{"GET", "/v1/telemetry/%2e%2e/admin", "verified", 400},
 		{"GET", "/v1/telemetry%2F..%2Fadmin", "verified", 400},
