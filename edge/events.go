@@ -19,9 +19,13 @@ type routeObs struct {
 	handshakeDur prometheus.Observer
 	bytesIn      prometheus.Counter
 	bytesOut     prometheus.Counter
-	requests     [6]prometheus.Counter  // by status class 1xx..5xx, [0] other
-	requestDur   [6]prometheus.Observer // idem
+	requests     [6]prometheus.Counter         // by status class 1xx..5xx, [0] other
+	requestDur   [6]prometheus.Observer        // idem
+	denied       map[string]prometheus.Counter // by stage (terminate, reencrypt)
 }
+
+// deniedStages are the stage label values of tlsedge_access_denied_total.
+var deniedStages = []string{"handshake", "no_certificate", "request", "reload"}
 
 func newRouteObs(m *metrics, r *Route) *routeObs {
 	if m == nil {
@@ -33,6 +37,12 @@ func newRouteObs(m *metrics, r *Route) *routeObs {
 		handshakeDur: m.handshakeDur.WithLabelValues(r.Listener, r.Pattern),
 		bytesIn:      m.bytes.WithLabelValues(r.Listener, r.Pattern, r.Mode, "in"),
 		bytesOut:     m.bytes.WithLabelValues(r.Listener, r.Pattern, r.Mode, "out"),
+	}
+	if r.authz != nil {
+		o.denied = map[string]prometheus.Counter{}
+		for _, st := range deniedStages {
+			o.denied[st] = m.denied.WithLabelValues(r.Listener, r.Pattern, st)
+		}
 	}
 	for i := range o.requests {
 		code := "other"
@@ -80,7 +90,7 @@ func (ev connEvents) Handshake(c *tlsmode.Conn, d time.Duration, err error) {
 	ev.e.m.handshakes.WithLabelValues(r.Listener, r.Pattern, handshakeResult(err)).Inc()
 }
 
-func (ev connEvents) Request(c *tlsmode.Conn, _ *affinity.Server, status int, d time.Duration) {
+func (ev connEvents) Request(c *tlsmode.Conn, s *affinity.Server, status int, d time.Duration) {
 	r := routeOf(c)
 	if r == nil || r.obs == nil {
 		return
@@ -90,6 +100,9 @@ func (ev connEvents) Request(c *tlsmode.Conn, _ *affinity.Server, status int, d 
 		i = status / 100
 	}
 	r.obs.requests[i].Inc()
+	if status == 403 && s == nil && r.obs.denied != nil {
+		r.obs.denied["request"].Inc() // tlsedge's own 403: no server was asked
+	}
 	if status != 101 {
 		r.obs.requestDur[i].Observe(d.Seconds())
 	}
@@ -116,6 +129,16 @@ func (e *Edge) ended(c *tlsmode.Conn, r *Route) {
 		addr = srv.Address
 	}
 	e.m.closed.WithLabelValues(r.Listener, r.Pattern, r.Mode, addr, reasonClass(c.Reason)).Inc()
+	if r.obs.denied != nil && strings.HasPrefix(c.Reason, tlsmode.ReasonAccessDenied) {
+		stage := "handshake"
+		switch {
+		case strings.HasPrefix(c.Reason, tlsmode.ReasonAccessDenied+" after reload"):
+			stage = "reload"
+		case strings.Contains(c.Reason, "no client certificate"):
+			stage = "no_certificate"
+		}
+		r.obs.denied[stage].Inc()
+	}
 }
 
 // rejected accounts for a connection that never reached a route.
@@ -149,6 +172,8 @@ const (
 // reasonClasses map a connection's reason (its first words) to the bounded
 // reason label of tlsedge_connections_closed_total.
 var reasonClasses = []struct{ prefix, class string }{
+	{tlsmode.ReasonAccessDenied + " after reload", "access_denied_reload"},
+	{tlsmode.ReasonAccessDenied, "access_denied"},
 	{"client closed without sending anything", "empty"},
 	{"client closed before its hello", "hello_incomplete"},
 	{"client closed", "client_closed"},

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tlsedge/tlsedge/certs"
+	"github.com/tlsedge/tlsedge/tlsmode"
 )
 
 // metrics are the Prometheus metrics of one Edge, in a registry of its own
@@ -28,6 +29,7 @@ type metrics struct {
 
 	accepted     *prometheus.CounterVec   // listener
 	refused      *prometheus.CounterVec   // listener, reason
+	denied       *prometheus.CounterVec   // listener, route, stage
 	active       *prometheus.GaugeVec     // listener, route, mode
 	closed       *prometheus.CounterVec   // listener, route, mode, server, reason
 	bytes        *prometheus.CounterVec   // listener, route, mode, direction
@@ -53,6 +55,9 @@ func newMetrics(e *Edge) *metrics {
 	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_connections_refused_total",
 		Help: "Connections (and HTTP requests, for server_queue) refused by a limit, by reason: per_ip (max_connections_per_ip), rate (connection_rate_per_ip), handshakes (max_handshakes: no slot within clienthello_timeout), server_queue (max_connections_per_server: no slot within queue_timeout)."},
 		[]string{"listener", "reason"})
+	m.denied = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_access_denied_total",
+		Help: "Clients refused by a route's authorization, by stage: handshake (a certificate not on allow: alert 49), no_certificate (a tcp route with allow, a client without one), request (403 by authorize or for a request without a certificate), reload (an open connection ended by reauthorize_on_reload)."},
+		[]string{"listener", "route", "stage"})
 	m.active = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tlsedge_connections_active",
 		Help: "Routed client connections open now."}, []string{"listener", "route", "mode"})
 	m.closed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_connections_closed_total",
@@ -90,7 +95,7 @@ func newMetrics(e *Edge) *metrics {
 		Help: "Always 1; the label hash is the SHA-256 of the config file in force."}, []string{"hash"})
 	m.lastReload = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tlsedge_config_last_reload_success_timestamp_seconds",
 		Help: "When the config in force was loaded (Unix time)."})
-	for _, c := range []prometheus.Collector{m.accepted, m.refused, m.active, m.closed, m.bytes, m.helloErrors, m.handshakes,
+	for _, c := range []prometheus.Collector{m.accepted, m.refused, m.denied, m.active, m.closed, m.bytes, m.helloErrors, m.handshakes,
 		m.handshakeDur, m.requests, m.requestDur, m.connectDur, m.connectErrs, m.healthTrans, m.reloads,
 		m.configHash, m.configInfo, m.lastReload} {
 		f(c)
@@ -227,6 +232,8 @@ func handshakeResult(err error) string {
 	switch {
 	case errors.Is(err, certs.ErrRevoked):
 		return "revoked"
+	case errors.Is(err, tlsmode.ErrAccessDenied):
+		return "access_denied"
 	case errors.As(err, &unknown):
 		return "unknown_ca"
 	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
