@@ -21,6 +21,7 @@ func (r *RouteConfig) hasAuthz() bool {
 // validateRouteAuthz checks a route's allow, authorize and
 // allow_unauthenticated_paths.
 func validateRouteAuthz(c *Config, ps *Problems, rp string, r *RouteConfig) {
+	validateClientLimits(ps, rp, r)
 	if r.ReauthorizeOnReload != nil && r.Mode == "passthrough" {
 		ps.Add(rp+".reauthorize_on_reload", "passthrough never sees the client certificate, so there is nothing to check again: remove it")
 	}
@@ -171,4 +172,46 @@ func buildHTTPAuthz(c *Config, rc *RouteConfig) (*tlsmode.HTTPAuthz, error) {
 		a.Rules = append(a.Rules, tlsmode.PathRule{Paths: rule.Paths, Methods: methods, Allow: allow})
 	}
 	return a, nil
+}
+
+// validateClientLimits checks routes[].client_limits.
+func validateClientLimits(ps *Problems, rp string, r *RouteConfig) {
+	l := r.ClientLimits
+	if l == nil {
+		return
+	}
+	p := rp + ".client_limits"
+	if r.Mode == "passthrough" {
+		ps.Add(p, "passthrough never sees the client certificate that identifies a client: use mode terminate or reencrypt, or remove client_limits")
+		return
+	}
+	if r.TLS.ClientAuth != "require" && r.TLS.ClientAuth != "verify_if_given" {
+		ps.Add(p, "client limits count verified client certificates: set tls.client_auth: require (or verify_if_given) with client_ca")
+	}
+	if l.Connections < 0 {
+		ps.Add(p+".connections", "must be 0 (no limit) or more")
+	}
+	if l.RequestsPerSecond < 0 || l.RequestsPerSecond > MaxRate {
+		ps.Add(p+".requests_per_second", "must be 0 (no limit) to %g", float64(MaxRate))
+	}
+	if l.Burst < 0 {
+		ps.Add(p+".burst", "must be 0 (the rate, at least 1) or more")
+	}
+	if l.Burst > 0 && l.RequestsPerSecond == 0 {
+		ps.Add(p+".burst", "is the bucket of requests_per_second: set requests_per_second too, or remove burst")
+	}
+	if (l.RequestsPerSecond > 0 || l.Burst > 0) && r.Protocol != "http" {
+		ps.Add(p+".requests_per_second", "requests are counted on protocol http routes only; a tcp route has connections")
+	}
+	if l.Key != "" {
+		oneOf(ps, p+".key", l.Key, "sha256", "uri", "dns", "email", "cn", "subject")
+	}
+	if l.Connections == 0 && l.RequestsPerSecond == 0 {
+		ps.Add(p, "sets no limit: set connections and/or requests_per_second, or remove client_limits")
+	}
+}
+
+// clientLimitSettings are the tlsmode settings of a route's client_limits.
+func clientLimitSettings(l *ClientLimitsConfig) tlsmode.ClientLimitSettings {
+	return tlsmode.ClientLimitSettings{Connections: l.Connections, Rate: l.RequestsPerSecond, Burst: l.Burst, Key: l.Key}
 }

@@ -34,6 +34,18 @@ func TestAuthzKeysValidate(t *testing.T) {
 		{"rules on tcp", `routes: [{sni: ["*"], backend: b, mode: terminate, ` + tlsReq + `, authorize: [{paths: [/x]}]}]`, []string{
 			`listeners[0].routes[0]: authorize and allow_unauthenticated_paths apply to requests: use protocol http, or only allow`,
 		}},
+		{"client limits on passthrough", `routes: [{sni: ["*"], backend: b, client_limits: {connections: 3}}]`, []string{
+			`listeners[0].routes[0].client_limits: passthrough never sees the client certificate that identifies a client: use mode terminate or reencrypt, or remove client_limits`,
+		}},
+		{"bad client limits", `routes: [{sni: ["*"], backend: b, mode: terminate, ` + tlsReq + `, client_limits: {connections: -1, requests_per_second: 5, burst: -2, key: serial}}]`, []string{
+			`listeners[0].routes[0].client_limits.connections: must be 0 (no limit) or more`,
+			`listeners[0].routes[0].client_limits.burst: must be 0 (the rate, at least 1) or more`,
+			`listeners[0].routes[0].client_limits.requests_per_second: requests are counted on protocol http routes only; a tcp route has connections`,
+			`listeners[0].routes[0].client_limits.key: "serial" is not valid: use sha256, uri, dns, email, cn, subject`,
+		}},
+		{"empty client limits", `routes: [{sni: ["*"], backend: b, mode: terminate, ` + tlsReq + `, client_limits: {key: uri}}]`, []string{
+			`listeners[0].routes[0].client_limits: sets no limit: set connections and/or requests_per_second, or remove client_limits`,
+		}},
 		{"bad rules", `routes: [{sni: ["*"], backend: b, mode: terminate, protocol: http, ` + tlsReq + `, authorize: [{methods: [get]}, {paths: ["/a/../b", "x"]}], allow_unauthenticated_paths: [/healthz]}]`, []string{
 			`listeners[0].routes[0].authorize[0].paths: missing: list the path prefixes this rule decides, e.g. [/v1/telemetry]`,
 			`listeners[0].routes[0].authorize[0].methods[0]: "get" is not a method: write it upper case, e.g. GET`,

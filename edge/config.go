@@ -141,6 +141,20 @@ type RouteConfig struct {
 	// the route no longer admits (allow, client_ca, CRL) are ended. nil =
 	// true.
 	ReauthorizeOnReload *bool `key:"reauthorize_on_reload"`
+	// ClientLimits bound each verified client (by its certificate) across
+	// all of its connections to the route. nil = none.
+	ClientLimits *ClientLimitsConfig `key:"client_limits"`
+}
+
+// ClientLimitsConfig are per-client limits of a terminate/reencrypt route.
+type ClientLimitsConfig struct {
+	Connections       int     `key:"connections"`         // open connections; 0 = no limit
+	RequestsPerSecond float64 `key:"requests_per_second"` // protocol http; 0 = no limit
+	Burst             int     `key:"burst"`               // 0 = max(1, requests_per_second)
+	// Key is what identifies a client: sha256 (of the certificate; the
+	// default), uri, dns, email, cn or subject (a certificate without that
+	// field is counted by its sha256).
+	Key string `key:"key"`
 }
 
 // ClientPatternConfig is one identity pattern: every key set must match

@@ -42,8 +42,12 @@ type Edge struct {
 	// keep-alive connections go on) and closes the others.
 	http    map[string]*keptHTTP
 	tickets *ticketRings // session ticket keys, by TLS policy, across reloads
-	health  *healthChecks
-	admin   *adminServer // nil without admin.address
+	// limiters are the client_limits counters of the routes in force, by
+	// listener and route pattern: kept across reloads, so a client's
+	// connections opened before a reload still count after it.
+	limiters map[string]*tlsmode.ClientLimiter
+	health   *healthChecks
+	admin    *adminServer // nil without admin.address
 
 	// running is what readers outside the lock see (admin API, metrics,
 	// drain): swapped whole by each apply.
@@ -170,7 +174,9 @@ func (e *Edge) apply(cfg *Config) error {
 	}
 	// 2. Build every listener's state, with the TLS of terminate routes.
 	b := &builder{e: e, cfg: cfg, pools: pools, tickets: e.tickets.stage(),
-		kept: map[string]*keptHTTP{}, rebind: map[*keptHTTP]*Pool{}, authz: map[*keptHTTP]*tlsmode.HTTPAuthz{}}
+		kept: map[string]*keptHTTP{}, rebind: map[*keptHTTP]*Pool{}, authz: map[*keptHTTP]*tlsmode.HTTPAuthz{},
+		limiters: map[string]*tlsmode.ClientLimiter{}, limitSets: map[*tlsmode.ClientLimiter]tlsmode.ClientLimitSettings{},
+		limitsOf: map[*keptHTTP]*tlsmode.ClientLimiter{}}
 	states := make(map[string]*listenerState, len(cfg.Listeners))
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
@@ -213,7 +219,12 @@ func (e *Edge) apply(cfg *Config) error {
 		k.pool.Store(p)
 		k.hp.SetBackend(p)
 		k.hp.SetAuthz(b.authz[k])
+		k.hp.SetClientLimits(b.limitsOf[k])
 	}
+	for lim, set := range b.limitSets {
+		lim.Set(set)
+	}
+	e.limiters = b.limiters
 	e.tickets.commit(b.tickets)
 	for _, r := range b.routes {
 		r.obs = newRouteObs(e.m, r)
@@ -294,6 +305,11 @@ type builder struct {
 	kept    map[string]*keptHTTP             // the HTTP proxies of the config built, by httpRouteKey
 	rebind  map[*keptHTTP]*Pool              // proxies kept from the running config, and their new pool
 	authz   map[*keptHTTP]*tlsmode.HTTPAuthz // the kept proxies' request rules in the config built
+	// limiters of the config built (see Edge.limiters), with the settings
+	// to give the ones it keeps at the swap; limitsOf: the kept proxies'.
+	limiters  map[string]*tlsmode.ClientLimiter
+	limitSets map[*tlsmode.ClientLimiter]tlsmode.ClientLimitSettings
+	limitsOf  map[*keptHTTP]*tlsmode.ClientLimiter
 }
 
 func (b *builder) closeAll() {
@@ -404,6 +420,18 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 	if t.Allow, err = buildAllowList(b.cfg, rc.Allow); err != nil {
 		return nil, err
 	}
+	if rc.ClientLimits != nil {
+		key := lc.Name + "\x00" + r.Pattern
+		set := clientLimitSettings(rc.ClientLimits)
+		lim := e.limiters[key]
+		if lim == nil {
+			lim = tlsmode.NewClientLimiter(set)
+		} else {
+			b.limitSets[lim] = set // at the swap: a refused reload changes nothing
+		}
+		b.limiters[key] = lim
+		t.ClientLimits = lim
+	}
 	r.authz = &routeAuthz{
 		policy:   authzPolicy(rt.clientPolicy, rc, t.Allow),
 		allow:    t.Allow,
@@ -433,7 +461,8 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 			if b.authz[k], err = buildHTTPAuthz(b.cfg, rc); err != nil {
 				return nil, err
 			}
-		} else if k, err = b.newHTTP(lc, rc, bc, r, pool, t.Upstream, access); err != nil {
+			b.limitsOf[k] = t.ClientLimits
+		} else if k, err = b.newHTTP(lc, rc, bc, r, pool, t.Upstream, access, t.ClientLimits); err != nil {
 			return nil, err
 		}
 		b.kept[name] = k
@@ -447,7 +476,7 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 }
 
 // newHTTP builds the HTTP proxy of a protocol http route.
-func (b *builder) newHTTP(lc *ListenerConfig, rc *RouteConfig, bc *BackendConfig, r *Route, pool *Pool, upstream *tls.Config, access bool) (*keptHTTP, error) {
+func (b *builder) newHTTP(lc *ListenerConfig, rc *RouteConfig, bc *BackendConfig, r *Route, pool *Pool, upstream *tls.Config, access bool, lim *tlsmode.ClientLimiter) (*keptHTTP, error) {
 	authz, err := buildHTTPAuthz(b.cfg, rc)
 	if err != nil {
 		return nil, err
@@ -474,6 +503,7 @@ func (b *builder) newHTTP(lc *ListenerConfig, rc *RouteConfig, bc *BackendConfig
 		Upgrades:       rc.Upgrades,
 		StripHeaders:   rc.StripHeaders,
 		Authz:          authz,
+		ClientLimits:   lim,
 	})
 	k.hp = hp
 	b.closers = append(b.closers, hp)

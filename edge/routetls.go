@@ -225,12 +225,12 @@ func httpRouteKey(c *Config, lc *ListenerConfig, rc *RouteConfig, bc *BackendCon
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// withoutAuthz is rc without the authorization keys: a reload that changes
-// only those keeps the route's proxy and connections (the proxy gets the new
+// withoutAuthz is rc without the authorization keys (and client_limits): a
+// reload that changes only those keeps the route's proxy and connections (the proxy gets the new
 // rules, and the connections are checked again).
 func withoutAuthz(rc *RouteConfig) *RouteConfig {
 	c := *rc
-	c.Allow, c.Authorize, c.AllowUnauthenticatedPaths, c.ReauthorizeOnReload = nil, nil, nil, nil
+	c.Allow, c.Authorize, c.AllowUnauthenticatedPaths, c.ReauthorizeOnReload, c.ClientLimits = nil, nil, nil, nil, nil
 	return &c
 }
 

@@ -26,6 +26,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash"
 	"net"
 	"sync"
@@ -52,6 +53,8 @@ type denyConn struct {
 	denied bool   // the allow list refused the certificate
 	suite  uint16 // the TLS 1.3 cipher suite when denied
 	client string // the denied certificate's subject (RFC 2253)
+	// release gives back the client's slot of client_limits.connections.
+	release func()
 	secret []byte // SERVER_TRAFFIC_SECRET_0 of this connection (TLS 1.3)
 }
 
@@ -206,10 +209,15 @@ func hkdfLabel(label string, length int) string {
 	return string(append(b, 0))
 }
 
+// ErrClientConnections is the handshake error of a verified client that
+// already has its route's client_limits.connections open.
+var ErrClientConnections = fmt.Errorf("%w: client_limits.connections reached", ErrAccessDenied)
+
 // allowTLS is the per-connection server config of a route with an allow
-// list: base's, with a VerifyConnection that also checks the list and a key
-// log feeding d.
-func allowTLS(base *tls.Config, allow AllowList, d *denyConn) *tls.Config {
+// list or client limits: base's, with a VerifyConnection that also checks
+// the list and counts the connection against its client's limit (the slot
+// is d's until d.releaseSlot), and a key log feeding d.
+func allowTLS(base *tls.Config, allow AllowList, limits *ClientLimiter, d *denyConn) *tls.Config {
 	cfg := base.Clone()
 	verify := base.VerifyConnection
 	cfg.KeyLogWriter = keyLog{d}
@@ -219,11 +227,35 @@ func allowTLS(base *tls.Config, allow AllowList, d *denyConn) *tls.Config {
 				return err
 			}
 		}
-		if len(cs.VerifiedChains) > 0 && !allow.Admits(&cs) {
+		if len(cs.VerifiedChains) == 0 {
+			return nil
+		}
+		if allow != nil && !allow.Admits(&cs) {
 			d.deny(&cs)
 			return ErrAccessDenied
+		}
+		if limits != nil && limits.Settings().Connections > 0 {
+			release, ok := limits.Open(limits.ClientKey(cs.PeerCertificates[0]))
+			if !ok {
+				d.deny(&cs)
+				return ErrClientConnections
+			}
+			d.mu.Lock()
+			d.release = release
+			d.mu.Unlock()
 		}
 		return nil
 	}
 	return cfg
+}
+
+// releaseSlot gives back the client's connection slot, if it took one.
+func (d *denyConn) releaseSlot() {
+	d.mu.Lock()
+	release := d.release
+	d.release = nil
+	d.mu.Unlock()
+	if release != nil {
+		release()
+	}
 }

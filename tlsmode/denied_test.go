@@ -49,7 +49,7 @@ func TestAllowListAlert(t *testing.T) {
 					}
 					defer c.Close()
 					d := &denyConn{Conn: c}
-					tc := tls.Server(d, allowTLS(base, tt.allow, d))
+					tc := tls.Server(d, allowTLS(base, tt.allow, nil, d))
 					_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
 					err = tc.Handshake()
 					if err == nil {

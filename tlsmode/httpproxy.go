@@ -109,11 +109,14 @@ type HTTPOptions struct {
 	StripHeaders []string
 	// Authz decides which client identities may send which requests;
 	// nil admits every request.
-	Authz    *HTTPAuthz
-	Log      zerolog.Logger
-	Access   bool // one log line per request
-	Listener string
-	Route    string
+	Authz *HTTPAuthz
+	// ClientLimits bounds each verified client's request rate (429); nil
+	// = no limit.
+	ClientLimits *ClientLimiter
+	Log          zerolog.Logger
+	Access       bool // one log line per request
+	Listener     string
+	Route        string
 }
 
 // HTTPProxy serves HTTP/1.1, HTTP/2 and WebSocket upgrades on the
@@ -131,9 +134,10 @@ type HTTPProxy struct {
 	opt      HTTPOptions
 	backend  atomic.Pointer[Backend] // opt.Backend, or the pool a reload put in its place
 	limits   HTTPLimits
-	strip    *StripList                // opt.StripHeaders
-	authz    atomic.Pointer[HTTPAuthz] // opt.Authz, replaced by SetAuthz on reload
-	upgrades []string                  // opt.Upgrades, or websocket
+	strip    *StripList                    // opt.StripHeaders
+	authz    atomic.Pointer[HTTPAuthz]     // opt.Authz, replaced by SetAuthz on reload
+	limiter  atomic.Pointer[ClientLimiter] // opt.ClientLimits, replaced by SetClientLimits
+	upgrades []string                      // opt.Upgrades, or websocket
 	proxy    *httputil.ReverseProxy
 	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 	errorLog *stdlog.Logger
@@ -170,6 +174,7 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 	}
 	p.backend.Store(&opt.Backend)
 	p.authz.Store(opt.Authz)
+	p.limiter.Store(opt.ClientLimits)
 	p.errorLog = stdlog.New(zerologWriter{opt.Log}, "", 0)
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
@@ -211,6 +216,9 @@ func (p *HTTPProxy) SetBackend(b Backend) { p.backend.Store(&b) }
 // and its connections).
 func (p *HTTPProxy) SetAuthz(a *HTTPAuthz) { p.authz.Store(a) }
 
+// SetClientLimits replaces the per-client request limiter (nil: none).
+func (p *HTTPProxy) SetClientLimits(l *ClientLimiter) { p.limiter.Store(l) }
+
 // Close is called when a reload replaced the route: its client connections
 // drain (closed once idle; HTTP/2 gets a GOAWAY) so that their next
 // requests go through the new config, and idle server connections close.
@@ -251,9 +259,10 @@ type connState struct {
 	c      *Conn
 	// tls is the client's TLS: requests behind the HTTP/1 guard have no
 	// r.TLS (http.Server sets it only for a *tls.Conn).
-	tls   *tls.ConnectionState
-	guard *h1Guard               // HTTP/1.x connections; nil for HTTP/2
-	why   atomic.Pointer[string] // why a request ended the connection (408)
+	tls    *tls.ConnectionState
+	guard  *h1Guard               // HTTP/1.x connections; nil for HTTP/2
+	limKey atomic.Pointer[string] // the client's key for client_limits, once computed
+	why    atomic.Pointer[string] // why a request ended the connection (408)
 
 	mu     sync.Mutex
 	zero   *sync.Cond // signalled when active drops to 0
@@ -285,6 +294,16 @@ func (cs *connState) wait() {
 
 // endWith records why a request ended the connection, for its log line.
 func (cs *connState) endWith(why string) { cs.why.CompareAndSwap(nil, &why) }
+
+// clientKey is the connection's client key for l, computed once.
+func (cs *connState) clientKey(l *ClientLimiter) string {
+	if k := cs.limKey.Load(); k != nil {
+		return *k
+	}
+	k := l.ClientKey(cs.tls.PeerCertificates[0])
+	cs.limKey.Store(&k)
+	return k
+}
 
 // reqState is filled while a request goes through, for its log line.
 type reqState struct {
@@ -463,6 +482,15 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		http.Error(rw, strconv.Itoa(status)+" "+strings.ToLower(http.StatusText(status))+": "+why, status)
 		return
+	}
+	if lim := p.limiter.Load(); lim != nil && cs.tls != nil && len(cs.tls.VerifiedChains) > 0 {
+		if ok, wait := lim.Request(cs.clientKey(lim)); !ok {
+			secs := max(1, int((wait+time.Second-1)/time.Second))
+			rs.err = fmt.Errorf("too many requests: client_limits.requests_per_second %g", lim.Settings().Rate)
+			rw.Header().Set("Retry-After", strconv.Itoa(secs))
+			http.Error(rw, "429 too many requests: this client's request rate is limited on this route", http.StatusTooManyRequests)
+			return
+		}
 	}
 	// A reverse proxy tunnels nothing: inside a tunnel no header would be
 	// stripped and no Host checked.

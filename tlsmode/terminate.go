@@ -43,6 +43,10 @@ type Terminate struct {
 	// http route then serves it only its unauthenticated paths, a tcp
 	// route closes it.
 	Allow AllowList
+	// ClientLimits, when not nil, counts each verified client's open
+	// connections (refused beyond the limit with alert 49) and, for
+	// protocol http, its requests (429 beyond the rate).
+	ClientLimits *ClientLimiter
 }
 
 // replayConn gives back the peeked ClientHello before reading on, so
@@ -73,9 +77,10 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 	var under net.Conn = &replayConn{Conn: c.counted(writeTimeout), buf: c.Peeked}
 	cfg := t.TLS
 	var denied *denyConn
-	if t.Allow != nil {
+	if t.Allow != nil || t.ClientLimits != nil {
 		denied = &denyConn{Conn: under}
-		under, cfg = denied, allowTLS(t.TLS, t.Allow, denied)
+		under, cfg = denied, allowTLS(t.TLS, t.Allow, t.ClientLimits, denied)
+		defer denied.releaseSlot()
 	}
 	tc := tls.Server(under, cfg)
 	// The log, metrics and directory count bytes on the client's socket,
@@ -104,6 +109,9 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 			c.Client = denied.client
 			denied.mu.Unlock()
 			c.Reason = "access denied: " + ErrAccessDenied.Error()
+			if errors.Is(err, ErrClientConnections) {
+				c.Reason = fmt.Sprintf("access denied: client has client_limits.connections (%d) open", t.ClientLimits.Settings().Connections)
+			}
 		}
 		return err
 	}
