@@ -55,7 +55,7 @@ type denyConn struct {
 	client string // the denied certificate's subject (RFC 2253)
 	// release gives back the client's slot of client_limits.connections.
 	release func()
-	secret []byte // SERVER_TRAFFIC_SECRET_0 of this connection (TLS 1.3)
+	secret  []byte // SERVER_TRAFFIC_SECRET_0 of this connection (TLS 1.3)
 }
 
 // CloseWrite sends a FIN (see endStream).
