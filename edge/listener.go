@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -274,8 +273,7 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	var rest *bytes.Reader
 	if st.proxy != "off" {
 		if tc.PeerTrusted {
-			br := bufio.NewReaderSize(cr, 256)
-			h, err := proxyproto.Read(br)
+			h, buffered, err := readProxyHeader(cr)
 			switch {
 			case errors.Is(err, proxyproto.ErrNoProxyProtocol):
 				if st.proxy == "required" {
@@ -300,8 +298,7 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 					}
 				}
 			}
-			buffered, _ := br.Peek(br.Buffered())
-			rest = bytes.NewReader(bytes.Clone(buffered))
+			rest = buffered
 			r = io.MultiReader(rest, cr)
 		} else if st.proxy == "required" {
 			kind = "proxy_header"
