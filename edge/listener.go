@@ -350,9 +350,11 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	tc.Start, tc.Events = start, connEvents{l.e}
 	if rt.Mode == "passthrough" {
 		// Routed: the handshake slot is free again. The client's next
-		// flight must come within handshake_timeout.
+		// flight must come within handshake_timeout of the hello reaching
+		// a server (the queue and connect times are not the client's).
 		hs.release()
-		tc.WatchHandshake(st.limits.handshakeTimeout, cr.n-int64(tail))
+		timeout, consumed := st.limits.handshakeTimeout, cr.n-int64(tail)
+		tc.WatchAfterReplay = func() { tc.WatchHandshake(timeout, consumed) }
 	} else if hs != nil {
 		tc.HandshakeDone = hs.release
 	}

@@ -43,7 +43,12 @@ type Conn struct {
 	// when the client's TLS handshake has ended, either way (the edge
 	// gives back the listener's handshake slot).
 	HandshakeDone func()
-	live          live
+	// WatchAfterReplay, when set, is called by passthrough once the hello
+	// has been replayed to the server: it starts the handshake watch (the
+	// client's next flight is due from then on, not while a server is
+	// sought).
+	WatchAfterReplay func()
+	live             live
 
 	// Filled by the handler for the access log.
 	Server    string // address of the server used, "" if none

@@ -43,6 +43,9 @@ func (p *Passthrough) Serve(ctx context.Context, c *Conn) error {
 		c.Reason = "server error: writing client hello: " + err.Error()
 		return fmt.Errorf("replaying client hello: %w", err)
 	}
+	if c.WatchAfterReplay != nil {
+		c.WatchAfterReplay()
+	}
 	up2, down, reason := Pipe(c.Conn, up.Conn)
 	c.BytesUp = int64(len(c.Peeked)) + up2
 	c.BytesDown = down
