@@ -208,6 +208,10 @@ func TestMaxConnectionsQueues(t *testing.T) {
 	if err := c2.echo("two is the limit\n"); err != nil {
 		t.Fatalf("open connection: %v", err)
 	}
+	// A full listener is silent to clients, so it says so in the log.
+	e.waitLog(t, "the max_connections warning", func(l logLine) bool {
+		return l.str("level") == "warn" && strings.HasPrefix(l.msg(), "listener at max_connections")
+	})
 	c1.Close()
 	select {
 	case r := <-third:
@@ -218,6 +222,9 @@ func TestMaxConnectionsQueues(t *testing.T) {
 		if err := r.c.echo("my turn\n"); err != nil {
 			t.Errorf("third connection: %v", err)
 		}
+		e.waitLog(t, "the listener accepting again", func(l logLine) bool {
+			return strings.HasPrefix(l.msg(), "listener below max_connections again")
+		})
 	case <-time.After(waitLong):
 		t.Fatalf("third connection did not complete within %v after one of two closed", waitLong)
 	}

@@ -92,10 +92,19 @@ func (l *listener) serve(ctx context.Context) {
 	defer close(l.served)
 	var delay time.Duration
 	for {
-		for {
+		for full := false; ; full = true {
 			st := l.state.Load()
 			if st.maxConns <= 0 || l.active.Load() < int64(st.maxConns) {
+				if full {
+					l.e.m.saturatedAt(st.name, false)
+					l.log.Info().Str("listener", st.name).Msg("listener below max_connections again: accepting")
+				}
 				break
+			}
+			if !full { // once per episode: a full listener is silent to clients
+				l.e.m.saturatedAt(st.name, true)
+				l.log.Warn().Str("listener", st.name).Int("max_connections", st.maxConns).
+					Msg("listener at max_connections: new connections wait in the kernel's accept queue (raise listeners[].max_connections if this is normal load)")
 			}
 			select {
 			case <-l.freed:

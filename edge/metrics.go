@@ -30,6 +30,7 @@ type metrics struct {
 	accepted     *prometheus.CounterVec   // listener
 	refused      *prometheus.CounterVec   // listener, reason
 	denied       *prometheus.CounterVec   // listener, route, stage
+	saturated    *prometheus.GaugeVec     // listener
 	active       *prometheus.GaugeVec     // listener, route, mode
 	closed       *prometheus.CounterVec   // listener, route, mode, server, reason
 	bytes        *prometheus.CounterVec   // listener, route, mode, direction
@@ -58,6 +59,9 @@ func newMetrics(e *Edge) *metrics {
 	m.denied = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_access_denied_total",
 		Help: "Clients refused by a route's authorization, by stage: handshake (a certificate not on allow: alert 49), no_certificate (a tcp route with allow, a client without one), request (403 by authorize or for a request without a certificate), reload (an open connection ended by reauthorize_on_reload)."},
 		[]string{"listener", "route", "stage"})
+	m.saturated = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tlsedge_listener_at_max_connections",
+		Help: "1 while the listener holds max_connections and leaves new connections in the kernel's accept queue, else 0."},
+		[]string{"listener"})
 	m.active = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tlsedge_connections_active",
 		Help: "Routed client connections open now."}, []string{"listener", "route", "mode"})
 	m.closed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_connections_closed_total",
@@ -95,7 +99,7 @@ func newMetrics(e *Edge) *metrics {
 		Help: "Always 1; the label hash is the SHA-256 of the config file in force."}, []string{"hash"})
 	m.lastReload = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tlsedge_config_last_reload_success_timestamp_seconds",
 		Help: "When the config in force was loaded (Unix time)."})
-	for _, c := range []prometheus.Collector{m.accepted, m.refused, m.denied, m.active, m.closed, m.bytes, m.helloErrors, m.handshakes,
+	for _, c := range []prometheus.Collector{m.accepted, m.refused, m.denied, m.saturated, m.active, m.closed, m.bytes, m.helloErrors, m.handshakes,
 		m.handshakeDur, m.requests, m.requestDur, m.connectDur, m.connectErrs, m.healthTrans, m.reloads,
 		m.configHash, m.configInfo, m.lastReload} {
 		f(c)
@@ -118,6 +122,7 @@ func (m *metrics) listenerSeen(name string) {
 		return
 	}
 	m.accepted.WithLabelValues(name)
+	m.saturated.WithLabelValues(name)
 	for _, k := range refusedKinds {
 		m.refused.WithLabelValues(name, k)
 	}
@@ -259,4 +264,16 @@ func codeClass(status int) string {
 		return string(rune('0'+status/100)) + "xx"
 	}
 	return "other"
+}
+
+// saturatedAt sets whether the listener is at its max_connections.
+func (m *metrics) saturatedAt(listener string, full bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if full {
+		v = 1
+	}
+	m.saturated.WithLabelValues(listener).Set(v)
 }
