@@ -95,13 +95,13 @@ func (e *Edge) reauthorize(routes []*Route) {
 			continue
 		}
 		why := r.authz.refuses(st)
-		if why == "" {
+		if why == "" || !c.MarkEnding() { // admitted, or already being ended
 			continue
 		}
 		reason := tlsmode.ReasonAccessDenied + " after reload: " + why
 		e.log.Warn().Uint64("id", c.ID).Str("listener", r.Listener).Str("route", r.Pattern).
-			Str("client", c.Client).Str("reason", reason).Msg("connection no longer authorized")
-		go c.EndGracefully(reason) // a tcp stream's close_notify may wait on its client
+			Str("client", c.Source.String()).Str("client_cert", c.Client).Str("reason", reason).Msg("connection no longer authorized")
+		c.EndGracefully(reason) // returns at once; the reason is set before a reload drain can close it
 	}
 }
 

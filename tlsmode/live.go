@@ -93,6 +93,7 @@ type live struct {
 	ender    func()           // ends the connection gracefully; nil = close the socket
 	httpEnd  func(why string) // an HTTP connection's: close after the requests in flight
 	closedBy string           // the reason given to the first Shutdown
+	ending   bool             // MarkEnding: someone is ending it gracefully
 	idle     *time.Timer
 	hs       *time.Timer // WatchHandshake's
 }
@@ -171,7 +172,11 @@ func (c *Conn) SetEnder(f func()) {
 // the admin API, an idle timeout). The first reason is kept for the access
 // log; later calls do nothing and return false. Passthrough and tcp streams
 // get a FIN both ways; an upgraded WebSocket gets a close frame first.
-func (c *Conn) Shutdown(reason string) bool {
+func (c *Conn) Shutdown(reason string) bool { return c.shutdown(reason, false) }
+
+// shutdown is Shutdown; with async the graceful end (which may wait on a
+// slow peer) runs on its own goroutine, the reason being set already.
+func (c *Conn) shutdown(reason string, async bool) bool {
 	c.live.mu.Lock()
 	if c.live.closedBy != "" {
 		c.live.mu.Unlock()
@@ -186,10 +191,13 @@ func (c *Conn) Shutdown(reason string) bool {
 		c.live.hs.Stop()
 	}
 	c.live.mu.Unlock()
-	if end != nil {
-		end()
+	if end == nil {
+		end = func() { c.Conn.Close() }
+	}
+	if async {
+		go end()
 	} else {
-		c.Conn.Close()
+		end()
 	}
 	return true
 }

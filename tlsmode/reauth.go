@@ -32,7 +32,8 @@ func (c *Conn) setHTTPEnd(f func(why string)) {
 // EndGracefully ends the connection for reason: an HTTP connection closes
 // once its requests in flight are answered (HTTP/2: GOAWAY), an upgraded
 // stream or a tcp/passthrough one ends at once as Shutdown ends it
-// (WebSocket close frames, close_notify and FIN).
+// (WebSocket close frames, close_notify and FIN). It does not wait: the
+// reason is recorded before it returns, the ending goes on meanwhile.
 func (c *Conn) EndGracefully(reason string) {
 	c.live.mu.Lock()
 	httpEnd, ender, closed := c.live.httpEnd, c.live.ender, c.live.closedBy != ""
@@ -44,7 +45,7 @@ func (c *Conn) EndGracefully(reason string) {
 		httpEnd(reason)
 		return
 	}
-	c.Shutdown(reason)
+	c.shutdown(reason, true)
 }
 
 // wsCloseCode is the WebSocket close code for a stream ended for reason.
@@ -53,4 +54,18 @@ func wsCloseCode(reason string) uint16 {
 		return 1008 // policy violation
 	}
 	return 1001 // going away
+}
+
+// MarkEnding marks the connection as being ended by its caller; it returns
+// false when it already was, or when it is already closing, so a
+// connection is ended (and logged) once even when reloads come quickly one
+// after another.
+func (c *Conn) MarkEnding() bool {
+	c.live.mu.Lock()
+	defer c.live.mu.Unlock()
+	if c.live.ending || c.live.closedBy != "" {
+		return false
+	}
+	c.live.ending = true
+	return true
 }
