@@ -234,7 +234,7 @@ func allowTLS(base *tls.Config, allow AllowList, limits *ClientLimiter, d *denyC
 			d.deny(&cs)
 			return ErrAccessDenied
 		}
-		if limits != nil && limits.Settings().Connections > 0 {
+		if limits != nil { // counted even with no connection limit: a reload may set one
 			release, ok := limits.Open(limits.ClientKey(cs.PeerCertificates[0]))
 			if !ok {
 				d.deny(&cs)
