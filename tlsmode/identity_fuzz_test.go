@@ -131,8 +131,9 @@ func fzCheckSAN(t *testing.T, name, enc, san string, list bool) {
 // fzSFBytes decodes an RFC 8941 byte sequence ":base64:".
 func fzSFBytes(t *testing.T, name, v string) []byte {
 	t.Helper()
-	inner, ok := strings.CutPrefix(v, ":")
-	if inner, ok = strings.CutSuffix(inner, ":"); !ok {
+	inner, ok1 := strings.CutPrefix(v, ":")
+	inner, ok2 := strings.CutSuffix(inner, ":")
+	if !ok1 || !ok2 {
 		t.Fatalf("%s: %q is not an RFC 8941 byte sequence", name, v)
 	}
 	b, err := base64.StdEncoding.Strict().DecodeString(inner)
