@@ -380,6 +380,10 @@ func TestHostileH2RapidReset(t *testing.T) {
 	e.slotFreed(t)
 	e.good()
 	l := e.waitLog(t, "access line of the attacking connection", isAccess(h.client))
+	// The attack is named in the log (a warning), not "client closed".
+	if r := l.str("reason"); !strings.HasPrefix(r, "client error: server connection error") || !strings.Contains(r, "ENHANCE_YOUR_CALM") || l.str("level") != "warn" {
+		t.Errorf("access line %v: reason %q at %s; want the HTTP/2 connection error ENHANCE_YOUR_CALM at warn", l, r, l.str("level"))
+	}
 	if got := int(l.num("requests")); got > int(ev.lastID+1)/2 {
 		t.Errorf("access line %v: %d requests; want at most the %d streams up to the GOAWAY", l, got, (ev.lastID+1)/2)
 	}
@@ -424,8 +428,8 @@ func TestHostileH2ContinuationFlood(t *testing.T) {
 		if fmt.Sprint(ev.goAway) != "[PROTOCOL_ERROR]" || !ev.closed || len(ev.status) != 0 {
 			t.Errorf("got GOAWAY %v, answers %v, then %v; want GOAWAY PROTOCOL_ERROR and the connection closed", ev.goAway, ev.status, ev.end)
 		}
-		if l := e.waitLog(t, "access line of the flooding connection", isAccess(h.client)); l.num("requests") != 0 {
-			t.Errorf("access line %v: want no request", l)
+		if l := e.waitLog(t, "access line of the flooding connection", isAccess(h.client)); l.num("requests") != 0 || !strings.HasPrefix(l.str("reason"), "client error: ") {
+			t.Errorf("access line %v: want no request, and the HTTP/2 connection error as the reason", l)
 		}
 	})
 	t.Run("empty CONTINUATION frames until idle_timeout", func(t *testing.T) {

@@ -144,17 +144,12 @@ func TestHardenGuardRefusal(t *testing.T) {
 func TestHardenReadBodyTimeout(t *testing.T) {
 	rec := &recorder{}
 	h := startHarden(t, HTTPOptions{Limits: HTTPLimits{ReadBodyTimeout: 300 * time.Millisecond}}, rec)
-	start := time.Now()
 	resp := h.send(t, "POST /slow HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 100\r\n\r\n0123456789")
-	took := time.Since(start)
 	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
 		t.Errorf("got %d, close %v; want 408 and Connection: close", resp.StatusCode, resp.Close)
 	}
-	if took < 300*time.Millisecond || took > 5*time.Second {
-		t.Errorf("408 after %v; want read_body_timeout 300ms", took)
-	}
-	if err := h.closed(t); err != nil {
-		t.Errorf("ServeConn: %v", err)
+	if err := h.closed(t); !errors.Is(err, ErrClientMisbehaved) {
+		t.Errorf("ServeConn: %v; want ErrClientMisbehaved (logged as a warning)", err)
 	}
 	if want := "client timeout: request body of 100 bytes not complete within read_body_timeout 300ms"; h.c.Reason != want {
 		t.Errorf("reason: got %q; want %q", h.c.Reason, want)

@@ -109,6 +109,24 @@ func (w zerologWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// connErrorLog is the ErrorLog of one connection's http.Server: each line
+// goes to the debug log as zerologWriter sends it, and the first one
+// (HTTP/2 connection errors: a rapid reset, a CONTINUATION flood, a
+// protocol error) becomes the connection's reason when nothing else ended
+// it.
+type connErrorLog struct {
+	zerologWriter
+	cs *connState
+}
+
+func (w connErrorLog) Write(b []byte) (int, error) {
+	msg := strings.TrimSpace(string(b))
+	if strings.HasPrefix(msg, "http2: server connection error") || strings.HasPrefix(msg, "http2: server: error") {
+		w.cs.errLine.CompareAndSwap(nil, &msg)
+	}
+	return w.zerologWriter.Write(b)
+}
+
 // copyBuffers are ReverseProxy's body copy buffers, reused across requests
 // (without a pool it allocates 32 KiB per request: 59 % of the bytes a
 // request allocated, measured).

@@ -259,10 +259,11 @@ type connState struct {
 	c      *Conn
 	// tls is the client's TLS: requests behind the HTTP/1 guard have no
 	// r.TLS (http.Server sets it only for a *tls.Conn).
-	tls    *tls.ConnectionState
-	guard  *h1Guard               // HTTP/1.x connections; nil for HTTP/2
-	limKey atomic.Pointer[string] // the client's key for client_limits, once computed
-	why    atomic.Pointer[string] // why a request ended the connection (408)
+	tls     *tls.ConnectionState
+	guard   *h1Guard               // HTTP/1.x connections; nil for HTTP/2
+	errLine atomic.Pointer[string] // net/http's first connection error line (connErrorLog)
+	limKey  atomic.Pointer[string] // the client's key for client_limits, once computed
+	why     atomic.Pointer[string] // why a request ended the connection (408)
 
 	mu     sync.Mutex
 	zero   *sync.Cond // signalled when active drops to 0
@@ -364,7 +365,7 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 			// bounds every write by write_timeout itself and says so in
 			// the log; Go's own deadline would hide that reason.
 		},
-		ErrorLog: p.errorLog,
+		ErrorLog: stdlog.New(connErrorLog{zerologWriter{p.opt.Log}, cs}, "", 0),
 		// Requests outlive a drain: they are bounded by the caller's grace.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
@@ -412,14 +413,27 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 		c.Reason = cs.guard.Reason()
 	}
 	if c.Reason == "" {
-		c.Reason = "client closed"
+		if l := cs.errLine.Load(); l != nil {
+			c.Reason = "client error: " + strings.TrimPrefix(*l, "http2: ")
+		} else {
+			c.Reason = "client closed"
+		}
 	}
 	if cs.guard != nil && cs.guard.Violation() != "" {
 		// A refused request is worth a warning (rate-limited by the edge).
 		return fmt.Errorf("%w: %s", ErrBadRequest, cs.guard.Violation())
 	}
+	if strings.HasPrefix(c.Reason, "client timeout") || strings.HasPrefix(c.Reason, "client error") {
+		// A slowloris or a protocol attack is a warning too.
+		return fmt.Errorf("%w: %s", ErrClientMisbehaved, c.Reason)
+	}
 	return nil
 }
+
+// ErrClientMisbehaved is returned by ServeConn for a connection ended
+// because its client timed out (a slow head, body or reader) or broke
+// HTTP/2's rules.
+var ErrClientMisbehaved = errors.New("tlsmode: client timeout or protocol error")
 
 // ErrBadRequest is returned by ServeConn when the HTTP/1 guard refused a
 // request (request smuggling, malformed framing) and closed the connection.
