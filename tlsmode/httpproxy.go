@@ -412,6 +412,13 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 	} else if cs.guard != nil && cs.guard.Reason() != "" {
 		c.Reason = cs.guard.Reason()
 	}
+	p.mu.Lock()
+	replaced := p.closed
+	p.mu.Unlock()
+	if c.Reason == "" && replaced && cs.errLine.Load() == nil {
+		// Shut down when idle by Close: the route was changed or removed.
+		c.Reason = "closed: the route changed in a reload (closed when idle)"
+	}
 	if c.Reason == "" {
 		if l := cs.errLine.Load(); l != nil {
 			c.Reason = "client error: " + strings.TrimPrefix(*l, "http2: ")
