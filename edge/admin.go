@@ -9,6 +9,7 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -178,7 +179,9 @@ func (e *Edge) AdminAddr() net.Addr {
 func (e *Edge) NotReady() { e.ready.Store(false) }
 
 // adminHandler routes the admin endpoint. Every answer is JSON but
-// /metrics; errors are {"error": "..."} with 400, 404, 405, 409 or 422.
+// /metrics and /debug/pprof/ (Go's profiles, as net/http/pprof serves
+// them; ?gc=1 on /debug/pprof/heap runs a GC first); errors are
+// {"error": "..."} with 400, 404, 405, 409 or 422.
 func (e *Edge) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -192,6 +195,13 @@ func (e *Edge) adminHandler() http.Handler {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready: starting or shutting down"})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(e.m.reg, promhttp.HandlerOpts{}))
+	// Profiles only here: the admin endpoint is loopback or mTLS (validate).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // heap, goroutine, allocs, block, mutex, ...
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	e.apiRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern == "" {
