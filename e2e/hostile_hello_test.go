@@ -345,7 +345,7 @@ type htRefusal struct {
 }
 
 func htRefusals() []htRefusal {
-	malformed := "malformed client hello: tlsmode: malformed client hello: "
+	malformed := "malformed client hello: "
 	one := func(names ...string) []byte { return htRecords(htHelloMsg(htHello{sni: [][]string{names}}), 1<<14) }
 	big := htHelloMsg(htHello{sni: [][]string{{"pass.example.com"}}, padding: 20 << 10})
 	junk := make([]byte, 512)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"net/netip"
 	"os"
 	"runtime/debug"
@@ -332,7 +333,7 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 		return
 	case errors.Is(err, tlsmode.ErrMalformedHello):
 		kind = "malformed"
-		l.reject(c, tc, "malformed client hello: "+err.Error(), tlsmode.AlertDecodeError)
+		l.reject(c, tc, "malformed client hello: "+strings.TrimPrefix(err.Error(), tlsmode.ErrMalformedHello.Error()+": "), tlsmode.AlertDecodeError)
 		return
 	default:
 		kind = readErrKind(err)
