@@ -151,6 +151,19 @@ func (l *ClientLimiter) close(e *clientEntry) {
 	}
 }
 
+// Full reports whether key already has its Connections open; it counts
+// nothing (a handshake checks it before the client has proven it holds the
+// certificate's key: only Open after the handshake takes a slot).
+func (l *ClientLimiter) Full(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.set.Connections <= 0 {
+		return false
+	}
+	el := l.m[key]
+	return el != nil && el.Value.(*clientEntry).open >= l.set.Connections
+}
+
 // Request takes a token of key's bucket. When there is none it returns
 // false and how long until there is one.
 func (l *ClientLimiter) Request(key string) (ok bool, retryAfter time.Duration) {

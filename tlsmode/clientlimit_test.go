@@ -76,3 +76,20 @@ func TestClientLimiterBounded(t *testing.T) {
 		t.Fatal("the busy client's count was evicted: a second connection admitted")
 	}
 }
+
+// Full only looks: a handshake that presents a certificate (which anyone
+// may have a copy of) and stalls before proving the key takes no slot.
+func TestClientLimiterFullTakesNothing(t *testing.T) {
+	l := NewClientLimiter(ClientLimitSettings{Connections: 1})
+	for range 5 {
+		if l.Full("victim") {
+			t.Fatal("Full before any connection")
+		}
+	}
+	if _, ok := l.Open("victim"); !ok {
+		t.Fatal("the owner's first connection refused after five checks")
+	}
+	if !l.Full("victim") {
+		t.Fatal("Full false with the one allowed connection open")
+	}
+}

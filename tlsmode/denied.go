@@ -234,19 +234,35 @@ func allowTLS(base *tls.Config, allow AllowList, limits *ClientLimiter, d *denyC
 			d.deny(&cs)
 			return ErrAccessDenied
 		}
-		if limits != nil { // counted even with no connection limit: a reload may set one
-			release, ok := limits.Open(limits.ClientKey(cs.PeerCertificates[0]))
-			if !ok {
-				d.deny(&cs)
-				return ErrClientConnections
-			}
-			d.mu.Lock()
-			d.release = release
-			d.mu.Unlock()
+		// Only a check here: VerifyConnection runs before the client has
+		// proven it holds the key (CertificateVerify), so whoever has a copy
+		// of a certificate must not take its owner's slots. The slot is
+		// taken once the handshake is done (takeSlot).
+		if limits != nil && limits.Full(limits.ClientKey(cs.PeerCertificates[0])) {
+			d.deny(&cs)
+			return ErrClientConnections
 		}
 		return nil
 	}
 	return cfg
+}
+
+// takeSlot counts the connection of the verified client of cs against
+// limits (even with no connection limit: a reload may set one); false when
+// the client reached its limit meanwhile.
+func (d *denyConn) takeSlot(limits *ClientLimiter, cs *tls.ConnectionState) bool {
+	if limits == nil || len(cs.VerifiedChains) == 0 {
+		return true
+	}
+	release, ok := limits.Open(limits.ClientKey(cs.PeerCertificates[0]))
+	if !ok {
+		return false
+	}
+	d.mu.Lock()
+	d.release = release
+	d.secret = nil // the alert rewriting is over: no secret kept for the connection's life
+	d.mu.Unlock()
+	return true
 }
 
 // releaseSlot gives back the client's connection slot, if it took one.

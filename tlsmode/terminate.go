@@ -116,6 +116,19 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 		return err
 	}
 	cs := tc.ConnectionState()
+	if denied != nil {
+		if !denied.takeSlot(t.ClientLimits, &cs) {
+			_ = tc.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = tc.CloseWrite()
+			lingerClose(under)
+			c.Client = identityDN(cs.PeerCertificates[0].RawSubject)
+			c.Reason = fmt.Sprintf("access denied: client has client_limits.connections (%d) open", t.ClientLimits.Settings().Connections)
+			return ErrClientConnections
+		}
+		denied.mu.Lock()
+		denied.secret = nil // only needed to rewrite a refusal alert
+		denied.mu.Unlock()
+	}
 	c.SetTLSState(&cs)
 	if len(cs.VerifiedChains) > 0 {
 		leaf := cs.PeerCertificates[0]
