@@ -52,10 +52,13 @@ type Edge struct {
 	// running is what readers outside the lock see (admin API, metrics,
 	// drain): swapped whole by each apply.
 	running atomic.Pointer[running]
-	ready   atomic.Bool // /readyz: started and not shutting down
-	reg     *registry
-	m       *metrics
-	ops     *ops
+	// tables are the route tables in force by listener name, published
+	// before a reload's re-authorization pass (see Edge.recheck).
+	tables atomic.Pointer[map[string]*Table]
+	ready  atomic.Bool // /readyz: started and not shutting down
+	reg    *registry
+	m      *metrics
+	ops    *ops
 
 	stopped bool // Shutdown was called: no more reloads
 
@@ -270,7 +273,15 @@ func (e *Edge) apply(cfg *Config) error {
 		e.log.Info().Str("listener", l.state.Load().name).Str("address", l.ln.Addr().String()).Msg("listening")
 	}
 	e.health.update(pools)
-	e.reauthorize(b.routes)
+	tables := make(map[string]*Table, len(cfg.Listeners))
+	for i := range cfg.Listeners {
+		tables[cfg.Listeners[i].Name] = states[cfg.Listeners[i].Address].table
+	}
+	e.tables.Store(&tables)  // before the pass: a handshake ending from now on checks itself (recheck)
+	// Before the replaced HTTP proxies drain below, so a refused connection
+	// is logged as refused. Only connections of routes whose policy changed
+	// are verified again.
+	e.reauthorize(tables)
 	for key, k := range e.http {
 		if b.kept[key] != k {
 			k.hp.Close() // a changed or removed route: its keep-alive connections drain
@@ -416,7 +427,8 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 	if !rt.server.SessionTicketsDisabled {
 		b.tickets.attach(rt.policy, rc.TLS.SessionTicketRotation, rt.server)
 	}
-	t := &tlsmode.Terminate{TLS: rt.server, Backend: pool, HandshakeTimeout: lc.HandshakeTimeout}
+	t := &tlsmode.Terminate{TLS: rt.server, Backend: pool, HandshakeTimeout: lc.HandshakeTimeout,
+		Recheck: func(c *tlsmode.Conn, cs *tls.ConnectionState) string { return e.recheck(r, c, cs) }}
 	if t.Allow, err = buildAllowList(b.cfg, rc.Allow); err != nil {
 		return nil, err
 	}

@@ -70,36 +70,61 @@ func (a *routeAuthz) refuses(st *tls.ConnectionState) string {
 	return ""
 }
 
-// reauthorize ends the open connections of routes rebuilt by a reload
-// whose client the new route refuses. routes are the new routes; a
-// connection belongs to the new route of the same listener and pattern.
-func (e *Edge) reauthorize(routes []*Route) {
-	type key struct{ listener, pattern string }
-	next := make(map[key]*Route, len(routes))
-	for _, r := range routes {
-		if r.authz != nil && r.authz.recheck {
-			next[key{r.Listener, r.Pattern}] = r
-		}
+// currentRoute is the route in force for c's server name on the listener
+// of old (the route c was routed with), or nil.
+func (e *Edge) currentRoute(tables map[string]*Table, old *Route, c *tlsmode.Conn) *Route {
+	tb := tables[old.Listener]
+	if tb == nil {
+		return nil
 	}
-	if len(next) == 0 {
-		return
+	name := ""
+	if c.Hello != nil {
+		name = c.Hello.ServerName
 	}
+	return tb.Match(name)
+}
+
+// stale says why the route now in force for c refuses it, "" when it does
+// not, or when c's own route is still in force or has the same policy.
+func (e *Edge) stale(tables map[string]*Table, old *Route, c *tlsmode.Conn, st *tls.ConnectionState) string {
+	cur := e.currentRoute(tables, old, c)
+	if cur == nil || cur == old || cur.authz == nil || !cur.authz.recheck {
+		return ""
+	}
+	if old.authz != nil && old.authz.policy == cur.authz.policy {
+		return ""
+	}
+	return cur.authz.refuses(st)
+}
+
+// recheck is a terminate route's Recheck: a handshake that ended after a
+// reload replaced the route it was routed with is judged by the route now
+// in force (the reload's pass saw no TLS state for it yet).
+func (e *Edge) recheck(old *Route, c *tlsmode.Conn, st *tls.ConnectionState) string {
+	p := e.tables.Load()
+	if p == nil {
+		return ""
+	}
+	return e.stale(*p, old, c, st)
+}
+
+// reauthorize ends the open connections that the routes now in force
+// (tables) refuse: each connection is judged by the route its server name
+// matches now, when that route's policy differs from the one it was
+// admitted under.
+func (e *Edge) reauthorize(tables map[string]*Table) {
 	for _, c := range e.reg.list(connFilter{}) {
 		old := routeOf(c)
 		st := c.TLSState()
 		if old == nil || st == nil {
 			continue
 		}
-		r := next[key{old.Listener, old.Pattern}]
-		if r == nil || (old.authz != nil && old.authz.policy == r.authz.policy) {
-			continue
-		}
-		why := r.authz.refuses(st)
+		why := e.stale(tables, old, c, st)
 		if why == "" || !c.MarkEnding() { // admitted, or already being ended
 			continue
 		}
 		reason := tlsmode.ReasonAccessDenied + " after reload: " + why
-		e.log.Warn().Uint64("id", c.ID).Str("listener", r.Listener).Str("route", r.Pattern).
+		e.log.Warn().Uint64("id", c.ID).Str("listener", old.Listener).Str("route", old.Pattern).
 			Str("client", c.Source.String()).Str("client_cert", c.Client).Str("reason", reason).Msg("connection no longer authorized")
 		c.EndGracefully(reason) // returns at once; the reason is set before a reload drain can close it
 	}

@@ -47,6 +47,10 @@ type Terminate struct {
 	// connections (refused beyond the limit with alert 49) and, for
 	// protocol http, its requests (429 beyond the rate).
 	ClientLimits *ClientLimiter
+	// Recheck, when set, is asked once the handshake is done: a reload may
+	// have replaced the route meanwhile, and the route now in force may
+	// refuse the client (the reason; "" admits it).
+	Recheck func(c *Conn, cs *tls.ConnectionState) string
 }
 
 // replayConn gives back the peeked ClientHello before reading on, so
@@ -130,6 +134,18 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 		denied.mu.Unlock()
 	}
 	c.SetTLSState(&cs)
+	if t.Recheck != nil {
+		if why := t.Recheck(c, &cs); why != "" && c.MarkEnding() {
+			_ = tc.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = tc.CloseWrite()
+			lingerClose(under)
+			if len(cs.PeerCertificates) > 0 {
+				c.Client = identityDN(cs.PeerCertificates[0].RawSubject)
+			}
+			c.Reason = ReasonAccessDenied + " after reload: " + why
+			return ErrAccessDenied
+		}
+	}
 	if len(cs.VerifiedChains) > 0 {
 		leaf := cs.PeerCertificates[0]
 		c.Client = identityDN(leaf.RawSubject)
