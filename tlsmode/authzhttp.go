@@ -45,7 +45,7 @@ func (a *HTTPAuthz) Check(r *http.Request, cs *tls.ConnectionState) (status int,
 		return 0, ""
 	}
 	path := r.URL.Path
-	if r.URL.RawPath != "" || !canonicalPath(path) {
+	if (a.Rules != nil || a.Unauthenticated != nil) && (r.URL.RawPath != "" || !canonicalPath(path)) {
 		return http.StatusBadRequest, "path not in canonical form"
 	}
 	if pathMatches(a.Unauthenticated, path) {
@@ -59,7 +59,15 @@ func (a *HTTPAuthz) Check(r *http.Request, cs *tls.ConnectionState) (status int,
 	}
 	for i := range a.Rules {
 		rule := &a.Rules[i]
-		if !pathMatches(rule.Paths, path) || (rule.Methods != nil && !methodMatches(rule.Methods, r.Method)) {
+		if !pathMatches(rule.Paths, path) {
+			if pathMatchesFold(rule.Paths, path) {
+				// Servers that ignore case (IIS, Express) would read it as
+				// the rule's path: too ambiguous to judge.
+				return http.StatusBadRequest, "path differs from an authorize path only in letter case"
+			}
+			continue
+		}
+		if rule.Methods != nil && !methodMatches(rule.Methods, r.Method) {
 			continue
 		}
 		if rule.Allow == nil || rule.Allow.Admits(cs) {
@@ -79,13 +87,27 @@ func pathMatches(prefixes []string, path string) bool {
 		if path == p || strings.HasPrefix(path, p) && (strings.HasSuffix(p, "/") || path[len(p)] == '/') {
 			return true
 		}
+		if strings.HasSuffix(p, "/") && path == p[:len(p)-1] { // "/admin/" covers "/admin": servers redirect or serve it alike
+			return true
+		}
 	}
 	return false
 }
 
+// pathMatchesFold is pathMatches ignoring ASCII letter case.
+func pathMatchesFold(prefixes []string, path string) bool {
+	lower := make([]string, len(prefixes))
+	for i, p := range prefixes {
+		lower[i] = asciiLower(p)
+	}
+	return pathMatches(lower, asciiLower(path))
+}
+
+// methodMatches reports whether m is one of methods; GET covers HEAD, as
+// servers answer HEAD with their GET handler.
 func methodMatches(methods []string, m string) bool {
 	for _, x := range methods {
-		if x == m {
+		if x == m || x == http.MethodGet && m == http.MethodHead {
 			return true
 		}
 	}
@@ -101,8 +123,8 @@ func canonicalPath(p string) bool {
 		return false
 	}
 	for _, seg := range strings.Split(p[1:], "/") {
-		if seg == "." || seg == ".." {
-			return false
+		if seg == "." || seg == ".." || strings.HasSuffix(seg, ".") || strings.HasSuffix(seg, " ") {
+			return false // IIS trims trailing dots and spaces: "/admin./x" is "/admin/x" there
 		}
 	}
 	return !strings.Contains(p, "//")

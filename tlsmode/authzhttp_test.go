@@ -30,7 +30,12 @@ func TestHTTPAuthzCheck(t *testing.T) {
 		{"DELETE", "/v1/telemetry", "verified", 403}, // the rule's methods do not match; no other rule does
 		{"GET", "/v1/telemetryX", "verified", 403},
 		{"GET", "/admin/users", "verified", 403},
-		{"GET", "/admin", "verified", 403}, // "/admin/" does not cover "/admin": no rule
+		{"GET", "/admin", "verified", 403},       // "/admin/" covers "/admin" too (its rule refuses this client)
+		{"HEAD", "/v1/telemetry", "verified", 0}, // GET covers HEAD
+		{"GET", "/ADMIN/users", "verified", 400}, // only the case differs from a rule's path
+		{"GET", "/V1/Telemetry", "verified", 400},
+		{"GET", "/admin./users", "verified", 400}, // IIS reads it as /admin/users
+		{"GET", "/admin%20/users", "verified", 400},
 		{"GET", "/public/x", "verified", 0},
 		{"GET", "/public/x", "nocert", 403},
 		{"GET", "/healthz", "nocert", 0},
@@ -58,6 +63,9 @@ func TestHTTPAuthzCheck(t *testing.T) {
 	var nilAuthz *HTTPAuthz
 	if got, _ := nilAuthz.Check(httptest.NewRequest("GET", "/../x", nil), none); got != 0 {
 		t.Fatalf("nil authz refused a request: %d", got)
+	}
+	if got, _ := (&HTTPAuthz{Identified: true}).Check(httptest.NewRequest("GET", "/files/a%2Fb", nil), device); got != 0 {
+		t.Fatalf("a route with only an allow list refused an encoded path: %d (paths are judged only where rules are)", got)
 	}
 	if got, _ := (&HTTPAuthz{Identified: true}).Check(httptest.NewRequest("GET", "/x", nil), device); got != 0 {
 		t.Fatalf("an allow list alone refused a verified client's request: %d", got)
