@@ -338,8 +338,8 @@ func TestClientLimitsConnections(t *testing.T) {
 	})
 
 	for route, n := range map[string]float64{"tcp.example.com": 4, "pin.example.com": 2} {
-		clMetric(t, admin, "tlsedge_access_denied_total", map[string]string{"listener": "public", "route": route, "stage": "handshake"}, n)
-		clMetric(t, admin, "tlsedge_tls_handshakes_total", map[string]string{"listener": "public", "route": route, "result": "access_denied"}, n)
+		clMetric(t, admin, "tlsedge_access_denied_total", map[string]string{"listener": "public", "route": route, "stage": "client_limit"}, n)
+		clMetric(t, admin, "tlsedge_tls_handshakes_total", map[string]string{"listener": "public", "route": route, "result": "client_limit"}, n)
 	}
 }
 

@@ -191,7 +191,7 @@ func validateClientLimits(ps *Problems, rp string, r *RouteConfig) {
 	if l.Connections < 0 {
 		ps.Add(p+".connections", "must be 0 (no limit) or more")
 	}
-	if l.RequestsPerSecond < 0 || l.RequestsPerSecond > MaxRate {
+	if !(l.RequestsPerSecond >= 0 && l.RequestsPerSecond <= MaxRate) { // NaN too
 		ps.Add(p+".requests_per_second", "must be 0 (no limit) to %g", float64(MaxRate))
 	}
 	if l.Burst < 0 {

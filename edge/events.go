@@ -25,7 +25,7 @@ type routeObs struct {
 }
 
 // deniedStages are the stage label values of tlsedge_access_denied_total.
-var deniedStages = []string{"handshake", "no_certificate", "request", "reload"}
+var deniedStages = []string{"handshake", "no_certificate", "client_limit", "request", "reload"}
 
 func newRouteObs(m *metrics, r *Route) *routeObs {
 	if m == nil {
@@ -136,6 +136,8 @@ func (e *Edge) ended(c *tlsmode.Conn, r *Route) {
 			stage = "reload"
 		case strings.Contains(c.Reason, "no client certificate"):
 			stage = "no_certificate"
+		case strings.Contains(c.Reason, "client_limits"):
+			stage = "client_limit"
 		}
 		r.obs.denied[stage].Inc()
 	}
@@ -173,6 +175,7 @@ const (
 // reason label of tlsedge_connections_closed_total.
 var reasonClasses = []struct{ prefix, class string }{
 	{tlsmode.ReasonAccessDenied + " after reload", "access_denied_reload"},
+	{tlsmode.ReasonAccessDenied + ": client has client_limits", "client_limit"},
 	{tlsmode.ReasonAccessDenied, "access_denied"},
 	{"client closed without sending anything", "empty"},
 	{"client closed before its hello", "hello_incomplete"},

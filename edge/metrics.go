@@ -57,7 +57,7 @@ func newMetrics(e *Edge) *metrics {
 		Help: "Connections (and HTTP requests, for server_queue) refused by a limit, by reason: per_ip (max_connections_per_ip), rate (connection_rate_per_ip), handshakes (max_handshakes: no slot within clienthello_timeout), server_queue (max_connections_per_server: no slot within queue_timeout)."},
 		[]string{"listener", "reason"})
 	m.denied = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_access_denied_total",
-		Help: "Clients refused by a route's authorization, by stage: handshake (a certificate not on allow: alert 49), no_certificate (a tcp route with allow, a client without one), request (403 by authorize or for a request without a certificate), reload (an open connection ended by reauthorize_on_reload)."},
+		Help: "Clients refused by a route's authorization, by stage: handshake (a certificate not on allow: alert 49), no_certificate (a tcp route with allow, a client without one), client_limit (client_limits.connections reached), request (403 by authorize or for a request without a certificate), reload (an open connection ended by reauthorize_on_reload)."},
 		[]string{"listener", "route", "stage"})
 	m.saturated = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tlsedge_listener_at_max_connections",
 		Help: "1 while the listener holds max_connections and leaves new connections in the kernel's accept queue, else 0."},
@@ -237,6 +237,8 @@ func handshakeResult(err error) string {
 	switch {
 	case errors.Is(err, certs.ErrRevoked):
 		return "revoked"
+	case errors.Is(err, tlsmode.ErrClientConnections):
+		return "client_limit"
 	case errors.Is(err, tlsmode.ErrAccessDenied):
 		return "access_denied"
 	case errors.As(err, &unknown):
