@@ -277,7 +277,7 @@ func (e *Edge) apply(cfg *Config) error {
 	for i := range cfg.Listeners {
 		tables[cfg.Listeners[i].Name] = states[cfg.Listeners[i].Address].table
 	}
-	e.tables.Store(&tables)  // before the pass: a handshake ending from now on checks itself (recheck)
+	e.tables.Store(&tables) // before the pass: a handshake ending from now on checks itself (recheck)
 	// Before the replaced HTTP proxies drain below, so a refused connection
 	// is logged as refused. Only connections of routes whose policy changed
 	// are verified again.
