@@ -381,7 +381,15 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 	defer p.track(srv, false)
 	c.setHTTPEnd(func(why string) {
 		cs.endWith(why)
-		go func() { _ = srv.Shutdown(context.Background()) }()
+		go func() {
+			// Requests in flight get EndGrace (a long poll or a stream
+			// would hold a refused client for ever), then it is closed.
+			ctx, cancel := context.WithTimeout(context.Background(), EndGrace)
+			defer cancel()
+			if srv.Shutdown(ctx) != nil {
+				_ = srv.Close()
+			}
+		}()
 	})
 	defer c.setHTTPEnd(nil)
 	go func() {
@@ -441,6 +449,11 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 // because its client timed out (a slow head, body or reader) or broke
 // HTTP/2's rules.
 var ErrClientMisbehaved = errors.New("tlsmode: client timeout or protocol error")
+
+// EndGrace bounds how long the requests in flight of an HTTP connection
+// ended by EndGracefully (a client no longer authorized after a reload) may
+// go on before the connection is closed.
+const EndGrace = 30 * time.Second
 
 // ErrBadRequest is returned by ServeConn when the HTTP/1 guard refused a
 // request (request smuggling, malformed framing) and closed the connection.
