@@ -135,7 +135,8 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 	}
 	c.SetTLSState(&cs)
 	if t.Recheck != nil {
-		if why := t.Recheck(c, &cs); why != "" && c.MarkEnding() {
+		if why := t.Recheck(c, &cs); why != "" { // refused, also when a reload's pass marked it first
+			c.MarkEnding()
 			_ = tc.SetWriteDeadline(time.Now().Add(time.Second))
 			_ = tc.CloseWrite()
 			lingerClose(under)
