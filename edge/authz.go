@@ -38,8 +38,9 @@ func validateRouteAuthz(c *Config, ps *Problems, rp string, r *RouteConfig) {
 	if r.Allow != nil && len(r.Allow) == 0 {
 		ps.Add(rp+".allow", "an empty list admits no one: list identity patterns, or remove allow to admit every verified certificate")
 	}
+	_, routeCAs, _ := certs.LoadCAPool(c.resolveAll(r.TLS.ClientCA)) // its errors are client_ca's
 	for i := range r.Allow {
-		validatePattern(c, ps, fmt.Sprintf("%s.allow[%d]", rp, i), &r.Allow[i])
+		validatePattern(c, ps, fmt.Sprintf("%s.allow[%d]", rp, i), &r.Allow[i], routeCAs)
 	}
 	if r.Protocol != "http" {
 		if r.Authorize != nil || r.AllowUnauthenticatedPaths != nil {
@@ -67,7 +68,7 @@ func validateRouteAuthz(c *Config, ps *Problems, rp string, r *RouteConfig) {
 			ps.Add(p+".allow", "an empty list admits no one: list identity patterns, or remove allow to admit every verified certificate")
 		}
 		for j := range rule.Allow {
-			validatePattern(c, ps, fmt.Sprintf("%s.allow[%d]", p, j), &rule.Allow[j])
+			validatePattern(c, ps, fmt.Sprintf("%s.allow[%d]", p, j), &rule.Allow[j], routeCAs)
 		}
 	}
 	if r.AllowUnauthenticatedPaths != nil && r.TLS.ClientAuth != "verify_if_given" {
@@ -85,7 +86,7 @@ func validatePath(ps *Problems, p, path string) {
 	}
 }
 
-func validatePattern(c *Config, ps *Problems, p string, e *ClientPatternConfig) {
+func validatePattern(c *Config, ps *Problems, p string, e *ClientPatternConfig, routeCAs []*x509.Certificate) {
 	if e.URI == "" && e.DNS == "" && e.CN == "" && e.Email == "" && e.Issuer == "" && e.SHA256 == nil {
 		ps.Add(p, "an empty entry admits no one: set uri, dns, cn, email, issuer or sha256")
 	}
@@ -105,6 +106,9 @@ func validatePattern(c *Config, ps *Problems, p string, e *ClientPatternConfig) 
 			ps.Add(fmt.Sprintf("%s.sha256[%d]", p, j), "%v", err)
 		}
 	}
+	if strings.Contains(e.Issuer, "=") && len(issuerByDN(e.Issuer, routeCAs)) == 0 {
+		ps.Add(p+".issuer", "%q is the subject of no certificate in the route's client_ca: write the DN of one of them as openssl x509 -noout -subject -nameopt RFC2253 prints it, or give the CA's PEM file (for an intermediate, say)", e.Issuer)
+	}
 	if e.Issuer != "" && !strings.Contains(e.Issuer, "=") {
 		if _, _, err := certs.LoadCAPool(c.resolveAll([]string{e.Issuer})); err != nil {
 			ps.Add(p+".issuer", "neither a DN (CN=...,O=...) nor a readable PEM file of CA certificates: %v", err)
@@ -123,17 +127,38 @@ func parsePin(s string) ([32]byte, error) {
 	return pin, nil
 }
 
+// issuerByDN are the certificates of cas whose subject is dn (as openssl
+// prints it with -nameopt RFC2253).
+func issuerByDN(dn string, cas []*x509.Certificate) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, ca := range cas {
+		if tlsmode.SubjectDN(ca) == dn {
+			out = append(out, ca)
+		}
+	}
+	return out
+}
+
 // buildAllowList turns validated patterns into matchers (CA files read).
-func buildAllowList(c *Config, list []ClientPatternConfig) (tlsmode.AllowList, error) {
+// An issuer given as a DN is pinned to the route's client_ca certificates
+// of that subject (their keys), so no other CA can pass for it.
+func buildAllowList(c *Config, rc *RouteConfig, list []ClientPatternConfig) (tlsmode.AllowList, error) {
 	if list == nil {
 		return nil, nil
+	}
+	_, routeCAs, err := certs.LoadCAPool(c.resolveAll(rc.TLS.ClientCA))
+	if err != nil && len(rc.TLS.ClientCA) > 0 {
+		return nil, err
 	}
 	out := make(tlsmode.AllowList, 0, len(list))
 	for _, e := range list {
 		p := tlsmode.ClientPattern{URI: e.URI, DNS: e.DNS, CN: e.CN, Email: e.Email}
 		switch {
 		case strings.Contains(e.Issuer, "="):
-			p.IssuerDN = e.Issuer
+			p.IssuerCAs = issuerByDN(e.Issuer, routeCAs)
+			if len(p.IssuerCAs) == 0 {
+				return nil, fmt.Errorf("issuer %q is the subject of no certificate in client_ca", e.Issuer)
+			}
 		case e.Issuer != "":
 			_, cas, err := certs.LoadCAPool(c.resolveAll([]string{e.Issuer}))
 			if err != nil {
@@ -161,7 +186,7 @@ func buildHTTPAuthz(c *Config, rc *RouteConfig) (*tlsmode.HTTPAuthz, error) {
 	}
 	a := &tlsmode.HTTPAuthz{Identified: true, Unauthenticated: rc.AllowUnauthenticatedPaths}
 	for _, rule := range rc.Authorize {
-		allow, err := buildAllowList(c, rule.Allow)
+		allow, err := buildAllowList(c, rc, rule.Allow)
 		if err != nil {
 			return nil, err
 		}

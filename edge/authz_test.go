@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tlsedge/tlsedge/tlsmode"
 )
 
 // Authorization keys: a bad value is refused with its key and the fix, and
@@ -27,6 +29,9 @@ func TestAuthzKeysValidate(t *testing.T) {
 			`listeners[0].routes[0].allow[1].sha256[0]: "abc" is not a SHA-256 (64 hex digits, e.g. from openssl x509 -noout -fingerprint -sha256)`,
 			`listeners[0].routes[0].allow[2]: ** (across /) is for uri patterns only`,
 			`listeners[0].routes[0].allow[3].issuer: neither a DN (CN=...,O=...) nor a readable PEM file of CA certificates: `,
+		}},
+		{"issuer DN of no client_ca certificate", `routes: [{sni: ["*"], backend: b, mode: terminate, ` + tlsReq + `, allow: [{issuer: "CN=Ops CA,O=Example"}]}]`, []string{
+			`listeners[0].routes[0].allow[0].issuer: "CN=Ops CA,O=Example" is the subject of no certificate in the route's client_ca: write the DN of one of them as openssl x509 -noout -subject -nameopt RFC2253 prints it, or give the CA's PEM file (for an intermediate, say)`,
 		}},
 		{"empty allow", `routes: [{sni: ["*"], backend: b, mode: terminate, ` + tlsReq + `, allow: []}]`, []string{
 			`listeners[0].routes[0].allow: an empty list admits no one: list identity patterns, or remove allow to admit every verified certificate`,
@@ -83,7 +88,7 @@ func TestAuthzKeysValidate(t *testing.T) {
 		ca, _ := edgeCert(t, dir, "edge.test")
 		writeFile(t, filepath.Join(dir, "ca.pem"), string(ca.PEM))
 		to := `routes: [{sni: ["*"], backend: b, mode: terminate, protocol: http, tls: {cert: DIR/edge.pem, key: DIR/edge-key.pem, client_auth: verify_if_given, client_ca: DIR/ca.pem},
-      allow: [{uri: "spiffe://p.example/acme/*", issuer: DIR/ca.pem}, {sha256: ["` + strings.Repeat("ab:", 31) + `ab"]}, {issuer: "CN=x,O=y"}],
+      allow: [{uri: "spiffe://p.example/acme/*", issuer: DIR/ca.pem}, {sha256: ["` + strings.Repeat("ab:", 31) + `ab"]}, {issuer: "` + tlsmode.SubjectDN(ca.Cert) + `"}],
       authorize: [{paths: [/v1/telemetry], methods: [GET], allow: [{cn: "device-*"}]}, {paths: [/public/]}],
       allow_unauthenticated_paths: [/healthz]}]`
 		path := filepath.Join(dir, "edge.yaml")
@@ -93,8 +98,9 @@ func TestAuthzKeysValidate(t *testing.T) {
 			t.Fatal(err)
 		}
 		rc := &cfg.Listeners[0].Routes[0]
-		allow, err := buildAllowList(cfg, rc.Allow)
-		if err != nil || len(allow) != 3 || len(allow[0].IssuerCAs) != 1 || allow[1].SHA256[0][0] != 0xab || allow[2].IssuerDN != "CN=x,O=y" {
+		allow, err := buildAllowList(cfg, rc, rc.Allow)
+		if err != nil || len(allow) != 3 || len(allow[0].IssuerCAs) != 1 || allow[1].SHA256[0][0] != 0xab ||
+			len(allow[2].IssuerCAs) != 1 || !allow[2].IssuerCAs[0].Equal(ca.Cert) { // a DN is pinned to that client_ca certificate
 			t.Fatalf("allow list: %+v, %v", allow, err)
 		}
 		a, err := buildHTTPAuthz(cfg, rc)

@@ -429,7 +429,7 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 	}
 	t := &tlsmode.Terminate{TLS: rt.server, Backend: pool, HandshakeTimeout: lc.HandshakeTimeout,
 		Recheck: func(c *tlsmode.Conn, cs *tls.ConnectionState) string { return e.recheck(r, c, cs) }}
-	if t.Allow, err = buildAllowList(b.cfg, rc.Allow); err != nil {
+	if t.Allow, err = buildAllowList(b.cfg, rc, rc.Allow); err != nil {
 		return nil, err
 	}
 	if rc.ClientLimits != nil {

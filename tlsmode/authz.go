@@ -22,11 +22,9 @@ type ClientPattern struct {
 	DNS   string
 	CN    string
 	Email string
-	// IssuerDN admits a chain with a CA certificate (not the leaf) whose
-	// subject, as an RFC 4514 string (x509's Name.String), is exactly this.
-	IssuerDN string
 	// IssuerCAs admit a chain that went through one of these CA
-	// certificates (same public key and subject).
+	// certificates (same public key and subject). A subject name alone
+	// is never enough: another trusted CA could issue a CA of that name.
 	IssuerCAs []*x509.Certificate
 	// SHA256 pins: the leaf certificate's DER hash is one of these.
 	SHA256 [][32]byte
@@ -35,7 +33,7 @@ type ClientPattern struct {
 // Empty reports whether p sets no field.
 func (p *ClientPattern) Empty() bool {
 	return p.URI == "" && p.DNS == "" && p.CN == "" && p.Email == "" &&
-		p.IssuerDN == "" && len(p.IssuerCAs) == 0 && len(p.SHA256) == 0
+		len(p.IssuerCAs) == 0 && len(p.SHA256) == 0
 }
 
 // Matches reports whether the verified connection cs satisfies every field
@@ -55,9 +53,6 @@ func (p *ClientPattern) Matches(cs *tls.ConnectionState) bool {
 		return false
 	}
 	if p.CN != "" && !GlobMatch(p.CN, leaf.Subject.CommonName, authzCN) {
-		return false
-	}
-	if p.IssuerDN != "" && !chainHas(cs.VerifiedChains, func(c *x509.Certificate) bool { return c.Subject.String() == p.IssuerDN }) {
 		return false
 	}
 	if len(p.IssuerCAs) > 0 && !chainHas(cs.VerifiedChains, func(c *x509.Certificate) bool {
@@ -263,3 +258,7 @@ func plainURI(u string) bool {
 	}
 	return true
 }
+
+// SubjectDN is c's subject as `openssl x509 -noout -subject -nameopt
+// RFC2253` prints it (the form the identity headers use).
+func SubjectDN(c *x509.Certificate) string { return identityDN(c.RawSubject) }
