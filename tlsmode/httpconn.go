@@ -1,0 +1,231 @@
+package tlsmode
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tlsedge/tlsedge/affinity"
+)
+
+// One client connection of an HTTP proxy: its http.Server, its state shared
+// by its requests, and how it ends.
+
+type connKey struct{}
+type reqKey struct{}
+
+// connState is what every request of one client connection shares.
+type connState struct {
+	idOnce sync.Once
+	id     IdentityValues // the identity headers, formatted once per connection
+	xff    string         // the client address
+	c      *Conn
+	// tls is the client's TLS: requests behind the HTTP/1 guard have no
+	// r.TLS (http.Server sets it only for a *tls.Conn).
+	tls     *tls.ConnectionState
+	guard   *h1Guard               // HTTP/1.x connections; nil for HTTP/2
+	errLine atomic.Pointer[string] // net/http's first connection error line (connErrorLog)
+	limKey  atomic.Pointer[string] // the client's key for client_limits, once computed
+	why     atomic.Pointer[string] // why a request ended the connection (408)
+
+	mu     sync.Mutex
+	zero   *sync.Cond // signalled when active drops to 0
+	active int        // requests being handled, including upgraded WebSockets
+}
+
+func (cs *connState) begin() {
+	cs.mu.Lock()
+	cs.active++
+	cs.mu.Unlock()
+}
+
+func (cs *connState) end() {
+	cs.mu.Lock()
+	if cs.active--; cs.active == 0 {
+		cs.zero.Broadcast()
+	}
+	cs.mu.Unlock()
+}
+
+// wait returns when no request is being handled.
+func (cs *connState) wait() {
+	cs.mu.Lock()
+	for cs.active > 0 {
+		cs.zero.Wait()
+	}
+	cs.mu.Unlock()
+}
+
+// endWith records why a request ended the connection, for its log line.
+func (cs *connState) endWith(why string) { cs.why.CompareAndSwap(nil, &why) }
+
+// clientKey is the connection's client key for l, computed once.
+func (cs *connState) clientKey(l *ClientLimiter) string {
+	if k := cs.limKey.Load(); k != nil {
+		return *k
+	}
+	k := l.ClientKey(cs.tls.PeerCertificates[0])
+	cs.limKey.Store(&k)
+	return k
+}
+
+// reqState is filled while a request goes through, for its log line.
+type reqState struct {
+	up   *upgradedConn // the upgraded stream, once the server said 101
+	body *timedBody    // the request body, nil = none
+	// closeUnless101 is the response header holding "Connection: close"
+	// for an HTTP/1 request the guard stopped checking after (Upgrade,
+	// CONNECT): removed only when the server switches protocols.
+	closeUnless101 http.Header
+	host           string
+	server         *affinity.Server // the last server tried
+	status         int              // the server's status, seen also for upgrades (101), which bypass the ResponseWriter
+	err            error
+}
+
+// ServeConn serves HTTP on tc until the client closes it or it idles out,
+// and until every request on it (including upgraded WebSockets) is done.
+// When ctx is done it drains: the connection closes once idle. It owns tc
+// and closes it.
+func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error {
+	if ctx.Err() != nil {
+		tc.Close() // draining already: no new HTTP connection
+		c.Reason = "shutting down"
+		return nil
+	}
+	st := tc.ConnectionState()
+	cs := &connState{c: c, tls: &st}
+	cs.zero = sync.NewCond(&cs.mu)
+	done := make(chan struct{})
+	var once sync.Once
+	finish := func() { once.Do(func() { close(done) }) }
+	// HTTP/2 (ALPN h2) checks its own framing, and http.Server speaks it
+	// only on a *tls.Conn; every other connection is HTTP/1.x, read through
+	// the smuggling guard (h1guard.go).
+	var conn net.Conn = tc
+	if st.NegotiatedProtocol != "h2" {
+		cs.guard = newH1Guard(tc, p.limits.MaxHeaderBytes, p.limits.ReadHeaderTimeout)
+		conn = cs.guard
+	}
+	h2 := p.limits.H2
+	ping := h2.PingInterval
+	if ping < 0 {
+		ping = 0 // HTTP2Config: no pings
+	}
+	ln := newOneConnListener(conn)
+	srv := &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: p.limits.ReadHeaderTimeout,
+		IdleTimeout:       p.limits.IdleTimeout,
+		MaxHeaderBytes:    p.limits.MaxHeaderBytes,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:          h2.MaxConcurrentStreams,
+			MaxReceiveBufferPerStream:     h2.ReceiveWindow,
+			MaxReceiveBufferPerConnection: h2.ConnectionReceiveWindow,
+			SendPingTimeout:               ping,
+			PingTimeout:                   h2.PingTimeout,
+			// No WriteByteTimeout: the client's socket (countingConn)
+			// bounds every write by write_timeout itself and says so in
+			// the log; Go's own deadline would hide that reason.
+		},
+		ErrorLog: stdlog.New(connErrorLog{zerologWriter{p.opt.Log}, cs}, "", 0),
+		// Requests outlive a drain: they are bounded by the caller's grace.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, cs)
+		},
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateClosed || st == http.StateHijacked {
+				finish()
+			}
+		},
+	}
+	open := p.track(srv, true)
+	defer p.track(srv, false)
+	c.setHTTPEnd(func(why string) {
+		cs.endWith(why)
+		go func() {
+			// Requests in flight get EndGrace (a long poll or a stream
+			// would hold a refused client for ever), then it is closed.
+			ctx, cancel := context.WithTimeout(context.Background(), EndGrace)
+			defer cancel()
+			if srv.Shutdown(ctx) != nil {
+				_ = srv.Close()
+			}
+		}()
+	})
+	defer c.setHTTPEnd(nil)
+	go func() {
+		_ = srv.Serve(ln)
+		if !ln.handedOut() {
+			// Shut down before it took the connection (a drain raced
+			// with this connection's start): close it here.
+			tc.Close()
+			finish()
+		}
+	}()
+	if !open {
+		go func() { _ = srv.Shutdown(context.Background()) }()
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// Draining: close when idle; HTTP/2 clients get a GOAWAY. The
+		// caller bounds how long active requests may go on.
+		go func() { _ = srv.Shutdown(context.Background()) }()
+		<-done
+	}
+	cs.wait()
+	ln.Close()
+	c.Requests = c.RequestCount()
+	if why := cs.why.Load(); why != nil {
+		c.Reason = *why
+	} else if cs.guard != nil && cs.guard.Reason() != "" {
+		c.Reason = cs.guard.Reason()
+	}
+	p.mu.Lock()
+	replaced := p.closed
+	p.mu.Unlock()
+	if c.Reason == "" && replaced && cs.errLine.Load() == nil {
+		// Shut down when idle by Close: the route was changed or removed.
+		c.Reason = "closed: the route changed in a reload (closed when idle)"
+	}
+	if c.Reason == "" {
+		if l := cs.errLine.Load(); l != nil {
+			c.Reason = "client error: " + strings.TrimPrefix(*l, "http2: ")
+		} else {
+			c.Reason = "client closed"
+		}
+	}
+	if cs.guard != nil && cs.guard.Violation() != "" {
+		// A refused request is worth a warning (rate-limited by the edge).
+		return fmt.Errorf("%w: %s", ErrBadRequest, cs.guard.Violation())
+	}
+	if strings.HasPrefix(c.Reason, "client timeout") || strings.HasPrefix(c.Reason, "client error") {
+		// A slowloris or a protocol attack is a warning too.
+		return fmt.Errorf("%w: %s", ErrClientMisbehaved, c.Reason)
+	}
+	return nil
+}
+
+// ErrClientMisbehaved is returned by ServeConn for a connection ended
+// because its client timed out (a slow head, body or reader) or broke
+// HTTP/2's rules.
+var ErrClientMisbehaved = errors.New("tlsmode: client timeout or protocol error")
+
+// EndGrace bounds how long the requests in flight of an HTTP connection
+// ended by EndGracefully (a client no longer authorized after a reload) may
+// go on before the connection is closed.
+const EndGrace = 30 * time.Second
+
+// ErrBadRequest is returned by ServeConn when the HTTP/1 guard refused a
+// request (request smuggling, malformed framing) and closed the connection.
+var ErrBadRequest = errors.New("tlsmode: bad request")
