@@ -39,6 +39,9 @@ func TestAuthzKeysValidate(t *testing.T) {
 		{"rules on tcp", `routes: [{sni: ["*"], backend: b, mode: terminate, ` + tlsReq + `, authorize: [{paths: [/x]}]}]`, []string{
 			`listeners[0].routes[0]: authorize and allow_unauthenticated_paths apply to requests: use protocol http, or only allow`,
 		}},
+		{"reauthorize on passthrough", `routes: [{sni: ["*"], backend: b, reauthorize_on_reload: false}]`, []string{
+			`listeners[0].routes[0].reauthorize_on_reload: passthrough never sees the client certificate, so there is nothing to check again: remove it`,
+		}},
 		{"client limits on passthrough", `routes: [{sni: ["*"], backend: b, client_limits: {connections: 3}}]`, []string{
 			`listeners[0].routes[0].client_limits: passthrough never sees the client certificate that identifies a client: use mode terminate or reencrypt, or remove client_limits`,
 		}},
