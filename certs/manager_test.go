@@ -32,7 +32,7 @@ func TestManagerLoadStaticAndRetain(t *testing.T) {
 	renewed, newCert, newKey := issue("new")
 	other, otherCert, otherKey := issue("other") // another route with the same name on its certificate
 
-	m := NewManager(dir)
+	m := NewManager(ManagerOptions{Storage: dir})
 	defer m.Stop()
 	ctx := context.Background()
 	a1, err := m.LoadStatic(ctx, oldCert, oldKey)

@@ -131,7 +131,7 @@ func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
 func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool *Pool, access bool) (tlsmode.Handler, error) {
 	e := b.e
 	if e.certs == nil {
-		e.certs = certs.NewManager(b.cfg.storage())
+		e.certs = certs.NewManager(certs.ManagerOptions{Storage: b.cfg.storage(), Log: e.log})
 	}
 	rt, err := buildServerTLS(e.ctx, b.cfg, rc, e.certs, e.ocspChecker)
 	if err != nil {

@@ -340,6 +340,13 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 		l.reject(c, tc, readErrReason(err), 0)
 		return
 	}
+	// An ACME TLS-ALPN-01 validation for a name tlsedge manages is
+	// answered here, before routing (also on listeners of passthrough
+	// routes); it never reaches a route.
+	if reason, ok := l.answerChallenge(c, tc, h); ok {
+		kind, tc.Reason = refusedChallenge, reason
+		return
+	}
 	rt := st.table.Match(h.ServerName)
 	if rt == nil {
 		kind = "no_route"
