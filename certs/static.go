@@ -19,12 +19,21 @@ type Static struct {
 	hash           string
 }
 
+// StaticOptions say which files make a route's certificate, and how it is
+// served.
+type StaticOptions struct {
+	Cert, Key string // PEM chain and key files
+	// Staple staples the certificate's OCSP response to handshakes.
+	Staple bool
+}
+
 // LoadStatic reads a PEM certificate chain and key into the cache and
 // returns what a route's tls.Config needs: a GetCertificate that selects
 // exactly this certificate (by the hash of its chain), so a route of the
 // running config keeps serving its certificate until Retain drops it after
 // a reload, even when the new config loads a renewed one for the same names.
-func (m *Manager) LoadStatic(ctx context.Context, certFile, keyFile string) (*Static, error) {
+func (m *Manager) LoadStatic(ctx context.Context, opts StaticOptions) (*Static, error) {
+	certFile, keyFile := opts.Cert, opts.Key
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("loading certificate %s with key %s: %w", certFile, keyFile, err)

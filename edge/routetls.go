@@ -69,7 +69,7 @@ var profileCurves = []tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256,
 // session_ticket_rotation is off.
 func buildServerTLS(ctx context.Context, c *Config, rc *RouteConfig, m *certs.Manager, ocspFor func(certs.OCSPMode) *certs.OCSPChecker) (*routeTLS, error) {
 	t := &rc.TLS
-	st, err := m.LoadStatic(ctx, c.resolve(t.Cert), c.resolve(t.Key))
+	st, err := m.LoadStatic(ctx, certs.StaticOptions{Cert: c.resolve(t.Cert), Key: c.resolve(t.Key), Staple: t.OCSPStapling != "off"})
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,7 @@ func validateRouteModes(c *Config, ps *Problems, rp string, r *RouteConfig, b *B
 		t := &r.TLS
 		if t.Cert != "" || t.Key != "" || t.ACME || t.ClientAuth != "" || len(t.ClientCA) > 0 || len(t.CRL) > 0 ||
 			t.OCSP != "" || t.MinVersion != "" || len(t.ALPN) > 0 || t.Profile != "" || len(t.CipherSuites) > 0 ||
-			t.SessionTicketRotation != 0 {
+			t.SessionTicketRotation != 0 || t.OCSPStapling != "" {
 			ps.Add(rp+".tls", "passthrough never decrypts, so it has no tls: remove it, or use mode terminate or reencrypt")
 		}
 		if r.HTTP != (RouteHTTPConfig{}) {
@@ -117,6 +117,9 @@ func validateServerTLS(c *Config, ps *Problems, rp string, r *RouteConfig) {
 				ps.Add(tp+".crl", "%v", err)
 			}
 		}
+	}
+	if t.OCSPStapling != "" && t.OCSPStapling != "on" && t.OCSPStapling != "off" {
+		ps.Add(tp+".ocsp_stapling", "%q is not valid: use on or off", t.OCSPStapling)
 	}
 	if _, err := certs.ParseOCSPMode(t.OCSP); err != nil {
 		ps.Add(tp+".ocsp", "%q is not valid: use off, soft or hard", t.OCSP)

@@ -35,11 +35,11 @@ func TestManagerLoadStaticAndRetain(t *testing.T) {
 	m := NewManager(ManagerOptions{Storage: dir})
 	defer m.Stop()
 	ctx := context.Background()
-	a1, err := m.LoadStatic(ctx, oldCert, oldKey)
+	a1, err := m.LoadStatic(ctx, StaticOptions{Cert: oldCert, Key: oldKey})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b1, err := m.LoadStatic(ctx, otherCert, otherKey)
+	b1, err := m.LoadStatic(ctx, StaticOptions{Cert: otherCert, Key: otherKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,11 +67,11 @@ func TestManagerLoadStaticAndRetain(t *testing.T) {
 		t.Errorf("Leaf: got %v; want CN=old", a1.Leaf)
 	}
 
-	a2, err := m.LoadStatic(ctx, newCert, newKey)
+	a2, err := m.LoadStatic(ctx, StaticOptions{Cert: newCert, Key: newKey})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b2, err := m.LoadStatic(ctx, otherCert, otherKey)
+	b2, err := m.LoadStatic(ctx, StaticOptions{Cert: otherCert, Key: otherKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,11 +86,11 @@ func TestManagerLoadStaticAndRetain(t *testing.T) {
 		t.Error("after Retain the old certificate is still cached")
 	}
 	for i := 0; i < 20; i++ { // reloads of unchanged files
-		a, err := m.LoadStatic(ctx, newCert, newKey)
+		a, err := m.LoadStatic(ctx, StaticOptions{Cert: newCert, Key: newKey})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := m.LoadStatic(ctx, otherCert, otherKey)
+		b, err := m.LoadStatic(ctx, StaticOptions{Cert: otherCert, Key: otherKey})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +99,7 @@ func TestManagerLoadStaticAndRetain(t *testing.T) {
 	if n := len(m.cache.AllMatchingCertificates("api.example.com")); n != 2 {
 		t.Errorf("after 20 reloads: %d certificates cached for api.example.com; want 2", n)
 	}
-	if _, err := m.LoadStatic(ctx, newCert, oldKey); err == nil {
+	if _, err := m.LoadStatic(ctx, StaticOptions{Cert: newCert, Key: oldKey}); err == nil {
 		t.Error("LoadStatic with a key that does not match: got nil error")
 	}
 }
