@@ -87,8 +87,11 @@ func validateServerTLS(c *Config, ps *Problems, rp string, r *RouteConfig) {
 	case t.Cert == "" || t.Key == "":
 		ps.Add(tp, "missing cert and key: mode %s needs the route's certificate chain and key (PEM files)", r.Mode)
 	default:
-		if _, err := tls.LoadX509KeyPair(c.resolve(t.Cert), c.resolve(t.Key)); err != nil {
+		pair, err := tls.LoadX509KeyPair(c.resolve(t.Cert), c.resolve(t.Key))
+		if err != nil {
 			ps.Add(tp+".cert", "cannot load %s with key %s: %v", t.Cert, t.Key, err)
+		} else if pair.Leaf != nil && time.Now().After(pair.Leaf.NotAfter) {
+			ps.Add(tp+".cert", "certificate %s expired on %s: replace it with a valid one (or use acme: true)", t.Cert, pair.Leaf.NotAfter.UTC().Format(time.RFC3339))
 		}
 	}
 	if _, ok := clientAuthTypes[t.ClientAuth]; !ok {
@@ -154,8 +157,11 @@ func validateBackendTLS(c *Config, ps *Problems, bp string, b *BackendConfig) {
 	if (t.Cert == "") != (t.Key == "") {
 		ps.Add(tp, "cert and key go together: give both for upstream mutual TLS, or neither")
 	} else if t.Cert != "" {
-		if _, err := tls.LoadX509KeyPair(c.resolve(t.Cert), c.resolve(t.Key)); err != nil {
+		pair, err := tls.LoadX509KeyPair(c.resolve(t.Cert), c.resolve(t.Key))
+		if err != nil {
 			ps.Add(tp+".cert", "cannot load %s with key %s: %v", t.Cert, t.Key, err)
+		} else if pair.Leaf != nil && time.Now().After(pair.Leaf.NotAfter) {
+			ps.Add(tp+".cert", "certificate %s expired on %s: replace it with a valid one (or use acme: true)", t.Cert, pair.Leaf.NotAfter.UTC().Format(time.RFC3339))
 		}
 	}
 }
