@@ -221,13 +221,13 @@ type RouteTLSConfig struct {
 	ClientAuth string   `key:"client_auth"` // none | request | verify_if_given | require; "" = none
 	ClientCA   []string `key:"client_ca"`   // one file or a list
 	CRL        []string `key:"crl"`
-	OCSP       string   `key:"ocsp"`        // off | soft | hard; "" = off
+	OCSP       string   `key:"ocsp"` // off | soft | hard; "" = off
 	// OCSPStapling staples the OCSP response of the route's own
 	// certificate (fetched in the background from its issuer's responder)
 	// to each handshake: on | off; "" = on.
-	OCSPStapling string `key:"ocsp_stapling"`
-	MinVersion string   `key:"min_version"` // "1.2" | "1.3"; "" = 1.2
-	ALPN       []string `key:"alpn"`
+	OCSPStapling string   `key:"ocsp_stapling"`
+	MinVersion   string   `key:"min_version"` // "1.2" | "1.3"; "" = 1.2
+	ALPN         []string `key:"alpn"`
 	// Profile is Mozilla's server side TLS profile: intermediate (TLS 1.2
 	// with AEAD suites and forward secrecy only, and TLS 1.3) or modern
 	// (TLS 1.3 only). "" = intermediate.
