@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
@@ -52,8 +50,6 @@ func run(path string, cfg *edge.Config) error {
 	// as soon as the listeners accept must reload, not kill or be missed.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
-	changed := watchFile(ctx, path, log)
-
 	e := edge.New(ctx, log)
 	e.OnConfig = func(c *edge.Config) {
 		zerolog.SetGlobalLevel(edge.ParseLevel(c.Log.Level))
@@ -68,18 +64,15 @@ func run(path string, cfg *edge.Config) error {
 		ev = ev.Str("admin", a.String())
 	}
 	ev.Msg("tlsedge started")
-	for {
-		select {
-		case s := <-sigs:
-			if s != syscall.SIGHUP {
-				shutdown(e, s, log)
-				return nil
-			}
-			_, _ = e.ReloadFile("SIGHUP")
-		case <-changed:
-			_, _ = e.ReloadFile("file changed")
+	e.Watch(ctx) // reloads when the config file, or a file it names, changes
+	for s := range sigs {
+		if s != syscall.SIGHUP {
+			shutdown(e, s, log)
+			return nil
 		}
+		_, _ = e.ReloadFile("SIGHUP")
 	}
+	return nil
 }
 
 // shutdown makes /readyz answer 503, keeps serving for shutdown.delay so a
@@ -93,53 +86,4 @@ func shutdown(e *edge.Edge, s os.Signal, log zerolog.Logger) {
 		time.Sleep(c.Delay)
 	}
 	e.Shutdown(c.Grace)
-}
-
-// watchFile signals when the config file changes. It watches the folder, not
-// the file, so editors that replace the file and Kubernetes ConfigMaps (which
-// swap a symlink) are seen too; bursts of events are coalesced.
-func watchFile(ctx context.Context, path string, log zerolog.Logger) <-chan struct{} {
-	out := make(chan struct{}, 1)
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		log.Warn().Err(err).Msg("cannot watch the config file; reload with SIGHUP")
-		return out
-	}
-	dir := filepath.Dir(path)
-	if err := w.Add(dir); err != nil {
-		log.Warn().Err(err).Str("dir", dir).Msg("cannot watch the config folder; reload with SIGHUP")
-		w.Close()
-		return out
-	}
-	base := filepath.Base(path)
-	go func() {
-		defer w.Close()
-		var fire <-chan time.Time
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				name := filepath.Base(ev.Name)
-				if name == base || name == "..data" {
-					fire = time.After(300 * time.Millisecond)
-				}
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				log.Warn().Err(err).Msg("config watch error")
-			case <-fire:
-				fire = nil
-				select {
-				case out <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	return out
 }

@@ -1,0 +1,342 @@
+package e2e
+
+// Files replaced on disk while tlsedge runs, with no reload asked for: a
+// route certificate renamed into place (as certbot does), written broken,
+// swapped through a Kubernetes-style `..data` symlink, and a CRL that
+// revokes a client with a stream open.
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tlsedge/tlsedge/certs"
+)
+
+// csWithin bounds how long a replaced file may take to be served: the issue
+// asks for "within 15 s".
+const csWithin = 15 * time.Second
+
+// csName is the route's server name.
+const csName = "api.example.com"
+
+// csIssue signs a server certificate for csName with serial n.
+func csIssue(t testing.TB, ca *certs.Authority, n int64) *certs.Issued {
+	t.Helper()
+	is, err := ca.Issue(certs.Leaf{CommonName: csName, DNSNames: []string{csName}, Server: true, Serial: big.NewInt(n)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return is
+}
+
+// csWriteAtomic writes data to a temp file beside path and renames it into
+// place, as certbot and editors do.
+func csWriteAtomic(t testing.TB, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// csServedSerial is the serial (decimal) of the certificate that
+// `openssl s_client -servername csName` gets, "" when it got none.
+func csServedSerial(t testing.TB, addr string, caFile string) string {
+	t.Helper()
+	cmd := exec.Command("openssl", "s_client", "-connect", addr, "-servername", csName,
+		"-CAfile", caFile, "-verify_hostname", csName)
+	cmd.Stdin = strings.NewReader("")
+	out, _ := cmd.CombinedOutput()
+	i := strings.Index(string(out), "-----BEGIN CERTIFICATE-----")
+	if i < 0 {
+		return ""
+	}
+	b, _ := pem.Decode(out[i:])
+	if b == nil {
+		return ""
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return ""
+	}
+	if !strings.Contains(string(out), "Verify return code: 0 (ok)") {
+		return "unverified " + c.SerialNumber.String()
+	}
+	return c.SerialNumber.String()
+}
+
+// csWaitSerial waits (csWithin) until s_client gets serial want.
+func csWaitSerial(t testing.TB, e *edgeProc, caFile string, want int64, what string) {
+	t.Helper()
+	var got string
+	if !poll(csWithin, func() bool { got = csServedSerial(t, e.addr, caFile); return got == fmt.Sprint(want) }) {
+		t.Fatalf("%s: s_client got serial %q within %v; want %d\nstderr:\n%s", what, got, csWithin, want, e.stderr.String())
+	}
+}
+
+// csEcho checks that c still carries bytes both ways.
+func csEcho(t testing.TB, c net.Conn, what string) {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(waitLong))
+	defer c.SetDeadline(time.Time{})
+	msg := []byte("still here " + what + "\n")
+	if _, err := c.Write(msg); err != nil {
+		t.Fatalf("%s: write: %v", what, err)
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != string(msg) {
+		t.Fatalf("%s: echo got %q, %v; want %q", what, buf, err, msg)
+	}
+}
+
+// csEdge starts tlsedge with one terminate tcp route (csName) to a TCP echo
+// server, its certificate and key read from cert and key, its client
+// certificate policy from tlsExtra.
+func csEdge(t *testing.T, cert, key string, tlsExtra cfgMap) *edgeProc {
+	tlsCfg := cfgMap{"cert": cert, "key": key}
+	for k, v := range tlsExtra {
+		tlsCfg[k] = v
+	}
+	cfg := cfgMap{
+		"listeners": []any{cfgMap{"name": "public", "address": "127.0.0.1:0", "routes": []any{
+			cfgMap{"sni": []any{csName}, "mode": "terminate", "protocol": "tcp", "tls": tlsCfg, "backend": "echo"},
+		}}},
+		"backends": []any{cfgMap{"name": "echo", "servers": []any{cfgMap{"address": arStartEcho(t)}}}},
+	}
+	return runEdge(t, cfg)
+}
+
+// A certificate renamed into place is served to new handshakes within
+// seconds while a connection made before keeps working on the old one; a
+// broken PEM written over it leaves the served certificate as it was (the
+// reason logged with the key and the file); a good pair after that is
+// picked up again. No reload is asked for.
+func TestFileSwapRouteCertificate(t *testing.T) {
+	t.Parallel()
+	needTools(t, "openssl")
+	ca, err := certs.NewAuthority("swap test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := csIssue(t, ca, 1001).WriteFiles(dir, "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := csEdge(t, cert, key, nil)
+	csWaitSerial(t, e, caFile, 1001, "at start")
+
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	held, err := tls.Dial("tcp", e.addr, &tls.Config{ServerName: csName, RootCAs: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	csEcho(t, held, "before the swap")
+
+	// Renamed into place: the key first, then the certificate.
+	next := csIssue(t, ca, 1002)
+	csWriteAtomic(t, key, next.KeyPEM)
+	csWriteAtomic(t, cert, next.CertPEM)
+	csWaitSerial(t, e, caFile, 1002, "after renaming a new pair into place")
+	csEcho(t, held, "after the swap")
+	if s := held.ConnectionState().PeerCertificates[0].SerialNumber.Int64(); s != 1001 {
+		t.Errorf("the connection made before the swap has serial %d; want 1001", s)
+	}
+	if n := len(e.findLogs(func(l logLine) bool {
+		return l.msg() == "config reloaded" && l.str("trigger") == "certificate files changed"
+	})); n == 0 {
+		t.Errorf("no reload with trigger %q logged", "certificate files changed")
+	}
+
+	// Broken: the served certificate stays, tlsedge runs, the log says why.
+	if err := os.WriteFile(cert, []byte("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refused := e.waitLog(t, "the broken certificate refused", func(l logLine) bool {
+		return l.msg() == "reload refused: config problem" && strings.HasSuffix(l.str("key"), ".tls.cert")
+	})
+	if p := refused.str("problem"); !strings.Contains(p, cert) {
+		t.Errorf("the problem logged does not name the file %s: %q", cert, p)
+	}
+	if got := csServedSerial(t, e.addr, caFile); got != "1002" {
+		t.Errorf("with a broken certificate file, s_client got serial %q; want 1002 (the last good one)", got)
+	}
+	if e.exited() {
+		t.Fatal("tlsedge exited after a broken certificate file")
+	}
+	csEcho(t, held, "after the broken file")
+
+	// A good pair again.
+	last := csIssue(t, ca, 1003)
+	csWriteAtomic(t, key, last.KeyPEM)
+	csWriteAtomic(t, cert, last.CertPEM)
+	csWaitSerial(t, e, caFile, 1003, "after a good pair replaced the broken one")
+	csEcho(t, held, "at the end")
+}
+
+// Kubernetes mounts a secret as a folder of `..<timestamp>` versions, a
+// `..data` symlink to the current one and symlinks to `..data/<file>`; an
+// update swaps `..data` in one rename. The new pair is served within
+// seconds.
+func TestFileSwapKubernetesSecret(t *testing.T) {
+	t.Parallel()
+	needTools(t, "openssl")
+	ca, err := certs.NewAuthority("k8s swap test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	version := func(name string, is *certs.Issued) {
+		v := filepath.Join(dir, name)
+		if err := os.Mkdir(v, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f, b := range map[string][]byte{"tls.crt": is.CertPEM, "tls.key": is.KeyPEM} {
+			if err := os.WriteFile(filepath.Join(v, f), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// ..data -> name, in one rename (what the kubelet does).
+		if err := os.Symlink(name, filepath.Join(dir, "..data_tmp")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version("..2026_12_04_10_00_00.1", csIssue(t, ca, 2001))
+	for _, f := range []string{"tls.crt", "tls.key"} {
+		if err := os.Symlink(filepath.Join("..data", f), filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := csEdge(t, filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), nil)
+	csWaitSerial(t, e, caFile, 2001, "at start")
+	version("..2026_12_04_11_00_00.2", csIssue(t, ca, 2002))
+	csWaitSerial(t, e, caFile, 2002, "after the ..data swap")
+}
+
+// A CRL file replaced on disk (no reload asked for) applies to new
+// handshakes within seconds, and the open stream of the client it revokes
+// is ended (routes[].reauthorize_on_reload, on by default), while another
+// client's stream on the same route goes on.
+func TestFileSwapCRL(t *testing.T) {
+	t.Parallel()
+	needTools(t, "openssl")
+	serverCA, err := certs.NewAuthority("crl swap server CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCA, err := certs.NewAuthority("crl swap client CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "server-ca.pem")
+	clientCAFile := filepath.Join(dir, "client-ca.pem")
+	crlFile := filepath.Join(dir, "clients.crl")
+	for f, b := range map[string][]byte{caFile: serverCA.PEM, clientCAFile: clientCA.PEM} {
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCRL := func(revoked ...*big.Int) {
+		der, err := clientCA.CRL(revoked, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		csWriteAtomic(t, crlFile, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}))
+	}
+	writeCRL()
+	cert, key, err := csIssue(t, serverCA, 3001).WriteFiles(dir, "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := map[string]*certs.Issued{}
+	files := map[string][2]string{}
+	for i, name := range []string{"device-1", "device-2"} {
+		is, err := clientCA.Issue(certs.Leaf{CommonName: name, Client: true, Serial: big.NewInt(int64(4001 + i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[name] = is
+		c, k, err := is.WriteFiles(dir, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[name] = [2]string{c, k}
+	}
+	e := csEdge(t, cert, key, cfgMap{"client_auth": "require", "client_ca": clientCAFile, "crl": crlFile})
+
+	pool := x509.NewCertPool()
+	pool.AddCert(serverCA.Cert)
+	dial := func(name string) (*tls.Conn, error) {
+		return tls.Dial("tcp", e.addr, &tls.Config{ServerName: csName, RootCAs: pool,
+			Certificates: []tls.Certificate{clients[name].TLS}})
+	}
+	held := map[string]*tls.Conn{}
+	for _, name := range []string{"device-1", "device-2"} {
+		c, err := dial(name)
+		if err != nil {
+			t.Fatalf("%s before the new CRL: %v", name, err)
+		}
+		defer c.Close()
+		csEcho(t, c, name+" before the new CRL")
+		held[name] = c
+	}
+
+	writeCRL(big.NewInt(4001)) // revokes device-1
+
+	// New handshakes of device-1 are refused (openssl, as a user checks).
+	refused := func() bool {
+		cmd := exec.Command("openssl", "s_client", "-connect", e.addr, "-servername", csName, "-CAfile", caFile,
+			"-cert", files["device-1"][0], "-key", files["device-1"][1])
+		cmd.Stdin = strings.NewReader("ping\n")
+		out, _ := cmd.CombinedOutput()
+		return strings.Contains(string(out), "alert bad certificate")
+	}
+	if !poll(csWithin, refused) {
+		t.Fatalf("device-1 still gets through %v after its certificate was revoked by a new CRL file\nstderr:\n%s", csWithin, e.stderr.String())
+	}
+
+	// device-1's open stream is ended; device-2's goes on.
+	_ = held["device-1"].SetReadDeadline(time.Now().Add(waitLong))
+	if n, err := held["device-1"].Read(make([]byte, 1)); err == nil {
+		t.Errorf("device-1's open stream is still open after its revocation (read %d bytes)", n)
+	}
+	e.waitLog(t, "the revoked client's stream logged as no longer authorized", func(l logLine) bool {
+		return l.msg() == "connection no longer authorized" && strings.Contains(l.str("client_cert"), "device-1") &&
+			strings.Contains(l.str("reason"), "revoked")
+	})
+	csEcho(t, held["device-2"], "device-2 after device-1's revocation")
+	c, err := dial("device-2")
+	if err != nil {
+		t.Fatalf("device-2 after the new CRL: %v", err)
+	}
+	defer c.Close()
+	csEcho(t, c, "device-2's new connection")
+}
