@@ -326,13 +326,28 @@ func (o *OCSPChecker) fetch(ctx context.Context, leaf, issuer *x509.Certificate)
 }
 
 func (o *OCSPChecker) ask(ctx context.Context, rawURL string, body []byte, leaf, issuer *x509.Certificate) (ocspResult, error) {
+	der, err := o.post(ctx, rawURL, body)
+	if err != nil {
+		return ocspResult{}, err
+	}
+	r, err := o.verify(der, leaf, issuer)
+	if err != nil {
+		return ocspResult{}, err
+	}
+	return ocspResult{status: r.Status, revokedAt: r.RevokedAt, reason: r.RevocationReason, url: rawURL,
+		nextUpdate: r.NextUpdate}, nil
+}
+
+// post sends an OCSP request by HTTP POST and returns the response's bytes
+// (at most maxOCSPResponse).
+func (o *OCSPChecker) post(ctx context.Context, rawURL string, body []byte) ([]byte, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return ocspResult{}, errors.New("not an http(s) URL")
+		return nil, errors.New("not an http(s) URL")
 	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
-		return ocspResult{}, err
+		return nil, err
 	}
 	hreq.Header.Set("Content-Type", "application/ocsp-request")
 	hreq.Header.Set("Accept", "application/ocsp-response")
@@ -342,25 +357,20 @@ func (o *OCSPChecker) ask(ctx context.Context, rawURL string, body []byte, leaf,
 	}
 	resp, err := client.Do(hreq)
 	if err != nil {
-		return ocspResult{}, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return ocspResult{}, fmt.Errorf("HTTP status %s", resp.Status)
+		return nil, fmt.Errorf("HTTP status %s", resp.Status)
 	}
 	der, err := io.ReadAll(io.LimitReader(resp.Body, maxOCSPResponse+1))
 	if err != nil {
-		return ocspResult{}, fmt.Errorf("reading the response: %w", err)
+		return nil, fmt.Errorf("reading the response: %w", err)
 	}
 	if len(der) > maxOCSPResponse {
-		return ocspResult{}, fmt.Errorf("response larger than %d bytes", maxOCSPResponse)
+		return nil, fmt.Errorf("response larger than %d bytes", maxOCSPResponse)
 	}
-	r, err := o.verify(der, leaf, issuer)
-	if err != nil {
-		return ocspResult{}, err
-	}
-	return ocspResult{status: r.Status, revokedAt: r.RevokedAt, reason: r.RevocationReason, url: rawURL,
-		nextUpdate: r.NextUpdate}, nil
+	return der, nil
 }
 
 // verify parses an OCSP response for leaf and checks who signed it and that

@@ -1,0 +1,166 @@
+package certs
+
+import (
+	"bytes"
+	"errors"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/crypto/ocsp"
+)
+
+// stapleSetup is an intermediate CA answering OCSP for what it issues, and
+// a leaf (with its chain) that names that responder.
+func stapleSetup(t *testing.T, status func(*big.Int) int) (*Authority, *Issued) {
+	t.Helper()
+	root, err := NewAuthority("staple root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, err := root.Intermediate("staple intermediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(inter.OCSPHandler(status))
+	t.Cleanup(srv.Close)
+	leaf, err := inter.Issue(Leaf{CommonName: "api.test", DNSNames: []string{"api.test"}, Server: true, OCSPServer: []string{srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inter, leaf
+}
+
+// stapleLogs is a goroutine-safe log sink.
+type stapleLogs struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *stapleLogs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *stapleLogs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// staplePoll polls cond for up to 10 s.
+func staplePoll(cond func() bool) bool {
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
+// A good answer is fetched in the background and stapled: it parses, is
+// signed by the issuer and says Good for this very certificate.
+func TestStaplerGood(t *testing.T) {
+	inter, leaf := stapleSetup(t, func(*big.Int) int { return ocsp.Good })
+	s, err := newStapler(&leaf.TLS, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.stop()
+	if !staplePoll(func() bool { return s.staple() != nil }) {
+		t.Fatal("no staple after 10 s")
+	}
+	r, err := ocsp.ParseResponseForCert(s.staple(), leaf.TLS.Leaf, inter.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != ocsp.Good || r.SerialNumber.Cmp(leaf.TLS.Leaf.SerialNumber) != 0 {
+		t.Errorf("stapled status %d for serial %v; want good (%d) for %v", r.Status, r.SerialNumber, ocsp.Good, leaf.TLS.Leaf.SerialNumber)
+	}
+}
+
+// A revoked answer is never stapled, and is logged at error level.
+func TestStaplerRevoked(t *testing.T) {
+	_, leaf := stapleSetup(t, func(*big.Int) int { return ocsp.Revoked })
+	var logs stapleLogs
+	s, err := newStapler(&leaf.TLS, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.stop()
+	if !staplePoll(func() bool { return strings.Contains(logs.String(), "REVOKED") }) {
+		t.Fatalf("no revocation logged; log: %s", logs.String())
+	}
+	if !strings.Contains(logs.String(), `"level":"error"`) {
+		t.Errorf("the revocation is not logged at error level: %s", logs.String())
+	}
+	if s.staple() != nil {
+		t.Error("a revoked answer was stapled")
+	}
+}
+
+// A responder that fails gives no staple, a warning, and stop still ends the
+// background fetches.
+func TestStaplerResponderDown(t *testing.T) {
+	root, _ := NewAuthority("down root")
+	inter, _ := root.Intermediate("down intermediate")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	leaf, err := inter.Issue(Leaf{CommonName: "api.test", Server: true, OCSPServer: []string{srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs stapleLogs
+	s, err := newStapler(&leaf.TLS, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !staplePoll(func() bool { return strings.Contains(logs.String(), "no fresh response") }) {
+		t.Fatalf("no warning about the failed fetch; log: %s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "503") {
+		t.Errorf("the warning does not say what failed: %s", logs.String())
+	}
+	if s.staple() != nil {
+		t.Error("a staple without an answer")
+	}
+	s.stop() // returns: the goroutine ended
+}
+
+// A response past its NextUpdate is not served.
+func TestStaplerDropsStale(t *testing.T) {
+	_, leaf := stapleSetup(t, func(*big.Int) int { return ocsp.Good })
+	s, err := newStapler(&leaf.TLS, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.stop()
+	if !staplePoll(func() bool { return s.staple() != nil }) {
+		t.Fatal("no staple after 10 s")
+	}
+	s.stop() // no fetch runs while the clock moves
+	s.now = func() time.Time { return time.Now().Add(2 * time.Hour) } // the handler's answers last an hour
+	if s.staple() != nil {
+		t.Error("a response past its NextUpdate is still stapled")
+	}
+}
+
+// Certificates that cannot be stapled say why.
+func TestStaplerNotPossible(t *testing.T) {
+	root, _ := NewAuthority("np root")
+	noURL, _ := root.Issue(Leaf{CommonName: "a", Server: true})
+	noIssuer, _ := root.Issue(Leaf{CommonName: "b", Server: true, OCSPServer: []string{"http://127.0.0.1:1/"}}) // a root's leaf: no issuer in the chain
+	for name, c := range map[string]*Issued{"no responder": noURL, "no issuer": noIssuer} {
+		if _, err := newStapler(&c.TLS, zerolog.Nop()); !errors.Is(err, ErrNoStapling) {
+			t.Errorf("%s: got %v; want ErrNoStapling", name, err)
+		}
+	}
+}
