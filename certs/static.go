@@ -5,9 +5,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 )
+
+// ExpiryWarning: a certificate from files that expires within this is
+// logged as a warning when it is loaded.
+const ExpiryWarning = 14 * 24 * time.Hour
 
 // Static is a certificate loaded from files for one route.
 type Static struct {
@@ -41,6 +46,11 @@ func (m *Manager) LoadStatic(ctx context.Context, opts StaticOptions) (*Static, 
 	leaf, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil {
 		return nil, fmt.Errorf("parsing certificate %s: %w", certFile, err)
+	}
+	if left := leaf.NotAfter.Sub(time.Now()); left < ExpiryWarning {
+		m.log.Warn().Str("cert", certFile).Strs("names", leaf.DNSNames).Str("serial", leaf.SerialNumber.Text(16)).
+			Time("not_after", leaf.NotAfter).Int("days_left", int(left.Hours()/24)).
+			Msg("certificate expires soon: replace the file (tlsedge picks it up without a reload)")
 	}
 	hash, err := m.base.CacheUnmanagedTLSCertificate(ctx, pair, nil)
 	if err != nil {

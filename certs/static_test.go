@@ -5,7 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // A reload loads the route's renewed certificate; the new route serves the
@@ -101,5 +105,44 @@ func TestManagerLoadStaticAndRetain(t *testing.T) {
 	}
 	if _, err := m.LoadStatic(ctx, StaticOptions{Cert: newCert, Key: oldKey}); err == nil {
 		t.Error("LoadStatic with a key that does not match: got nil error")
+	}
+}
+
+// A certificate that expires within ExpiryWarning is logged as a warning
+// when it is loaded, with its file and days left; one with more time is not.
+func TestLoadStaticWarnsOfExpiry(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := NewAuthority("expiry CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	m := NewManager(ManagerOptions{Storage: dir, Log: zerolog.New(&logs)})
+	defer m.Stop()
+	for _, c := range []struct {
+		name string
+		left time.Duration
+		warn bool
+	}{{"soon", 3 * 24 * time.Hour, true}, {"later", 30 * 24 * time.Hour, false}} {
+		is, err := ca.Issue(Leaf{CommonName: c.name, DNSNames: []string{c.name + ".test"}, Server: true, NotAfter: time.Now().Add(c.left)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, key, err := is.WriteFiles(dir, c.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs.Reset()
+		if _, err := m.LoadStatic(context.Background(), StaticOptions{Cert: cert, Key: key}); err != nil {
+			t.Fatal(err)
+		}
+		got := logs.String()
+		warned := strings.Contains(got, "certificate expires soon") && strings.Contains(got, `"level":"warn"`) && strings.Contains(got, cert)
+		if warned != c.warn {
+			t.Errorf("%s (%v left): warned %v; want %v; log: %s", c.name, c.left, warned, c.warn, got)
+		}
+		if c.warn && !strings.Contains(got, `"days_left":2`) {
+			t.Errorf("%s: the warning does not give the days left (2): %s", c.name, got)
+		}
 	}
 }
