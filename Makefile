@@ -2,7 +2,9 @@
 GO       ?= go
 BIN      ?= bin/tlsedge
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION)
+DATE     ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 FUZZTIME ?= 60s
 
 .PHONY: all build demo test unit e2e soak fuzz fuzz-short bench compare compare-terminate vet fmt lint clean

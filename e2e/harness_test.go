@@ -38,9 +38,10 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // Shared by every test, set up once in TestMain.
 var (
-	binPath    string   // the tlsedge binary, built with -race
-	moduleRoot string   // the module's root folder (..)
-	thePKI     *testPKI // throwaway PKI
+	binPath     string   // the tlsedge binary, built with -race
+	moduleRoot  string   // the module's root folder (..)
+	builtCommit string   // the git commit the binary was built from (-X main.commit)
+	thePKI      *testPKI // throwaway PKI
 )
 
 // waitLong bounds every wait for something that should happen ("within 10 s").
@@ -71,7 +72,14 @@ func runMain(m *testing.M) int {
 	binPath = filepath.Join(dir, "tlsedge")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	build := exec.CommandContext(ctx, goBin, "build", "-race", "-o", binPath, "./cmd/tlsedge")
+	// As the Makefile does: the commit built goes into `tlsedge version`.
+	head, err := exec.Command("git", "-C", moduleRoot, "rev-parse", "HEAD").Output()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: git rev-parse HEAD:", err)
+		return 1
+	}
+	builtCommit = strings.TrimSpace(string(head))
+	build := exec.CommandContext(ctx, goBin, "build", "-race", "-ldflags", "-X main.commit="+builtCommit, "-o", binPath, "./cmd/tlsedge")
 	build.Dir = moduleRoot
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: go build -race ./cmd/tlsedge failed: %v\n%s", err, out)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -101,8 +102,13 @@ func TestConfigFromEnvironmentAndVersion(t *testing.T) {
 		t.Errorf("tlsedge validate without -c: exit %d, stderr %q; want a failure that mentions -c / TLSEDGE_CONFIG", code, stderr)
 	}
 	stdout, _, code = runTlsedge(t, "version")
-	if code != 0 || !strings.HasPrefix(stdout, "tlsedge ") || strings.Count(stdout, "\n") != 1 {
-		t.Errorf("tlsedge version: exit %d, stdout %q; want exit 0 and one line \"tlsedge <version>\"", code, stdout)
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[0], "tlsedge ") || !strings.HasPrefix(lines[1], "commit: ") ||
+		!strings.HasPrefix(lines[2], "built: ") || lines[3] != "go:     "+runtime.Version() {
+		t.Errorf("tlsedge version: exit %d, stdout %q; want exit 0 and four lines: tlsedge <version>, commit, built, go %s", code, stdout, runtime.Version())
+	}
+	if len(lines) > 1 && lines[1] != "commit: "+builtCommit {
+		t.Errorf("tlsedge version says %q; want the commit it was built with, %s", lines[1], builtCommit)
 	}
 }
 

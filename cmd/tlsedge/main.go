@@ -6,14 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 )
-
-// version is set at build time: -ldflags "-X main.version=v1.2.3".
-var version = ""
 
 // exitError carries an exit code through cobra without printing usage.
 type exitError struct{ code int }
@@ -57,25 +53,4 @@ func configPath(cmd *cobra.Command, env *viper.Viper) (string, error) {
 		return "", errors.New("no config file: pass -c edge.yaml or set TLSEDGE_CONFIG")
 	}
 	return p, nil
-}
-
-func versionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "print the version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "tlsedge", versionString())
-		},
-	}
-}
-
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
 }

@@ -59,7 +59,8 @@ func run(path string, cfg *edge.Config) error {
 		log.Error().Err(err).Str("config", path).Msg("cannot start")
 		return exitError{1}
 	}
-	ev := log.Info().Str("config", path).Str("version", versionString())
+	b := readBuildInfo()
+	ev := log.Info().Str("config", path).Str("version", b.Version).Str("commit", b.Commit).Str("built", b.Date).Str("go", b.Go)
 	if a := e.AdminAddr(); a != nil {
 		ev = ev.Str("admin", a.String())
 	}
