@@ -7,12 +7,31 @@ COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 FUZZTIME ?= 60s
 
-.PHONY: all build demo test unit e2e soak fuzz fuzz-short bench compare compare-terminate vet fmt lint clean
+.PHONY: all build install docker-lint demo test unit e2e soak fuzz fuzz-short bench compare compare-terminate vet fmt lint clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tlsedge
+
+# Installs the binary, the systemd unit and its user, and the docs under
+# DESTDIR/PREFIX (default /usr/local); a config in /etc/tlsedge is left alone.
+# Then: systemd-sysusers; put edge.yaml in /etc/tlsedge; systemctl enable --now tlsedge.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/tlsedge
+	sed 's|/usr/local|$(PREFIX)|g' tlsedge.service >$(BIN).service
+	install -D -m 0644 $(BIN).service $(DESTDIR)$(PREFIX)/lib/systemd/system/tlsedge.service
+	install -D -m 0644 tlsedge.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/tlsedge.conf
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/tlsedge README.md SECURITY.md docs/*.md
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/tlsedge/examples examples/*.yaml
+	install -d -m 0750 $(DESTDIR)/etc/tlsedge
+
+# Checks the Dockerfile and the systemd unit against the project's rules
+# (pinned bases, non-root, static binary; the unit's hardening), offline.
+docker-lint:
+	$(GO) test -count=1 -run 'TestDockerfile|TestSystemdUnit' ./cmd/tlsedge
 
 # A self-contained demo on 127.0.0.1:8443: throwaway PKI, demo mTLS servers,
 # the balancer, and openssl/curl lines to paste.
