@@ -20,6 +20,15 @@ func main() {
 	root := &cobra.Command{
 		Use:           "tlsedge",
 		Short:         "TLS edge load balancer: SNI routing in passthrough, terminate and reencrypt modes",
+		Long: `tlsedge is a TLS edge load balancer. Clients connect over TLS to one address;
+tlsedge routes each connection by SNI to a pool of servers, per route in one of
+three modes: passthrough (never decrypt: mutual TLS runs end to end),
+terminate (verify client certificates, forward the identity) or reencrypt
+(terminate, then a new verified TLS connection to the server).
+
+Start with: tlsedge demo. Every config key: docs/config.md; operations
+(admin API, ctl, metrics): docs/operations.md; both are installed under
+share/doc/tlsedge by make install.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -19,6 +19,43 @@ func runCmd(env *viper.Viper) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run -c FILE",
 		Short: "serve; SIGHUP or a change of the file reloads it",
+		Long: `run serves the config file until SIGTERM or SIGINT.
+
+The config is validated first: a bad file names the file, the key and the
+fix, one problem a line, and run exits 1 without listening.
+
+RELOAD
+  SIGHUP, POST /api/v1/reload (tlsedge ctl reload), a change of the config
+  file, or a change of a file it names (certificates, keys, client CAs,
+  CRLs) reloads the config. Everything new is built and validated before it
+  is swapped in; a bad file is logged and the old config keeps serving.
+  Connections in flight go on.
+
+SHUTDOWN
+  SIGTERM or SIGINT: /readyz answers 503, tlsedge keeps serving for
+  shutdown.delay, then stops accepting and gives open connections
+  shutdown.grace to end.
+
+ENVIRONMENT
+  TLSEDGE_CONFIG          the config file, when -c is not given
+  TLSEDGE_LOG_LEVEL, TLSEDGE_LOG_FORMAT, TLSEDGE_LOG_ACCESS,
+  TLSEDGE_ADMIN_ADDRESS   override log.level, log.format, log.access and
+                          admin.address of the file
+  XDG_DATA_HOME           certs.storage defaults to $XDG_DATA_HOME/tlsedge
+
+OUTPUT
+  JSON log lines on stderr (log.format console: human-readable): one access
+  line per connection, reloads, health changes, refusals with their reason.
+
+EXIT STATUS
+  0 after a clean shutdown; 1 when the config is bad or cannot be served.
+
+EXAMPLES
+  tlsedge run -c /etc/tlsedge/edge.yaml
+  TLSEDGE_LOG_LEVEL=debug tlsedge run -c edge.yaml
+  kill -HUP $(pidof tlsedge)     # reload
+
+See docs/config.md for every key and docs/operations.md for the admin API.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path, err := configPath(cmd, env)
