@@ -2,6 +2,8 @@ package certs
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"errors"
 	"math/big"
 	"net/http"
@@ -146,7 +148,7 @@ func TestStaplerDropsStale(t *testing.T) {
 	if !staplePoll(func() bool { return s.staple() != nil }) {
 		t.Fatal("no staple after 10 s")
 	}
-	s.stop() // no fetch runs while the clock moves
+	s.stop()                                                          // no fetch runs while the clock moves
 	s.now = func() time.Time { return time.Now().Add(2 * time.Hour) } // the handler's answers last an hour
 	if s.staple() != nil {
 		t.Error("a response past its NextUpdate is still stapled")
@@ -162,5 +164,74 @@ func TestStaplerNotPossible(t *testing.T) {
 		if _, err := newStapler(&c.TLS, zerolog.Nop()); !errors.Is(err, ErrNoStapling) {
 			t.Errorf("%s: got %v; want ErrNoStapling", name, err)
 		}
+	}
+}
+
+// A route certificate loaded with Staple is served with its OCSP response
+// once fetched (and without one when Staple is off); Retain dropping it
+// ends its stapler.
+func TestStaticStapling(t *testing.T) {
+	inter, leaf := stapleSetup(t, func(*big.Int) int { return ocsp.Good })
+	dir := t.TempDir()
+	cert, key, err := leaf.WriteFiles(dir, "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(ManagerOptions{Storage: dir})
+	defer m.Stop()
+	ctx := context.Background()
+	on, err := m.LoadStatic(ctx, StaticOptions{Cert: cert, Key: key, Staple: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello := &tls.ClientHelloInfo{ServerName: "api.test"}
+	var staple []byte
+	if !staplePoll(func() bool {
+		c, err := on.GetCertificate(hello)
+		if err == nil && c != nil {
+			staple = c.OCSPStaple
+		}
+		return staple != nil
+	}) {
+		t.Fatal("no OCSP staple on the served certificate after 10 s")
+	}
+	if r, err := ocsp.ParseResponseForCert(staple, leaf.TLS.Leaf, inter.Cert); err != nil || r.Status != ocsp.Good {
+		t.Errorf("staple: %v, %v; want a good response for the leaf", r, err)
+	}
+
+	other, err := inter.Issue(Leaf{CommonName: "b.test", DNSNames: []string{"b.test"}, Server: true, OCSPServer: leaf.TLS.Leaf.OCSPServer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, ok, err := other.WriteFiles(dir, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := m.LoadStatic(ctx, StaticOptions{Cert: oc, Key: ok, Staple: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := off.GetCertificate(&tls.ClientHelloInfo{ServerName: "b.test"}); err != nil || c.OCSPStaple != nil {
+		t.Errorf("Staple off: certificate %v with staple %d bytes; want no staple", err, len(c.OCSPStaple))
+	}
+
+	m.mu.Lock()
+	s := m.staplers[on.hash]
+	n := len(m.staplers)
+	m.mu.Unlock()
+	if s == nil || n != 1 {
+		t.Fatalf("%d staplers, the route's %v; want exactly the route's one", n, s)
+	}
+	m.Retain([]*Static{off})
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stapler of a certificate Retain dropped still runs after 10 s")
+	}
+	m.mu.Lock()
+	n = len(m.staplers)
+	m.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d staplers left after Retain dropped the only stapled certificate", n)
 	}
 }

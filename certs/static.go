@@ -58,13 +58,57 @@ func (m *Manager) LoadStatic(ctx context.Context, opts StaticOptions) (*Static, 
 	}
 	m.mu.Lock()
 	m.hashes[hash] = true
+	var st *stapler
+	if opts.Staple {
+		st = m.stapler(hash, &pair, certFile)
+	}
 	m.mu.Unlock()
 	// A hello without SNI (the "*" route) looks the certificate up by
 	// DefaultServerName instead of failing.
 	c := m.config(leafName(leaf))
 	c.CertSelection = hashSelector(hash)
 	cfg := certmagic.New(m.cache, c)
-	return &Static{GetCertificate: cfg.GetCertificate, Leaf: leaf, hash: hash}, nil
+	return &Static{GetCertificate: withStaple(cfg.GetCertificate, st), Leaf: leaf, hash: hash}, nil
+}
+
+// stapler returns the stapler of the certificate with hash, started now
+// when it has none; nil when the certificate cannot be stapled (said at
+// debug level: most private CAs run no responder). Call with m.mu held.
+func (m *Manager) stapler(hash string, pair *tls.Certificate, certFile string) *stapler {
+	if s := m.staplers[hash]; s != nil {
+		return s
+	}
+	s, err := newStapler(pair, m.log.With().Str("cert", certFile).Logger())
+	if err != nil {
+		m.log.Debug().Err(err).Str("cert", certFile).Msg("no OCSP stapling for this certificate")
+		return nil
+	}
+	if m.staplers == nil {
+		m.staplers = map[string]*stapler{}
+	}
+	m.staplers[hash] = s
+	return s
+}
+
+// withStaple serves get's certificate with the stapler's current OCSP
+// response (none while it has no fresh one).
+func withStaple(get func(*tls.ClientHelloInfo) (*tls.Certificate, error), s *stapler) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if s == nil {
+		return get
+	}
+	return func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c, err := get(h)
+		if err != nil || c == nil {
+			return c, err
+		}
+		staple := s.staple()
+		if staple == nil {
+			return c, nil
+		}
+		served := *c // the cache's copy is shared: staple a copy
+		served.OCSPStaple = staple
+		return &served, nil
+	}
 }
 
 // Retain drops from the cache every certificate not in keep: call it after
@@ -80,6 +124,10 @@ func (m *Manager) Retain(keep []*Static) {
 		if !want[h] {
 			drop = append(drop, h)
 			delete(m.hashes, h)
+			if s := m.staplers[h]; s != nil {
+				s.cancel() // its goroutine ends at once, or when its fetch does
+				delete(m.staplers, h)
+			}
 		}
 	}
 	m.mu.Unlock()

@@ -6,6 +6,7 @@ package e2e
 // revokes a client with a stream open.
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -13,6 +14,8 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,7 +109,7 @@ func csEcho(t testing.TB, c net.Conn, what string) {
 // csEdge starts tlsedge with one terminate tcp route (csName) to a TCP echo
 // server, its certificate and key read from cert and key, its client
 // certificate policy from tlsExtra.
-func csEdge(t *testing.T, cert, key string, tlsExtra cfgMap) *edgeProc {
+func csEdge(t *testing.T, cert, key string, tlsExtra cfgMap) (*edgeProc, *adminClient) {
 	tlsCfg := cfgMap{"cert": cert, "key": key}
 	for k, v := range tlsExtra {
 		tlsCfg[k] = v
@@ -117,7 +120,50 @@ func csEdge(t *testing.T, cert, key string, tlsExtra cfgMap) *edgeProc {
 		}}},
 		"backends": []any{cfgMap{"name": "echo", "servers": []any{cfgMap{"address": arStartEcho(t)}}}},
 	}
-	return runEdge(t, cfg)
+	admin := withAdmin(t, cfg)
+	return runEdge(t, cfg), newAdmin(t, admin)
+}
+
+// csCheckListed checks that the admin API and the expiry metric show
+// served (source file) and no longer the certificate with serial gone.
+func csCheckListed(t *testing.T, admin *adminClient, served *certs.Issued, gone int64) {
+	t.Helper()
+	var got struct {
+		Certificates []struct {
+			Names    []string  `json:"names"`
+			Serial   string    `json:"serial"`
+			NotAfter time.Time `json:"not_after"`
+			Source   string    `json:"source"`
+		} `json:"certificates"`
+	}
+	if code := admin.get("/api/v1/certificates", &got); code != 200 {
+		t.Fatalf("GET /api/v1/certificates: %d", code)
+	}
+	leaf := served.TLS.Leaf
+	want := leaf.SerialNumber.Text(16)
+	found := false
+	for _, c := range got.Certificates {
+		if c.Serial == big.NewInt(gone).Text(16) {
+			t.Errorf("the API still lists the replaced certificate (serial %x): %+v", gone, got.Certificates)
+		}
+		if c.Serial == want {
+			found = true
+			if c.Source != "file" || len(c.Names) == 0 || c.Names[0] != csName || !c.NotAfter.Equal(leaf.NotAfter) {
+				t.Errorf("the API lists %+v; want names [%s], source file, not_after %v", c, csName, leaf.NotAfter)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("the API does not list the served certificate (serial %s): %+v", want, got.Certificates)
+	}
+	out, stderr, code := runTlsedge(t, "ctl", "--admin", strings.TrimPrefix(admin.base, "http://"), "certificates")
+	if code != 0 || !strings.Contains(out, csName) || !strings.Contains(out, want) || !strings.Contains(out, "file") {
+		t.Errorf("tlsedge ctl certificates (exit %d) printed:\n%s%s\nwant a line with %s, serial %s, source file", code, out, stderr, csName, want)
+	}
+	labels := map[string]string{"name": csName, "serial": want, "kind": "file"}
+	if v := admin.metrics().value("tlsedge_certificate_expiry_timestamp_seconds", labels); v != float64(leaf.NotAfter.Unix()) {
+		t.Errorf("tlsedge_certificate_expiry_timestamp_seconds%v = %v; want %d", labels, v, leaf.NotAfter.Unix())
+	}
 }
 
 // A certificate renamed into place is served to new handshakes within
@@ -141,7 +187,7 @@ func TestFileSwapRouteCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := csEdge(t, cert, key, nil)
+	e, admin := csEdge(t, cert, key, nil)
 	csWaitSerial(t, e, caFile, 1001, "at start")
 
 	pool := x509.NewCertPool()
@@ -159,6 +205,7 @@ func TestFileSwapRouteCertificate(t *testing.T) {
 	csWriteAtomic(t, cert, next.CertPEM)
 	csWaitSerial(t, e, caFile, 1002, "after renaming a new pair into place")
 	csEcho(t, held, "after the swap")
+	csCheckListed(t, admin, next, 1001)
 	if s := held.ConnectionState().PeerCertificates[0].SerialNumber.Int64(); s != 1001 {
 		t.Errorf("the connection made before the swap has serial %d; want 1001", s)
 	}
@@ -234,7 +281,7 @@ func TestFileSwapKubernetesSecret(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e := csEdge(t, filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), nil)
+	e, _ := csEdge(t, filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), nil)
 	csWaitSerial(t, e, caFile, 2001, "at start")
 	version("..2026_12_04_11_00_00.2", csIssue(t, ca, 2002))
 	csWaitSerial(t, e, caFile, 2002, "after the ..data swap")
@@ -290,7 +337,7 @@ func TestFileSwapCRL(t *testing.T) {
 		}
 		files[name] = [2]string{c, k}
 	}
-	e := csEdge(t, cert, key, cfgMap{"client_auth": "require", "client_ca": clientCAFile, "crl": crlFile})
+	e, _ := csEdge(t, cert, key, cfgMap{"client_auth": "require", "client_ca": clientCAFile, "crl": crlFile})
 
 	pool := x509.NewCertPool()
 	pool.AddCert(serverCA.Cert)
@@ -339,4 +386,65 @@ func TestFileSwapCRL(t *testing.T) {
 	}
 	defer c.Close()
 	csEcho(t, c, "device-2's new connection")
+}
+
+// Replacing the certificate of a protocol http route keeps its keep-alive
+// connections: the next request on a connection made before the swap is
+// served on that same connection.
+func TestFileSwapKeepsHTTPKeepAlive(t *testing.T) {
+	t.Parallel()
+	needTools(t, "openssl")
+	ca, err := certs.NewAuthority("keep-alive swap CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := csIssue(t, ca, 5001).WriteFiles(dir, "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := startHTTPBackend(t, "web")
+	cfg := cfgMap{
+		"listeners": []any{cfgMap{"name": "public", "address": "127.0.0.1:0", "routes": []any{
+			cfgMap{"sni": []any{csName}, "mode": "terminate", "protocol": "http", "tls": cfgMap{"cert": cert, "key": key}, "backend": "web"},
+		}}},
+		"backends": []any{cfgMap{"name": "web", "health": cfgMap{"type": "none"}, "servers": []any{cfgMap{"address": web.Addr()}}}},
+	}
+	e := runEdge(t, cfg)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: csName}, MaxConnsPerHost: 1, ForceAttemptHTTP2: false}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: waitLong}
+	get := func(what string) (reused bool, serial string) {
+		t.Helper()
+		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", "https://"+e.addr+"/ka", nil)
+		req.Host = csName
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "web GET /ka") {
+			t.Fatalf("%s: %d %q", what, resp.StatusCode, body)
+		}
+		return reused, resp.TLS.PeerCertificates[0].SerialNumber.String()
+	}
+	if _, s := get("before the swap"); s != "5001" {
+		t.Fatalf("before the swap the serial is %s; want 5001", s)
+	}
+	next := csIssue(t, ca, 5002)
+	csWriteAtomic(t, key, next.KeyPEM)
+	csWriteAtomic(t, cert, next.CertPEM)
+	csWaitSerial(t, e, caFile, 5002, "after the swap")
+	reused, s := get("after the swap")
+	if !reused || s != "5001" {
+		t.Errorf("after the swap the request went on a new connection (reused %v, serial %s); want the keep-alive connection made before (serial 5001)", reused, s)
+	}
 }

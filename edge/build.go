@@ -35,6 +35,7 @@ type builder struct {
 	limiters  map[string]*tlsmode.ClientLimiter
 	limitSets map[*tlsmode.ClientLimiter]tlsmode.ClientLimitSettings
 	limitsOf  map[*keptHTTP]*tlsmode.ClientLimiter
+	acme      acmeBuild // the acme names of the config built (acme_build.go)
 }
 
 func (b *builder) closeAll() {
@@ -71,7 +72,7 @@ func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
 	cfg := b.cfg
 	st := &listenerState{
 		name:         lc.Name,
-		table:        newTable(),
+		table:        b.acmeTable(),
 		proxy:        lc.ProxyProtocol,
 		helloTimeout: lc.ClientHelloTimeout,
 		maxConns:     *lc.MaxConnections,
@@ -131,13 +132,22 @@ func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
 func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool *Pool, access bool) (tlsmode.Handler, error) {
 	e := b.e
 	if e.certs == nil {
-		e.certs = certs.NewManager(certs.ManagerOptions{Storage: b.cfg.storage(), Log: e.log})
+		e.certs = certs.NewManager(certs.ManagerOptions{Storage: b.cfg.storage(), Log: e.log,
+			RenewInterval: b.cfg.Certs.ACME.RenewInterval})
+		e.certsLive.Store(e.certs)
+	}
+	if rc.TLS.ACME.Enabled() {
+		if err := b.acmeRoute(lc, rc); err != nil {
+			return nil, err
+		}
 	}
 	rt, err := buildServerTLS(e.ctx, b.cfg, rc, e.certs, e.ocspChecker)
 	if err != nil {
 		return nil, err
 	}
-	b.statics = append(b.statics, rt.static)
+	if rt.static != nil {
+		b.statics = append(b.statics, rt.static)
+	}
 	if !rt.server.SessionTicketsDisabled {
 		b.tickets.attach(rt.policy, rc.TLS.SessionTicketRotation, rt.server)
 	}

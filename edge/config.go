@@ -1,6 +1,9 @@
 package edge
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Config is the typed form of a tlsedge config file (see ../shared/spec/config.md).
 // Every field documents its zero value; defaults are applied in one place,
@@ -66,13 +69,60 @@ type CertsConfig struct {
 	ACME    ACMEConfig `key:"acme"`
 }
 
-// ACMEConfig configures automatic certificates.
+// ACMEConfig configures automatic certificates (routes with tls.acme).
+// Zero values: Let's Encrypt's production directory, the system's roots,
+// tls-alpn-01 answered on tlsedge's own TLS listeners, certmagic's renewal
+// schedule, no on-demand issuance.
 type ACMEConfig struct {
-	Email     string `key:"email"`
-	Directory string `key:"directory"`
-	CARoot    string `key:"ca_root"`
-	OnDemand  bool   `key:"on_demand"`
+	Email     string `key:"email"`     // the ACME account's contact; required by routes with acme
+	Directory string `key:"directory"` // ACME directory URL; "" = Let's Encrypt production
+	CARoot    string `key:"ca_root"`   // PEM of the roots of the ACME server's own HTTPS (private CAs, Pebble)
+	// OnDemand is the master switch of on-demand issuance: routes with
+	// acme: on_demand need it true.
+	OnDemand bool `key:"on_demand"`
+	// Challenges are the challenge types offered: tls-alpn-01 (answered on
+	// the TLS listeners) and http-01 (on HTTPAddress). nil = [tls-alpn-01].
+	Challenges []string `key:"challenges"`
+	// HTTPAddress is the plain HTTP listener tlsedge opens for http-01
+	// (host:port, reachable on port 80 of the names). "" = none.
+	HTTPAddress string `key:"http_address"`
+	// RenewalWindowRatio is the part of a certificate's lifetime left when
+	// it is renewed, between 0 and 1. 0 = 1/3 (certmagic's).
+	RenewalWindowRatio float64 `key:"renewal_window_ratio"`
+	// RenewInterval is how often certificates are checked for renewal.
+	// 0 = 10m. Read at start only.
+	RenewInterval time.Duration `key:"renew_interval"`
+	// Ask is an http(s) URL asked (GET ?domain=NAME) before an on-demand
+	// certificate is ordered; only a 2xx answer allows it. "" = not asked.
+	Ask string `key:"ask"`
+	// OnDemandOrders is how many on-demand orders may be placed per
+	// OnDemandInterval, over the whole instance. 0 = 10; 0 interval = 1m.
+	OnDemandOrders   int           `key:"on_demand_orders"`
+	OnDemandInterval time.Duration `key:"on_demand_interval"`
 }
+
+// ACMEMode is a route's tls.acme: true (certificates for its exact sni
+// names, obtained at start), on_demand (for names its wildcard sni
+// matches, at their first handshake) or false. Decoded as a string: YAML
+// booleans arrive as "on" / "off".
+type ACMEMode string
+
+// Mode is the canonical value: "off", "on", "on_demand", or "" when the
+// value is not one of them.
+func (a ACMEMode) Mode() string {
+	switch strings.ToLower(string(a)) {
+	case "", "off", "false":
+		return "off"
+	case "on", "true":
+		return "on"
+	case "on_demand":
+		return "on_demand"
+	}
+	return ""
+}
+
+// Enabled reports whether the route's certificates come from ACME.
+func (a ACMEMode) Enabled() bool { m := a.Mode(); return m == "on" || m == "on_demand" }
 
 // ListenerConfig is one address clients connect to.
 type ListenerConfig struct {
@@ -217,7 +267,7 @@ type RouteH2Config struct {
 type RouteTLSConfig struct {
 	Cert       string   `key:"cert"`
 	Key        string   `key:"key"`
-	ACME       bool     `key:"acme"`
+	ACME       ACMEMode `key:"acme"`        // true | false | on_demand; "" = false
 	ClientAuth string   `key:"client_auth"` // none | request | verify_if_given | require; "" = none
 	ClientCA   []string `key:"client_ca"`   // one file or a list
 	CRL        []string `key:"crl"`

@@ -65,8 +65,11 @@ type Edge struct {
 	// log.format with it.
 	OnConfig func(*Config)
 
-	certs *certs.Manager                        // made with the first terminate route
-	ocsp  map[certs.OCSPMode]*certs.OCSPChecker // shared across routes and reloads: its cache survives
+	certs *certs.Manager // made with the first terminate route
+	// certsLive is certs for readers outside the lock (the admin API,
+	// metrics, TLS-ALPN-01 validations on connection goroutines).
+	certsLive atomic.Pointer[certs.Manager]
+	ocsp      map[certs.OCSPMode]*certs.OCSPChecker // shared across routes and reloads: its cache survives
 }
 
 // errStopped: a reload after Shutdown.

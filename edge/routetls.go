@@ -18,7 +18,7 @@ import (
 // routeTLS is what a terminate or reencrypt route needs at run time.
 type routeTLS struct {
 	server *tls.Config
-	static *certs.Static
+	static *certs.Static // nil for a route with acme
 	// verifier checks CRLs (and OCSP) of client certificates; nil when the
 	// route verifies none.
 	verifier *certs.ClientVerifier
@@ -69,12 +69,23 @@ var profileCurves = []tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256,
 // session_ticket_rotation is off.
 func buildServerTLS(ctx context.Context, c *Config, rc *RouteConfig, m *certs.Manager, ocspFor func(certs.OCSPMode) *certs.OCSPChecker) (*routeTLS, error) {
 	t := &rc.TLS
-	st, err := m.LoadStatic(ctx, certs.StaticOptions{Cert: c.resolve(t.Cert), Key: c.resolve(t.Key), Staple: t.OCSPStapling != "off"})
-	if err != nil {
-		return nil, err
+	var st *certs.Static
+	var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	if t.ACME.Enabled() {
+		var err error
+		if getCert, err = acmeGetCertificate(rc, m); err != nil {
+			return nil, err
+		}
+	} else {
+		var err error
+		st, err = m.LoadStatic(ctx, certs.StaticOptions{Cert: c.resolve(t.Cert), Key: c.resolve(t.Key), Staple: t.OCSPStapling != "off"})
+		if err != nil {
+			return nil, err
+		}
+		getCert = st.GetCertificate
 	}
 	tc := &tls.Config{
-		GetCertificate:   st.GetCertificate,
+		GetCertificate:   getCert,
 		MinVersion:       tlsVersions[t.MinVersion],
 		CipherSuites:     slices.Clone(intermediateSuites),
 		CurvePreferences: slices.Clone(profileCurves),
@@ -186,8 +197,8 @@ func ticketPolicy(tc *tls.Config, t *RouteTLSConfig, cas []*x509.Certificate, cr
 // httpRouteKey identifies what the HTTPProxy of a protocol http route is
 // built from: the route's keys, its listener's name, the access log switch,
 // the keys of its backend that the proxy uses (tls, connect_timeout,
-// retries, max_response_header_bytes) and the contents of every file they
-// name. A reload that gives a route the same key keeps its proxy, and so
+// retries, max_response_header_bytes) and the contents of the backend's TLS
+// files. A reload that gives a route the same key keeps its proxy, and so
 // its keep-alive client connections; any other change drains them.
 func httpRouteKey(c *Config, lc *ListenerConfig, rc *RouteConfig, bc *BackendConfig) (string, error) {
 	h := sha256.New()
@@ -207,11 +218,11 @@ func httpRouteKey(c *Config, lc *ListenerConfig, rc *RouteConfig, bc *BackendCon
 	if err != nil {
 		return "", err
 	}
-	t := &rc.TLS
-	files := append([]string{t.Cert, t.Key}, t.ClientCA...)
-	files = append(files, t.CRL...)
-	files = append(files, bc.TLS.CA, bc.TLS.Cert, bc.TLS.Key)
-	for _, f := range files {
+	// The route's own certificate, key, CAs and CRLs are not part of it:
+	// they matter to new handshakes only (a connection whose client the new
+	// files refuse is ended by reauthorize_on_reload), so replacing them
+	// keeps the route's keep-alive connections.
+	for _, f := range []string{bc.TLS.CA, bc.TLS.Cert, bc.TLS.Key} {
 		if f == "" {
 			continue
 		}

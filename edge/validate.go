@@ -18,9 +18,7 @@ func validate(c *Config, ps *Problems) {
 	oneOf(ps, "log.format", c.Log.Format, "json", "console")
 	validateAdmin(c, ps)
 	validateLimits(c, ps)
-	if a := c.Certs.ACME; a != (ACMEConfig{}) {
-		ps.Add("certs.acme", "ACME is not supported yet: remove certs.acme and give each route cert and key files")
-	}
+	validateACME(c, ps)
 	if c.Shutdown.Delay < 0 {
 		ps.Add("shutdown.delay", "must be 0 (none) or positive, e.g. 5s")
 	}

@@ -15,7 +15,7 @@ func validateRouteModes(c *Config, ps *Problems, rp string, r *RouteConfig, b *B
 	validateRouteAuthz(c, ps, rp, r)
 	if r.Mode == "passthrough" {
 		t := &r.TLS
-		if t.Cert != "" || t.Key != "" || t.ACME || t.ClientAuth != "" || len(t.ClientCA) > 0 || len(t.CRL) > 0 ||
+		if t.Cert != "" || t.Key != "" || t.ACME != "" || t.ClientAuth != "" || len(t.ClientCA) > 0 || len(t.CRL) > 0 ||
 			t.OCSP != "" || t.MinVersion != "" || len(t.ALPN) > 0 || t.Profile != "" || len(t.CipherSuites) > 0 ||
 			t.SessionTicketRotation != 0 || t.OCSPStapling != "" {
 			ps.Add(rp+".tls", "passthrough never decrypts, so it has no tls: remove it, or use mode terminate or reencrypt")
@@ -81,11 +81,12 @@ func validateRouteModes(c *Config, ps *Problems, rp string, r *RouteConfig, b *B
 func validateServerTLS(c *Config, ps *Problems, rp string, r *RouteConfig) {
 	t := &r.TLS
 	tp := rp + ".tls"
+	validateRouteACME(c, ps, rp, r)
 	switch {
-	case t.ACME:
-		ps.Add(tp+".acme", "ACME certificates are not implemented in this version yet: give cert and key files")
+	case t.ACME.Mode() != "off":
+		// the route's certificate comes from ACME (validateRouteACME)
 	case t.Cert == "" || t.Key == "":
-		ps.Add(tp, "missing cert and key: mode %s needs the route's certificate chain and key (PEM files)", r.Mode)
+		ps.Add(tp, "missing cert and key: mode %s needs the route's certificate chain and key (PEM files), or acme: true", r.Mode)
 	default:
 		pair, err := tls.LoadX509KeyPair(c.resolve(t.Cert), c.resolve(t.Key))
 		if err != nil {

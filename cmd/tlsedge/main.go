@@ -18,8 +18,8 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 func main() {
 	root := &cobra.Command{
-		Use:           "tlsedge",
-		Short:         "TLS edge load balancer: SNI routing in passthrough, terminate and reencrypt modes",
+		Use:   "tlsedge",
+		Short: "TLS edge load balancer: SNI routing in passthrough, terminate and reencrypt modes",
 		Long: `tlsedge is a TLS edge load balancer. Clients connect over TLS to one address;
 tlsedge routes each connection by SNI to a pool of servers, per route in one of
 three modes: passthrough (never decrypt: mutual TLS runs end to end),

@@ -56,7 +56,7 @@ EXAMPLES
   kill -HUP $(pidof tlsedge)     # reload
 
 See docs/config.md for every key and docs/operations.md for the admin API.`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path, err := configPath(cmd, env)
 			if err != nil {

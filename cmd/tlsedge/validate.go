@@ -25,7 +25,7 @@ EXIT STATUS
 
 EXAMPLES
   tlsedge validate -c edge.yaml && systemctl reload tlsedge`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path, err := configPath(cmd, env)
 			if err != nil {
