@@ -203,6 +203,7 @@ func (e *Edge) adminHandler() http.Handler {
 	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	e.apiRoutes(mux)
+	statusRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern == "" {
 			// Not found, or a method not allowed: the mux's plain text

@@ -163,6 +163,8 @@ func (e *Edge) apiRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, sum)
 	})
 	mux.HandleFunc("GET /api/v1/connections", e.handleConnections)
+	mux.HandleFunc("GET /api/v1/certificates", e.handleCertificates)
+	mux.HandleFunc("GET /api/v1/reloads", e.handleReloads)
 	mux.HandleFunc("GET /api/v1/connections/{id}", func(w http.ResponseWriter, r *http.Request) {
 		c, status, err := e.connByID(r.PathValue("id"))
 		if err != nil {

@@ -65,6 +65,8 @@ type Edge struct {
 	// log.format with it.
 	OnConfig func(*Config)
 
+	reloads reloadHistory // the last reloads, for the API and the status page
+
 	certs *certs.Manager // made with the first terminate route
 	// certsLive is certs for readers outside the lock (the admin API,
 	// metrics, TLS-ALPN-01 validations on connection goroutines).

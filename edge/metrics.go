@@ -109,6 +109,7 @@ func newMetrics(e *Edge) *metrics {
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f(&serverCollector{e: e})
+	f(&certCollector{e: e})
 	return m
 }
 

@@ -24,9 +24,10 @@ var reloadFileMu sync.Mutex // one file reload at a time (SIGHUP, file watch, AP
 // counted as refused, and the running config keeps serving; the error is a
 // *Problems for a bad file. trigger ("SIGHUP", "file changed", "admin API")
 // goes to the log.
-func (e *Edge) ReloadFile(trigger string) (*ReloadSummary, error) {
+func (e *Edge) ReloadFile(trigger string) (sum *ReloadSummary, err error) {
 	reloadFileMu.Lock()
 	defer reloadFileMu.Unlock()
+	defer func() { e.reloads.add(trigger, sum, err) }()
 	old := e.Config()
 	if old == nil || old.File == "" {
 		return nil, errors.New("edge: no config file to reload")
@@ -50,7 +51,7 @@ func (e *Edge) ReloadFile(trigger string) (*ReloadSummary, error) {
 		e.log.Warn().Str("config", path).Str("trigger", trigger).Msg("old config keeps serving")
 		return nil, err
 	}
-	sum := &ReloadSummary{Config: path, Hash: cfg.Hash, Changed: cfg.Hash != old.Hash, Trigger: trigger,
+	sum = &ReloadSummary{Config: path, Hash: cfg.Hash, Changed: cfg.Hash != old.Hash, Trigger: trigger,
 		Listeners: len(cfg.Listeners), Backends: len(cfg.Backends)}
 	for _, l := range cfg.Listeners {
 		sum.Routes += len(l.Routes)

@@ -60,7 +60,7 @@ is given. API errors are printed on stderr, and the command exits 1.`,
 	pf.StringVar(&o.key, "key", "", "the client certificate's key (PEM); env TLSEDGE_ADMIN_KEY")
 	pf.DurationVar(&o.timeout, "timeout", 10*time.Second, "time allowed for each call, connecting included")
 	cmd.AddCommand(ctlBackendsCmd(o), ctlServerCmd(o, "drain"), ctlServerCmd(o, "enable"), ctlWeightCmd(o),
-		ctlRebalanceCmd(o), ctlConnectionsCmd(o), ctlCloseCmd(o), ctlReloadCmd(o), ctlHealthCmd(o))
+		ctlRebalanceCmd(o), ctlConnectionsCmd(o), ctlCloseCmd(o), ctlReloadCmd(o), ctlHealthCmd(o), ctlCertificatesCmd(o))
 	return cmd
 }
 
@@ -224,6 +224,23 @@ func ctlReloadCmd(o *ctlOptions) *cobra.Command {
 			return ctlCall(c, http.MethodPost, "/api/v1/reload", nil, nil, printReload)
 		}),
 	}
+}
+
+func ctlCertificatesCmd(o *ctlOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "certificates",
+		Short: "list the certificates tlsedge serves: names, serial, expiry, from files or ACME",
+		Args:  cobra.NoArgs,
+		RunE: o.runE(func(c *ctlClient, cmd *cobra.Command, _ []string) error {
+			return ctlCall(c, http.MethodGet, "/api/v1/certificates", nil, nil,
+				func(w io.Writer, l *certificateList) { printCertificates(w, l.Certificates, time.Now()) })
+		}),
+	}
+}
+
+// certificateList is the answer of GET /api/v1/certificates.
+type certificateList struct {
+	Certificates []edge.CertificateInfo `json:"certificates"`
 }
 
 func ctlHealthCmd(o *ctlOptions) *cobra.Command {

@@ -205,6 +205,19 @@ func printPlan(w io.Writer, p *edge.RebalancePlan, running bool) {
 	tw.Flush()
 }
 
+// printCertificates is one line per certificate served, with the days
+// left before it expires.
+func printCertificates(w io.Writer, cs []edge.CertificateInfo, now time.Time) {
+	tw := newTable(w)
+	row(tw, "NAMES", "SOURCE", "SERIAL", "EXPIRES", "DAYS LEFT", "ISSUER")
+	for _, c := range cs {
+		row(tw, dash(strings.Join(c.Names, ",")), c.Source, c.Serial, c.NotAfter.UTC().Format(time.RFC3339),
+			int(c.NotAfter.Sub(now).Hours()/24), c.Issuer)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d certificate(s)\n", len(cs))
+}
+
 // printConns is the connection directory: one line per connection.
 func printConns(w io.Writer, l *edge.ConnList) {
 	tw := newTable(w)
