@@ -3,8 +3,11 @@
 #
 #   docker build --build-arg VERSION=$(git describe --tags --always) \
 #     --build-arg COMMIT=$(git rev-parse HEAD) -t tlsedge .
-#   docker run -p 8443:8443 -v $PWD/edge.yaml:/etc/tlsedge/edge.yaml:ro \
-#     -v $PWD/certs:/etc/tlsedge/certs:ro tlsedge
+#   docker run -p 8443:8443 -v $PWD/conf:/etc/tlsedge:ro tlsedge
+#
+# Mount folders, not single files: tlsedge reloads when a file in them
+# changes, which a single-file bind mount hides from it. Files must be
+# readable by uid 65532 (the image's user).
 #
 # Ports below 1024 inside the container need --cap-add NET_BIND_SERVICE (or
 # map them: -p 443:8443). ACME certificates and locks are kept in

@@ -3,7 +3,7 @@ GO       ?= go
 BIN      ?= bin/tlsedge
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 DATE     ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
-COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
+COMMIT   ?= $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null && echo $$c || echo $$c+dirty; })
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 FUZZTIME ?= 60s
 
@@ -14,19 +14,22 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tlsedge
 
-# Installs the binary, the systemd unit and its user, and the docs under
-# DESTDIR/PREFIX (default /usr/local); a config in /etc/tlsedge is left alone.
-# Then: systemd-sysusers; put edge.yaml in /etc/tlsedge; systemctl enable --now tlsedge.
+# Installs what `make build` built, the systemd unit and its user, and the
+# docs under DESTDIR/PREFIX (default /usr/local); /etc/tlsedge is made
+# (0755) when missing and otherwise left alone. So: make && sudo make install;
+# then systemd-sysusers; edge.yaml in /etc/tlsedge (keys: root:tlsedge 0640);
+# systemctl enable --now tlsedge.
 PREFIX  ?= /usr/local
 DESTDIR ?=
-install: build
+install:
+	@test -x $(BIN) || { echo "make install: no $(BIN): run make first (make && sudo make install)"; exit 1; }
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/tlsedge
 	sed 's|/usr/local|$(PREFIX)|g' tlsedge.service >$(BIN).service
 	install -D -m 0644 $(BIN).service $(DESTDIR)$(PREFIX)/lib/systemd/system/tlsedge.service
 	install -D -m 0644 tlsedge.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/tlsedge.conf
 	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/tlsedge README.md SECURITY.md docs/*.md
 	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/tlsedge/examples examples/*.yaml
-	install -d -m 0750 $(DESTDIR)/etc/tlsedge
+	test -d $(DESTDIR)/etc/tlsedge || install -d -m 0755 $(DESTDIR)/etc/tlsedge
 
 # Checks the Dockerfile and the systemd unit against the project's rules
 # (pinned bases, non-root, static binary; the unit's hardening), offline.

@@ -73,6 +73,7 @@ func newStapler(pair *tls.Certificate, log zerolog.Logger) (*stapler, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &stapler{leaf: leaf, issuer: issuer, log: log, now: time.Now, cancel: cancel, done: make(chan struct{})}
+	s.checker.Now = func() time.Time { return s.now() } // one clock for fetching and serving
 	go s.run(ctx)
 	return s, nil
 }
@@ -103,6 +104,10 @@ func (s *stapler) run(ctx context.Context) {
 			}
 			wait = retry
 			retry = min(2*retry, stapleRetryMax)
+			if r := s.resp.Load(); r != nil && !r.nextUpdate.IsZero() {
+				// Try again before the response in hand goes stale.
+				wait = max(min(wait, r.nextUpdate.Sub(s.now())/2), stapleRetryMin)
+			}
 			s.log.Warn().Err(err).Str("serial", s.leaf.SerialNumber.Text(16)).Strs("names", s.leaf.DNSNames).
 				Dur("retry_in", wait).Msg("OCSP stapling: no fresh response")
 		} else {

@@ -123,17 +123,22 @@ func (m *Manager) Retain(keep []*Static) {
 	for h := range m.hashes {
 		if !want[h] {
 			drop = append(drop, h)
-			delete(m.hashes, h)
-			if s := m.staplers[h]; s != nil {
-				s.cancel() // its goroutine ends at once, or when its fetch does
-				delete(m.staplers, h)
-			}
 		}
 	}
 	m.mu.Unlock()
-	if len(drop) > 0 {
-		m.cache.Remove(drop)
+	if len(drop) == 0 {
+		return
 	}
+	m.cache.Remove(drop) // first: a listing meanwhile still sees them as from files
+	m.mu.Lock()
+	for _, h := range drop {
+		delete(m.hashes, h)
+		if s := m.staplers[h]; s != nil {
+			s.cancel() // its goroutine ends at once, or when its fetch does
+			delete(m.staplers, h)
+		}
+	}
+	m.mu.Unlock()
 }
 
 // leafName is a name the certificate is for: its first DNS name, else its

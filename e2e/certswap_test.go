@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -206,22 +207,34 @@ func TestFileSwapRouteCertificate(t *testing.T) {
 	csWaitSerial(t, e, caFile, 1002, "after renaming a new pair into place")
 	csEcho(t, held, "after the swap")
 	csCheckListed(t, admin, next, 1001)
-	if s := held.ConnectionState().PeerCertificates[0].SerialNumber.Int64(); s != 1001 {
-		t.Errorf("the connection made before the swap has serial %d; want 1001", s)
-	}
 	if n := len(e.findLogs(func(l logLine) bool {
 		return l.msg() == "config reloaded" && l.str("trigger") == "certificate files changed"
 	})); n == 0 {
 		t.Errorf("no reload with trigger %q logged", "certificate files changed")
 	}
 
+	// An unrelated file written in the same folder starts no reload.
+	reloads := func() int {
+		return len(e.findLogs(func(l logLine) bool { return l.str("trigger") == "certificate files changed" }))
+	}
+	before := reloads()
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // a file watch event and a poll (2 s) go by
+	if n := reloads(); n != before {
+		t.Errorf("writing an unrelated file in the certificates' folder started %d reload(s); want none", n-before)
+	}
+
 	// Broken: the served certificate stays, tlsedge runs, the log says why.
+	isRefusal := func(l logLine) bool {
+		return l.msg() == "reload refused: config problem" && strings.HasSuffix(l.str("key"), ".tls.cert")
+	}
+	refusedBefore := len(e.findLogs(isRefusal))
 	if err := os.WriteFile(cert, []byte("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	refused := e.waitLog(t, "the broken certificate refused", func(l logLine) bool {
-		return l.msg() == "reload refused: config problem" && strings.HasSuffix(l.str("key"), ".tls.cert")
-	})
+	refused := e.waitLogs(t, refusedBefore+1, "the broken certificate refused", isRefusal)[refusedBefore]
 	if p := refused.str("problem"); !strings.Contains(p, cert) {
 		t.Errorf("the problem logged does not name the file %s: %q", cert, p)
 	}
@@ -372,8 +385,8 @@ func TestFileSwapCRL(t *testing.T) {
 
 	// device-1's open stream is ended; device-2's goes on.
 	_ = held["device-1"].SetReadDeadline(time.Now().Add(waitLong))
-	if n, err := held["device-1"].Read(make([]byte, 1)); err == nil {
-		t.Errorf("device-1's open stream is still open after its revocation (read %d bytes)", n)
+	if n, err := held["device-1"].Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("device-1's open stream after its revocation: read %d bytes, %v; want the end of the stream (EOF)", n, err)
 	}
 	e.waitLog(t, "the revoked client's stream logged as no longer authorized", func(l logLine) bool {
 		return l.msg() == "connection no longer authorized" && strings.Contains(l.str("client_cert"), "device-1") &&
@@ -447,4 +460,44 @@ func TestFileSwapKeepsHTTPKeepAlive(t *testing.T) {
 	if !reused || s != "5001" {
 		t.Errorf("after the swap the request went on a new connection (reused %v, serial %s); want the keep-alive connection made before (serial 5001)", reused, s)
 	}
+}
+
+// The certificates' folder deleted and made again (a deploy that replaces
+// the folder): the pair in the new folder is served, and so is the next
+// pair renamed into it.
+func TestFileSwapFolderRecreated(t *testing.T) {
+	t.Parallel()
+	needTools(t, "openssl")
+	ca, err := certs.NewAuthority("recreated folder CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "certs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := csIssue(t, ca, 6001).WriteFiles(dir, "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := csEdge(t, cert, key, nil)
+	csWaitSerial(t, e, caFile, 6001, "at start")
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := csIssue(t, ca, 6002).WriteFiles(dir, "api"); err != nil {
+		t.Fatal(err)
+	}
+	csWaitSerial(t, e, caFile, 6002, "after the folder was made again")
+	next := csIssue(t, ca, 6003)
+	csWriteAtomic(t, key, next.KeyPEM)
+	csWriteAtomic(t, cert, next.CertPEM)
+	csWaitSerial(t, e, caFile, 6003, "after a pair was renamed into the new folder")
 }

@@ -17,9 +17,15 @@ func TestMakeInstall(t *testing.T) {
 	needTools(t, "make")
 	dest := t.TempDir()
 	bin := filepath.Join(t.TempDir(), "tlsedge")
-	cmd := exec.Command("make", "-C", moduleRoot, "install", "DESTDIR="+dest, "PREFIX=/opt/tlsedge", "BIN="+bin)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make install: %v\n%s", err, out)
+	if out, err := exec.Command("make", "-C", moduleRoot, "install", "DESTDIR="+dest, "BIN="+bin).CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "run make first") {
+		t.Errorf("make install before make build: %v; want a failure that says to run make first:\n%s", err, out)
+	}
+	for _, target := range []string{"build", "install"} {
+		cmd := exec.Command("make", "-C", moduleRoot, target, "DESTDIR="+dest, "PREFIX=/opt/tlsedge", "BIN="+bin)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("make %s: %v\n%s", target, err, out)
+		}
 	}
 	for _, f := range []string{
 		"opt/tlsedge/bin/tlsedge",
@@ -45,8 +51,14 @@ func TestMakeInstall(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(dest, "opt/tlsedge/bin/tlsedge")); err == nil && st.Mode().Perm() != 0o755 {
 		t.Errorf("the installed binary has mode %v; want 0755", st.Mode().Perm())
 	}
+	if st, err := os.Stat(filepath.Join(dest, "etc/tlsedge")); err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("/etc/tlsedge: %v; want a folder of mode 0755 (the tlsedge user reads its config there)", err)
+	}
+	// The Makefile stamps the checkout's commit (+dirty when modified).
 	out, err := exec.Command(filepath.Join(dest, "opt/tlsedge/bin/tlsedge"), "version").Output()
-	if err != nil || !strings.HasPrefix(string(out), "tlsedge ") || !strings.Contains(string(out), "commit: ") {
-		t.Errorf("the installed binary: tlsedge version: %v\n%s", err, out)
+	lines := strings.Split(string(out), "\n")
+	if err != nil || len(lines) < 2 || !strings.HasPrefix(lines[0], "tlsedge ") || lines[0] == "tlsedge dev" ||
+		(lines[1] != "commit: "+builtCommit && lines[1] != "commit: "+builtCommit+"+dirty") {
+		t.Errorf("the installed binary: tlsedge version: %v\n%s\nwant a version from git describe and commit %s", err, out, builtCommit)
 	}
 }

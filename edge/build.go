@@ -38,9 +38,15 @@ type builder struct {
 	acme      acmeBuild // the acme names of the config built (acme_build.go)
 }
 
+// closeAll undoes a build that will not be put in force: its HTTP
+// proxies are closed and the certificates it loaded (and their staplers)
+// dropped, those of the running config kept.
 func (b *builder) closeAll() {
 	for _, c := range b.closers {
 		c.Close()
+	}
+	if b.e.certs != nil {
+		b.e.certs.Retain(b.e.statics)
 	}
 }
 

@@ -65,7 +65,8 @@ type Edge struct {
 	// log.format with it.
 	OnConfig func(*Config)
 
-	reloads reloadHistory // the last reloads, for the API and the status page
+	reloads reloadHistory   // the last reloads, for the API and the status page
+	statics []*certs.Static // the route certificates from files of the config in force
 
 	certs *certs.Manager // made with the first terminate route
 	// certsLive is certs for readers outside the lock (the admin API,
@@ -293,6 +294,7 @@ func (e *Edge) apply(cfg *Config) error {
 	if e.certs != nil {
 		e.certs.Retain(b.statics)
 	}
+	e.statics = b.statics
 	e.swapAdmin(nextAdmin)
 	e.listeners, e.pools, e.cfg, e.http = next, pools, cfg, b.kept
 	e.running.Store(&running{cfg: cfg, pools: pools, http: b.http, start: time.Now()})

@@ -19,7 +19,14 @@ var envKeys = []string{"log.level", "log.format", "log.access", "admin.address"}
 // problem it returns a *Problems listing every one of them, one a line, each
 // naming the file and the key.
 func LoadFile(path string) (*Config, error) {
-	ps := &Problems{File: path}
+	cfg, _, err := loadFile(path, false)
+	return cfg, err
+}
+
+// loadFile is LoadFile; for a reload (reload true), expired certificates
+// are returned as warnings instead of refusing the file.
+func loadFile(path string, reload bool) (*Config, []Problem, error) {
+	ps := &Problems{File: path, reload: reload}
 	v := viper.New()
 	v.SetConfigFile(path)
 	switch strings.ToLower(filepath.Ext(path)) {
@@ -40,7 +47,7 @@ func LoadFile(path string) (*Config, error) {
 		default:
 			ps.Add("", "cannot parse the config file: %v", err)
 		}
-		return nil, ps
+		return nil, nil, ps
 	}
 	cfg := &Config{File: path}
 	if b, err := os.ReadFile(path); err == nil {
@@ -54,9 +61,9 @@ func LoadFile(path string) (*Config, error) {
 	applyDefaults(cfg)
 	validate(cfg, ps)
 	if err := ps.Err(); err != nil {
-		return nil, err
+		return nil, ps.Warnings, err
 	}
-	return cfg, nil
+	return cfg, ps.Warnings, nil
 }
 
 // resolve makes a path from the config relative to the config file's folder.

@@ -31,6 +31,23 @@ func (p Problem) String() string {
 type Problems struct {
 	File string
 	List []Problem
+	// Warnings are problems that do not refuse the config: on a reload,
+	// an expired certificate (see Expired).
+	Warnings []Problem
+	// reload: the config is read for a reload of a running one.
+	reload bool
+}
+
+// Expired records a certificate that has expired: a problem at start and
+// for validate; on a reload a warning only, so that one certificate left to
+// expire does not hold back every other change (a new CRL above all) while
+// the running config serves it anyway.
+func (ps *Problems) Expired(path, format string, args ...any) {
+	if !ps.reload {
+		ps.Add(path, format, args...)
+		return
+	}
+	ps.Warnings = append(ps.Warnings, Problem{File: ps.File, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 // Add records a problem at path.

@@ -33,7 +33,10 @@ func (e *Edge) ReloadFile(trigger string) (sum *ReloadSummary, err error) {
 		return nil, errors.New("edge: no config file to reload")
 	}
 	path := old.File
-	cfg, err := LoadFile(path)
+	cfg, warnings, err := loadFile(path, true)
+	for _, w := range warnings {
+		e.log.Warn().Str("config", path).Str("key", w.Path).Str("problem", w.Msg).Msg("reload: certificate expired (served as before; replace it)")
+	}
 	if err == nil {
 		err = e.Reload(cfg)
 	} else {

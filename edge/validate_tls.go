@@ -92,7 +92,7 @@ func validateServerTLS(c *Config, ps *Problems, rp string, r *RouteConfig) {
 		if err != nil {
 			ps.Add(tp+".cert", "cannot load %s with key %s: %v", t.Cert, t.Key, err)
 		} else if pair.Leaf != nil && time.Now().After(pair.Leaf.NotAfter) {
-			ps.Add(tp+".cert", "certificate %s expired on %s: replace it with a valid one (or use acme: true)", t.Cert, pair.Leaf.NotAfter.UTC().Format(time.RFC3339))
+			ps.Expired(tp+".cert", "certificate %s expired on %s: replace it with a valid one (or use acme: true)", t.Cert, pair.Leaf.NotAfter.UTC().Format(time.RFC3339))
 		}
 	}
 	if _, ok := clientAuthTypes[t.ClientAuth]; !ok {
@@ -162,7 +162,7 @@ func validateBackendTLS(c *Config, ps *Problems, bp string, b *BackendConfig) {
 		if err != nil {
 			ps.Add(tp+".cert", "cannot load %s with key %s: %v", t.Cert, t.Key, err)
 		} else if pair.Leaf != nil && time.Now().After(pair.Leaf.NotAfter) {
-			ps.Add(tp+".cert", "certificate %s expired on %s: replace it with a valid one (or use acme: true)", t.Cert, pair.Leaf.NotAfter.UTC().Format(time.RFC3339))
+			ps.Expired(tp+".cert", "certificate %s expired on %s: replace it with a valid one", t.Cert, pair.Leaf.NotAfter.UTC().Format(time.RFC3339))
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -211,8 +212,11 @@ func printCertificates(w io.Writer, cs []edge.CertificateInfo, now time.Time) {
 	tw := newTable(w)
 	row(tw, "NAMES", "SOURCE", "SERIAL", "EXPIRES", "DAYS LEFT", "ISSUER")
 	for _, c := range cs {
-		row(tw, dash(strings.Join(c.Names, ",")), c.Source, c.Serial, c.NotAfter.UTC().Format(time.RFC3339),
-			int(c.NotAfter.Sub(now).Hours()/24), c.Issuer)
+		left := "expired"
+		if c.NotAfter.After(now) {
+			left = strconv.Itoa(int(c.NotAfter.Sub(now).Hours() / 24)) // whole days
+		}
+		row(tw, dash(strings.Join(c.Names, ",")), c.Source, c.Serial, c.NotAfter.UTC().Format(time.RFC3339), left, c.Issuer)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d certificate(s)\n", len(cs))

@@ -83,8 +83,8 @@ func run(path string, cfg *edge.Config) error {
 	log := zerolog.New(out).With().Timestamp().Logger()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// Signals and the file watcher first: a SIGHUP or an edit that comes
-	// as soon as the listeners accept must reload, not kill or be missed.
+	// Signals first: a SIGHUP that comes as soon as the listeners accept
+	// must reload, not kill. The file watch starts once the config runs.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	e := edge.New(ctx, log)
