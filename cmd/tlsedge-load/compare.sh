@@ -94,6 +94,13 @@ log:
 listeners:
   - name: bench
     address: "127.0.0.1:$EP"
+    # One client address opens every connection here: the per-address
+    # limits (defaults 1000 open, 100 new a second) and max_handshakes
+    # would refuse a benchmark; HAProxy below has none either.
+    max_connections: 0
+    max_connections_per_ip: 0
+    connection_rate_per_ip: 0
+    max_handshakes: 0
     routes:
       - sni: ["$SNI"]
         mode: passthrough
