@@ -151,8 +151,13 @@ func TestAcmeSharedStorageOneOrder(t *testing.T) {
 		listenerCfg(t, cfg, 0)["address"] = addr
 		paths, addrs = append(paths, writeConfig(t, cfg)), append(addrs, addr)
 	}
+	// Both at the same moment: their orders race, and certmagic's storage
+	// lock must let only one go to the CA.
 	for i := range paths {
-		edges = append(edges, startEdge(t, paths[i], addrs[i], nil))
+		edges = append(edges, launchEdge(t, paths[i], addrs[i], nil))
+	}
+	for _, e := range edges {
+		e.waitReady(t)
 	}
 	roots := p.rootPool(t)
 	a := acmeWaitCert(t, edges[0].addr, name, roots, acmeWait)

@@ -401,6 +401,15 @@ func runEdge(t testing.TB, cfg cfgMap) *edgeProc {
 // when tlsedge exited early, did not exit cleanly, or reported a data race.
 func startEdge(t testing.TB, path, addr string, wrap []string) *edgeProc {
 	t.Helper()
+	p := launchEdge(t, path, addr, wrap)
+	p.waitReady(t)
+	return p
+}
+
+// launchEdge starts `tlsedge run -c path` (as startEdge) without waiting
+// for it: several instances can start at the same moment. Call waitReady.
+func launchEdge(t testing.TB, path, addr string, wrap []string) *edgeProc {
+	t.Helper()
 	args := append(append([]string{}, wrap...), binPath, "run", "-c", path)
 	p := &edgeProc{
 		t:       t,
@@ -426,7 +435,14 @@ func startEdge(t testing.TB, path, addr string, wrap []string) *edgeProc {
 		close(p.done)
 	}()
 	t.Cleanup(p.stop)
+	return p
+}
 
+// waitReady waits (bounded) until the listener accepts and tlsedge logged
+// that it started.
+func (p *edgeProc) waitReady(t testing.TB) {
+	t.Helper()
+	addr := p.addr
 	// Readiness: poll-connect the listener, bounded.
 	ready := poll(waitLong, func() bool {
 		select {
@@ -450,7 +466,6 @@ func startEdge(t testing.TB, path, addr string, wrap []string) *edgeProc {
 		t.Fatalf("tlsedge did not accept on %s within %v\nstderr:\n%s", addr, waitLong, p.stderr.String())
 	}
 	p.waitLog(t, "tlsedge started", func(l logLine) bool { return l.msg() == "tlsedge started" })
-	return p
 }
 
 // cleanEnv is the environment without TLSEDGE_* variables, so a developer's
