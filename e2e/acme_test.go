@@ -169,3 +169,30 @@ func TestAcmeSharedStorageOneOrder(t *testing.T) {
 		t.Errorf("pebble issued %d certificates; want 1\npebble:\n%s", n, p.out.String())
 	}
 }
+
+// HTTP-01 when chosen: Pebble validates for real (pebble-challtestsrv
+// resolves the name to 127.0.0.1) against the plain listener tlsedge opens
+// on certs.acme.http_address, and the certificate is served.
+func TestAcmeHTTP01Answered(t *testing.T) {
+	t.Parallel()
+	dns := acmeStartChallSrv(t)
+	httpAddr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(httpAddr)
+	httpPort, _ := strconv.Atoi(port)
+	p := acmeStartPebble(t, acmePebbleOpts{httpPort: httpPort, dnsServer: dns})
+	const name = "http01.acme.example.com"
+	cfg := acmeEdgeConfig(t, p, filepath.Join(t.TempDir(), "store"),
+		cfgMap{"challenges": []any{"http-01"}, "http_address": httpAddr}, acmeRoute(true, name))
+	e := runEdge(t, cfg)
+	leaf := acmeWaitCert(t, e.addr, name, p.rootPool(t), acmeWait)
+	if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != name {
+		t.Errorf("certificate names %v; want [%s]", leaf.DNSNames, name)
+	}
+	if n := p.issued(); n != 1 {
+		t.Errorf("pebble issued %d certificates; want 1", n)
+	}
+	// Not the TLS-ALPN-01 path: no validation reached the TLS listener.
+	if n := len(e.findLogs(func(l logLine) bool { return strings.Contains(l.str("reason"), "tls-alpn-01") })); n != 0 {
+		t.Errorf("%d tls-alpn-01 validations with only http-01 chosen; want 0", n)
+	}
+}
