@@ -6,8 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"time"
-
-	"github.com/caddyserver/certmagic"
 )
 
 // ExpiryWarning: a certificate from files that expires within this is
@@ -32,11 +30,11 @@ type StaticOptions struct {
 	Staple bool
 }
 
-// LoadStatic reads a PEM certificate chain and key into the cache and
-// returns what a route's tls.Config needs: a GetCertificate that selects
-// exactly this certificate (by the hash of its chain), so a route of the
-// running config keeps serving its certificate until Retain drops it after
-// a reload, even when the new config loads a renewed one for the same names.
+// LoadStatic reads a PEM certificate chain and key, puts it in the cache
+// (listed, and watched for expiry, until Retain drops it) and returns what
+// a route's tls.Config needs: a GetCertificate that serves exactly this
+// certificate, so a route of the running config keeps serving its own
+// while a reload loads a renewed one for the same names.
 func (m *Manager) LoadStatic(ctx context.Context, opts StaticOptions) (*Static, error) {
 	certFile, keyFile := opts.Cert, opts.Key
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
@@ -52,7 +50,9 @@ func (m *Manager) LoadStatic(ctx context.Context, opts StaticOptions) (*Static, 
 			Time("not_after", leaf.NotAfter).Int("days_left", int(left.Hours()/24)).
 			Msg("certificate expires soon: replace the file (tlsedge picks it up without a reload)")
 	}
-	hash, err := m.base.CacheUnmanagedTLSCertificate(ctx, pair, nil)
+	// In the cache (tagged StaticTag) for the listing and certmagic's
+	// expiry warnings; served straight from here, without a cache lookup.
+	hash, err := m.base.CacheUnmanagedTLSCertificate(ctx, pair, []string{StaticTag})
 	if err != nil {
 		return nil, fmt.Errorf("loading certificate %s with key %s: %w", certFile, keyFile, err)
 	}
@@ -63,13 +63,14 @@ func (m *Manager) LoadStatic(ctx context.Context, opts StaticOptions) (*Static, 
 		st = m.stapler(hash, &pair, certFile)
 	}
 	m.mu.Unlock()
-	// A hello without SNI (the "*" route) looks the certificate up by
-	// DefaultServerName instead of failing.
-	c := m.config(leafName(leaf))
-	c.CertSelection = hashSelector(hash)
-	cfg := certmagic.New(m.cache, c)
-	return &Static{GetCertificate: withStaple(cfg.GetCertificate, st), Leaf: leaf, hash: hash}, nil
+	served := &pair
+	get := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return served, nil }
+	return &Static{GetCertificate: withStaple(get, st), Leaf: leaf, hash: hash}, nil
 }
+
+// StaticTag tags the certificates from files in certmagic's cache (ACME
+// lookups never pick one).
+const StaticTag = "tlsedge-static"
 
 // stapler returns the stapler of the certificate with hash, started now
 // when it has none; nil when the certificate cannot be stapled (said at
@@ -139,30 +140,4 @@ func (m *Manager) Retain(keep []*Static) {
 		}
 	}
 	m.mu.Unlock()
-}
-
-// leafName is a name the certificate is for: its first DNS name, else its
-// first IP address, else its common name.
-func leafName(c *x509.Certificate) string {
-	switch {
-	case len(c.DNSNames) > 0:
-		return c.DNSNames[0]
-	case len(c.IPAddresses) > 0:
-		return c.IPAddresses[0].String()
-	}
-	return c.Subject.CommonName
-}
-
-// hashSelector picks the route's own certificate among the candidates
-// (certmagic passes every cached certificate when none matches the SNI, so
-// a route always finds its own).
-type hashSelector string
-
-func (h hashSelector) SelectCertificate(_ *tls.ClientHelloInfo, choices []certmagic.Certificate) (certmagic.Certificate, error) {
-	for _, c := range choices {
-		if c.Hash() == string(h) {
-			return c, nil
-		}
-	}
-	return certmagic.Certificate{}, fmt.Errorf("certs: the route's certificate %.12s is not loaded", string(h))
 }

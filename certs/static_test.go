@@ -86,8 +86,13 @@ func TestManagerLoadStaticAndRetain(t *testing.T) {
 	if !bytes.Equal(served(b2, "api.example.com"), other.TLS.Certificate[0]) {
 		t.Error("after reload: route other lost its certificate")
 	}
-	if c, err := a1.GetCertificate(hello("api.example.com")); err == nil && bytes.Equal(c.Certificate[0], old.TLS.Certificate[0]) {
-		t.Error("after Retain the old certificate is still cached")
+	for _, c := range m.cache.AllMatchingCertificates("api.example.com") {
+		if bytes.Equal(c.Certificate.Certificate[0], old.TLS.Certificate[0]) {
+			t.Error("after Retain the old certificate is still cached")
+		}
+		if !c.HasTag(StaticTag) {
+			t.Errorf("a certificate from files in the cache without the tag %s", StaticTag)
+		}
 	}
 	for i := 0; i < 20; i++ { // reloads of unchanged files
 		a, err := m.LoadStatic(ctx, StaticOptions{Cert: newCert, Key: newKey})
