@@ -71,12 +71,28 @@ func validateRouteAuthz(c *Config, ps *Problems, rp string, r *RouteConfig) {
 			validatePattern(c, ps, fmt.Sprintf("%s.allow[%d]", p, j), &rule.Allow[j], routeCAs)
 		}
 	}
+	for i, rule := range r.Authorize {
+		for j := range i {
+			if tlsmode.RuleCovers(r.Authorize[j].Paths, r.Authorize[j].Methods, rule.Paths, rule.Methods) {
+				ps.Add(fmt.Sprintf("%s.authorize[%d]", rp, i), "never decides: authorize[%d] (paths %v, methods %v) matches every request it would, and the first rule that matches decides; move it before, or remove it", j, r.Authorize[j].Paths, orAll(r.Authorize[j].Methods))
+				break
+			}
+		}
+	}
 	if r.AllowUnauthenticatedPaths != nil && r.TLS.ClientAuth != "verify_if_given" {
 		ps.Add(rp+".allow_unauthenticated_paths", "only clients without a certificate use these paths, and client_auth %q admits none: set client_auth: verify_if_given, or remove the key", r.TLS.ClientAuth)
 	}
 	for j, path := range r.AllowUnauthenticatedPaths {
 		validatePath(ps, fmt.Sprintf("%s.allow_unauthenticated_paths[%d]", rp, j), path)
 	}
+}
+
+// orAll shows a rule's methods, "all" for none.
+func orAll(methods []string) any {
+	if len(methods) == 0 {
+		return "all"
+	}
+	return methods
 }
 
 func validatePath(ps *Problems, p, path string) {
@@ -97,6 +113,15 @@ func validatePattern(c *Config, ps *Problems, p string, e *ClientPatternConfig, 
 		if strings.Contains(g.v, "***") {
 			ps.Add(p+"."+g.key, "%q: use * (within a segment or label) or ** (across / in a URI)", g.v)
 		}
+	}
+	if e.URI != "" && !strings.Contains(e.URI, ":") {
+		ps.Add(p+".uri", "%q can never match: a URI SAN always has a scheme, e.g. spiffe://example.org/app/*", e.URI)
+	}
+	if e.Email != "" && !strings.Contains(e.Email, "@") {
+		ps.Add(p+".email", "%q can never match: an email SAN always has an @, e.g. *@example.org", e.Email)
+	}
+	if strings.ContainsAny(e.DNS, "/:@ ") {
+		ps.Add(p+".dns", "%q can never match: a DNS SAN is a host name, e.g. *.devices.example.org", e.DNS)
 	}
 	if strings.Contains(e.DNS, "**") || strings.Contains(e.CN, "**") || strings.Contains(e.Email, "**") {
 		ps.Add(p, "** (across /) is for uri patterns only")

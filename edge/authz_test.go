@@ -54,6 +54,14 @@ func TestAuthzKeysValidate(t *testing.T) {
 		{"empty client limits", `routes: [{sni: ["*"], backend: b, mode: terminate, ` + tlsReq + `, client_limits: {key: uri}}]`, []string{
 			`listeners[0].routes[0].client_limits: sets no limit: set connections and/or requests_per_second, or remove client_limits`,
 		}},
+		{"shadowed rule", `routes: [{sni: ["*"], backend: b, mode: terminate, protocol: http, ` + tlsReq + `, authorize: [{paths: ["/"]}, {paths: ["/admin/"], allow: [{cn: admin}]}]}]`, []string{
+			`listeners[0].routes[0].authorize[1]: never decides: authorize[0] (paths [/], methods all) matches every request it would, and the first rule that matches decides; move it before, or remove it`,
+		}},
+		{"patterns that never match", `routes: [{sni: ["*"], backend: b, mode: terminate, ` + tlsReq + `, allow: [{uri: "partners.test/acme/*"}, {email: example.org}, {dns: "a.example/x"}]}]`, []string{
+			`listeners[0].routes[0].allow[0].uri: "partners.test/acme/*" can never match: a URI SAN always has a scheme, e.g. spiffe://example.org/app/*`,
+			`listeners[0].routes[0].allow[1].email: "example.org" can never match: an email SAN always has an @, e.g. *@example.org`,
+			`listeners[0].routes[0].allow[2].dns: "a.example/x" can never match: a DNS SAN is a host name, e.g. *.devices.example.org`,
+		}},
 		{"bad rules", `routes: [{sni: ["*"], backend: b, mode: terminate, protocol: http, ` + tlsReq + `, authorize: [{methods: [get]}, {paths: ["/a/../b", "x"]}], allow_unauthenticated_paths: [/healthz]}]`, []string{
 			`listeners[0].routes[0].authorize[0].paths: missing: list the path prefixes this rule decides, e.g. [/v1/telemetry]`,
 			`listeners[0].routes[0].authorize[0].methods[0]: "get" is not a method: write it upper case, e.g. GET`,

@@ -94,6 +94,35 @@ func pathMatches(prefixes []string, path string) bool {
 	return false
 }
 
+// RuleCovers reports whether every request a rule with paths and methods
+// matches is matched by an earlier rule with earlierPaths and
+// earlierMethods (no methods = every method): the later rule never decides.
+func RuleCovers(earlierPaths, earlierMethods, paths, methods []string) bool {
+	if len(earlierMethods) > 0 {
+		if len(methods) == 0 {
+			return false
+		}
+		for _, m := range methods {
+			if !methodMatches(earlierMethods, m) {
+				return false
+			}
+		}
+	}
+	for _, q := range paths {
+		// q matches itself, what lies under it and, ending in "/", itself
+		// without the "/": prefix matching is covered when those three are.
+		child := q + "/x"
+		if strings.HasSuffix(q, "/") {
+			child = q + "x"
+		}
+		if !pathMatches(earlierPaths, q) || !pathMatches(earlierPaths, child) ||
+			strings.HasSuffix(q, "/") && len(q) > 1 && !pathMatches(earlierPaths, q[:len(q)-1]) {
+			return false
+		}
+	}
+	return true
+}
+
 // pathMatchesFold is pathMatches ignoring ASCII letter case.
 func pathMatchesFold(prefixes []string, path string) bool {
 	lower := make([]string, len(prefixes))
