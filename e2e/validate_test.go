@@ -23,6 +23,14 @@ func TestValidateExamples(t *testing.T) {
 		t.Fatal("no examples/*.yaml")
 	}
 	for _, src := range files {
+		// As cloned, with the committed throwaway PKI of examples/certs.
+		t.Run("as cloned/"+filepath.Base(src), func(t *testing.T) {
+			t.Parallel()
+			stdout, stderr, code := runTlsedge(t, "validate", "-c", src)
+			if code != 0 || stdout != src+": ok\n" || stderr != "" {
+				t.Errorf("tlsedge validate -c %s (as cloned): exit %d, stdout %q, stderr %q; want exit 0 and ok", src, code, stdout, stderr)
+			}
+		})
 		t.Run(filepath.Base(src), func(t *testing.T) {
 			t.Parallel()
 			f := materializeExample(t, src)
