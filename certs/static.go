@@ -45,7 +45,7 @@ func (m *Manager) LoadStatic(ctx context.Context, opts StaticOptions) (*Static, 
 	if err != nil {
 		return nil, fmt.Errorf("parsing certificate %s: %w", certFile, err)
 	}
-	if left := leaf.NotAfter.Sub(time.Now()); left < ExpiryWarning {
+	if left := time.Until(leaf.NotAfter); left < ExpiryWarning {
 		m.log.Warn().Str("cert", certFile).Strs("names", leaf.DNSNames).Str("serial", leaf.SerialNumber.Text(16)).
 			Time("not_after", leaf.NotAfter).Int("days_left", int(left.Hours()/24)).
 			Msg("certificate expires soon: replace the file (tlsedge picks it up without a reload)")
