@@ -13,9 +13,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/rs/zerolog"
 )
 
 // ACME challenge types (the values of certs.acme.challenges).
@@ -73,27 +76,84 @@ const (
 // the acme: true names, the issuer's key, the on-demand limiter and the
 // http-01 server.
 type acmeState struct {
-	opts     ACMEOptions
-	cfg      *certmagic.Config // acme: true names (no on-demand)
-	issuer   *certmagic.ACMEIssuer
-	tmpl     certmagic.ACMEIssuer // what issuer was made from (on-demand routes make theirs from it)
-	limiter  *certmagic.RingBufferRateLimiter
-	httpSrv  *http.Server // nil unless http-01
-	ondemand *certmagic.Config
+	opts        ACMEOptions
+	cfg         *certmagic.Config // acme: true names (no on-demand)
+	issuer      *certmagic.ACMEIssuer
+	tmpl        certmagic.ACMEIssuer // what issuer was made from (on-demand routes make theirs from it)
+	limiter     *certmagic.RingBufferRateLimiter
+	http        *acmeHTTP    // nil unless http-01; may be the running state's, reused
+	httpHandler http.Handler // what http serves once this state is in force
+	ondemand    *certmagic.Config
 }
 
-// SetACME configures (or reconfigures) ACME: the storage folder is
-// created (0700), the CA root loaded, the http-01 listener started when
-// chosen. Calling it again with the same options changes nothing.
+// acmeHTTP is the plain listener answering http-01 validations. Its
+// handler is swapped when a new ACME state comes in force with the same
+// address, so a reload never binds the address twice.
+type acmeHTTP struct {
+	addr    string
+	srv     *http.Server
+	handler atomic.Pointer[http.Handler]
+}
+
+func (h *acmeHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := h.handler.Load(); p != nil {
+		(*p).ServeHTTP(w, r)
+		return
+	}
+	http.NotFound(w, r)
+}
+
+// acmeRoute is a route of the config being built or in force that gets
+// its certificates from ACME: its exact names (acme: true) or its
+// patterns (on-demand).
+type acmeRoute struct {
+	onDemand bool
+	patterns []string // lowercased
+}
+
+// matches reports whether this route gets certificates for name.
+func (r acmeRoute) matches(name string) bool {
+	if strings.Contains(name, "*") {
+		return false
+	}
+	if r.onDemand {
+		return (&onDemandRoute{patterns: r.patterns}).matches(name)
+	}
+	return slices.Contains(r.patterns, name)
+}
+
+// SetACME configures ACME and puts it in force at once (PrepareACME then
+// CommitACME). Calling it again with the same options changes nothing.
 func (m *Manager) SetACME(opts ACMEOptions) error {
+	if err := m.PrepareACME(opts); err != nil {
+		m.AbortACME()
+		return err
+	}
+	m.CommitACME()
+	return nil
+}
+
+// PrepareACME makes the ACME state of a config being built without
+// touching the one in force: the storage folder is created (0700), the CA
+// root loaded, the http-01 listener started when chosen (the running one
+// is reused when its address is the same). CommitACME puts it in force,
+// AbortACME drops it. The same options as the state in force reuse it
+// whole (its rate limiter goes on counting).
+func (m *Manager) PrepareACME(opts ACMEOptions) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.dropNextLocked()
+	m.nextOn = true
 	if m.acme != nil && reflect.DeepEqual(m.acme.opts, opts) {
+		m.next = m.acme
 		return nil
 	}
 	if fs, ok := m.storage.(*certmagic.FileStorage); ok {
-		if err := os.MkdirAll(fs.Path, 0o700); err != nil {
-			return fmt.Errorf("certs.storage: %w", err)
+		if fs.Path == "" {
+			return errors.New("certs.storage: not set, and neither XDG_DATA_HOME nor HOME is set to default it: give certs.storage (a folder only tlsedge can read: it holds private keys)")
+		}
+		if err := prepareStorage(fs.Path, m.log); err != nil {
+			return err
 		}
 	}
 	st := &acmeState{opts: opts}
@@ -158,33 +218,136 @@ func (m *Manager) SetACME(opts ACMEOptions) error {
 		st.ondemand.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(st.ondemand, tmpl)}
 	}
 	if !tmpl.DisableHTTPChallenge {
-		ln, err := net.Listen("tcp", opts.HTTPAddress)
-		if err != nil {
-			return fmt.Errorf("certs.acme.http_address: %w", err)
+		st.httpHandler = st.issuer.HTTPChallengeHandler(http.NotFoundHandler())
+		if m.acme != nil && m.acme.http != nil && m.acme.http.addr == opts.HTTPAddress {
+			st.http = m.acme.http // its handler is swapped at CommitACME
+		} else {
+			ln, err := net.Listen("tcp", opts.HTTPAddress)
+			if err != nil {
+				st.stopExcept(m.acme)
+				return fmt.Errorf("certs.acme.http_address: %w", err)
+			}
+			h := &acmeHTTP{addr: opts.HTTPAddress}
+			h.srv = &http.Server{
+				Handler:           h,
+				ReadHeaderTimeout: 5 * time.Second,
+				ReadTimeout:       10 * time.Second,
+				WriteTimeout:      10 * time.Second,
+			}
+			st.http = h
+			go func() { _ = h.srv.Serve(ln) }()
+			m.log.Info().Str("address", ln.Addr().String()).Msg("answering ACME http-01 validations")
 		}
-		st.httpSrv = &http.Server{
-			Handler:           st.issuer.HTTPChallengeHandler(http.NotFoundHandler()),
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      10 * time.Second,
-		}
-		go func() { _ = st.httpSrv.Serve(ln) }()
-		m.log.Info().Str("address", ln.Addr().String()).Msg("answering ACME http-01 validations")
 	}
-	old := m.acme
-	m.acme = st
-	if old != nil {
-		old.stop()
-	}
+	m.next = st
 	return nil
 }
 
-func (st *acmeState) stop() {
-	if st.httpSrv != nil {
-		_ = st.httpSrv.Close()
+// AddACMERoute records, for the config being built, a route that gets
+// its certificates from ACME: key names it (listener and first pattern,
+// as in AcmeChallengeRoute), names are its exact names (acme: true) or
+// its patterns (onDemand). In force at CommitACME.
+func (m *Manager) AddACMERoute(key string, onDemand bool, names []string) {
+	lower := make([]string, len(names))
+	for i, n := range names {
+		lower[i] = strings.ToLower(n)
 	}
-	if st.limiter != nil {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.nextRoutes == nil {
+		m.nextRoutes = map[string]acmeRoute{}
+	}
+	m.nextRoutes[key] = acmeRoute{onDemand: onDemand, patterns: lower}
+}
+
+// CommitACME puts in force what the config being built prepared
+// (PrepareACME, AddACMERoute): nothing prepared = no ACME in force. The
+// replaced state is stopped (its http-01 listener kept when the new state
+// reuses it); certificates in the cache that neither an acme: true name
+// nor an on-demand route in force covers any more are dropped from the
+// cache (they stay in storage), so nothing renews them.
+func (m *Manager) CommitACME() {
+	m.mu.Lock()
+	next, old := m.next, m.acme
+	if !m.nextOn {
+		next = nil
+	}
+	m.acme, m.routes = next, m.nextRoutes
+	m.next, m.nextOn, m.nextRoutes = nil, false, nil
+	if next != nil && next.http != nil {
+		h := next.httpHandler
+		next.http.handler.Store(&h)
+	}
+	m.mu.Unlock()
+	if old != nil && old != next {
+		old.stopExcept(next)
+	}
+	m.dropUncovered()
+}
+
+// AbortACME drops what the config being built prepared; the state in
+// force is left as it was.
+func (m *Manager) AbortACME() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dropNextLocked()
+}
+
+// dropNextLocked stops the prepared state (unless it is the one in force)
+// and forgets it. m.mu held.
+func (m *Manager) dropNextLocked() {
+	if m.next != nil && m.next != m.acme {
+		m.next.stopExcept(m.acme)
+	}
+	m.next, m.nextOn, m.nextRoutes = nil, false, nil
+}
+
+// stopExcept stops st's http-01 listener and rate limiter, except what it
+// shares with keep (the state in force or coming in force).
+func (st *acmeState) stopExcept(keep *acmeState) {
+	if st.http != nil && (keep == nil || keep.http != st.http) {
+		_ = st.http.srv.Close()
+	}
+	if st.limiter != nil && (keep == nil || keep.limiter != st.limiter) {
 		st.limiter.Stop()
+	}
+}
+
+// covered reports whether a certificate for name is one the ACME config
+// in force gets (an acme: true route's name, or a name an on-demand
+// route's patterns match), and whether by on-demand. m.mu held.
+func (m *Manager) coveredLocked(name string) (ok, onDemand bool) {
+	if m.acme == nil {
+		return false, false
+	}
+	for _, r := range m.routes {
+		if r.matches(name) {
+			return true, r.onDemand
+		}
+	}
+	return false, false
+}
+
+// dropUncovered removes from the cache the ACME certificates none of
+// whose names the config in force covers.
+func (m *Manager) dropUncovered() {
+	var gone []string
+	for _, c := range m.cached() {
+		m.mu.Lock()
+		keep := m.hashes[c.Hash()]
+		for _, n := range c.Names {
+			if ok, _ := m.coveredLocked(n); ok || m.managed[n] != nil {
+				keep = true
+			}
+		}
+		m.mu.Unlock()
+		if !keep {
+			gone = append(gone, c.Hash())
+			m.log.Info().Strs("names", c.Names).Msg("acme: certificate no longer used by the config: dropped from the cache (kept in storage), not renewed")
+		}
+	}
+	if len(gone) > 0 {
+		m.cache.Remove(gone)
 	}
 }
 
@@ -210,28 +373,59 @@ func splitPort(addr string) (string, int, error) {
 	return host, port, nil
 }
 
+// managedName is a name under ManageACME: the context of its obtain job
+// (cancelled by UnmanageACME) and the state that started it.
+type managedName struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	st     *acmeState
+}
+
 // ManageACME starts obtaining (in the background, never blocking) and
 // then renewing certificates for names, each name its own certificate.
-// Names already managed are left as they are.
+// Names already managed by the ACME state in force are left as they are
+// (no second obtain job); the job of a name managed under a replaced
+// state is cancelled and started again with the state in force.
 func (m *Manager) ManageACME(ctx context.Context, names []string) error {
 	m.mu.Lock()
 	st := m.acme
-	for _, n := range names {
-		m.managed[n] = true
-	}
-	m.mu.Unlock()
 	if st == nil {
+		m.mu.Unlock()
 		return errors.New("certs: ACME is not configured (certs.acme)")
 	}
-	return st.cfg.ManageAsync(ctx, names)
+	var start []string
+	var ctxs []context.Context
+	for _, n := range names {
+		if mn := m.managed[n]; mn != nil {
+			if mn.st == st {
+				continue
+			}
+			mn.cancel()
+		}
+		c, cancel := context.WithCancel(ctx)
+		m.managed[n] = &managedName{ctx: c, cancel: cancel, st: st}
+		start = append(start, n)
+		ctxs = append(ctxs, c)
+	}
+	m.mu.Unlock()
+	for i, n := range start {
+		if err := st.cfg.ManageAsync(ctxs[i], []string{n}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// UnmanageACME stops renewing names and drops their certificates from
-// the cache (they stay in storage).
+// UnmanageACME stops obtaining and renewing names (their obtain jobs are
+// cancelled) and drops their certificates from the cache (they stay in
+// storage).
 func (m *Manager) UnmanageACME(names []string) {
 	var subjects []certmagic.SubjectIssuer
 	m.mu.Lock()
 	for _, n := range names {
+		if mn := m.managed[n]; mn != nil {
+			mn.cancel()
+		}
 		delete(m.managed, n)
 		subjects = append(subjects, certmagic.SubjectIssuer{Subject: n})
 	}
@@ -280,24 +474,21 @@ func (m *Manager) ACMERoute(names []string) func(*tls.ClientHelloInfo) (*tls.Cer
 	}
 }
 
-// AcmeChallengeName reports whether a TLS-ALPN-01 validation for name is
-// tlsedge's to answer: the name is managed, or allowed by an on-demand
-// route.
-func (m *Manager) AcmeChallengeName(name string) bool {
+// AcmeChallengeRoute reports whether a TLS-ALPN-01 validation for name,
+// which the listener's table routes to the route key (AddACMERoute's:
+// listener name, NUL, first pattern), is tlsedge's to answer: that route
+// of the config in force gets its certificates from ACME and covers name
+// (one of its acme: true names, or matched by its on-demand patterns).
+// A name with "*" never is.
+func (m *Manager) AcmeChallengeRoute(key, name string) bool {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.acme == nil {
 		return false
 	}
-	if m.managed[name] {
-		return true
-	}
-	for _, r := range m.onDemand {
-		if r.matches(name) {
-			return true
-		}
-	}
-	return false
+	r, ok := m.routes[key]
+	return ok && r.matches(name)
 }
 
 // AcmeChallengeTLS is the TLS config that answers TLS-ALPN-01
@@ -325,12 +516,10 @@ type managedSelector struct{ m *Manager }
 
 func (s managedSelector) SelectCertificate(hello *tls.ClientHelloInfo, choices []certmagic.Certificate) (certmagic.Certificate, error) {
 	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
-	s.m.mu.Lock()
+	// Names first, without the lock: for a name no certificate has,
+	// certmagic offers the whole cache.
 	var fit []certmagic.Certificate
 	for _, c := range choices {
-		if s.m.hashes[c.Hash()] {
-			continue // a route's certificate from files
-		}
 		for _, n := range c.Names {
 			if n == name || certmagic.MatchWildcard(name, n) {
 				fit = append(fit, c)
@@ -338,9 +527,61 @@ func (s managedSelector) SelectCertificate(hello *tls.ClientHelloInfo, choices [
 			}
 		}
 	}
-	s.m.mu.Unlock()
+	if len(fit) > 0 {
+		s.m.mu.Lock()
+		fit = slices.DeleteFunc(fit, func(c certmagic.Certificate) bool { return s.m.hashes[c.Hash()] }) // a route's certificate from files
+		s.m.mu.Unlock()
+	}
 	if len(fit) == 0 {
 		return certmagic.Certificate{}, fmt.Errorf("%w: %s", ErrAcmeNotYet, name)
 	}
 	return certmagic.DefaultCertificateSelector(hello, fit)
+}
+
+// prepareStorage creates the storage folder 0700, and warns when an
+// existing one is open to its group or others (it holds private keys).
+func prepareStorage(path string, log zerolog.Logger) error {
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return fmt.Errorf("certs.storage: %w", err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("certs.storage: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		log.Warn().Str("storage", path).Str("mode", fi.Mode().Perm().String()).
+			Msg("certs.storage is accessible to its group or others: it holds ACME account and certificate private keys; chmod 700 it")
+	}
+	return nil
+}
+
+// logLimiter lets at most max lines through per interval every; the
+// number held back is given with the next line let through.
+type logLimiter struct {
+	every time.Duration
+	max   int
+
+	mu         sync.Mutex
+	start      time.Time
+	n          int
+	suppressed int
+}
+
+// allow reports whether a line may be written now, and how many were
+// held back since the last one written.
+func (l *logLimiter) allow() (ok bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if now.Sub(l.start) >= l.every {
+		l.start, l.n = now, 0
+	}
+	if l.n >= l.max {
+		l.suppressed++
+		return false, 0
+	}
+	l.n++
+	s := l.suppressed
+	l.suppressed = 0
+	return true, s
 }

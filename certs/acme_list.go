@@ -24,26 +24,7 @@ type CertInfo struct {
 // Certificates lists every certificate in the cache, from files and from
 // ACME, sorted by first name then expiry.
 func (m *Manager) Certificates() []CertInfo {
-	var all []certmagic.Certificate
-	seen := map[string]bool{}
-	collect := allSelector(func(choices []certmagic.Certificate) {
-		for _, c := range choices {
-			if !seen[c.Hash()] {
-				seen[c.Hash()] = true
-				all = append(all, c)
-			}
-		}
-	})
-	// certmagic offers every cached certificate to a selector when none
-	// matches the name: a name no certificate can have lists them all.
-	c := m.config("")
-	c.CertSelection = collect
-	c.Logger = zap.NewNop()
-	cfg := certmagic.New(m.cache, c)
-	a, b := net.Pipe() // certmagic logs the hello's addresses
-	_, _ = cfg.GetCertificate(&tls.ClientHelloInfo{ServerName: "tlsedge-list.invalid", Conn: a})
-	a.Close()
-	b.Close()
+	all := m.cached()
 	m.mu.Lock()
 	out := make([]CertInfo, 0, len(all))
 	for _, c := range all {
@@ -74,6 +55,31 @@ func (m *Manager) Certificates() []CertInfo {
 		return a.NotAfter.Compare(b.NotAfter)
 	})
 	return out
+}
+
+// cached returns every certificate in the cache, from files and ACME.
+func (m *Manager) cached() []certmagic.Certificate {
+	var all []certmagic.Certificate
+	seen := map[string]bool{}
+	collect := allSelector(func(choices []certmagic.Certificate) {
+		for _, c := range choices {
+			if !seen[c.Hash()] {
+				seen[c.Hash()] = true
+				all = append(all, c)
+			}
+		}
+	})
+	// certmagic offers every cached certificate to a selector when none
+	// matches the name: a name no certificate can have lists them all.
+	c := m.config("")
+	c.CertSelection = collect
+	c.Logger = zap.NewNop()
+	cfg := certmagic.New(m.cache, c)
+	a, b := net.Pipe() // certmagic logs the hello's addresses
+	_, _ = cfg.GetCertificate(&tls.ClientHelloInfo{ServerName: "tlsedge-list.invalid", Conn: a})
+	a.Close()
+	b.Close()
+	return all
 }
 
 // allSelector is given every cached certificate and picks none.

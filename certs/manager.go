@@ -1,6 +1,8 @@
 package certs
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -18,17 +20,33 @@ type Manager struct {
 	cache   *certmagic.Cache
 	storage certmagic.Storage
 	base    *certmagic.Config // maintenance of the unmanaged certificates
+	inert   *certmagic.Config // ACME certificates the config no longer uses: renewed by nobody
 
 	mu       sync.Mutex
-	hashes   map[string]bool           // certificates loaded from files, until Retain drops them
-	staplers map[string]*stapler       // OCSP stapling of certificates from files, by hash, until Retain drops them
-	acme     *acmeState                // nil until SetACME
-	managed  map[string]bool           // names given to ManageACME
-	onDemand map[string]*onDemandRoute // by the route's patterns
+	hashes   map[string]bool         // certificates loaded from files, until Retain drops them
+	staplers map[string]*stapler     // OCSP stapling of certificates from files, by hash, until Retain drops them
+	acme     *acmeState              // the ACME state in force; nil = none
+	routes   map[string]acmeRoute    // the ACME routes in force, by AddACMERoute's key
+	managed  map[string]*managedName // names given to ManageACME
+	// What the config being built prepared (PrepareACME, AddACMERoute),
+	// put in force by CommitACME; nextOn: PrepareACME was called.
+	next       *acmeState
+	nextOn     bool
+	nextRoutes map[string]acmeRoute
+
+	ctx      context.Context // on-demand orders run on it, detached from handshakes; cancelled by Stop
+	cancel   context.CancelFunc
+	refusals logLimiter // "on-demand certificate refused" lines
+
+	opts ManagerOptions // as made (storage and renew interval are fixed)
 
 	log zerolog.Logger
 	zap *zap.Logger // certmagic's logger, writing to log
 }
+
+// Options returns the options the Manager was made with: its storage
+// folder and renew interval cannot change afterwards.
+func (m *Manager) Options() ManagerOptions { return m.opts }
 
 // ManagerOptions configures a Manager.
 type ManagerOptions struct {
@@ -42,34 +60,49 @@ type ManagerOptions struct {
 // NewManager makes the cache on opts.Storage. Stop it when done.
 func NewManager(opts ManagerOptions) *Manager {
 	m := &Manager{storage: &certmagic.FileStorage{Path: opts.Storage}, hashes: map[string]bool{},
-		managed: map[string]bool{}, onDemand: map[string]*onDemandRoute{}, log: opts.Log, zap: newZapLogger(opts.Log)}
+		managed: map[string]*managedName{}, opts: opts, log: opts.Log, zap: newZapLogger(opts.Log),
+		refusals: logLimiter{every: time.Minute, max: 10}}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   m.configForCert,
 		RenewCheckInterval: opts.RenewInterval,
 		Logger:             m.zap.Named("cache"),
 	})
 	m.base = certmagic.New(m.cache, m.config(""))
+	// certmagic's maintenance skips the certificates of on-demand configs:
+	// this one, whose decision refuses everything, renews nothing.
+	inert := m.config("")
+	inert.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: func(context.Context, string) error {
+		return errors.New("certs: this certificate is no longer used by the config")
+	}}
+	m.inert = certmagic.New(m.cache, inert)
 	return m
 }
 
 // configForCert is the certmagic config that maintains c: the ACME
-// config for managed names, the on-demand one for other ACME
-// certificates, the base one (no issuer used) for certificates from files.
+// config for managed names, the on-demand one for certificates an
+// on-demand route in force covers, the base one (no issuer used) for
+// certificates from files, and for any other ACME certificate (of a name
+// or route no longer in the config) one that renews nothing.
 func (m *Manager) configForCert(c certmagic.Certificate) (*certmagic.Config, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.hashes[c.Hash()] || m.acme == nil {
+	if m.hashes[c.Hash()] {
 		return m.base, nil
 	}
-	for _, n := range c.Names {
-		if m.managed[n] {
-			return m.acme.cfg, nil
+	if m.acme != nil {
+		for _, n := range c.Names {
+			if mn := m.managed[n]; mn != nil {
+				return m.acme.cfg, nil
+			}
+		}
+		for _, n := range c.Names {
+			if ok, od := m.coveredLocked(n); ok && od && m.acme.ondemand != nil {
+				return m.acme.ondemand, nil
+			}
 		}
 	}
-	if m.acme.ondemand != nil {
-		return m.acme.ondemand, nil
-	}
-	return m.acme.cfg, nil
+	return m.inert, nil
 }
 
 func (m *Manager) config(defaultName string) certmagic.Config {
@@ -86,15 +119,21 @@ func (m *Manager) config(defaultName string) certmagic.Config {
 // Stop ends the cache's maintenance goroutine, and the http-01 listener.
 func (m *Manager) Stop() {
 	m.cache.Stop()
+	m.cancel()
 	m.mu.Lock()
+	m.dropNextLocked()
 	st := m.acme
 	m.acme = nil
+	for n, mn := range m.managed {
+		mn.cancel()
+		delete(m.managed, n)
+	}
 	for h, s := range m.staplers {
 		s.cancel()
 		delete(m.staplers, h)
 	}
 	m.mu.Unlock()
 	if st != nil {
-		st.stop()
+		st.stopExcept(nil)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -30,6 +31,9 @@ type onDemandRoute struct {
 }
 
 func (r *onDemandRoute) matches(name string) bool {
+	if strings.Contains(name, "*") {
+		return false // never a certificate for a literal wildcard
+	}
 	for _, p := range r.patterns {
 		if p == name || strings.HasPrefix(p, "*.") && certmagic.MatchWildcard(name, p) {
 			return true
@@ -57,7 +61,7 @@ type AcmeDecision struct {
 // error wrapping ErrAcmeNotAllowed, ErrAcmeAskRefused or ErrAcmeRateLimit.
 func (d *AcmeDecision) Decide(ctx context.Context, name string) error {
 	r := onDemandRoute{patterns: d.Patterns}
-	if !r.matches(strings.ToLower(name)) {
+	if strings.Contains(name, "*") || !r.matches(strings.ToLower(name)) {
 		return fmt.Errorf("%w: %s", ErrAcmeNotAllowed, name)
 	}
 	if d.Ask != "" {
@@ -105,24 +109,43 @@ func (d *AcmeDecision) ask(ctx context.Context, name string) error {
 	return nil
 }
 
+// AcmeOnDemandOrderTimeout bounds an on-demand order (ask, order,
+// validation, download), as certmagic's own on-demand bound: it runs
+// detached from the handshake that asked for it.
+const AcmeOnDemandOrderTimeout = 180 * time.Second
+
+// onDemandCall is one on-demand GetCertificate running for a name.
+type onDemandCall struct {
+	done chan struct{}
+	cert *tls.Certificate
+	err  error
+}
+
 // OnDemandRoute returns the GetCertificate of a route with on-demand
 // certificates for the names its patterns match: a name without a
-// certificate gets one at its first handshake when the decision (patterns,
-// ask URL, rate limit) allows; any other handshake fails with the reason,
-// which is also logged.
+// certificate gets one when the decision (patterns, ask URL, rate limit)
+// allows; any other handshake fails with the reason, which is also logged
+// (at most 10 lines a minute). The route uses the ACME state of the config
+// being built (PrepareACME), else the one in force.
+//
+// The order runs detached from the handshake (bounded by
+// AcmeOnDemandOrderTimeout, one at a time per name): the handshake waits
+// for it only until its own deadline, then fails while the order goes on;
+// a later handshake finds the certificate.
 func (m *Manager) OnDemandRoute(patterns []string) (func(*tls.ClientHelloInfo) (*tls.Certificate, error), error) {
 	m.mu.Lock()
 	st := m.acme
+	if m.nextOn {
+		st = m.next
+	}
+	m.mu.Unlock()
 	if st == nil || st.ondemand == nil {
-		m.mu.Unlock()
 		return nil, ErrAcmeOnDemandOff
 	}
 	lower := make([]string, len(patterns))
 	for i, p := range patterns {
 		lower[i] = strings.ToLower(p)
 	}
-	m.onDemand[strings.Join(lower, " ")] = &onDemandRoute{patterns: lower}
-	m.mu.Unlock()
 	issuerKey := st.issuer.IssuerKey()
 	d := &AcmeDecision{Patterns: lower, Ask: st.opts.Ask, Limiter: st.limiter,
 		Stored: func(ctx context.Context, name string) bool {
@@ -132,17 +155,65 @@ func (m *Manager) OnDemandRoute(patterns []string) (func(*tls.ClientHelloInfo) (
 	c.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: func(ctx context.Context, name string) error {
 		err := d.Decide(ctx, name)
 		if err != nil {
-			m.log.Warn().Str("sni", name).Err(err).Msg("on-demand certificate refused")
+			if ok, held := m.refusals.allow(); ok {
+				m.log.Warn().Str("sni", name).Err(err).Int("held_back", held).Msg("on-demand certificate refused")
+			}
 		}
 		return err
 	}}
 	cfg := certmagic.New(m.cache, c)
 	cfg.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(cfg, st.tmpl)}
+	var mu sync.Mutex
+	running := map[string]*onDemandCall{}
 	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		cert, err := cfg.GetCertificate(hello)
+		name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+		var cert *tls.Certificate
+		var err error
+		if m.hasACMECert(name) {
+			// In the cache: served (or renewed at the handshake) at once.
+			cert, err = cfg.GetCertificateWithContext(hello.Context(), hello)
+		} else {
+			mu.Lock()
+			call := running[name]
+			if call == nil {
+				call = &onDemandCall{done: make(chan struct{})}
+				running[name] = call
+				h := *hello
+				go func() {
+					ctx, cancel := context.WithTimeout(m.ctx, AcmeOnDemandOrderTimeout)
+					defer cancel()
+					call.cert, call.err = cfg.GetCertificateWithContext(ctx, &h)
+					mu.Lock()
+					delete(running, name)
+					mu.Unlock()
+					close(call.done)
+				}()
+			}
+			mu.Unlock()
+			select {
+			case <-call.done:
+				cert, err = call.cert, call.err
+			case <-hello.Context().Done():
+				return nil, fmt.Errorf("%w: %s (the handshake ended before the on-demand order: it goes on in the background)", ErrAcmeNotYet, hello.ServerName)
+			}
+		}
 		if err != nil || cert == nil || len(cert.Certificate) == 0 {
 			return nil, fmt.Errorf("%w: %s (%v)", ErrAcmeNotYet, hello.ServerName, err)
 		}
 		return cert, nil
 	}, nil
+}
+
+// hasACMECert reports whether the cache holds an ACME certificate (not a
+// route's from files) for name.
+func (m *Manager) hasACMECert(name string) bool {
+	all := m.cache.AllMatchingCertificates(name)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range all {
+		if !m.hashes[c.Hash()] {
+			return true
+		}
+	}
+	return false
 }

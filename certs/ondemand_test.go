@@ -51,6 +51,7 @@ func TestAcmeDecision(t *testing.T) {
 		{"a.shop.example.com.evil.test", "", false, 1, ErrAcmeNotAllowed},
 		{"other.example.org", "", false, 1, ErrAcmeNotAllowed},
 		{"", "", false, 1, ErrAcmeNotAllowed},
+		{"*.shop.example.com", "", false, 1, ErrAcmeNotAllowed}, // the literal wildcard: never
 		{"yes.shop.example.com", ask.URL, false, 1, nil},
 		{"no.shop.example.com", ask.URL, false, 1, ErrAcmeAskRefused},
 		{"err.shop.example.com", ask.URL, false, 1, ErrAcmeAskRefused},

@@ -2,6 +2,7 @@ package certs
 
 import (
 	"math"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -20,8 +21,22 @@ type zapToZerolog struct {
 
 // newZapLogger returns a zap logger writing to log through zapToZerolog.
 func newZapLogger(log zerolog.Logger) *zap.Logger {
-	return zap.New(&zapToZerolog{log: log})
+	// Without the hook zap ends the process after a Fatal entry (and
+	// panics after Panic) whatever the core does.
+	return zap.New(&zapToZerolog{log: log}, zap.WithFatalHook(zapNoExit{}), zap.WithPanicHook(zapNoExit{}))
 }
+
+// zapNoExit is the hook after a Fatal or Panic entry: nothing (zap
+// replaces zapcore.WriteThenNoop there by exit or panic, not this).
+type zapNoExit struct{}
+
+func (zapNoExit) OnWrite(*zapcore.CheckedEntry, []zapcore.Field) {}
+
+// zapQuiet lists certmagic messages written at debug whatever their
+// level: certmagic logs "tls-alpn challenge" at error for every acme-tls/1
+// hello naming a managed name with no validation in progress, which
+// anyone can send.
+var zapQuiet = map[string]bool{"tls-alpn challenge": true}
 
 // zerologLevel maps a zap level to zerolog's.
 func zerologLevel(l zapcore.Level) zerolog.Level {
@@ -43,19 +58,27 @@ func (z *zapToZerolog) Enabled(l zapcore.Level) bool {
 	return lvl >= z.log.GetLevel() && lvl >= zerolog.GlobalLevel()
 }
 
+// level is the zerolog level an entry is written at.
+func (z *zapToZerolog) level(e zapcore.Entry) zerolog.Level {
+	if zapQuiet[e.Message] {
+		return zerolog.DebugLevel
+	}
+	return zerologLevel(e.Level)
+}
+
 func (z *zapToZerolog) With(fields []zapcore.Field) zapcore.Core {
 	return &zapToZerolog{log: z.log, fields: append(append([]zapcore.Field(nil), z.fields...), fields...)}
 }
 
 func (z *zapToZerolog) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if z.Enabled(e.Level) {
+	if lvl := z.level(e); lvl >= z.log.GetLevel() && lvl >= zerolog.GlobalLevel() {
 		return ce.AddCore(e, z)
 	}
 	return ce
 }
 
 func (z *zapToZerolog) Write(e zapcore.Entry, fields []zapcore.Field) error {
-	ev := z.log.WithLevel(zerologLevel(e.Level))
+	ev := z.log.WithLevel(z.level(e))
 	if ev == nil {
 		return nil
 	}
@@ -70,8 +93,13 @@ func (z *zapToZerolog) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	if e.LoggerName != "" {
 		ev = ev.Str("logger", e.LoggerName)
 	}
-	for k, v := range enc.Fields {
-		switch v := v.(type) {
+	keys := make([]string, 0, len(enc.Fields))
+	for k := range enc.Fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // the same order for the same fields
+	for _, k := range keys {
+		switch v := enc.Fields[k].(type) {
 		case error:
 			ev = ev.AnErr(k, v)
 		case time.Duration:

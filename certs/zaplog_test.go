@@ -57,3 +57,35 @@ func TestAcmeZapBridgeLevels(t *testing.T) {
 		t.Errorf("zerolog at warn wrote %q; want only the warn entry", out)
 	}
 }
+
+// Fatal and Panic entries are written at error and neither end the
+// process nor panic; fields come out sorted; certmagic's "tls-alpn
+// challenge" error (one per acme-tls/1 hello anyone sends) is written at
+// debug. (Findings 14 and 11.)
+func TestAcmeZapBridgeNoExitSortedQuiet(t *testing.T) {
+	var buf bytes.Buffer
+	z := newZapLogger(zerolog.New(&buf).Level(zerolog.DebugLevel))
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Errorf("zap Panic panicked: %v", r)
+			}
+		}()
+		z.Panic("panic entry")
+	}()
+	z.Fatal("fatal entry", zap.String("zeta", "1"), zap.String("alpha", "2"), zap.String("mid", "3"))
+	z.Error("tls-alpn challenge", zap.String("remote_addr", "192.0.2.1:5"))
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("wrote %d lines; want 3: %q", len(lines), buf.String())
+	}
+	for i, want := range []string{`"level":"error"`, `"level":"error"`, `"level":"debug"`} {
+		if !strings.Contains(lines[i], want) {
+			t.Errorf("line %d = %s; want %s", i, lines[i], want)
+		}
+	}
+	a, m, zz := strings.Index(lines[1], `"alpha"`), strings.Index(lines[1], `"mid"`), strings.Index(lines[1], `"zeta"`)
+	if a < 0 || !(a < m && m < zz) {
+		t.Errorf("fields not sorted: %s", lines[1])
+	}
+}

@@ -79,11 +79,12 @@ func TestAcmeOnDemandAskAndRateLimit(t *testing.T) {
 	if !waitBounded(wg.Wait) {
 		t.Fatalf("the burst's handshakes did not end within %v", waitLong)
 	}
+	// Refusals are logged at most 10 times a minute (one was the ask's).
 	limited := e.findLogs(func(l logLine) bool {
 		return l.msg() == "on-demand certificate refused" && strings.Contains(l.str("error"), "rate limit of orders reached")
 	})
-	if len(limited) < 48 {
-		t.Errorf("%d names refused by the rate limit; want at least 48 of 50", len(limited))
+	if len(limited) == 0 || len(limited) > 9 {
+		t.Errorf("%d refusals by the rate limit logged; want 1 to 9 (throttled: 10 lines a minute)", len(limited))
 	}
 	if n := ok.Load(); n > 2 {
 		t.Errorf("%d burst names got a certificate; want at most 2 (3 orders per 10m, one used)", n)

@@ -93,24 +93,22 @@ func TestAcmeAlwaysValidOpenssl(t *testing.T) {
 
 // Issue 6: "A Pebble that validates for real with pebble-challtestsrv
 // resolving the names to 127.0.0.1: tlsedge answers TLS-ALPN-01 itself".
-// Pebble's VA dials the second listener, which has only a passthrough
-// "*" route: the validation is answered before routing (never forwarded
-// to the passthrough server), and the certificate then serves on the
-// first listener.
+// Pebble's VA dials the listener of the acme: true route, which also has a
+// passthrough "*" route: the validation is answered before routing (never
+// forwarded to the passthrough server), as the name's route is the ACME
+// one; the certificate then serves on that listener.
 func TestAcmeTLSALPN01Answered(t *testing.T) {
 	t.Parallel()
 	dns := acmeStartChallSrv(t)
-	addrA, addrB := freeAddr(t), freeAddr(t)
-	_, portB, _ := net.SplitHostPort(addrB)
-	tlsPort, _ := strconv.Atoi(portB)
+	addrA := freeAddr(t)
+	_, portA, _ := net.SplitHostPort(addrA)
+	tlsPort, _ := strconv.Atoi(portA)
 	p := acmeStartPebble(t, acmePebbleOpts{tlsPort: tlsPort, dnsServer: dns})
 	const name = "alpn.acme.example.com"
-	cfg := acmeEdgeConfig(t, p, filepath.Join(t.TempDir(), "store"), nil, acmeRoute(true, name))
-	listenerCfg(t, cfg, 0)["address"] = addrA
 	passAddr, passConns := acmeCounter(t)
-	cfg["listeners"] = append(cfg["listeners"].([]any), cfgMap{"name": "pass", "address": addrB, "routes": []any{
-		cfgMap{"sni": []any{"*"}, "mode": "passthrough", "backend": "pass"},
-	}})
+	cfg := acmeEdgeConfig(t, p, filepath.Join(t.TempDir(), "store"), nil, acmeRoute(true, name),
+		cfgMap{"sni": []any{"*"}, "mode": "passthrough", "backend": "pass"})
+	listenerCfg(t, cfg, 0)["address"] = addrA
 	cfg["backends"] = append(cfg["backends"].([]any), cfgMap{"name": "pass", "servers": []any{cfgMap{"address": passAddr}}, "health": cfgMap{"type": "none"}})
 	e := startEdge(t, writeConfig(t, cfg), addrA, nil)
 
@@ -119,11 +117,11 @@ func TestAcmeTLSALPN01Answered(t *testing.T) {
 		t.Errorf("certificate names %v; want [%s]", leaf.DNSNames, name)
 	}
 	answered := e.findLogs(func(l logLine) bool {
-		return l.msg() == "connection" && l.str("listener") == "pass" && l.str("sni") == name &&
+		return l.msg() == "connection" && l.str("listener") == "public" && l.str("sni") == name &&
 			l.str("reason") == "acme tls-alpn-01 validation for "+name+" answered"
 	})
 	if len(answered) == 0 {
-		t.Errorf("no access line of an answered tls-alpn-01 validation on listener pass")
+		t.Errorf("no access line of an answered tls-alpn-01 validation on listener public")
 	}
 	if n := passConns(); n != 0 {
 		t.Errorf("the passthrough server got %d connections; want 0 (validations are answered by tlsedge)", n)

@@ -18,8 +18,10 @@ const refusedChallenge = "acme_challenge"
 const acmeChallengeTimeout = 10 * time.Second
 
 // answerChallenge answers an ACME TLS-ALPN-01 validation: a hello that
-// offers only acme-tls/1 for a name whose certificate tlsedge manages
-// (an acme: true name, or one an on-demand route's patterns match). The
+// offers only acme-tls/1 for a name this listener's table routes to a
+// route whose certificates come from ACME (one of an acme: true route's
+// names, or a name its on-demand patterns match). Any other hello is
+// routed as usual (a passthrough route's backend sees its own). The
 // hello is replayed to a crypto/tls server whose certificate is
 // certmagic's validation certificate (from memory, or from the shared
 // storage when another instance placed the order); the handshake is
@@ -32,7 +34,18 @@ func (l *listener) answerChallenge(c net.Conn, tc *tlsmode.Conn, h *tlsmode.Hell
 		return "", false
 	}
 	m := l.e.certsLive.Load()
-	if m == nil || !m.AcmeChallengeName(h.ServerName) {
+	if m == nil {
+		return "", false
+	}
+	// Only when this listener routes the name to a route whose
+	// certificates come from ACME: a passthrough route's backend may
+	// answer its own validations.
+	st := l.state.Load()
+	if st == nil || st.table == nil {
+		return "", false
+	}
+	rt := st.table.Match(h.ServerName)
+	if rt == nil || !m.AcmeChallengeRoute(acmeRouteKey(rt.Listener, rt.Pattern), h.ServerName) {
 		return "", false
 	}
 	cfg := m.AcmeChallengeTLS()

@@ -13,7 +13,7 @@ import (
 type acmeBuild struct {
 	table      *Table   // the first route table the build made: in force once swapped in
 	names      []string // the exact names of acme: true routes
-	configured bool     // SetACME was called by this build
+	configured bool     // PrepareACME was called by this build
 	watching   bool     // acmeAfterSwap started
 }
 
@@ -33,9 +33,10 @@ func (b *builder) acmeTable() *Table {
 	return t
 }
 
-// acmeRoute configures ACME for a route with tls.acme (once per build:
-// the first such route's listener answers tls-alpn-01 for certmagic) and
-// collects its names.
+// acmeRoute prepares the ACME state of the config built for a route with
+// tls.acme (once per build: the first such route's listener answers
+// tls-alpn-01 for certmagic), records the route and collects its names.
+// Nothing changes for the config in force until acmeCommit.
 func (b *builder) acmeRoute(lc *ListenerConfig, rc *RouteConfig) error {
 	if !b.acme.configured {
 		a := &b.cfg.Certs.ACME
@@ -52,20 +53,56 @@ func (b *builder) acmeRoute(lc *ListenerConfig, rc *RouteConfig) error {
 			OnDemandOrders:     a.OnDemandOrders,
 			OnDemandInterval:   a.OnDemandInterval,
 		}
-		if err := b.e.certs.SetACME(opts); err != nil {
+		b.acme.configured = true // AbortACME undoes even a failed prepare
+		if mo := b.e.certs.Options(); mo.Storage != b.cfg.storage() || mo.RenewInterval != a.RenewInterval {
+			b.e.log.Warn().Str("storage", mo.Storage).Dur("renew_interval", mo.RenewInterval).
+				Msg("certs.storage and certs.acme.renew_interval are read at start: the values in force stay until a restart")
+		}
+		if err := b.e.certs.PrepareACME(opts); err != nil {
 			return err
 		}
-		b.acme.configured = true
+	}
+	var names []string
+	for _, s := range rc.SNI {
+		if n, err := NormalizePattern(s); err == nil {
+			names = append(names, n)
+		}
+	}
+	if len(names) > 0 {
+		b.e.certs.AddACMERoute(acmeRouteKey(lc.Name, names[0]), rc.TLS.ACME.Mode() == "on_demand", names)
 	}
 	if rc.TLS.ACME.Mode() == "on" {
-		for _, s := range rc.SNI {
-			if n, err := NormalizePattern(s); err == nil && !slices.Contains(b.acme.names, n) {
+		for _, n := range names {
+			if !slices.Contains(b.acme.names, n) {
 				b.acme.names = append(b.acme.names, n)
 			}
 		}
 	}
 	b.acmeWatch()
 	return nil
+}
+
+// acmeRouteKey names a route for certs.Manager.AddACMERoute and
+// AcmeChallengeRoute: its listener and its first sni pattern (Route's
+// Listener and Pattern).
+func acmeRouteKey(listener, pattern string) string {
+	return listener + "\x00" + pattern
+}
+
+// acmeCommit puts the ACME state and routes of the build in force (at the
+// swap): with no tls.acme route in the build, ACME is off.
+func (b *builder) acmeCommit() {
+	if b.e.certs != nil {
+		b.e.certs.CommitACME()
+	}
+}
+
+// acmeAbort drops what the build prepared for ACME (a refused config):
+// the state in force is left as it was.
+func (b *builder) acmeAbort() {
+	if b.e.certs != nil && b.acme.configured {
+		b.e.certs.AbortACME()
+	}
 }
 
 // acmeGetCertificate is the GetCertificate of a route with tls.acme.

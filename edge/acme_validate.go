@@ -73,6 +73,9 @@ func validateACME(c *Config, ps *Problems) {
 			ps.Add(p+".ask", "%q is not an http(s) URL: write it like http://127.0.0.1:9123/allowed", a.Ask)
 		}
 	}
+	if a.OnDemand && a.Ask == "" {
+		ps.Add(p+".ask", "missing: on-demand issuance needs an ask URL that answers 2xx only for the names you serve; without it anyone pointing DNS names under your wildcard at tlsedge spends the CA's per-domain limits (Let's Encrypt: 50 certificates a week), blocking the renewals of your acme: true names (Caddy refuses on-demand without ask too)")
+	}
 	if !a.OnDemand {
 		for _, k := range []struct {
 			key string

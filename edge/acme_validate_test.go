@@ -36,7 +36,7 @@ func acmeLoad(t *testing.T, certsBlock, sni, tls string) (*Config, string, error
 // tls.acme decodes from true, false and on_demand (YAML booleans and
 // strings alike) and nothing else.
 func TestAcmeModeDecoding(t *testing.T) {
-	const certsOK = "  acme: {email: ops@example.com, on_demand: true}"
+	const certsOK = "  acme: {email: ops@example.com, on_demand: true, ask: \"http://127.0.0.1:9/ok\"}"
 	for _, tt := range []struct {
 		sni, value, mode string
 	}{
@@ -84,11 +84,14 @@ func TestAcmeValidateErrors(t *testing.T) {
 		{"acme true on a wildcard", ok, `["*.example.com"]`, `{acme: true}`, []string{
 			`listeners[0].routes[0].tls.acme: acme: true obtains certificates for the route's exact names at start; a wildcard or "*" sni needs acme: on_demand (with certs.acme.on_demand) or a certificate file`,
 		}},
-		{"on_demand without wildcard", "  acme: {email: ops@example.com, on_demand: true}", `["a.example.com"]`, `{acme: on_demand}`, []string{
+		{"on_demand without wildcard", "  acme: {email: ops@example.com, on_demand: true, ask: \"http://127.0.0.1:9/ok\"}", `["a.example.com"]`, `{acme: on_demand}`, []string{
 			`listeners[0].routes[0].tls.acme: on_demand is for routes whose sni has a wildcard (*.example.com); for exact names use acme: true`,
 		}},
-		{"on_demand on the default route", "  acme: {email: ops@example.com, on_demand: true}", `["*"]`, `{acme: on_demand}`, []string{
+		{"on_demand on the default route", "  acme: {email: ops@example.com, on_demand: true, ask: \"http://127.0.0.1:9/ok\"}", `["*"]`, `{acme: on_demand}`, []string{
 			`listeners[0].routes[0].tls.acme: on_demand for the "*" route would order a certificate for any name a client sends: list wildcard patterns like *.example.com instead`,
+		}},
+		{"on_demand without ask", "  acme: {email: ops@example.com, on_demand: true}", `["*.example.com"]`, `{acme: on_demand}`, []string{
+			`certs.acme.ask: missing: on-demand issuance needs an ask URL that answers 2xx only for the names you serve; without it anyone pointing DNS names under your wildcard at tlsedge spends the CA's per-domain limits (Let's Encrypt: 50 certificates a week), blocking the renewals of your acme: true names (Caddy refuses on-demand without ask too)`,
 		}},
 		{"on_demand without the switch", ok, `["*.example.com"]`, `{acme: on_demand}`, []string{
 			`listeners[0].routes[0].tls.acme: on_demand needs certs.acme.on_demand: true (the switch that allows on-demand issuance at all)`,

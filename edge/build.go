@@ -47,6 +47,7 @@ func (b *builder) closeAll() {
 	}
 	if b.e.certs != nil {
 		b.e.certs.Retain(b.e.statics)
+		b.acmeAbort()
 	}
 }
 

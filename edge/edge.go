@@ -293,6 +293,7 @@ func (e *Edge) apply(cfg *Config) error {
 	}
 	if e.certs != nil {
 		e.certs.Retain(b.statics)
+		b.acmeCommit()
 	}
 	e.statics = b.statics
 	e.swapAdmin(nextAdmin)

@@ -86,7 +86,9 @@ func (c *Config) backend(name string) *BackendConfig {
 
 // storage is certs.storage resolved against the config's folder; empty
 // means tlsedge's folder under the user's data directory
-// ($XDG_DATA_HOME/tlsedge or ~/.local/share/tlsedge).
+// ($XDG_DATA_HOME/tlsedge or ~/.local/share/tlsedge). With neither
+// XDG_DATA_HOME nor HOME set it is "" (never a shared temporary folder):
+// ACME then refuses to start (certs.Manager.PrepareACME).
 func (c *Config) storage() string {
 	if c.Certs.Storage != "" {
 		return c.resolve(c.Certs.Storage)
@@ -94,8 +96,8 @@ func (c *Config) storage() string {
 	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
 		return filepath.Join(d, "tlsedge")
 	}
-	if h, err := os.UserHomeDir(); err == nil {
+	if h, err := os.UserHomeDir(); err == nil && h != "" {
 		return filepath.Join(h, ".local", "share", "tlsedge")
 	}
-	return filepath.Join(os.TempDir(), "tlsedge")
+	return ""
 }
