@@ -45,8 +45,18 @@ func acmeFreeAddr(t *testing.T) string {
 // stopped at the end of the test.
 func acmeTestManager(t *testing.T) *Manager {
 	t.Helper()
-	m := NewManager(ManagerOptions{Storage: t.TempDir(), Log: zerolog.Nop()})
-	t.Cleanup(m.Stop)
+	// Not t.TempDir: obtain jobs that were cancelled may still write a lock
+	// file as the test ends, which would fail TempDir's cleanup.
+	dir, err := os.MkdirTemp("", "acme-manager-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(ManagerOptions{Storage: dir, Log: zerolog.Nop()})
+	t.Cleanup(func() {
+		m.Stop()
+		time.Sleep(100 * time.Millisecond) // let cancelled jobs give up their locks
+		_ = os.RemoveAll(dir)
+	})
 	return m
 }
 
@@ -411,12 +421,19 @@ func TestAcmeOnDemandOrderOutlivesHandshake(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the ask handler never finished")
 	}
-	// The order ended (refused): a new handshake decides again.
-	go func() { errc <- handshake("a.od.example.com") }()
-	select {
-	case <-arrived:
-	case <-time.After(30 * time.Second):
-		t.Fatal("a handshake after the refused order did not ask again")
+	// The order ends (refused) once its goroutine sees the ask answer: a
+	// handshake after that decides again. Until then handshakes join the
+	// ending order, so try until one asks.
+	deadline := time.After(30 * time.Second)
+	for asked := false; !asked; {
+		go func() { errc <- handshake("a.od.example.com") }()
+		select {
+		case <-arrived:
+			asked = true
+		case <-errc:
+		case <-deadline:
+			t.Fatal("no handshake after the refused order asked again")
+		}
 	}
 	<-cancelledAtRelease
 	<-errc
