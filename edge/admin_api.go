@@ -22,6 +22,7 @@ type BackendInfo struct {
 	DrainTimeout string          `json:"drain_timeout"`
 	DrainRate    float64         `json:"drain_rate"`
 	Rebalancing  *RebalancePlan  `json:"rebalancing,omitempty"`
+	Discovery    *DiscoveryInfo  `json:"discovery,omitempty"` // discovery.dns's state; nil without
 	Servers      []ServerInfo    `json:"servers"`
 	Totals       BackendTotalsJS `json:"totals"`
 }
@@ -36,6 +37,7 @@ type BackendTotalsJS struct {
 // ServerInfo is one server of a pool.
 type ServerInfo struct {
 	Address          string     `json:"address"`
+	Source           string     `json:"source"`            // config | dns (discovery.dns only)
 	Weight           int        `json:"weight"`            // in force
 	ConfiguredWeight int        `json:"configured_weight"` // from the config
 	Health           HealthInfo `json:"health"`
@@ -63,7 +65,7 @@ type HealthInfo struct {
 
 // DrainInfo is a drain in progress.
 type DrainInfo struct {
-	By       string    `json:"by"` // api | reload
+	By       string    `json:"by"` // api | reload | dns (gone from discovery.dns)
 	Since    time.Time `json:"since"`
 	Deadline time.Time `json:"deadline"` // from then, streams left are closed at drain_rate
 	Left     int64     `json:"connections_left"`
@@ -304,6 +306,7 @@ func (e *Edge) backendsInfo(name string) []BackendInfo {
 		b := BackendInfo{Name: n, Rebalancing: e.ops.current(n), Servers: []ServerInfo{}}
 		if p != nil {
 			b.Health, b.DrainTimeout, b.DrainRate = p.health.Type, p.drainTimeout.String(), p.drainRate
+			b.Discovery = p.disc.info()
 			for _, s := range p.Servers {
 				b.Servers = append(b.Servers, e.serverInfo(p, p.states[s], nil))
 			}
@@ -338,7 +341,7 @@ func (e *Edge) serverInfo(p *Pool, st *serverState, rm *removedServer) ServerInf
 		check = p.health.Type
 	}
 	si := ServerInfo{
-		Address: s.Address, Weight: eff, ConfiguredWeight: conf, Removed: rm != nil,
+		Address: s.Address, Source: p.discSource(s.Address), Weight: eff, ConfiguredWeight: conf, Removed: rm != nil,
 		Health: HealthInfo{State: "up", Check: check, Since: since, LastError: checkErr},
 		Active: max(s.Active(), 0), Streams: e.reg.boundCount(s),
 		Total: st.total.Load(), BytesIn: st.bytesIn.Load(), BytesOut: st.bytesOut.Load(),
@@ -352,7 +355,14 @@ func (e *Edge) serverInfo(p *Pool, st *serverState, rm *removedServer) ServerInf
 	if over {
 		si.Overrides = append(si.Overrides, "weight")
 	}
-	if by, since := st.drain(); by != "" {
+	by, since := st.drain()
+	if rm != nil {
+		si.Source = "config"
+		if by == "dns" {
+			si.Source = "dns"
+		}
+	}
+	if by != "" {
 		si.Draining = &DrainInfo{By: by, Since: since, Left: si.Active}
 		switch {
 		case rm != nil:

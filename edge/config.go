@@ -354,10 +354,19 @@ type ServerConfig struct {
 	Weight  *int   `key:"weight"` // nil = 1; 0 = takes no new connections
 }
 
-// DiscoveryConfig finds servers in DNS.
+// DiscoveryConfig finds servers in DNS (see discovery.go). The zero value
+// is off: the pool has only its configured servers.
 type DiscoveryConfig struct {
-	DNS     string        `key:"dns"`
+	// DNS is an SRV name ("_svc._tcp.example.": targets, ports and weights
+	// from the records of the lowest priority) or an A/AAAA name with a
+	// port ("api.internal:8443", weight 1 each). "" = no discovery.
+	DNS string `key:"dns"`
+	// Refresh is how often the name is resolved again; an answer's TTL
+	// can make it sooner, never more than once a second. 0 = 10s.
 	Refresh time.Duration `key:"refresh"`
+	// Resolver is the DNS server asked, host:port. "" = the nameservers
+	// of /etc/resolv.conf, in order.
+	Resolver string `key:"resolver"`
 }
 
 // BackendTLSConfig is the balancer's TLS client towards servers (reencrypt).

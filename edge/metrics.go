@@ -46,10 +46,15 @@ type metrics struct {
 	configHash   prometheus.Gauge
 	configInfo   *prometheus.GaugeVec // hash
 	lastReload   prometheus.Gauge
+	discLookups  *prometheus.CounterVec // backend, result
+
+	// discEdge is the Edge these metrics belong to: the DNS discovery
+	// loops of pools reach it through their pool's metrics (discovery.go).
+	discEdge *Edge
 }
 
 func newMetrics(e *Edge) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
+	m := &metrics{reg: prometheus.NewRegistry(), discEdge: e}
 	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 	m.accepted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_connections_accepted_total",
 		Help: "Client connections accepted, by listener."}, []string{"listener"})
@@ -91,6 +96,10 @@ func newMetrics(e *Edge) *metrics {
 		Help: "Failed connects to servers, by kind: refused, timeout, unreachable, error."}, []string{"backend", "server", "kind"})
 	m.healthTrans = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_server_health_transitions_total",
 		Help: "Health state changes of servers, by the state entered (up, down)."}, []string{"backend", "server", "state"})
+	m.discLookups = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_discovery_lookups_total",
+		Help: "DNS discovery lookups of backends (discovery.dns), by result: ok (servers found), empty (an answer without records: the servers are kept), nxdomain (the name does not exist: the servers are kept until it has not for refresh x 3), error (timeout, SERVFAIL, network: the servers are kept)."},
+		[]string{"backend", "result"})
+	f(m.discLookups)
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_config_reloads_total",
 		Help: "Config reloads by result (success, refused)."}, []string{"result"})
 	m.configHash = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tlsedge_config_hash",
@@ -168,6 +177,14 @@ func (m *metrics) refusedBy(listener, reason string) {
 		return
 	}
 	m.refused.WithLabelValues(listener, reason).Inc()
+}
+
+// discLookup counts a DNS discovery lookup of a backend.
+func (m *metrics) discLookup(backend, result string) {
+	if m == nil {
+		return
+	}
+	m.discLookups.WithLabelValues(backend, result).Inc()
 }
 
 // connected counts a connect to a server.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,14 @@ type Pool struct {
 	maxPerServer   int           // connections (and requests) per server; 0 = unlimited
 	queueTimeout   time.Duration // the wait for a slot at maxPerServer
 	rebalance      *RebalanceConfig
+
+	// disc resolves discovery.dns (nil without): shared with the pools
+	// before and after a reload while the settings stay the same.
+	// discPrev is the previous pool's, stopped by commit when replaced.
+	disc, discPrev *discoverer
+	// discFromDNS: addresses of servers that only DNS lists (source "dns");
+	// discConfigured: the addresses the config lists.
+	discFromDNS, discConfigured map[string]bool
 
 	states map[*affinity.Server]*serverState // shared with the pools before and after a reload
 	queue  *slotQueue                        // waiters for a slot at maxPerServer; shared across reloads
@@ -95,19 +104,55 @@ func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
 			old[s.Address] = s
 		}
 	}
-	for _, sc := range bc.Servers {
-		s := old[sc.Address]
+	p.disc, p.discPrev = discFor(bc, prev)
+	for _, en := range p.discMembers(bc) {
+		s := old[en.Address]
 		st := prev.state(s)
 		if s == nil {
-			s = affinity.NewServer(sc.Address, *sc.Weight)
-			st = newServerState(s, *sc.Weight)
+			s = affinity.NewServer(en.Address, en.Weight)
+			st = newServerState(s, en.Weight)
 			s.SetOnRelease(p.queue.released) // new, so no running pool sees it yet
 		}
 		p.Servers = append(p.Servers, s)
 		p.states[s] = st
-		p.weights = append(p.weights, *sc.Weight)
+		p.weights = append(p.weights, en.Weight)
 	}
 	return p, nil
+}
+
+// discMembers returns the servers of the pool built from bc: the config's,
+// in config order, or with discovery the config's plus those of the
+// discoverer's last good set (an address the config lists is that server,
+// with the config's weight), all ordered by address so that instances with
+// the same config and the same DNS answer build the same pool. It fills
+// p.discFromDNS and p.discConfigured.
+func (p *Pool) discMembers(bc *BackendConfig) []discServer {
+	var out []discServer
+	p.discConfigured = map[string]bool{}
+	p.discFromDNS = map[string]bool{}
+	for _, sc := range bc.Servers {
+		out = append(out, discServer{Address: sc.Address, Weight: *sc.Weight})
+		p.discConfigured[sc.Address] = true
+	}
+	if p.disc == nil {
+		return out
+	}
+	for _, ds := range p.disc.current() {
+		if !p.discConfigured[ds.Address] {
+			out = append(out, ds)
+			p.discFromDNS[ds.Address] = true
+		}
+	}
+	slices.SortStableFunc(out, func(a, b discServer) int { return discCompareAddr(a.Address, b.Address) })
+	return out
+}
+
+// discSource says where the server at addr comes from: "config" or "dns".
+func (p *Pool) discSource(addr string) string {
+	if p != nil && p.discFromDNS[addr] {
+		return "dns"
+	}
+	return "config"
 }
 
 // adoptRemoved takes back, for each server the previous pool did not have,
@@ -152,8 +197,17 @@ func (p *Pool) state(s *affinity.Server) *serverState {
 // servers shared with the running pool. Call it only once the reload can no
 // longer fail: a refused reload must leave the running servers as they were.
 //
+// It also starts the DNS discovery loop of a new discoverer and stops the
+// previous pool's when the discovery settings changed.
+//
 // It returns the servers that health type none brought up.
 func (p *Pool) commit() (up []*serverState) {
+	if p.discPrev != nil && p.discPrev != p.disc {
+		p.discPrev.stop() // discovery changed or removed
+	}
+	if p.disc != nil && p.m != nil && p.m.discEdge != nil {
+		p.disc.start(p.m.discEdge) // once; kept across reloads
+	}
 	for i, s := range p.Servers {
 		s.SetOnRelease(p.queue.released)        // also servers adopted back from a drain
 		p.states[s].setConfigured(p.weights[i]) // an API override stays in force

@@ -173,14 +173,7 @@ func validateBackend(c *Config, ps *Problems, p string, b *BackendConfig) {
 		ps.Add(p+".idle_timeout", "must be 0 (off) or positive, e.g. 10m")
 	}
 	checkKeepalive(ps, p+".tcp_keepalive", b.TCPKeepalive)
-	if b.Discovery.DNS != "" {
-		ps.Add(p+".discovery.dns", "DNS discovery is not supported yet: list servers instead")
-	} else if b.Discovery.Refresh != 0 {
-		ps.Add(p+".discovery.refresh", "refresh is for discovery.dns, which is not supported yet: remove it")
-	}
-	if len(b.Servers) == 0 {
-		ps.Add(p+".servers", "missing: list at least one server address (host:port)")
-	}
+	discValidate(ps, p, b)
 	seen := map[string]int{}
 	for i, s := range b.Servers {
 		sp := fmt.Sprintf("%s.servers[%d]", p, i)
