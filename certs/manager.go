@@ -23,11 +23,13 @@ type Manager struct {
 	inert   *certmagic.Config // ACME certificates the config no longer uses: renewed by nobody
 
 	mu       sync.Mutex
-	hashes   map[string]bool         // certificates loaded from files, until Retain drops them
-	staplers map[string]*stapler     // OCSP stapling of certificates from files, by hash, until Retain drops them
-	acme     *acmeState              // the ACME state in force; nil = none
-	routes   map[string]acmeRoute    // the ACME routes in force, by AddACMERoute's key
-	managed  map[string]*managedName // names given to ManageACME
+	hashes   map[string]bool     // certificates loaded from files, until Retain drops them
+	staplers map[string]*stapler // OCSP stapling: of certificates from files, by hash, until Retain drops them; of ACME ones, by "acme:" + SHA-256 (nil: cannot be stapled)
+	// acmeStapled is the stapler key of each ACME name's certificate.
+	acmeStapled map[string]string
+	acme        *acmeState              // the ACME state in force; nil = none
+	routes      map[string]acmeRoute    // the ACME routes in force, by AddACMERoute's key
+	managed     map[string]*managedName // names given to ManageACME
 	// What the config being built prepared (PrepareACME, AddACMERoute),
 	// put in force by CommitACME; nextOn: PrepareACME was called.
 	next       *acmeState

@@ -31,6 +31,7 @@ type acmePebbleOpts struct {
 	dnsServer   string   // -dnsserver (pebble-challtestsrv), "" = none
 	validity    int      // certificateValidityPeriod in seconds; 0 = Pebble's default (5 years)
 	blocklist   []string // domainBlocklist: orders for these names are refused
+	ocspURL     string   // ocspResponderURL: put in issued certificates; "" = none
 }
 
 // acmePebble is a running Pebble.
@@ -72,7 +73,7 @@ func acmeStartPebble(t testing.TB, o acmePebbleOpts) *acmePebble {
 		"privateKey":                     keyFile,
 		"httpPort":                       o.httpPort,
 		"tlsPort":                        o.tlsPort,
-		"ocspResponderURL":               "",
+		"ocspResponderURL":               o.ocspURL,
 		"externalAccountBindingRequired": false,
 		"certificateValidityPeriod":      o.validity,
 		"domainBlocklist":                o.blocklist,

@@ -113,10 +113,20 @@ func acmeGetCertificate(rc *RouteConfig, m *certs.Manager) (func(*tls.ClientHell
 			names = append(names, n)
 		}
 	}
-	if rc.TLS.ACME.Mode() == "on_demand" {
-		return m.OnDemandRoute(names)
+	staple := func(get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if rc.TLS.OCSPStapling == "off" {
+			return get
+		}
+		return m.WithStapling(get)
 	}
-	return m.ACMERoute(names), nil
+	if rc.TLS.ACME.Mode() == "on_demand" {
+		get, err := m.OnDemandRoute(names)
+		if err != nil {
+			return nil, err
+		}
+		return staple(get), nil
+	}
+	return staple(m.ACMERoute(names)), nil
 }
 
 // acmeWatch starts, once per build, the goroutine that puts the build's
