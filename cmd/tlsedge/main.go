@@ -36,7 +36,7 @@ share/doc/tlsedge by make install.`,
 	env.SetEnvPrefix("TLSEDGE")
 	env.AutomaticEnv()
 
-	root.AddCommand(runCmd(env), validateCmd(env), demoCmd(), versionCmd(), ctlCmd(env))
+	root.AddCommand(runCmd(env), validateCmd(env), demoCmd(), versionCmd(), ctlCmd(env), schemaCmd())
 	if err := root.Execute(); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {
