@@ -17,7 +17,7 @@ func TestRuleCovers(t *testing.T) {
 		{[]string{"/v1"}, nil, []string{"/v10"}, nil, false},
 		{[]string{"/admin/"}, nil, []string{"/"}, nil, false},
 		{[]string{"/v1/telemetry"}, nil, []string{"/v1/"}, nil, false},
-		{[]string{"/"}, []string{"GET"}, []string{"/x"}, nil, false},            // later: every method
+		{[]string{"/"}, []string{"GET"}, []string{"/x"}, nil, false},             // later: every method
 		{[]string{"/"}, []string{"GET"}, []string{"/x"}, []string{"HEAD"}, true}, // GET covers HEAD
 		{[]string{"/"}, []string{"GET"}, []string{"/x"}, []string{"POST"}, false},
 		{[]string{"/a/", "/b/"}, nil, []string{"/a/x", "/b/y"}, nil, true},
