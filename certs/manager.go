@@ -131,7 +131,9 @@ func (m *Manager) Stop() {
 		delete(m.managed, n)
 	}
 	for h, s := range m.staplers {
-		s.cancel()
+		if s != nil { // nil: an ACME certificate that cannot be stapled
+			s.cancel()
+		}
 		delete(m.staplers, h)
 	}
 	m.mu.Unlock()

@@ -3,7 +3,9 @@ package certs
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"math/big"
 	"net/http"
@@ -242,4 +244,31 @@ func TestStaticStapling(t *testing.T) {
 	if n != 0 {
 		t.Errorf("%d staplers left after Retain dropped the only stapled certificate", n)
 	}
+}
+
+// An ACME certificate that cannot be stapled is remembered as a nil
+// stapler: Stop must pass over it.
+func TestStopWithUnstapledACMECertificate(t *testing.T) {
+	m := NewManager(ManagerOptions{Storage: t.TempDir()})
+	root, _ := NewAuthority("unstapled root")
+	leaf, err := root.Issue(Leaf{CommonName: "a.test", DNSNames: []string{"a.test"}, Server: true}) // no OCSP server
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := m.WithStapling(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &leaf.TLS, nil })
+	if c, err := get(&tls.ClientHelloInfo{ServerName: "a.test"}); err != nil || c.OCSPStaple != nil {
+		t.Fatalf("served %v, %v; want the certificate without a staple", c, err)
+	}
+	m.mu.Lock()
+	s, known := m.staplers["acme:"+stapleKeyOf(leaf)]
+	m.mu.Unlock()
+	if !known || s != nil {
+		t.Fatalf("the unstapleable certificate is not remembered as such (known %v, stapler %v)", known, s)
+	}
+	m.Stop() // must not panic on the nil stapler
+}
+
+func stapleKeyOf(is *Issued) string {
+	sum := sha256.Sum256(is.TLS.Certificate[0])
+	return hex.EncodeToString(sum[:])
 }
