@@ -163,8 +163,12 @@ func TestDrainAtARate(t *testing.T) {
 		for j < len(times) && times[j].Sub(times[i]) < time.Second {
 			j++
 		}
-		if j-i > 12 {
-			t.Errorf("%d connections closed within one second from %v; want at most 12 at drain_rate 10", j-i, times[i].Sub(drainAt))
+		// At 10 a second a window holds 10, 11 at its edges; the clients
+		// see their ends a moment late, and on a loaded machine several
+		// of them at once: 15 tolerates that, a rate limit that does not
+		// hold (50 at once) still fails.
+		if j-i > 15 {
+			t.Errorf("%d connections closed within one second from %v; want at most 15 at drain_rate 10", j-i, times[i].Sub(drainAt))
 			break
 		}
 	}
