@@ -10,10 +10,6 @@ import (
 	"github.com/tlsedge/tlsedge/tlsmode"
 )
 
-// refusedChallenge is the rejection kind of a connection that was an ACME
-// TLS-ALPN-01 validation (answered, never routed).
-const refusedChallenge = "acme_challenge"
-
 // acmeChallengeTimeout bounds the handshake of a TLS-ALPN-01 validation.
 const acmeChallengeTimeout = 10 * time.Second
 
@@ -26,42 +22,43 @@ const acmeChallengeTimeout = 10 * time.Second
 // certmagic's validation certificate (from memory, or from the shared
 // storage when another instance placed the order); the handshake is
 // bounded by acmeChallengeTimeout, then the connection is closed.
-// ok is false (and c untouched) for every other hello; when ok, the
-// connection is done and reason says how the validation went.
-func (l *listener) answerChallenge(c net.Conn, tc *tlsmode.Conn, h *tlsmode.Hello) (reason string, ok bool) {
-	_ = tc
+// tail is what was read past the hello (a PROXY header's buffer), replayed
+// after it. ok is false (and c untouched) for every other hello; when ok,
+// the connection is done, reason says how the validation went and
+// answered whether the handshake completed.
+func (l *listener) answerChallenge(c net.Conn, h *tlsmode.Hello, tail []byte) (reason string, answered, ok bool) {
 	if len(h.ALPN) != 1 || h.ALPN[0] != certs.AcmeALPN || h.ServerName == "" {
-		return "", false
+		return "", false, false
 	}
 	m := l.e.certsLive.Load()
 	if m == nil {
-		return "", false
+		return "", false, false
 	}
 	// Only when this listener routes the name to a route whose
 	// certificates come from ACME: a passthrough route's backend may
 	// answer its own validations.
 	st := l.state.Load()
 	if st == nil || st.table == nil {
-		return "", false
+		return "", false, false
 	}
 	rt := st.table.Match(h.ServerName)
 	if rt == nil || !m.AcmeChallengeRoute(acmeRouteKey(rt.Listener, rt.Pattern), h.ServerName) {
-		return "", false
+		return "", false, false
 	}
 	cfg := m.AcmeChallengeTLS()
 	if cfg == nil {
-		return "", false
+		return "", false, false
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(acmeChallengeTimeout))
-	ts := tls.Server(&acmeReplayConn{Conn: c, buf: h.Raw}, cfg)
+	ts := tls.Server(&acmeReplayConn{Conn: c, buf: append(h.Raw[:len(h.Raw):len(h.Raw)], tail...)}, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), acmeChallengeTimeout)
 	defer cancel()
 	if err := ts.HandshakeContext(ctx); err != nil {
-		return "acme tls-alpn-01 validation for " + h.ServerName + " failed: " + err.Error(), true
+		return "acme tls-alpn-01 validation for " + h.ServerName + " failed: " + err.Error(), false, true
 	}
 	_ = ts.Close()
-	return "acme tls-alpn-01 validation for " + h.ServerName + " answered", true
+	return "acme tls-alpn-01 validation for " + h.ServerName + " answered", true, true
 }
 
 // acmeReplayConn gives back the hello already read before reading on.

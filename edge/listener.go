@@ -64,11 +64,12 @@ type listener struct {
 	fails failureLog
 
 	mu    sync.Mutex
-	conns map[*net.TCPConn]struct{} // for closing what is left at shutdown
+	conns map[*net.TCPConn]*tlsmode.Conn // for closing what is left at shutdown; nil until serveConn has one
 	wg    sync.WaitGroup
 }
 
 func newListener(ln *net.TCPListener, e *Edge) *listener {
+	tlsmode.SetRelayLogger(e.log) // the passthrough relay's failures and panics
 	l := &listener{
 		ln:     ln,
 		log:    e.log,
@@ -76,7 +77,7 @@ func newListener(ln *net.TCPListener, e *Edge) *listener {
 		freed:  make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		served: make(chan struct{}),
-		conns:  map[*net.TCPConn]struct{}{},
+		conns:  map[*net.TCPConn]*tlsmode.Conn{},
 	}
 	l.fails.summary = func(listener, class, reason string, n int) {
 		if ev := l.log.Warn(); ev.Enabled() {
@@ -146,7 +147,7 @@ func (l *listener) serve(ctx context.Context) {
 func (l *listener) track(c *net.TCPConn, add bool) {
 	l.mu.Lock()
 	if add {
-		l.conns[c] = struct{}{}
+		l.conns[c] = nil
 		l.wg.Add(1)
 		l.active.Add(1)
 	} else {
@@ -182,12 +183,27 @@ func (l *listener) stopped() <-chan struct{} {
 	return ended
 }
 
+// attach records the tlsmode.Conn serving c, so closeConns can end it
+// whether its sockets are still Go's or the relay's.
+func (l *listener) attach(c *net.TCPConn, tc *tlsmode.Conn) {
+	l.mu.Lock()
+	if _, ok := l.conns[c]; ok {
+		l.conns[c] = tc
+	}
+	l.mu.Unlock()
+}
+
 // closeConns closes the client sockets still open (the last resort of a
-// shutdown: connections still reading their hello, and stragglers).
+// shutdown: connections still reading their hello, and stragglers), and
+// both sockets of passthrough streams in the relay.
 func (l *listener) closeConns() {
 	l.mu.Lock()
-	for c := range l.conns {
-		c.Close()
+	for c, tc := range l.conns {
+		if tc != nil {
+			tc.CloseNow()
+		} else {
+			c.Close()
+		}
 	}
 	l.mu.Unlock()
 }
@@ -203,24 +219,27 @@ func (l *listener) closeConns() {
 // listener's max_handshakes slots, held until routed (passthrough, whose
 // client must then send its next bytes within handshake_timeout) or until
 // the TLS handshake ended (terminate, reencrypt: Conn.HandshakeDone).
+//
+// A passthrough stream is handed to the relay and serveConn returns: what
+// follows the end of a connection (slots given back, the registry, the
+// access line, track) then runs from the relay's tc.Ended.
 func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
-	defer l.track(c, false)
 	start := time.Now()
 	st := l.state.Load()
 	tc := &tlsmode.Conn{Conn: c, Source: addrPort(c.RemoteAddr()), Dest: addrPort(c.LocalAddr())}
 	tc.PeerTrusted = trustedPeer(st.trusted, tc.Source)
+	l.attach(c, tc)
 	var route *Route
 	var failed bool       // the handler returned an error
 	var kind string       // why an unrouted connection was refused, for metrics
 	var ipHeld netip.Addr // the client address whose open count this connection holds
 	var held bool         // ipHeld is set
 	var hs *slot          // the handshake slot held, nil = none
-	defer func() {
-		if r := recover(); r != nil {
-			c.Close()
-			tc.Reason, failed = "internal error", true
-			l.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("connection handler crashed")
-		}
+	var validation bool   // an ACME TLS-ALPN-01 validation, answered here
+	// finish accounts for the connection once it has ended: on this
+	// goroutine, or on the relay's (tc.Ended) for a detached stream.
+	finish := func() {
+		defer l.track(c, false)
 		hs.release()
 		if held {
 			l.ips.release(ipHeld)
@@ -233,14 +252,33 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 				failed = true // a stalled handshake is worth a warning
 			}
 			l.e.ended(tc, route)
-		} else {
+		} else if !validation {
 			l.e.rejected(st.name, kind, tc.Reason)
 		}
-		// Failures are always logged; successes when log.access is on.
+		// Failures are always logged; successes when log.access is on;
+		// ACME validations always (at info, at warn when they failed).
 		if st.access || failed || route == nil {
-			l.accessLog(st, tc, route, start, failed)
+			l.accessLog(st, tc, route, start, failed || route == nil && !validation)
 		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.Close()
+			tc.Reason, failed = "internal error", true
+			l.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("connection handler crashed")
+		} else if tc.Detached() {
+			return // the relay calls tc.Ended
+		}
+		finish()
 	}()
+	tc.Ended = func() {
+		defer func() {
+			if r := recover(); r != nil {
+				l.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("connection end crashed")
+			}
+		}()
+		finish()
+	}
 	// admit applies the per-address limits to tc.Source; false: refused
 	// and closed.
 	admit := func() bool {
@@ -340,11 +378,16 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 		l.reject(c, tc, readErrReason(err), 0)
 		return
 	}
+	var tailBytes []byte // bytes read past the hello (the PROXY header's buffer)
+	if rest != nil && rest.Len() > 0 {
+		tailBytes = make([]byte, rest.Len())
+		_, _ = rest.Read(tailBytes)
+	}
 	// An ACME TLS-ALPN-01 validation for a name tlsedge manages is
 	// answered here, before routing (also on listeners of passthrough
-	// routes); it never reaches a route.
-	if reason, ok := l.answerChallenge(c, tc, h); ok {
-		kind, tc.Reason = refusedChallenge, reason
+	// routes); it never reaches a route, and is no refusal.
+	if reason, answered, ok := l.answerChallenge(c, h, tailBytes); ok {
+		validation, tc.Reason, failed = true, reason, !answered
 		return
 	}
 	rt := st.table.Match(h.ServerName)
@@ -355,14 +398,8 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	}
 	// Clear the deadline, or long-lived streams would die at it.
 	_ = c.SetReadDeadline(time.Time{})
-	tc.Peeked = h.Raw
-	var tail int // bytes read past the hello (the PROXY header's buffer)
-	if rest != nil && rest.Len() > 0 {
-		tail = rest.Len()
-		buf := make([]byte, tail)
-		_, _ = rest.Read(buf)
-		tc.Peeked = append(tc.Peeked, buf...)
-	}
+	tc.Peeked = append(h.Raw, tailBytes...)
+	tail := len(tailBytes)
 	tc.Route, tc.Routes = rt, st.table
 	tc.Start, tc.Events = start, connEvents{l.e}
 	if rt.Mode == "passthrough" {
@@ -431,7 +468,7 @@ func (l *listener) accessLog(st *listenerState, tc *tlsmode.Conn, route *Route, 
 		// Port probes and L4 balancer health checks: debug only (HAProxy's
 		// "option dontlognull").
 		level = zerolog.DebugLevel
-	case route == nil || failed:
+	case failed:
 		level = zerolog.WarnLevel
 	}
 	if level < l.log.GetLevel() || level < zerolog.GlobalLevel() {

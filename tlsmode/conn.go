@@ -48,7 +48,13 @@ type Conn struct {
 	// client's next flight is due from then on, not while a server is
 	// sought).
 	WatchAfterReplay func()
-	live             live
+	// Ended, when set, lets passthrough return from Serve while its stream
+	// goes on in the relay (see Detached): it is called once, on a
+	// goroutine of the relay's, when the stream has ended and BytesUp,
+	// BytesDown and Reason are set. nil: Serve returns when it has ended.
+	Ended    func()
+	detached bool
+	live     live
 
 	// Filled by the handler for the access log.
 	Server    string // address of the server used, "" if none
@@ -76,6 +82,9 @@ type RouteMatcher interface {
 // touches c.Conn afterwards. Serve fills c.Server, c.BytesUp, c.BytesDown and
 // c.Reason for the access log; it returns a non-nil error only when the
 // connection failed for a reason worth a warning (no server, dial failed).
+// A handler may return before the connection has ended only when the
+// caller set c.Ended: c.Detached() then says so, and the fields are filled
+// when c.Ended is called.
 type Handler interface {
 	Serve(ctx context.Context, c *Conn) error
 }

@@ -88,6 +88,8 @@ type live struct {
 	upgrade  atomic.Pointer[string] // the protocol an HTTP connection switched to
 	up, down atomic.Int64           // counted bytes, when counting
 	counting atomic.Bool
+	relay    atomic.Pointer[rlConn] // the relay's stream, once passthrough handed it over
+	closeNow atomic.Bool            // CloseNow was called: a stream handed to the relay later is aborted
 
 	mu       sync.Mutex
 	ender    func()           // ends the connection gracefully; nil = close the socket
@@ -146,8 +148,9 @@ func (c *Conn) Upgrade() string {
 func (c *Conn) RequestCount() int64 { return c.live.requests.Load() }
 
 // LiveBytes returns the bytes received from the client (up) and sent to it
-// (down) so far, TLS records included: counted by terminating handlers, and
-// read from the kernel (TCP_INFO) for spliced passthrough streams.
+// (down) so far, TLS records included: counted by terminating handlers and
+// by the passthrough relay, and read from the kernel (TCP_INFO) for streams
+// copied by Pipe.
 func (c *Conn) LiveBytes() (up, down int64) {
 	if c.live.counting.Load() {
 		return c.live.up.Load(), c.live.down.Load()
@@ -157,7 +160,37 @@ func (c *Conn) LiveBytes() (up, down int64) {
 			return in, out
 		}
 	}
+	c.live.mu.Lock() // dropPeeked writes Peeked under it
+	defer c.live.mu.Unlock()
+	if c.live.counting.Load() {
+		return c.live.up.Load(), c.live.down.Load()
+	}
 	return int64(len(c.Peeked)), 0
+}
+
+// dropPeeked switches the live byte counts to counting (from the bytes read
+// before routing) and lets go of the peeked bytes, which the relay never
+// needs again: an idle stream should not hold its hello.
+func (c *Conn) dropPeeked() {
+	c.live.mu.Lock()
+	c.live.up.Store(int64(len(c.Peeked)))
+	c.live.counting.Store(true)
+	c.Peeked = nil
+	if c.Hello != nil {
+		c.Hello.Raw = nil
+	}
+	c.live.mu.Unlock()
+}
+
+// CloseNow closes the connection at once, without a graceful end: the
+// client socket, and both sockets of a relayed passthrough stream (the
+// last resort of a shutdown). The handler still finishes as usual.
+func (c *Conn) CloseNow() {
+	c.live.closeNow.Store(true) // before relay is loaded: see rlStart
+	c.Conn.Close()
+	if rc := c.live.relay.Load(); rc != nil {
+		rc.abort()
+	}
 }
 
 // SetEnder sets how Shutdown ends the connection gracefully (a WebSocket
@@ -212,7 +245,8 @@ func (c *Conn) ShutdownReason() string {
 // WatchIdle ends the connection with reason "idle timeout" once no byte has
 // moved either way on the client's socket for d. It costs a timer, no
 // goroutine: when it fires, the kernel says (TCP_INFO) how long the socket
-// has been quiet, and the timer is set again for the rest. A second call
+// has been quiet (the relay, when it serves the stream, says when it last
+// moved bytes), and the timer is set again for the rest. A second call
 // replaces the first; d <= 0 stops watching.
 func (c *Conn) WatchIdle(d time.Duration) {
 	tc, ok := c.Conn.(*net.TCPConn)
@@ -227,7 +261,7 @@ func (c *Conn) WatchIdle(d time.Duration) {
 	}
 	var t *time.Timer
 	t = time.AfterFunc(d, func() {
-		quiet, ok := socketQuiet(tc)
+		quiet, ok := c.quiet(tc)
 		if !ok { // closed meanwhile, or no TCP_INFO: nothing to watch
 			return
 		}
@@ -273,13 +307,26 @@ func (c *Conn) WatchHandshake(d time.Duration, consumed int64) {
 		if !current { // replaced or stopped meanwhile
 			return
 		}
-		in, _, ok := socketBytes(tc)
-		if !ok || in > consumed { // closed meanwhile, or the client went on
+		if rc := c.live.relay.Load(); rc != nil {
+			if rc.wentOn() {
+				return
+			}
+		} else if in, _, ok := socketBytes(tc); !ok || in > consumed { // closed meanwhile, or the client went on
 			return
 		}
 		c.Shutdown(ReasonHandshakeTimeout)
 	})
 	c.live.hs = t
+}
+
+// quiet is how long the client socket has been quiet: the relay's count
+// when it serves the stream (false once the relay has ended it), else the
+// kernel's.
+func (c *Conn) quiet(tc *net.TCPConn) (time.Duration, bool) {
+	if rc := c.live.relay.Load(); rc != nil {
+		return rc.quiet()
+	}
+	return socketQuiet(tc)
 }
 
 // StopWatching stops the idle and handshake watches, if any. Handlers'

@@ -9,7 +9,7 @@ import (
 )
 
 // tcpPair returns two connected *net.TCPConn ends.
-func tcpPair(t *testing.T) (a, b *net.TCPConn) {
+func tcpPair(t testing.TB) (a, b *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
