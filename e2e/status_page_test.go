@@ -89,14 +89,21 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Fatalf("starting chromium: %v", err)
 	}
 
-	// stateOf is the text of the state cell of a server's row.
+	// stateOf is the text of the state cell of a server's row. The page
+	// redraws its tables every 2 s, so a node found may be gone when read:
+	// that read is tried again.
 	stateOf := func(addr string) string {
 		sel := chromedp.CSS(fmt.Sprintf(`tr[data-server="pool %s"] td.state`, addr))
-		text, err := chromedp.Run(ctx, chromedp.Text(sel, chromedp.NodeVisible))
-		if err != nil {
-			t.Fatalf("reading %s: %v", sel, err)
+		var text string
+		var err error
+		for range 20 {
+			if text, err = chromedp.Run(ctx, chromedp.Text(sel, chromedp.NodeVisible)); err == nil {
+				return text
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		return text
+		t.Fatalf("reading %s: %v", sel, err)
+		return ""
 	}
 	url := "http://" + adminAddr + "/"
 	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(`tr[data-server]`))); err != nil {
@@ -114,7 +121,13 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#certificates tbody tr td`))); err != nil {
 		t.Fatal(err)
 	}
-	certText, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#certificates tbody`)))
+	var certText string
+	for range 20 { // redrawn every 2 s, as above
+		if certText, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#certificates tbody`))); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
