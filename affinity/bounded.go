@@ -79,8 +79,13 @@ func (p *bounded) Pick(servers []*Server, k Key, skip func(*Server) bool) *Serve
 	if top == nil {
 		return nil
 	}
-	perWeight := p.factor * float64(total+1) / float64(sumW)
-	if float64(top.load()) < perWeight*float64(topRank.w) {
+	// room: load < factor × (T+1) × w / W, compared as load × W <
+	// factor × (T+1) × w so that scaling every weight alike (effective
+	// weights are in hundredths) rounds alike.
+	room := func(load int64, w uint64) bool {
+		return float64(load)*float64(sumW) < p.factor*float64(total+1)*float64(w)
+	}
+	if room(top.load(), topRank.w) {
 		return top
 	}
 	var best *Server
@@ -98,7 +103,7 @@ func (p *bounded) Pick(servers []*Server, k Key, skip func(*Server) bool) *Serve
 			}
 			r = rankOf(k.Hash, s, w)
 		}
-		if !(float64(s.load()) < perWeight*float64(r.w)) {
+		if !room(s.load(), r.w) {
 			continue
 		}
 		if best == nil || outranks(r, s, bestRank, best) {

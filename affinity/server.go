@@ -25,6 +25,12 @@ type Server struct {
 	active   atomic.Int64
 	healthy  atomic.Bool
 	draining atomic.Bool
+	// percent scales the weight for picking (the load the server reports:
+	// agent checks, a health-check header), 0-100; 100 from NewServer.
+	percent atomic.Int64
+	// ejected: passive ejection (outlier detection) took the server out of
+	// picking for a while.
+	ejected atomic.Bool
 
 	// onRelease, when set, runs after each Release (see SetOnRelease).
 	onRelease atomic.Pointer[func()]
@@ -42,6 +48,7 @@ type Server struct {
 func NewServer(address string, weight int) *Server {
 	s := &Server{Address: address, hash: addressHash(address)}
 	s.SetWeight(weight)
+	s.percent.Store(100)
 	s.healthy.Store(true)
 	return s
 }
@@ -59,6 +66,30 @@ func (s *Server) Weight() int { return int(s.weight.Load()) }
 func (s *Server) SetWeight(w int) {
 	s.weight.Store(int64(min(max(w, 0), MaxWeight)))
 }
+
+// Percent returns the share of its weight the server takes, 0-100.
+func (s *Server) Percent() int { return int(s.percent.Load()) }
+
+// SetPercent sets the share of its weight the server takes (reported load),
+// clamped to [0, 100]: every policy picks by the effective weight,
+// Weight × Percent. 0 means no new connections, like weight 0.
+func (s *Server) SetPercent(p int) { s.percent.Store(int64(min(max(p, 0), 100))) }
+
+// EffectiveWeight is what the policies pick by: Weight × Percent (the
+// weight in hundredths), at most MaxWeight. Scaling every server by the
+// same 100 leaves each policy's choices as with the weights alone, so
+// servers at 100 % are placed exactly as before; the integer product
+// keeps two instances with the same reports in agreement.
+func (s *Server) EffectiveWeight() int64 { return effective(s.weight.Load(), s.percent.Load()) }
+
+func effective(w, pct int64) int64 { return min(w*pct, MaxWeight) }
+
+// Ejected reports whether passive ejection took the server out of picking.
+func (s *Server) Ejected() bool { return s.ejected.Load() }
+
+// SetEjected ejects (true) or brings back (false) the server: an ejected
+// server takes no new connections, its live ones carry on.
+func (s *Server) SetEjected(e bool) { s.ejected.Store(e) }
 
 // Active returns the number of live connections (Acquire minus Release).
 func (s *Server) Active() int64 { return s.active.Load() }
@@ -122,20 +153,21 @@ func (s *Server) Draining() bool { return s.draining.Load() }
 func (s *Server) SetDraining(d bool) { s.draining.Store(d) }
 
 // Available reports whether the server may take a new connection:
-// healthy, not draining and weight > 0.
+// healthy, not draining, not ejected and effective weight > 0.
 func (s *Server) Available() bool {
-	return s.weight.Load() > 0 && s.healthy.Load() && !s.draining.Load()
+	return s.EffectiveWeight() > 0 && s.healthy.Load() && !s.draining.Load() && !s.ejected.Load()
 }
 
 // load returns Active, read once and never below 0 (an unpaired Release must
 // not make a server look better than idle).
 func (s *Server) load() int64 { return max(s.active.Load(), 0) }
 
-// candidate reports whether s may be picked in this Pick, and its weight,
-// read once so that one Pick works with one consistent value.
+// candidate reports whether s may be picked in this Pick, and its
+// effective weight (Weight × Percent), read once so that one Pick works
+// with one consistent value.
 func candidate(s *Server, skip func(*Server) bool) (weight int64, ok bool) {
-	w := s.weight.Load()
-	if w <= 0 || !s.healthy.Load() || s.draining.Load() {
+	w := s.EffectiveWeight()
+	if w <= 0 || !s.healthy.Load() || s.draining.Load() || s.ejected.Load() {
 		return 0, false
 	}
 	if skip != nil && skip(s) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,12 +37,21 @@ type BackendTotalsJS struct {
 
 // ServerInfo is one server of a pool.
 type ServerInfo struct {
-	Address          string     `json:"address"`
-	Source           string     `json:"source"`            // config | dns (discovery.dns only)
-	Weight           int        `json:"weight"`            // in force
-	ConfiguredWeight int        `json:"configured_weight"` // from the config
-	Health           HealthInfo `json:"health"`
-	Draining         *DrainInfo `json:"draining,omitempty"`
+	Address          string   `json:"address"`
+	Source           string   `json:"source"`            // config | dns (discovery.dns only)
+	Weight           AgWeight `json:"weight"`            // in force: configured (or API) × reported percent
+	ConfiguredWeight int      `json:"configured_weight"` // from the config
+	// WeightSource: where Weight comes from: config, api (PUT weight,
+	// which wins over reports while set), agent, health_header.
+	WeightSource string       `json:"weight_source"`
+	Agent        *AgAgentInfo `json:"agent,omitempty"` // the last agent check (health.agent)
+	// EjectedUntil: passive ejection (outlier) keeps the server out of
+	// picking until then; Ejections counts its ejections ever.
+	EjectedUntil *time.Time `json:"ejected_until,omitempty"`
+	Ejections    int        `json:"ejections"`
+	EjectReason  string     `json:"last_ejection_reason,omitempty"`
+	Health       HealthInfo `json:"health"`
+	Draining     *DrainInfo `json:"draining,omitempty"`
 	// Removed: a reload took the server out of the config; it drains.
 	Removed bool `json:"removed,omitempty"`
 	// Overrides lists the runtime changes in force ("weight", "drain"):
@@ -65,7 +75,7 @@ type HealthInfo struct {
 
 // DrainInfo is a drain in progress.
 type DrainInfo struct {
-	By       string    `json:"by"` // api | reload | dns (gone from discovery.dns)
+	By       string    `json:"by"` // api | reload | dns (gone from discovery.dns) | agent (health.agent said drain or maint)
 	Since    time.Time `json:"since"`
 	Deadline time.Time `json:"deadline"` // from then, streams left are closed at drain_rate
 	Left     int64     `json:"connections_left"`
@@ -341,7 +351,7 @@ func (e *Edge) serverInfo(p *Pool, st *serverState, rm *removedServer) ServerInf
 		check = p.health.Type
 	}
 	si := ServerInfo{
-		Address: s.Address, Source: p.discSource(s.Address), Weight: eff, ConfiguredWeight: conf, Removed: rm != nil,
+		Address: s.Address, Source: p.discSource(s.Address), Weight: AgWeight(eff), ConfiguredWeight: conf, Removed: rm != nil,
 		Health: HealthInfo{State: "up", Check: check, Since: since, LastError: checkErr},
 		Active: max(s.Active(), 0), Streams: e.reg.boundCount(s),
 		Total: st.total.Load(), BytesIn: st.bytesIn.Load(), BytesOut: st.bytesOut.Load(),
@@ -349,6 +359,8 @@ func (e *Edge) serverInfo(p *Pool, st *serverState, rm *removedServer) ServerInf
 	if !s.Healthy() {
 		si.Health.State = "down"
 	}
+	si.WeightSource, si.Agent = st.weightSource(), st.agAgentInfo()
+	si.EjectedUntil, si.Ejections, si.EjectReason = st.agEjectionInfo()
 	if !checked.IsZero() {
 		si.Health.LastCheck = &checked
 	}
@@ -365,6 +377,7 @@ func (e *Edge) serverInfo(p *Pool, st *serverState, rm *removedServer) ServerInf
 	if by != "" {
 		si.Draining = &DrainInfo{By: by, Since: since, Left: si.Active}
 		switch {
+		case by == "agent": // an agent's drain closes nothing
 		case rm != nil:
 			si.Draining.Deadline = rm.deadline
 		case p != nil:
@@ -375,4 +388,15 @@ func (e *Edge) serverInfo(p *Pool, st *serverState, rm *removedServer) ServerInf
 		}
 	}
 	return si
+}
+
+// AgWeight is a weight in force: fractional when a server reports its
+// load (0.25 for weight 1 at 25 %). It prints as the shortest decimal
+// with any verb (%d, %v: "1", "0.25"), so callers that printed the former
+// integer weight keep working; in JSON it is a number.
+type AgWeight float64
+
+// Format implements fmt.Formatter.
+func (w AgWeight) Format(f fmt.State, _ rune) {
+	_, _ = io.WriteString(f, strconv.FormatFloat(float64(w), 'f', -1, 64))
 }

@@ -333,6 +333,32 @@ type BackendConfig struct {
 	// beyond it, 502. 0 = 64 KiB.
 	MaxResponseHeaderBytes int               `key:"max_response_header_bytes"`
 	Health                 HealthCheckConfig `key:"health"`
+	// Outlier, when set, ejects servers that fail real traffic for a while
+	// (passive ejection, Envoy's outlier detection; see outlier.go).
+	Outlier *OutlierConfig `key:"outlier"`
+}
+
+// OutlierConfig is a backend's passive ejection. Zero values:
+// consecutive_failures 5, consecutive_5xx 0 (off), base_ejection_time
+// 30s, max_ejection_time 300s (at least base_ejection_time),
+// max_ejection_percent 50, interval base_ejection_time.
+type OutlierConfig struct {
+	// ConsecutiveFailures: connect failures or TLS handshake failures to
+	// the server (reencrypt) in a row that eject it. nil = 5; 0 = off.
+	ConsecutiveFailures *int `key:"consecutive_failures"`
+	// Consecutive5xx: 5xx answers in a row (http routes). 0 = off.
+	Consecutive5xx int `key:"consecutive_5xx"`
+	// BaseEjectionTime × the server's ejection count is how long an
+	// ejection lasts, at most MaxEjectionTime.
+	BaseEjectionTime time.Duration `key:"base_ejection_time"`
+	MaxEjectionTime  time.Duration `key:"max_ejection_time"`
+	// MaxEjectionPercent bounds the share of the pool's servers ejected at
+	// once (never the last available server). nil = 50.
+	MaxEjectionPercent *int `key:"max_ejection_percent"`
+	// Interval: each interval a server spends without being ejected takes
+	// one off its ejection count (so the time grows only for repeat
+	// offenders).
+	Interval time.Duration `key:"interval"`
 }
 
 // RebalanceConfig spreads connections again after servers were added.
@@ -393,4 +419,17 @@ type HealthCheckConfig struct {
 	// ExpectStatus lists the statuses (200) or ranges ("200-299", "2xx")
 	// that mean healthy; empty = 200-399.
 	ExpectStatus []string `key:"expect_status"`
+	// Agent, when set, asks each server for its load (HAProxy's agent
+	// check; see agent.go), whatever the type, also none.
+	Agent *AgentCheckConfig `key:"agent"`
+}
+
+// AgentCheckConfig is HAProxy's agent-check: tlsedge connects to the
+// server's host on Port every Interval and reads one line ("75%", "up",
+// "down", "drain", "ready", "maint", or several). Zero values: interval
+// 2s, timeout 1s.
+type AgentCheckConfig struct {
+	Port     int           `key:"port"`
+	Interval time.Duration `key:"interval"`
+	Timeout  time.Duration `key:"timeout"`
 }

@@ -77,7 +77,8 @@ func TestConfigReferenceGlanceTable(t *testing.T) {
 		}
 		bound := strings.Contains(key, "timeout") || strings.Contains(key, ".max_") ||
 			strings.Contains(key, "_per_ip") || strings.Contains(key, "window") || strings.Contains(key, "ping_")
-		bound = bound && !strings.HasPrefix(key, "certs.acme.") // renewal windows bound no peer
+		// Renewal windows and ejection caps bound no peer.
+		bound = bound && !strings.HasPrefix(key, "certs.acme.") && !strings.HasPrefix(key, "backends[].outlier.")
 		if bound && len(g) == 0 {
 			t.Errorf("%s is a limit or timeout: list it in the %q table", key, glance)
 		}
@@ -128,6 +129,7 @@ func TestConfigReferenceGlanceDefaults(t *testing.T) {
 		"listeners[].routes[].http.h2.ping_timeout":              lim.H2.PingTimeout,
 		"backends[].max_response_header_bytes":                   lim.MaxResponseHeader,
 		"listeners[].connection_burst_per_ip":                    2 * *c.Listeners[0].ConnectionRatePerIP,
+		"backends[].health.agent.timeout":                        agAgentDefaultTimeout, // health.agent is unset by default
 	}
 	checked := 0
 	for key, rs := range docTables(t) {

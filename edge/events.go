@@ -91,6 +91,7 @@ func (ev connEvents) Handshake(c *tlsmode.Conn, d time.Duration, err error) {
 }
 
 func (ev connEvents) Request(c *tlsmode.Conn, s *affinity.Server, status int, d time.Duration) {
+	agOutlierRequest(c, s, status) // consecutive 5xx answers eject (outlier.consecutive_5xx)
 	r := routeOf(c)
 	if r == nil || r.obs == nil {
 		return

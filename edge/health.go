@@ -21,6 +21,7 @@ type healthChecks struct {
 
 	mu       sync.Mutex
 	checkers map[*affinity.Server]*checker
+	agents   map[*affinity.Server]*agAgent // agent checks (agent.go)
 }
 
 func newHealthChecks(ctx context.Context, e *Edge) *healthChecks {
@@ -69,6 +70,7 @@ func (h *healthChecks) update(pools map[string]*Pool) {
 			delete(h.checkers, s)
 		}
 	}
+	h.agUpdate(pools)
 }
 
 // stop stops every checker.
@@ -78,6 +80,10 @@ func (h *healthChecks) stop() {
 	for s, c := range h.checkers {
 		c.cancel()
 		delete(h.checkers, s)
+	}
+	for s, a := range h.agents {
+		a.cancel()
+		delete(h.agents, s)
 	}
 }
 
@@ -112,11 +118,16 @@ func (h *healthChecks) checkOnce(ctx context.Context, p *Pool, c *checker) (goOn
 			goOn = true
 		}
 	}()
-	err := p.check(ctx, c.st.srv)
+	pct, err := p.checkWeight(ctx, c.st.srv)
 	if ctx.Err() != nil {
 		return false
 	}
 	h.record(p, c, err)
+	if err == nil && c.st.setReported(false, pct) {
+		// X-Tlsedge-Weight changed (-1: absent now, 100 %)
+		h.e.log.Info().Str("backend", p.Name).Str("server", c.st.srv.Address).Int("percent", pct).
+			Msg("server weight set by its health check's " + agWeightHeader)
+	}
 	return true
 }
 
@@ -128,7 +139,7 @@ func (h *healthChecks) record(p *Pool, c *checker, err error) {
 		c.ok++
 		c.bad = 0
 		c.st.checkedAt(time.Now(), "")
-		if !s.Healthy() && c.ok >= p.health.Rise && c.st.setHealthy(true) {
+		if !c.st.checkUp() && c.ok >= p.health.Rise && c.st.setHealthy(true) {
 			h.e.log.Info().Str("backend", p.Name).Str("server", s.Address).Str("check", p.health.Type).
 				Int("rise", p.health.Rise).Msg("server up")
 			h.e.m.healthChanged(p.Name, s.Address, true)
@@ -138,7 +149,7 @@ func (h *healthChecks) record(p *Pool, c *checker, err error) {
 	c.bad++
 	c.ok = 0
 	c.st.checkedAt(time.Now(), err.Error())
-	if s.Healthy() && c.bad >= p.health.Fall && c.st.setHealthy(false) {
+	if c.st.checkUp() && c.bad >= p.health.Fall && c.st.setHealthy(false) {
 		h.e.log.Warn().Str("backend", p.Name).Str("server", s.Address).Str("check", p.health.Type).
 			Int("fall", p.health.Fall).Str("reason", err.Error()).Msg("server down")
 		h.e.m.healthChanged(p.Name, s.Address, false)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/tlsedge/tlsedge/affinity"
@@ -22,12 +23,25 @@ import (
 //     that TLS when the backend has tls, answers a status of expect_status
 //     (200-399 by default).
 func (p *Pool) check(ctx context.Context, s *affinity.Server) error {
+	_, err := p.checkWeight(ctx, s)
+	return err
+}
+
+// agWeightHeader is the response header of http checks that sets the
+// server's weight in percent of its configured weight.
+const agWeightHeader = "X-Tlsedge-Weight"
+
+// checkWeight is check, and for a passing http check the percentage its
+// X-Tlsedge-Weight header reports: 0-100 (above 100 counts as 100); -1
+// when absent (100 %), not an http check, or not a whole number.
+func (p *Pool) checkWeight(ctx context.Context, s *affinity.Server) (pct int, err error) {
+	pct = -1
 	ctx, cancel := context.WithTimeout(ctx, p.health.Timeout)
 	defer cancel()
 	d := net.Dialer{KeepAlive: -1}
 	conn, err := d.DialContext(ctx, "tcp", s.Address)
 	if err != nil {
-		return trimOp(err) // "connect: connection refused", "i/o timeout"
+		return pct, trimOp(err) // "connect: connection refused", "i/o timeout"
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -37,13 +51,27 @@ func (p *Pool) check(ctx context.Context, s *affinity.Server) error {
 	case "tls":
 		tc := tls.Client(conn, p.checkTLSFor(s))
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return tlsError(err)
+			return pct, tlsError(err)
 		}
-		return tc.Close()
+		return pct, tc.Close()
 	case "http":
 		return p.checkHTTP(ctx, conn, s)
 	}
-	return nil
+	return pct, nil
+}
+
+// agParseWeightHeader parses X-Tlsedge-Weight: a whole percentage, "50"
+// or "50%", capped at 100; -1 when absent or malformed.
+func agParseWeightHeader(v string) int {
+	v = strings.TrimSuffix(strings.TrimSpace(v), "%")
+	if v == "" {
+		return -1
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return min(n, 100)
 }
 
 // checkTLSFor is the TLS client config of checks of s: the backend's, with
@@ -60,13 +88,15 @@ func (p *Pool) checkTLSFor(s *affinity.Server) *tls.Config {
 	return c
 }
 
-// checkHTTP sends one GET on conn and checks the status.
-func (p *Pool) checkHTTP(ctx context.Context, conn net.Conn, s *affinity.Server) error {
+// checkHTTP sends one GET on conn and checks the status; pct is the
+// X-Tlsedge-Weight of a passing answer (see checkWeight).
+func (p *Pool) checkHTTP(ctx context.Context, conn net.Conn, s *affinity.Server) (pct int, err error) {
+	pct = -1
 	scheme := "http"
 	if p.checkTLS != nil {
 		tc := tls.Client(conn, p.checkTLSFor(s))
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return tlsError(err)
+			return pct, tlsError(err)
 		}
 		defer tc.Close()
 		conn, scheme = tc, "https"
@@ -80,7 +110,7 @@ func (p *Pool) checkHTTP(ctx context.Context, conn net.Conn, s *affinity.Server)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+s.Address+p.health.Path, nil)
 	if err != nil {
-		return err
+		return pct, err
 	}
 	req.Host = host
 	req.Header.Set("User-Agent", "tlsedge-health-check")
@@ -93,14 +123,14 @@ func (p *Pool) checkHTTP(ctx context.Context, conn net.Conn, s *affinity.Server)
 	defer tr.CloseIdleConnections()
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
-		return fmt.Errorf("http: %w", trimOp(err))
+		return pct, fmt.Errorf("http: %w", trimOp(err))
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if !p.expectStatus(resp.StatusCode) {
-		return fmt.Errorf("http: status %d (want %s)", resp.StatusCode, p.expectText())
+		return pct, fmt.Errorf("http: status %d (want %s)", resp.StatusCode, p.expectText())
 	}
-	return nil
+	return agParseWeightHeader(resp.Header.Get(agWeightHeader)), nil
 }
 
 // expectStatus reports whether status means healthy.

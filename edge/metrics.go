@@ -47,6 +47,8 @@ type metrics struct {
 	configInfo   *prometheus.GaugeVec // hash
 	lastReload   prometheus.Gauge
 	discLookups  *prometheus.CounterVec // backend, result
+	agEjections  *prometheus.CounterVec // backend, server, reason
+	agAgents     *prometheus.CounterVec // backend, server, result
 
 	// discEdge is the Edge these metrics belong to: the DNS discovery
 	// loops of pools reach it through their pool's metrics (discovery.go).
@@ -100,6 +102,14 @@ func newMetrics(e *Edge) *metrics {
 		Help: "DNS discovery lookups of backends (discovery.dns), by result: ok (servers found), empty (an answer without records: the servers are kept), nxdomain (the name does not exist: the servers are kept until it has not for refresh x 3), error (timeout, SERVFAIL, network: the servers are kept)."},
 		[]string{"backend", "result"})
 	f(m.discLookups)
+	m.agEjections = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_server_ejections_total",
+		Help: "Passive ejections of servers (outlier), by what tripped them: connect (consecutive connect failures), tls (consecutive TLS handshake failures to the server, reencrypt), 5xx (consecutive 5xx answers, http routes)."},
+		[]string{"backend", "server", "reason"})
+	m.agAgents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_agent_checks_total",
+		Help: "Agent checks (health.agent) of servers, by result: ok (a line read and applied), failed (no connect, timeout, or a line without a word tlsedge knows: nothing changed)."},
+		[]string{"backend", "server", "result"})
+	f(m.agEjections)
+	f(m.agAgents)
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_config_reloads_total",
 		Help: "Config reloads by result (success, refused)."}, []string{"result"})
 	m.configHash = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tlsedge_config_hash",
@@ -211,6 +221,8 @@ func (m *metrics) serverGone(backend, server string, stillUsed bool) {
 	m.connectDur.DeletePartialMatch(l)
 	m.connectErrs.DeletePartialMatch(l)
 	m.healthTrans.DeletePartialMatch(l)
+	m.agEjections.DeletePartialMatch(l)
+	m.agAgents.DeletePartialMatch(l)
 	if !stillUsed {
 		m.closed.DeletePartialMatch(prometheus.Labels{"server": server})
 	}
@@ -296,4 +308,24 @@ func (m *metrics) saturatedAt(listener string, full bool) {
 		v = 1
 	}
 	m.saturated.WithLabelValues(listener).Set(v)
+}
+
+// agEjected counts a passive ejection.
+func (m *metrics) agEjected(backend, server, reason string) {
+	if m == nil {
+		return
+	}
+	m.agEjections.WithLabelValues(backend, server, reason).Inc()
+}
+
+// agAgentCheck counts an agent check.
+func (m *metrics) agAgentCheck(backend, server string, ok bool) {
+	if m == nil {
+		return
+	}
+	result := "failed"
+	if ok {
+		result = "ok"
+	}
+	m.agAgents.WithLabelValues(backend, server, result).Inc()
 }

@@ -13,7 +13,9 @@ var (
 	descServerUp = prometheus.NewDesc("tlsedge_server_up",
 		"1 when the server's health checks pass (or it has none), 0 when it is down.", []string{"backend", "server"}, nil)
 	descServerWeight = prometheus.NewDesc("tlsedge_server_weight",
-		"The weight in force (the API's override, else the config's).", []string{"backend", "server"}, nil)
+		"The weight in force: the API's override, else the config's scaled by the load the server reports (agent check, X-Tlsedge-Weight); 0.25 for weight 1 at 25%.", []string{"backend", "server"}, nil)
+	descServerEjected = prometheus.NewDesc("tlsedge_server_ejected",
+		"1 while passive ejection (outlier) keeps the server out of picking, else 0.", []string{"backend", "server"}, nil)
 	descServerConfWeight = prometheus.NewDesc("tlsedge_server_configured_weight",
 		"The weight the config gives.", []string{"backend", "server"}, nil)
 	descServerDraining = prometheus.NewDesc("tlsedge_server_draining",
@@ -29,7 +31,7 @@ var (
 
 func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descServerUp, descServerWeight, descServerConfWeight, descServerDraining,
-		descServerActive, descServerTotal, descServerBytes} {
+		descServerActive, descServerTotal, descServerBytes, descServerEjected} {
 		ch <- d
 	}
 }
@@ -45,9 +47,10 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, append([]string{pool, s.Address}, extra...)...)
 		}
 		gauge(descServerUp, b2f(s.Healthy()))
-		gauge(descServerWeight, float64(eff))
+		gauge(descServerWeight, eff)
 		gauge(descServerConfWeight, float64(conf))
 		gauge(descServerDraining, b2f(s.Draining()))
+		gauge(descServerEjected, b2f(s.Ejected()))
 		gauge(descServerActive, float64(max(s.Active(), 0)))
 		counter(descServerTotal, float64(st.total.Load()))
 		counter(descServerBytes, float64(st.bytesIn.Load()), "in")

@@ -48,6 +48,11 @@ type Pool struct {
 	// discConfigured: the addresses the config lists.
 	discFromDNS, discConfigured map[string]bool
 
+	// outlier: passive ejection settings (nil = off); outGroup serializes
+	// its decisions, shared across reloads (outlier.go).
+	outlier  *agOutlierSettings
+	outGroup *agOutlierGroup
+
 	states map[*affinity.Server]*serverState // shared with the pools before and after a reload
 	queue  *slotQueue                        // waiters for a slot at maxPerServer; shared across reloads
 	m      *metrics                          // nil in tests that build pools alone
@@ -89,9 +94,14 @@ func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
 	}
 	if prev != nil {
 		p.queue = prev.queue
+		p.outGroup = prev.outGroup
 	} else {
 		p.queue = &slotQueue{}
 	}
+	if p.outGroup == nil {
+		p.outGroup = newAgOutlierGroup()
+	}
+	p.outlier = agOutlierSettingsOf(bc.Outlier)
 	switch bc.ProxyProtocol {
 	case "v1":
 		p.proxy = 1
@@ -214,6 +224,12 @@ func (p *Pool) commit() (up []*serverState) {
 		if p.health.Type == "none" && p.states[s].setHealthy(true) {
 			up = append(up, p.states[s])
 		}
+		if p.health.Type != "http" {
+			p.states[s].setReported(false, -1) // no X-Tlsedge-Weight any more
+		}
+		if p.outlier == nil && s.Ejected() {
+			p.states[s].agEndEjection() // passive ejection turned off
+		}
 	}
 	return up
 }
@@ -273,8 +289,16 @@ func (p *Pool) Connect(ctx context.Context, c *tlsmode.Conn) (*tlsmode.Upstream,
 		// server; the dial is bounded by connect_timeout.
 		conn, err := p.dialServer(context.WithoutCancel(ctx), s)
 		if err == nil {
-			return &tlsmode.Upstream{Conn: conn, Server: s, Proxy: p.proxy, Release: s.Release}, nil
+			release := s.Release
+			if r := routeOf(c); p.outlier != nil && r != nil && r.Mode == "reencrypt" {
+				// judged when it ends: did the TLS handshake with s work?
+				release = p.agReencryptRelease(c, s)
+			} else {
+				p.agSuccess(s, "connect")
+			}
+			return &tlsmode.Upstream{Conn: conn, Server: s, Proxy: p.proxy, Release: release}, nil
 		}
+		p.agFailure(s, "connect")
 		s.Release()
 		lastErr = fmt.Errorf("connecting to %s: %w", s.Address, err)
 		triedList = append(triedList, s)
@@ -417,7 +441,14 @@ func (p *Pool) dialServer(ctx context.Context, s *affinity.Server) (net.Conn, er
 // of http routes (see tlsmode.HTTPOptions.Dial).
 func (p *Pool) DialHTTP(ctx context.Context, _, addr string) (net.Conn, error) {
 	if s := p.Server(addr); s != nil {
-		return p.dialServer(ctx, s)
+		conn, err := p.dialServer(ctx, s)
+		switch {
+		case err == nil:
+			p.agSuccess(s, "connect")
+		case ctx.Err() == nil: // not the request given up
+			p.agFailure(s, "connect")
+		}
+		return conn, err
 	}
 	return p.dialer.DialContext(ctx, "tcp", addr) // a server a reload removed
 }

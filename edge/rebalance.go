@@ -68,7 +68,7 @@ func (o *ops) plan(p *Pool, above, rate float64) (*RebalancePlan, []*tlsmode.Con
 	for _, s := range p.Servers {
 		if s.Available() {
 			n++
-			weights += int64(s.Weight())
+			weights += s.EffectiveWeight() // the weight in force: agent and health reports included
 			plan.Total += max(s.Active(), 0)
 		}
 	}
@@ -81,7 +81,7 @@ func (o *ops) plan(p *Pool, above, rate float64) (*RebalancePlan, []*tlsmode.Con
 			continue
 		}
 		active := max(s.Active(), 0)
-		share := float64(plan.Total) * float64(s.Weight()) / float64(weights)
+		share := float64(plan.Total) * float64(s.EffectiveWeight()) / float64(weights)
 		sp := RebalanceServerPlan{Address: s.Address, Active: active, Share: math.Round(share*100) / 100}
 		if float64(active) > above*share {
 			excess := int(active - int64(math.Ceil(share)))

@@ -192,6 +192,7 @@ func validateBackend(c *Config, ps *Problems, p string, b *BackendConfig) {
 	h := b.Health
 	oneOf(ps, p+".health.type", h.Type, "tcp", "tls", "http", "none")
 	validateHealth(c, ps, p, b)
+	agValidate(ps, p, b)
 	if h.Interval < 0 {
 		ps.Add(p+".health.interval", "must be positive, e.g. 2s")
 	}
