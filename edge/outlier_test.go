@@ -21,8 +21,9 @@ func TestOutlierStateMachine(t *testing.T) {
 		t.Fatal("tripped before 3 failures")
 	}
 	o.success("connect")
-	if o.failure("connect", set, t0) || o.failure("connect", set, t0) || !o.failure("connect", set, t0) {
-		t.Fatal("3 failures after a success: want a trip at the third only")
+	first, second, third := o.failure("connect", set, t0), o.failure("connect", set, t0), o.failure("connect", set, t0)
+	if first || second || !third {
+		t.Fatalf("3 failures after a success tripped %v %v %v: want a trip at the third only", first, second, third)
 	}
 	if d := o.eject("connect", set, t0); d != 10*time.Second || !o.ejected(t0.Add(9*time.Second)) {
 		t.Fatalf("first ejection: %v, ejected at +9s %v; want 10s, true", d, o.ejected(t0.Add(9*time.Second)))
