@@ -136,7 +136,9 @@ func (st *serverState) startDrain(by string) bool {
 	defer st.mu.Unlock()
 	if st.srv.Draining() {
 		if st.drainBy == "agent" && by != "agent" {
-			st.drainBy = by // the API's or a reload's drain is not the agent's to end
+			// The API's or a reload's drain is not the agent's to end, and
+			// its drain_timeout starts now, not when the agent drained.
+			st.drainBy, st.drainSince = by, time.Now()
 			return true
 		}
 		return false
