@@ -7,7 +7,7 @@ COMMIT   ?= $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet H
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 FUZZTIME ?= 60s
 
-.PHONY: all build install docker-lint demo test unit e2e soak fuzz fuzz-short bench compare compare-terminate vet fmt lint clean
+.PHONY: all build install docker-lint demo test unit e2e soak fuzz fuzz-short bench compare compare-terminate compare-quick vet fmt lint clean
 
 all: build
 
@@ -106,6 +106,9 @@ compare:
 
 compare-terminate:
 	bash cmd/tlsedge-load/compare-terminate.sh
+
+compare-quick:
+	D=2s ROUNDS=1 IDLE=1000 bash cmd/tlsedge-load/compare.sh
 
 vet:
 	$(GO) vet ./...

@@ -129,7 +129,7 @@ func (r *runner) httpRequests(ctx context.Context, w *worker) {
 		w.fail(err)
 		return
 	}
-	buf := make([]byte, 4<<10)
+	buf := make([]byte, 64<<10)
 	for ctx.Err() == nil {
 		t0 := time.Now()
 		n, err := r.get(t, req, buf)

@@ -163,3 +163,15 @@ func TestCheckLoadHTTPFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPBulk: ?bytes=N answers N bytes, and the load counts them all.
+func TestHTTPBulk(t *testing.T) {
+	t.Parallel()
+	dir, h := httpsServer(t)
+	o := loadOpts(dir, h, "http")
+	o.path = "/?bytes=300000"
+	res := runLoad(t, o)
+	if res.Ops == 0 || res.Errors != 0 || res.Bytes != res.Ops*300000 {
+		t.Errorf("%d requests, %d errors, %d bytes; want requests of 300000 bytes each and no error", res.Ops, res.Errors, res.Bytes)
+	}
+}

@@ -1,10 +1,10 @@
 # shellcheck shell=bash
-# lib.sh: what compare.sh and compare-terminate.sh share. Sourced, not run.
+# lib.sh: the helpers of compare.sh. Sourced, not run.
 #
 # The caller sets, before sourcing: ROOT (the checkout), TMP (its temp
-# folder), KEEP, SRC, PIN, QUIET_PCT, QUIET_MAX; after: SETUPS and PAIRS for
-# the table (see row). Every process the caller starts goes into PIDS, and
-# cleanup (trapped on EXIT here) kills them all, by PID, and removes TMP.
+# folder), KEEP, SRC, PIN, QUIET_PCT, QUIET_MAX. Every process the caller
+# starts goes into PIDS, and cleanup (trapped on EXIT here) kills them all,
+# by PID, and removes TMP.
 
 PIDS=()
 
@@ -119,49 +119,39 @@ build() {
 	(cd "$src" && go build -o "$TMP/bin/tlsedge" ./cmd/tlsedge && go build -o "$TMP/bin/tlsedge-load" ./cmd/tlsedge-load)
 }
 
-# val SETUP MODE FIELD: the median over the rounds of $TMP/res/SETUP.MODE.N.json
-# ("" when missing).
-val() {
-	local files=("$TMP/res/$1.$2".*[0-9].json)
-	[[ -e ${files[0]} ]] || return 0
-	jq -rs --arg f "$3" '[.[] | .[$f] | select(. != null)] | sort
-		| if length == 0 then "" elif length % 2 == 1 then .[length / 2 | floor]
-		  else (.[length / 2 - 1] + .[length / 2]) / 2 end' "${files[@]}"
+# tree PID: PID and its children (nginx's master and workers), one a line.
+tree() {
+	[[ -n $1 && -d /proc/$1 ]] || return 0
+	echo "$1"
+	pgrep -P "$1" || true
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
-num() { awk -v a="$1" -v p="$2" 'BEGIN { if (a == "") print "-"; else printf "%.*f", p, a }'; }
-
-# pairs CANDIDATES...: the A/B ratios whose both setups are in SETUPS.
-pairs() {
-	local pair a b
-	PAIRS=()
-	for pair in "$@"; do
-		a=${pair%/*} b=${pair#*/}
-		if [[ " $SETUPS " == *" $a "* && " $SETUPS " == *" $b "* ]]; then PAIRS+=("$pair"); fi
+# treeticks PID: CPU ticks of PID and its children (0 for no PID).
+treeticks() {
+	local p sum=0
+	for p in $(tree "$1"); do sum=$((sum + $(ticks "$p" 2>/dev/null || echo 0))); done
+	echo "$sum"
+}
+# rss_kb PID: resident memory (VmRSS, KiB) of PID and its children.
+rss_kb() {
+	local p sum=0 v
+	for p in $(tree "$1"); do
+		v=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
+		sum=$((sum + ${v:-0}))
 	done
+	echo "$sum"
 }
-short() { sed -e 's/haproxy-splice/hsplice/; s/tlsedge/edge/; s/haproxy/hapx/; s/direct/dir/' <<<"$1"; }
-
-header() { # header TITLE: the table's first line
-	local s pair
-	printf "%-30s" "$1"
-	for s in $SETUPS; do printf " %14s" "$s"; done
-	for pair in "${PAIRS[@]}"; do printf " %12s" "$(short "$pair")"; done
-	echo
+# fds PID: open file descriptors of PID and its children.
+fds() {
+	local p sum=0
+	for p in $(tree "$1"); do sum=$((sum + $(find "/proc/$p/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l))); done
+	echo "$sum"
 }
-
-row() { # row LABEL MODE FIELD DECIMALS [noratio]
-	local label=$1 mode=$2 field=$3 dec=$4 s pair
-	declare -A v
-	printf "%-30s" "$label"
-	for s in $SETUPS; do
-		v[$s]=$(val "$s" "$mode" "$field")
-		printf " %14s" "$(num "${v[$s]}" "$dec")"
-	done
-	if [[ -z ${5:-} ]]; then
-		for pair in "${PAIRS[@]}"; do
-			printf " %12s" "$(ratio "${v[${pair%/*}]}" "${v[${pair#*/}]}")"
-		done
-	fi
-	echo
+# bytes SIZE: 64, 64KiB, 64MiB, 1GiB as a number of bytes.
+bytes() {
+	case $1 in
+	*GiB) echo $((${1%GiB} << 30)) ;;
+	*MiB) echo $((${1%MiB} << 20)) ;;
+	*KiB) echo $((${1%KiB} << 10)) ;;
+	*) echo $(($1)) ;;
+	esac
 }

@@ -74,6 +74,18 @@ func load(ctx context.Context, o *options) (*result, error) {
 	}
 	r := &runner{o: o, tls: cfg}
 	nworkers := o.conc
+	if o.mode == "idle" || o.mode == "idle-http" {
+		if o.mode == "idle-http" {
+			r.tls.NextProtos = []string{"http/1.1"}
+		}
+		r.start = time.Now()
+		r.end = r.start.Add(o.dur)
+		ctx, cancel := context.WithDeadline(ctx, r.end)
+		defer cancel()
+		res := &result{Mode: o.mode, Label: o.label, Addr: o.addr, SNI: r.tls.ServerName, Concurrency: o.conc}
+		r.idleRun(ctx, res, idleGiveUp, o.ready)
+		return res, nil
+	}
 	if work == nil {
 		return nil, fmt.Errorf("-mode %q: no such mode", o.mode)
 	}

@@ -16,6 +16,18 @@
 //	tlsedge-load -mode http -h2       -addr ... -c 4 -streams 4 -d 10s
 //	tlsedge-load -mode handshake-http -addr ... -c 8 -d 10s
 //
+// Idle connections: open -c (-dialers at a time), one round trip each (a
+// byte echoed; idle-http: one keep-alive GET of -path), hold them, print
+// "tlsedge-load: idle ready: N connections up, F failed" on stderr, wait for
+// SIGINT/SIGTERM or -d, then one more round trip on each (held):
+//
+//	tlsedge-load -mode idle      -addr ... -c 9000 -d 5m
+//	tlsedge-load -mode idle-http -addr ... -c 9000 -d 5m
+//
+// The table of compare.sh's recorded runs (see report.go):
+//
+//	tlsedge-load -report DIR [-report-json results.json]
+//
 // Echo server (the backend; -client-ca makes client certificates required):
 //
 //	tlsedge-load -serve 127.0.0.1:9443 -cert server.pem -key server-key.pem -client-ca ca.pem
@@ -78,9 +90,9 @@
 // went to the client. Exit status 1 when nothing got through (no operation,
 // no byte) or more than 1% of attempts failed, 2 on bad flags.
 //
-// compare.sh (passthrough) and compare-terminate.sh (terminate, HTTP with
-// client certificates) beside this file put direct, tlsedge and HAProxy side
-// by side on one machine.
+// compare.sh beside this file (make compare) puts direct, tlsedge, HAProxy
+// and nginx side by side on one machine, for passthrough, terminate and
+// reencrypt; BENCHMARKS.md at the top of the repository describes it.
 package main
 
 import (
@@ -115,6 +127,10 @@ type options struct {
 	h2                bool
 	streams           int
 	path              string
+	dialers           int
+	ready             func(up, failed int64) // idle modes: called once the connections are up
+
+	report, reportJSON string
 
 	serve     string
 	serveHTTP string
@@ -137,7 +153,7 @@ func run(args []string) int {
 	fs.BoolVar(&o.insecure, "insecure", false, "do not verify the server certificate")
 	fs.IntVar(&o.conc, "c", 4, "concurrency: workers, each with its own connection")
 	fs.DurationVar(&o.dur, "d", 0, "duration of the load (required, at most 5m); with -serve, stop after it (0 = at SIGINT/SIGTERM)")
-	fs.StringVar(&o.mode, "mode", "throughput", "handshake | throughput | echo | http | handshake-http")
+	fs.StringVar(&o.mode, "mode", "throughput", "handshake | throughput | echo | http | handshake-http | idle | idle-http")
 	fs.Var(&o.size, "size", "bytes per connection (throughput, default 64MiB) or per round trip (echo, default 64); suffixes KiB MiB GiB")
 	fs.StringVar(&o.tlsVersion, "tls", "", "force the TLS version: 1.2 or 1.3 (default: negotiate, which is 1.3)")
 	fs.StringVar(&o.curve, "curve", "", "offer only this key exchange: X25519, X25519MLKEM768, P256 (default: Go's list)")
@@ -146,6 +162,9 @@ func run(args []string) int {
 	fs.BoolVar(&o.h2, "h2", false, "http mode: HTTP/2 (ALPN h2) instead of HTTP/1.1")
 	fs.IntVar(&o.streams, "streams", 1, "http mode with -h2: requests in flight on each of the -c connections")
 	fs.StringVar(&o.path, "path", "/", "http modes: the path to GET")
+	fs.IntVar(&o.dialers, "dialers", 64, "idle modes: connections opened at once")
+	fs.StringVar(&o.report, "report", "", "print the markdown table of the compare.sh results in this folder and exit")
+	fs.StringVar(&o.reportJSON, "report-json", "", "with -report: also write every run and the table as JSON to this file")
 	fs.StringVar(&o.serve, "serve", "", "serve TLS echo on this address instead of generating load")
 	fs.StringVar(&o.serveHTTP, "serve-http", "", "serve HTTP on this address instead of generating load: plain HTTP, or HTTPS with -cert/-key (client certificates required with -client-ca)")
 	fs.StringVar(&o.pki, "pki", "", "write a throwaway PKI into this folder and exit")
@@ -161,6 +180,12 @@ func run(args []string) int {
 	defer stop()
 
 	switch {
+	case o.report != "":
+		if err := report(o.report, o.reportJSON, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "tlsedge-load:", err)
+			return 1
+		}
+		return 0
 	case o.pki != "":
 		if err := writePKI(o.pki, o.sni); err != nil {
 			fmt.Fprintln(os.Stderr, "tlsedge-load:", err)
@@ -188,6 +213,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "tlsedge-load:", err)
 		return 2
 	}
+	o.ready = printReady
 	res, err := load(ctx, &o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tlsedge-load:", err)
@@ -203,7 +229,7 @@ func run(args []string) int {
 	} else {
 		fmt.Println(res.human())
 	}
-	if (res.Ops == 0 && res.Bytes == 0) || res.Errors*100 > res.Ops+res.Errors {
+	if (res.Ops == 0 && res.Bytes == 0) || res.Errors*100 > res.Ops+res.Errors || res.Held < res.Ops && isIdle(o.mode) {
 		return 1
 	}
 	return 0
@@ -247,8 +273,18 @@ func (o *options) checkLoad() error {
 		if o.mode == "handshake-http" && o.h2 {
 			return errors.New("-h2 goes with -mode http: handshake-http does one HTTP/1.1 request per connection")
 		}
+	case "idle", "idle-http":
+		if o.size != 0 {
+			return errors.New("-size does not apply to the idle modes: one byte (idle) or one GET (idle-http) per connection")
+		}
+		if !strings.HasPrefix(o.path, "/") {
+			return fmt.Errorf("-path %q must start with /", o.path)
+		}
+		if o.dialers < 1 {
+			return errors.New("-dialers must be 1 or more")
+		}
 	default:
-		return fmt.Errorf("-mode %q: use handshake, throughput, echo, http or handshake-http", o.mode)
+		return fmt.Errorf("-mode %q: use handshake, throughput, echo, http, handshake-http, idle or idle-http", o.mode)
 	}
 	if o.h2 && o.mode != "http" {
 		return errors.New("-h2 goes with -mode http")
@@ -261,6 +297,8 @@ func (o *options) checkLoad() error {
 	}
 	return nil
 }
+
+func isIdle(mode string) bool { return mode == "idle" || mode == "idle-http" }
 
 // byteSize is a flag value taking 64, 64KiB, 64MiB, 1GiB (also K, M, G, KB...
 // all binary).

@@ -50,6 +50,12 @@ type result struct {
 	Errors     int64   `json:"errors"`
 	FirstError string  `json:"first_error,omitempty"`
 	TLS        string  `json:"tls,omitempty"` // version, cipher suite, key exchange of the first connection
+	// The idle modes: Attempted connections were tried, Ops of them opened
+	// and answered one round trip, Held answered another at the end; GaveUp
+	// says the opening stopped after too many failures in a row.
+	Attempted int64 `json:"attempted,omitempty"`
+	Held      int64 `json:"held"`
+	GaveUp    bool  `json:"gave_up,omitempty"`
 	// CPUSeconds is user+system CPU time of this process over the run.
 	CPUSeconds float64 `json:"cpu_s"`
 }
@@ -100,6 +106,12 @@ func (r *result) human() string {
 		}
 		fmt.Fprintf(&b, "%.0f connections/s (full handshake + 1 GET each, %dB read per connection), p50 %.3fms p90 %.3fms p99 %.3fms max %.3fms",
 			r.OpsPerSec, perConn, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs)
+	case "idle", "idle-http":
+		fmt.Fprintf(&b, "%d of %d connections opened (%.0f/s, %d attempted), %d held to the end, open p50 %.3fms p99 %.3fms",
+			r.Ops, r.Concurrency, r.OpsPerSec, r.Attempted, r.Held, r.P50Ms, r.P99Ms)
+		if r.GaveUp {
+			fmt.Fprintf(&b, ", gave up after %d failures in a row", idleGiveUp)
+		}
 	}
 	if r.Identity != "" {
 		fmt.Fprintf(&b, ", server saw %q", r.Identity)

@@ -29,7 +29,7 @@ type httpServer struct {
 	requests, withIdentity atomic.Int64
 }
 
-// ServeHTTP answers httpBody, and in the X-Load-Identity header who the
+// ServeHTTP answers httpBody (with ?bytes=N: N zero bytes instead), and in the X-Load-Identity header who the
 // client is: "tls CN=..." from a verified client certificate (HTTPS),
 // "xfcc 1234B Subject=..." from an X-Forwarded-Client-Cert a balancer set,
 // or "none".
@@ -50,7 +50,39 @@ func (s *httpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
 	h[identityHeader] = []string{id}
+	if n, ok := bulkSize(r); ok {
+		// ?bytes=N: N bytes of zeros (the bulk runs of compare.sh).
+		h["Content-Type"] = []string{"application/octet-stream"}
+		h["Content-Length"] = []string{strconv.FormatInt(n, 10)}
+		for n > 0 {
+			m, err := w.Write(zeros[:min(n, int64(len(zeros)))])
+			if err != nil {
+				return
+			}
+			n -= int64(m)
+		}
+		return
+	}
 	_, _ = w.Write(httpBody)
+}
+
+// zeros is the bulk answer's buffer.
+var zeros = make([]byte, 64<<10)
+
+// maxBulk bounds ?bytes=.
+const maxBulk = 1 << 40
+
+// bulkSize is the N of a ?bytes=N query (0 to maxBulk), ok false without one.
+func bulkSize(r *http.Request) (int64, bool) {
+	v := r.URL.Query().Get("bytes")
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > maxBulk {
+		return 0, false
+	}
+	return n, true
 }
 
 // httpServing is a started HTTP server.
