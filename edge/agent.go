@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -138,6 +139,15 @@ type agAgent struct {
 	cancel  context.CancelFunc
 	lastLog time.Time // the last failure logged
 	quiet   int       // failures not logged since
+
+	// mu orders applying an answer against turning the agent off: agOnce
+	// applies under mu only while its ctx is live, and agUpdate cancels
+	// the ctx before it clears the reports under mu, so an answer read
+	// before the agent was turned off is never applied after the clear.
+	mu sync.Mutex
+	// beforeApply, if set (tests), runs after the answer is read and
+	// before it is applied.
+	beforeApply func()
 }
 
 // agUpdate starts, re-configures and stops the agent checkers of the
@@ -172,9 +182,11 @@ func (h *healthChecks) agUpdate(pools map[string]*Pool) {
 			a.cancel()
 			delete(h.agents, s)
 			if kept[s] { // agent turned off: its reports no longer apply
+				a.mu.Lock()
 				a.st.setReported(true, -1)
 				a.st.setAgentDown(false)
 				a.st.agClearDrain()
+				a.mu.Unlock()
 			}
 		}
 	}
@@ -232,6 +244,14 @@ func (h *healthChecks) agOnce(ctx context.Context, p *Pool, a *agAgent) {
 		} else {
 			a.quiet++
 		}
+		return
+	}
+	if a.beforeApply != nil {
+		a.beforeApply()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ctx.Err() != nil { // turned off (or stopped) meanwhile
 		return
 	}
 	a.st.agRecord(now, line, "")

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -23,8 +24,12 @@ import (
 // from DNS drains (drain_timeout, then drain_rate) and one that comes back
 // before it is gone is the same server, enabled again. A reload with the
 // same discovery settings hands the discoverer to the new pool, set and
-// all (no lookup, no flap); changed settings make a new discoverer, which
-// resolves before the pool is built.
+// all (no lookup, no flap). Changed settings make a new discoverer: with
+// the same dns name it starts from the old one's set and NXDOMAIN state
+// and resolves in its loop (no lookup while the config is put in force);
+// with a new name it resolves once before the pool is built (at most
+// discInitialTimeout) and, if that lookup fails, keeps the old set under
+// the usual rules (a failed lookup never empties the pool).
 
 // DiscDefaultRefresh is discovery.refresh's zero value.
 const DiscDefaultRefresh = 10 * time.Second
@@ -36,8 +41,13 @@ const discMinInterval = time.Second
 // (the count of those not logged goes with the next line).
 const discWarnEvery = 30 * time.Second
 
-// discInitialTimeout bounds the lookup made while a config is put in force.
-const discInitialTimeout = 5 * time.Second
+// discInitialTimeout bounds the lookup made while a config is put in force
+// (under the Edge's lock: only for a new dns name).
+const discInitialTimeout = 2 * time.Second
+
+// discLookupTimeout bounds each lookup of the loop (and refresh, if
+// shorter).
+const discLookupTimeout = 10 * time.Second
 
 // discoverer resolves one backend's discovery.dns. Its loop runs from the
 // first commit of a pool holding it until a pool without it is committed,
@@ -55,6 +65,7 @@ type discoverer struct {
 
 	mu       sync.Mutex
 	servers  []discServer // the last good set, by address; nil before one
+	known    discKnown    // the addresses each name had in the last good set
 	last     time.Time    // the last lookup's end
 	result   string       // its result
 	lastErr  string
@@ -65,15 +76,20 @@ type discoverer struct {
 	failing  bool      // the last lookup failed (for the "works again" line)
 	started  bool
 	first    *discAnswer // the lookup made by newDiscoverer, counted once started
+	seeded   int         // servers taken over from the replaced discoverer
 	cancel   context.CancelFunc
 	stopping bool
 	retry    bool // the last change could not be put in force: try again after the next lookup
 }
 
-// newDiscoverer makes the discoverer of backend bc and resolves its name
-// once (at most discInitialTimeout), so that a pool built now has the
-// servers. It does not start the loop (see start). bc was validated.
-func newDiscoverer(bc *BackendConfig) *discoverer {
+// newDiscoverer makes the discoverer of backend bc. It starts from old's
+// set (old: the discoverer it replaces, or nil), so that changing the
+// settings never empties the pool. With old's dns name it takes old's
+// NXDOMAIN state too and its first lookup is the loop's, due at once;
+// otherwise it resolves the name once (at most discInitialTimeout), the
+// answer applied to old's set under the rules of record. It does not start
+// the loop (see start). bc was validated.
+func newDiscoverer(bc *BackendConfig, old *discoverer) *discoverer {
 	t, err := discParse(bc.Discovery.DNS)
 	d := &discoverer{backend: bc.Name, spec: bc.Discovery.DNS, target: t, refresh: bc.Discovery.Refresh,
 		res: discResolver{server: bc.Discovery.Resolver}, key: discKey(bc)}
@@ -84,7 +100,22 @@ func newDiscoverer(bc *BackendConfig) *discoverer {
 		if err != nil {
 			return discAnswer{result: discError, err: err}
 		}
-		return d.res.lookup(ctx, d.target)
+		return d.res.lookup(ctx, d.target, d.knownAddrs())
+	}
+	now := time.Now()
+	if old != nil {
+		sameName := err == nil && old.target == d.target
+		old.mu.Lock()
+		d.servers, d.known, d.seeded = slices.Clone(old.servers), old.known, len(old.servers)
+		if sameName {
+			d.nxSince = old.nxSince
+			d.last, d.result, d.lastErr = old.last, old.result, old.lastErr
+		}
+		old.mu.Unlock()
+		if sameName {
+			d.next = now // the loop resolves at once
+			return d
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), discInitialTimeout)
 	defer cancel()
@@ -116,7 +147,18 @@ func discFor(bc *BackendConfig, prev *Pool) (d, old *discoverer) {
 	case old != nil && old.key == key:
 		return old, old
 	}
-	return newDiscoverer(bc), old
+	return newDiscoverer(bc, old), old
+}
+
+// discKnown maps a DNS name (an SRV target, or the A/AAAA name) to the
+// addresses it had in the last good set; never modified once made.
+type discKnown map[string][]netip.Addr
+
+// knownAddrs returns the addresses of the last good set by name.
+func (d *discoverer) knownAddrs() discKnown {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.known
 }
 
 // current returns the last good set (a copy).
@@ -150,12 +192,13 @@ func (d *discoverer) record(a discAnswer, now time.Time) (changed bool) {
 		}
 		changed = !slices.Equal(d.servers, a.servers)
 		d.servers = slices.Clone(a.servers)
+		d.known = a.addrs
 	case discNXDomain:
 		if d.nxSince.IsZero() {
 			d.nxSince = now
 		}
 		if now.Sub(d.nxSince) >= 3*d.refresh && len(d.servers) > 0 {
-			d.servers = []discServer{}
+			d.servers, d.known = []discServer{}, nil
 			changed = true
 		}
 	default:
@@ -215,13 +258,21 @@ func (d *discoverer) start(e *Edge) {
 	d.started = true
 	ctx, cancel := context.WithCancel(e.serving) // Shutdown cancels serving first
 	d.cancel = cancel
+	ev := e.log.Info().Str("backend", d.backend).Str("dns", d.spec).Int("servers", len(d.servers))
 	if a := d.first; a != nil {
 		d.first = nil
 		e.m.discLookup(d.backend, a.result)
 		d.logLocked(e, *a, time.Now())
-		e.log.Info().Str("backend", d.backend).Str("dns", d.spec).Int("servers", len(d.servers)).
-			Str("result", a.result).Msg("DNS discovery started")
+		ev = ev.Str("result", a.result)
+		if a.result != discOK && d.seeded > 0 {
+			e.log.Warn().Str("backend", d.backend).Str("dns", d.spec).Str("result", a.result).Int("servers_kept", len(d.servers)).
+				Msg("DNS discovery: the new name did not resolve; keeping the previous discovery's servers for now")
+		}
 	}
+	if d.seeded > 0 {
+		ev = ev.Int("servers_from_previous", d.seeded)
+	}
+	ev.Msg("DNS discovery started")
 	go d.run(ctx, e)
 }
 
@@ -277,8 +328,8 @@ func (d *discoverer) safeStep(ctx context.Context, e *Edge) (goOn bool) {
 		if r := recover(); r != nil {
 			e.log.Error().Str("backend", d.backend).Interface("panic", r).Bytes("stack", debug.Stack()).Msg("DNS discovery step crashed")
 			d.mu.Lock()
+			defer d.mu.Unlock()
 			d.next = time.Now().Add(d.refresh)
-			d.mu.Unlock()
 			goOn = true
 		}
 	}()
@@ -287,8 +338,11 @@ func (d *discoverer) safeStep(ctx context.Context, e *Edge) (goOn bool) {
 
 // step makes one lookup, counts and logs it, and puts a changed set in
 // force; false when the loop must end.
+// Each lookup has at most min(refresh, discLookupTimeout).
 func (d *discoverer) step(ctx context.Context, e *Edge) bool {
-	a := d.lookup(ctx)
+	lctx, cancel := context.WithTimeout(ctx, min(d.refresh, discLookupTimeout))
+	a := d.lookup(lctx)
+	cancel()
 	if ctx.Err() != nil {
 		return false
 	}
@@ -296,20 +350,39 @@ func (d *discoverer) step(ctx context.Context, e *Edge) bool {
 	before := d.current()
 	changed := d.record(a, now)
 	e.m.discLookup(d.backend, a.result)
-	d.mu.Lock()
-	d.logLocked(e, a, now)
-	changed = changed || d.retry
-	d.retry = false
-	d.mu.Unlock()
+	if d.logged(e, a, now) {
+		changed = true
+	}
 	if !changed {
 		return true
 	}
 	return d.applySet(ctx, e, before, d.current())
 }
 
+// logged logs a (see logLocked) and returns and clears the retry flag.
+func (d *discoverer) logged(e *Edge, a discAnswer, now time.Time) (retry bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock() // a panic in logLocked must not leave d locked (safeStep locks it)
+	retry, d.retry = d.retry, false
+	d.logLocked(e, a, now)
+	return retry
+}
+
 // logLocked logs a failed lookup (warn, at most once per discWarnEvery) or
 // the first good one after failures.
+// An ok answer with an error (an SRV target or an address family that
+// did not resolve, its previous addresses kept) is warned about the same
+// way.
 func (d *discoverer) logLocked(e *Edge, a discAnswer, now time.Time) {
+	if a.result == discOK && a.err != nil {
+		if d.warned.IsZero() || now.Sub(d.warned) >= discWarnEvery {
+			e.log.Warn().Str("backend", d.backend).Str("dns", d.spec).Str("error", a.err.Error()).Int("not_logged", d.quiet).
+				Msg("DNS discovery lookup partly failed: keeping the previous addresses of what did not resolve")
+			d.warned, d.quiet = now, 0
+		} else {
+			d.quiet++
+		}
+	}
 	if a.result == discOK {
 		if d.failing {
 			e.log.Info().Str("backend", d.backend).Str("dns", d.spec).Int("not_logged", d.quiet).Msg("DNS discovery lookups answer again")

@@ -100,7 +100,10 @@ type discAnswer struct {
 	servers []discServer  // sorted by address (result ok only)
 	ttl     time.Duration // the smallest TTL of the records used; 0 = none
 	result  string
-	err     error // why, for result error (and nxdomain: which name)
+	err     error // why, for result error (and nxdomain: which name); for ok, what did not resolve
+	// addrs: the addresses of each name in servers (result ok), the
+	// previous ones kept where a name did not resolve.
+	addrs discKnown
 }
 
 // discQueryTimeout bounds one DNS exchange with one server.
@@ -176,10 +179,13 @@ func (r discResolver) exchange(ctx context.Context, name string, qtype uint16) (
 // are absent), each target's addresses from the answer's additional
 // section or else from A and AAAA queries; a target "." (service not
 // offered) and a target without an address are left out. A/AAAA: every
-// address of the name, on t.port.
-func (r discResolver) lookup(ctx context.Context, t discTarget) discAnswer {
+// address of the name, on t.port. known: the addresses of each name in
+// the last good set; a target whose queries fail keeps those (on its
+// record's port and weight) and without any is left out, the answer still
+// ok unless nothing resolved (see addresses for one family failing).
+func (r discResolver) lookup(ctx context.Context, t discTarget, known discKnown) discAnswer {
 	if !t.srv() {
-		addrs, ttl, res, err := r.addresses(ctx, t.name, nil)
+		addrs, ttl, res, err := r.addresses(ctx, t.name, nil, known[t.name])
 		if res != discOK {
 			return discAnswer{result: res, err: err}
 		}
@@ -187,7 +193,9 @@ func (r discResolver) lookup(ctx context.Context, t discTarget) discAnswer {
 		for _, a := range addrs {
 			out = append(out, discServer{Address: netip.AddrPortFrom(a, uint16(t.port)).String(), Weight: 1})
 		}
-		return discFinish(out, ttl)
+		ans := discFinish(out, ttl)
+		ans.err, ans.addrs = err, discKnown{t.name: addrs}
+		return ans
 	}
 	in, err := r.exchange(ctx, t.name, dns.TypeSRV)
 	if err != nil {
@@ -202,28 +210,43 @@ func (r discResolver) lookup(ctx context.Context, t discTarget) discAnswer {
 	}
 	ttl := time.Duration(0)
 	var out []discServer
+	var failed []error
+	got := discKnown{}
 	for _, rr := range records {
 		ttl = discMinTTL(ttl, rr.Hdr.Ttl)
 		if rr.Target == "." {
 			continue
 		}
-		addrs, attl, res, err := r.addresses(ctx, strings.ToLower(rr.Target), in.Extra)
+		target := strings.ToLower(rr.Target)
+		addrs, attl, res, err := r.addresses(ctx, target, in.Extra, known[target])
 		switch res {
 		case discError:
-			return discAnswer{result: discError, err: fmt.Errorf("SRV target %s: %w", rr.Target, err)}
+			addrs = known[target] // its previous addresses, if any
+			failed = append(failed, fmt.Errorf("SRV target %s: %w (kept %d previous addresses)", rr.Target, err, len(addrs)))
 		case discOK:
+			if err != nil {
+				failed = append(failed, fmt.Errorf("SRV target %s: %w", rr.Target, err))
+			}
 			if attl > 0 {
 				ttl = discMinTTL(ttl, uint32(attl/time.Second))
 			}
+		}
+		if len(addrs) > 0 {
+			got[target] = addrs
 		}
 		for _, a := range addrs {
 			out = append(out, discServer{Address: netip.AddrPortFrom(a, rr.Port).String(), Weight: max(int(rr.Weight), 1)})
 		}
 	}
-	if len(out) == 0 {
+	switch {
+	case len(out) == 0 && len(failed) > 0:
+		return discAnswer{result: discError, err: errors.Join(failed...)}
+	case len(out) == 0:
 		return discAnswer{result: discEmpty, ttl: ttl}
 	}
-	return discFinish(out, ttl)
+	ans := discFinish(out, ttl)
+	ans.err, ans.addrs = errors.Join(failed...), got
+	return ans
 }
 
 // discFinish sorts servers by address (two instances given the same answer
@@ -288,18 +311,28 @@ func discMinTTL(cur time.Duration, ttl uint32) time.Duration {
 // answer's additional section) when it has any for name, else from A and
 // AAAA queries. Result ok with addresses, empty (NOERROR, none: also a
 // name that has only one of the two families), nxdomain (both queries),
-// or error (either query failed: a partial answer is not trusted).
-func (r discResolver) addresses(ctx context.Context, name string, extra []dns.RR) ([]netip.Addr, time.Duration, string, error) {
+// or error (both queries failed, or one failed and nothing is known).
+// When one query fails, that family's addresses are the previous ones
+// (those of prev) and the result is ok if there is any address, with the
+// failure as err.
+func (r discResolver) addresses(ctx context.Context, name string, extra []dns.RR, prev []netip.Addr) ([]netip.Addr, time.Duration, string, error) {
 	if addrs, ttl := discAddrsIn(extra, name); len(addrs) > 0 {
 		return addrs, ttl, discOK, nil
 	}
 	var all []netip.Addr
 	var ttl time.Duration
 	nx := 0
+	var failed []error
 	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		in, err := r.exchange(ctx, name, qt)
 		if err != nil {
-			return nil, 0, discError, err
+			failed = append(failed, err)
+			for _, a := range prev { // that family's previous addresses
+				if a.Is4() == (qt == dns.TypeA) {
+					all = append(all, a)
+				}
+			}
+			continue
 		}
 		if in.Rcode == dns.RcodeNameError {
 			nx++
@@ -314,8 +347,10 @@ func (r discResolver) addresses(ctx context.Context, name string, extra []dns.RR
 		}
 	}
 	switch {
+	case len(failed) == 2 || len(failed) == 1 && len(all) == 0:
+		return nil, 0, discError, errors.Join(failed...)
 	case len(all) > 0:
-		return all, ttl, discOK, nil
+		return all, ttl, discOK, errors.Join(failed...)
 	case nx == 2:
 		return nil, 0, discNXDomain, fmt.Errorf("%s: NXDOMAIN", name)
 	}

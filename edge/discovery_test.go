@@ -78,7 +78,7 @@ func TestDiscLookupSRV(t *testing.T) {
 		z.mu.Lock()
 		z.extra = extra
 		z.mu.Unlock()
-		a := r.lookup(context.Background(), discTarget{name: "_api._tcp.disc.test."})
+		a := r.lookup(context.Background(), discTarget{name: "_api._tcp.disc.test."}, nil)
 		if a.result != discOK || !slices.Equal(a.servers, want) {
 			t.Errorf("extra=%v: lookup = %s %v (%v); want ok %v", extra, a.result, a.servers, a.err, want)
 		}
@@ -91,7 +91,7 @@ func TestDiscLookupSRV(t *testing.T) {
 	}
 	// With the priority 10 records gone, the fallback is used.
 	z.setSRV("_api._tcp.disc.test", "20 100 9100 fallback.disc.test")
-	a := r.lookup(context.Background(), discTarget{name: "_api._tcp.disc.test."})
+	a := r.lookup(context.Background(), discTarget{name: "_api._tcp.disc.test."}, nil)
 	if want := []discServer{{"10.0.0.99:9100", 100}}; a.result != discOK || !slices.Equal(a.servers, want) {
 		t.Errorf("lookup = %s %v; want ok %v", a.result, a.servers, want)
 	}
@@ -106,7 +106,7 @@ func TestDiscLookupResults(t *testing.T) {
 	z.setSRV("_gone._tcp.disc.test", "1 1 80 missing.disc.test")
 	r := discResolver{server: z.Addr}
 	ctx := context.Background()
-	a := r.lookup(ctx, discTarget{name: "api.disc.test.", port: 8443})
+	a := r.lookup(ctx, discTarget{name: "api.disc.test.", port: 8443}, nil)
 	if want := []discServer{{"127.0.0.2:8443", 1}, {"127.0.0.3:8443", 1}, {"[::1]:8443", 1}}; a.result != discOK || !slices.Equal(a.servers, want) {
 		t.Errorf("A/AAAA lookup = %s %v (%v); want ok %v", a.result, a.servers, a.err, want)
 	}
@@ -121,18 +121,18 @@ func TestDiscLookupResults(t *testing.T) {
 		{discTarget{name: "_gone._tcp.disc.test."}, discEmpty}, // the only target has no address
 	}
 	for _, c := range cases {
-		if a := r.lookup(ctx, c.target); a.result != c.want || len(a.servers) != 0 {
+		if a := r.lookup(ctx, c.target, nil); a.result != c.want || len(a.servers) != 0 {
 			t.Errorf("lookup(%s) = %s %v; want %s, no servers", c.target.name, a.result, a.servers, c.want)
 		}
 	}
 	z.setMode("servfail")
-	if a := r.lookup(ctx, discTarget{name: "api.disc.test.", port: 1}); a.result != discError || !strings.Contains(a.err.Error(), "SERVFAIL") {
+	if a := r.lookup(ctx, discTarget{name: "api.disc.test.", port: 1}, nil); a.result != discError || !strings.Contains(a.err.Error(), "SERVFAIL") {
 		t.Errorf("SERVFAIL: lookup = %s (%v); want error naming SERVFAIL", a.result, a.err)
 	}
 	z.setMode("drop")
 	qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	if a := r.lookup(qctx, discTarget{name: "_x._tcp.disc.test."}); a.result != discError {
+	if a := r.lookup(qctx, discTarget{name: "_x._tcp.disc.test."}, nil); a.result != discError {
 		t.Errorf("no answer: lookup = %s (%v); want error", a.result, a.err)
 	}
 	// resolv.conf: its nameservers, in order.
@@ -246,16 +246,20 @@ func TestDiscPoolMembers(t *testing.T) {
 			t.Errorf("server %s is a new *affinity.Server after the reload", s.Address)
 		}
 	}
-	// Changed refresh: resolved again.
+	// Changed refresh, same name: a new discoverer that starts from the
+	// old one's set, with no lookup while the pool is built; its loop
+	// resolves at once.
 	bc3 := discBackend(t, z.Addr, "_api._tcp.disc.test", "127.0.0.1:9002", "127.0.0.1:9001")
 	bc3.Discovery.Refresh = 5 * time.Second
 	p3, err := newPool(bc3, p2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want3 := []member{{"127.0.0.1:9001", "config", 1}, {"127.0.0.1:9002", "config", 1}, {"127.0.0.1:9004", "dns", 5}}
-	if got := members(p3); p3.disc == p2.disc || p3.discPrev != p2.disc || !slices.Equal(got, want3) {
-		t.Errorf("changed discovery: servers %v (new discoverer %v); want %v from a new one", got, p3.disc != p2.disc, want3)
+	if got := members(p3); p3.disc == p2.disc || p3.discPrev != p2.disc || !slices.Equal(got, want) {
+		t.Errorf("changed refresh: servers %v (new discoverer %v); want %v from a new one", got, p3.disc != p2.disc, want)
+	}
+	if n := z.count("_api._tcp.disc.test", "SRV"); n != 1 || p3.disc.next.After(time.Now()) {
+		t.Errorf("changed refresh: %d SRV queries, next lookup %v; want 1 (none while building) and due now", n, p3.disc.next)
 	}
 	p3.commit() // stops the old discoverer (never started: pools built alone)
 	if !p2.disc.stopping {

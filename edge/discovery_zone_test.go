@@ -21,9 +21,10 @@ type discZone struct {
 	addrs   map[string][]string   // A/AAAA by owner name
 	extra   bool                  // put the SRV targets' addresses in the additional section
 	ttl     uint32
-	mode    string         // "" answer | "servfail" | "drop" (no answer) | "nxdomain"
-	nxLeft  int            // answer the next nxLeft SRV queries NXDOMAIN, then normally
-	queries map[string]int // by "name type"
+	mode    string          // "" answer | "servfail" | "drop" (no answer) | "nxdomain"
+	nxLeft  int             // answer the next nxLeft SRV queries NXDOMAIN, then normally
+	queries map[string]int  // by "name type"
+	fail    map[string]bool // "name type" answered SERVFAIL
 
 	servers []*dns.Server
 }
@@ -98,6 +99,17 @@ func (z *discZone) setAddrs(name string, ips ...string) {
 	z.addrs[dns.Fqdn(strings.ToLower(name))] = ips
 }
 
+// setFail makes queries for name of type qtype ("A", "AAAA", "SRV")
+// answer SERVFAIL (on) or normally.
+func (z *discZone) setFail(name, qtype string, on bool) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.fail == nil {
+		z.fail = map[string]bool{}
+	}
+	z.fail[dns.Fqdn(strings.ToLower(name))+" "+qtype] = on
+}
+
 func (z *discZone) setMode(m string) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
@@ -145,7 +157,7 @@ func (z *discZone) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 	switch {
 	case z.mode == "drop":
 		return
-	case z.mode == "servfail":
+	case z.mode == "servfail", z.fail[qn+" "+dns.TypeToString[qt]]:
 		m.Rcode = dns.RcodeServerFailure
 	case z.mode == "nxdomain", qt == dns.TypeSRV && z.nxLeft > 0:
 		if qt == dns.TypeSRV && z.nxLeft > 0 {
