@@ -227,7 +227,7 @@ var schemaDocs = []schemaDoc{
 	{Key: "backends[].discovery.dns", Type: "string", Default: "`\"\"` = off", Modes: "all",
 		Meaning: "an SRV name `_svc._tcp.example.com` (targets, ports and weights of the lowest priority present; weight 0 counts as 1) or `name:port` (every A/AAAA address on that port, weight 1). Absolute name (no search domains). A server gone from DNS drains as one removed by a reload; a failed lookup or empty answer keeps the last servers; NXDOMAIN empties the pool only after `refresh` × 3 of NXDOMAIN"},
 	{Key: "backends[].discovery.refresh", Type: "duration", Default: "`10s`", Modes: "all",
-		Meaning: "how often the name is resolved again; sooner when the answer's TTL runs out, never more than once a second; at least `1s`"},
+		Meaning: "how often the name is resolved again; sooner when the answer's TTL runs out (a TTL of 0: at `refresh`), never more than once a second; at least `1s`. A reload that changes `discovery` starts from the servers found so far: it never empties the pool, even when DNS fails then"},
 	{Key: "backends[].discovery.resolver", Type: "host:port", Default: "the nameservers of `/etc/resolv.conf`", Modes: "all",
 		Meaning: "the DNS server asked (UDP, TCP when the answer is truncated)"},
 	{Key: "backends[].tls", Type: "map", Default: "", Modes: "R, checks",
