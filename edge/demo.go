@@ -123,7 +123,7 @@ func RunDemo(ctx context.Context, opt DemoOptions, log zerolog.Logger) error {
 	if err := os.WriteFile(caPath, ca.PEM, 0o644); err != nil {
 		return err
 	}
-	client, err := ca.Issue(certs.Leaf{CommonName: "demo-client", Client: true})
+	client, err := ca.Issue(certs.Leaf{CommonName: "demo-client", Client: true, NotAfter: demoNotAfter()})
 	if err != nil {
 		return err
 	}
@@ -131,18 +131,18 @@ func RunDemo(ctx context.Context, opt DemoOptions, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srvCert, err := ca.Issue(certs.Leaf{CommonName: "demo backend", DNSNames: []string{demoPass, demoSticky, demoUpstream}, Server: true})
+	srvCert, err := ca.Issue(certs.Leaf{CommonName: "demo backend", DNSNames: []string{demoPass, demoSticky, demoUpstream}, Server: true, NotAfter: demoNotAfter()})
 	if err != nil {
 		return err
 	}
-	edgeCert, err := ca.Issue(certs.Leaf{CommonName: "tlsedge demo", DNSNames: []string{demoTerminate, demoReencrypt}, Server: true})
+	edgeCert, err := ca.Issue(certs.Leaf{CommonName: "tlsedge demo", DNSNames: []string{demoTerminate, demoReencrypt}, Server: true, NotAfter: demoNotAfter()})
 	if err != nil {
 		return err
 	}
 	if _, _, err := edgeCert.WriteFiles(dir, "edge"); err != nil {
 		return err
 	}
-	edgeClient, err := ca.Issue(certs.Leaf{CommonName: "tlsedge", Client: true})
+	edgeClient, err := ca.Issue(certs.Leaf{CommonName: "tlsedge", Client: true, NotAfter: demoNotAfter()})
 	if err != nil {
 		return err
 	}
@@ -297,3 +297,8 @@ func writeIdentityHeaders(w io.Writer, r *http.Request) {
 		}
 	}
 }
+
+// demoNotAfter is when the demo's certificates expire: a month, so that
+// the demo logs no "expires soon" warning (its CA, like every throwaway
+// one, lasts a day: a demo runs for minutes).
+func demoNotAfter() time.Time { return time.Now().Add(30 * 24 * time.Hour) }
