@@ -161,9 +161,10 @@ type rlDir struct {
 	off, end int32
 	pipe     *rlPipe // bulk path: inPipe bytes still to splice out
 	inPipe   int32
-	bulk     bool // a read filled the buffer: splice from now on
-	noSplice bool // splice refused this source (EINVAL, ENOSYS): buffers only
-	eof      bool // the source ended: half-close the destination once drained
+	bulk     bool  // a read filled the buffer, or rlBulkAfter bytes went through it: splice from now on
+	copied   int64 // bytes read through the buffer so far
+	noSplice bool  // splice refused this source (EINVAL, ENOSYS): buffers only
+	eof      bool  // the source ended: half-close the destination once drained
 	done     bool
 }
 

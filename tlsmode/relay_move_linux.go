@@ -7,6 +7,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// rlBulkAfter: a direction that has moved this much through the buffer
+// splices from then on, even when no single read filled the buffer (a
+// sender whose bytes arrive in small pieces at first, as on a loaded
+// machine), so user space copies at most this much of a bulk transfer.
+const rlBulkAfter = 64 << 10
+
 // How bytes move (HAProxy's splice-auto): a direction starts on the small
 // path, read(2) into a 16 KiB buffer and write(2) straight on; a read that
 // fills the buffer shows bulk, and the direction splices from then on:
@@ -143,9 +149,11 @@ func (rc *rlConn) fill(d int) int {
 			dir.eof = true
 			return 0
 		}
-		if n == len(buf) {
+		dir.copied += int64(n)
+		if n == len(buf) || dir.copied >= rlBulkAfter {
 			dir.bulk = !dir.noSplice && l.now >= l.noPipes
-		} else if rc.ready[d]&rlHup == 0 {
+		}
+		if n != len(buf) && rc.ready[d]&rlHup == 0 {
 			// A short read emptied the socket: the next bytes come with
 			// an event of their own (edge-triggered), so a read that would
 			// only say EAGAIN is saved. Not after EPOLLRDHUP: the FIN is

@@ -416,3 +416,35 @@ func rlStreams(relay *rlRelay, n int64) int64 {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A direction whose bytes come in small pieces (no read ever fills the
+// buffer) splices once rlBulkAfter bytes went through the buffer, so user
+// space copies at most that much of a long transfer.
+func TestRelaySmallPiecesSwitchToSplice(t *testing.T) {
+	t.Parallel()
+	s := rlNewStream(t, nil)
+	piece := make([]byte, 1<<10)
+	got := make([]byte, len(piece))
+	const pieces = 2 * rlBulkAfter / (1 << 10) // twice the threshold, one piece at a time
+	for i := range pieces {
+		if _, err := s.client.Write(piece); err != nil {
+			t.Fatalf("piece %d: %v", i, err)
+		}
+		if _, err := io.ReadFull(s.server, got); err != nil {
+			t.Fatalf("piece %d: %v", i, err)
+		}
+	}
+	_ = s.client.CloseWrite()
+	_ = s.server.CloseWrite()
+	e := s.wait(t)
+	if e.up != pieces<<10 {
+		t.Errorf("up %d bytes; want %d", e.up, pieces<<10)
+	}
+	dir := &s.rc.dir[0] // the stream has ended: its state is still
+	if !dir.bulk {
+		t.Errorf("after %d bytes in 1 KiB pieces the direction never switched to splice", pieces<<10)
+	}
+	if dir.copied > rlBulkAfter+rlBufSize {
+		t.Errorf("%d bytes went through the buffer; want at most %d", dir.copied, rlBulkAfter+rlBufSize)
+	}
+}
