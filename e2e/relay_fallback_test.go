@@ -60,8 +60,10 @@ func TestRlPassthroughNoPipeFallsBack(t *testing.T) {
 		t.Fatal("the 16 MiB came back different")
 	}
 	l := e.closeAndLog(t, c)
-	if got := l.str("reason"); got != "client closed" {
-		t.Errorf("access line reason: got %q; want %q", got, "client closed")
+	// The client closes; the echo server answers its FIN with its own, and
+	// on a loaded machine (under strace) the relay may read that end first.
+	if got := l.str("reason"); got != "client closed" && got != "server closed" {
+		t.Errorf("access line reason: got %q; want client closed or server closed", got)
 	}
 	if up, _ := l["bytes_up"].(float64); up < size {
 		t.Errorf("access line bytes_up = %v; want >= %d", l["bytes_up"], size)
