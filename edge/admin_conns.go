@@ -102,7 +102,7 @@ func connInfo(c *tlsmode.Conn) ConnInfo {
 	if s := c.LastServer(); s != nil {
 		ci.Server = s.Address
 	}
-	if ci.Protocol == "http" {
+	if ci.Protocol == "http" || ci.Protocol == "redirect" {
 		ci.Requests = c.RequestCount()
 		if up := c.Upgrade(); up != "" && c.BoundServer() != nil {
 			ci.Protocol = up // websocket

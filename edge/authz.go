@@ -42,7 +42,7 @@ func validateRouteAuthz(c *Config, ps *Problems, rp string, r *RouteConfig) {
 	for i := range r.Allow {
 		validatePattern(c, ps, fmt.Sprintf("%s.allow[%d]", rp, i), &r.Allow[i], routeCAs)
 	}
-	if r.Protocol != "http" {
+	if !r.isHTTP() {
 		if r.Authorize != nil || r.AllowUnauthenticatedPaths != nil {
 			ps.Add(rp, "authorize and allow_unauthenticated_paths apply to requests: use protocol http, or only allow")
 		}
@@ -250,7 +250,7 @@ func validateClientLimits(ps *Problems, rp string, r *RouteConfig) {
 	if l.Burst > 0 && l.RequestsPerSecond == 0 {
 		ps.Add(p+".burst", "is the bucket of requests_per_second: set requests_per_second too, or remove burst")
 	}
-	if (l.RequestsPerSecond > 0 || l.Burst > 0) && r.Protocol != "http" {
+	if (l.RequestsPerSecond > 0 || l.Burst > 0) && !r.isHTTP() {
 		ps.Add(p+".requests_per_second", "requests are counted on protocol http routes only; a tcp route has connections")
 	}
 	if l.Key != "" {

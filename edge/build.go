@@ -180,7 +180,7 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 		allow:    t.Allow,
 		cas:      rt.server.ClientCAs,
 		verifier: rt.verifier,
-		tcp:      rc.Protocol != "http",
+		tcp:      !rc.isHTTP(),
 		recheck:  rc.ReauthorizeOnReload == nil || *rc.ReauthorizeOnReload,
 	}
 	if rc.Mode == "reencrypt" {
@@ -192,7 +192,7 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 			e.log.Warn().Str("backend", bc.Name).Msg("INSECURE: insecure_skip_verify is set: tlsedge does not verify these servers' certificates; anyone on the path can impersonate them")
 		}
 	}
-	if rc.Protocol == "http" {
+	if rc.isHTTP() {
 		bc := b.cfg.backend(rc.Backend)
 		key, err := httpRouteKey(b.cfg, lc, rc, bc)
 		if err != nil {
@@ -228,6 +228,14 @@ func (b *builder) newHTTP(lc *ListenerConfig, rc *RouteConfig, bc *BackendConfig
 	if err != nil {
 		return nil, err
 	}
+	redirect, err := buildRedirect(b.cfg, rc, bc)
+	if err != nil {
+		return nil, err
+	}
+	cookie, err := buildCookie(b.cfg, bc)
+	if err != nil {
+		return nil, err
+	}
 	e := b.e
 	k := &keptHTTP{}
 	k.pool.Store(pool)
@@ -247,6 +255,9 @@ func (b *builder) newHTTP(lc *ListenerConfig, rc *RouteConfig, bc *BackendConfig
 		StripHeaders:   rc.StripHeaders,
 		Authz:          authz,
 		ClientLimits:   lim,
+		Redirect:       redirect,
+		Cookie:         cookie,
+		WSFailover:     rc.WebSocket.Failover,
 	})
 	k.hp = hp
 	b.closers = append(b.closers, hp)

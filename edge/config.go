@@ -164,7 +164,7 @@ type RouteConfig struct {
 	SNI      []string        `key:"sni"`
 	Mode     string          `key:"mode"` // passthrough | terminate | reencrypt; "" = passthrough
 	Backend  string          `key:"backend"`
-	Protocol string          `key:"protocol"` // http | tcp; "" = tcp
+	Protocol string          `key:"protocol"` // http | tcp | redirect; "" = tcp
 	TLS      RouteTLSConfig  `key:"tls"`
 	Identity IdentityConfig  `key:"identity"`
 	HTTP     RouteHTTPConfig `key:"http"`
@@ -194,6 +194,34 @@ type RouteConfig struct {
 	// ClientLimits bound each verified client (by its certificate) across
 	// all of its connections to the route. nil = none.
 	ClientLimits *ClientLimitsConfig `key:"client_limits"`
+	// RedirectStatus is the status of a protocol redirect route's answers:
+	// 301, 302, 303, 307 or 308. 0 = 307.
+	RedirectStatus int `key:"redirect_status"`
+	// RedirectToken, when set, adds a signed, short-lived token carrying
+	// the client's verified identity to each redirect's query. nil = none.
+	RedirectToken *RedirectTokenConfig `key:"redirect_token"`
+	// WebSocket sets how a protocol http route carries WebSockets.
+	WebSocket RouteWebSocketConfig `key:"websocket"`
+}
+
+// isHTTP reports whether the route serves HTTP requests (protocol http, or
+// redirect, which answers them itself).
+func (r *RouteConfig) isHTTP() bool { return r.Protocol == "http" || r.Protocol == "redirect" }
+
+// RedirectTokenConfig signs the token a redirect route adds to its
+// Location (see tlsmode/redirect.go for the format).
+type RedirectTokenConfig struct {
+	KeyFile string        `key:"key_file"` // the secret key (at least 32 bytes)
+	TTL     time.Duration `key:"ttl"`      // how long a token is valid; 0 = 30s
+}
+
+// RouteWebSocketConfig is a route's WebSocket handling.
+type RouteWebSocketConfig struct {
+	// Failover: tlsedge terminates the WebSocket on both sides, relays
+	// whole messages and, when the server goes away, opens a new one to
+	// another server on the same client connection. false = bytes are
+	// relayed as they come.
+	Failover bool `key:"failover"`
 }
 
 // ClientLimitsConfig are per-client limits of a terminate/reencrypt route.
@@ -302,7 +330,7 @@ type IdentityConfig struct {
 type BackendConfig struct {
 	Name              string           `key:"name"`
 	Balance           string           `key:"balance"`  // roundrobin | leastconn | random; "" = roundrobin
-	Affinity          string           `key:"affinity"` // none | source_ip | class_c | five_tuple; "" = none
+	Affinity          string           `key:"affinity"` // none | source_ip | class_c | five_tuple | cookie; "" = none
 	HashBalanceFactor float64          `key:"hash_balance_factor"`
 	Servers           []ServerConfig   `key:"servers"`
 	Discovery         DiscoveryConfig  `key:"discovery"`
@@ -336,6 +364,20 @@ type BackendConfig struct {
 	// Outlier, when set, ejects servers that fail real traffic for a while
 	// (passive ejection, Envoy's outlier detection; see outlier.go).
 	Outlier *OutlierConfig `key:"outlier"`
+	// Cookie sets the cookie of affinity cookie (http routes). nil with
+	// affinity cookie = the defaults of CookieConfig.
+	Cookie *CookieConfig `key:"cookie"`
+}
+
+// CookieConfig is the cookie that keeps an HTTP client on one server
+// (affinity: cookie). Zero values: name tlsedge_server, a session cookie,
+// secure true, http_only true, same_site lax.
+type CookieConfig struct {
+	Name     string        `key:"name"`
+	TTL      time.Duration `key:"ttl"` // Max-Age; 0 = a session cookie
+	Secure   *bool         `key:"secure"`
+	HTTPOnly *bool         `key:"http_only"`
+	SameSite string        `key:"same_site"` // lax | strict | none; "" = lax
 }
 
 // OutlierConfig is a backend's passive ejection. Zero values:
@@ -378,6 +420,9 @@ type RebalanceConfig struct {
 type ServerConfig struct {
 	Address string `key:"address"`
 	Weight  *int   `key:"weight"` // nil = 1; 0 = takes no new connections
+	// Public is the URL clients reach this server at directly
+	// (wss://node-3.example.com/), for protocol redirect routes.
+	Public string `key:"public"`
 }
 
 // DiscoveryConfig finds servers in DNS (see discovery.go). The zero value

@@ -145,7 +145,7 @@ backends:
     servers: [{address: "localhost"}]
 `,
 			want: []string{
-				`backends[0].affinity: "sticky" is not an affinity: use none, source_ip, class_c or five_tuple`,
+				`backends[0].affinity: "sticky" is not an affinity: use none, source_ip, class_c, five_tuple or cookie`,
 				`backends[0].hash_balance_factor: 0.5 must be 0 (off) or above 1, e.g. 1.25 (a server takes at most 125% of the average load)`,
 				`backends[0].servers[0].address: "localhost" is not host:port: write it like 127.0.0.1:9001 or [::1]:9001`,
 				`listeners[0].trusted_proxies: missing: proxy_protocol required needs the CIDRs of the balancers allowed to send PROXY headers`,

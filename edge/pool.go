@@ -59,7 +59,13 @@ type Pool struct {
 }
 
 func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
-	mode, err := affinity.ParseMode(bc.Affinity)
+	aff := bc.Affinity
+	if aff == "cookie" {
+		// The HTTP proxy keeps a client on its server by cookie; the
+		// first pick, and any after its server went away, is the policy's.
+		aff = "none"
+	}
+	mode, err := affinity.ParseMode(aff)
 	if err != nil {
 		return nil, err
 	}

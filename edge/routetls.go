@@ -214,7 +214,11 @@ func httpRouteKey(c *Config, lc *ListenerConfig, rc *RouteConfig, bc *BackendCon
 		ConnectTimeout         time.Duration
 		Retries                int
 		MaxResponseHeaderBytes int
-	}{lc.Name, c.Log.Access == nil || *c.Log.Access, withoutAuthz(rc), bc.TLS, bc.ConnectTimeout, retries, bc.MaxResponseHeaderBytes})
+		Affinity               string
+		Cookie                 *CookieConfig
+		Public                 map[string]string
+	}{lc.Name, c.Log.Access == nil || *c.Log.Access, withoutAuthz(rc), bc.TLS, bc.ConnectTimeout, retries, bc.MaxResponseHeaderBytes,
+		bc.Affinity, bc.Cookie, serverPublics(bc)})
 	if err != nil {
 		return "", err
 	}
@@ -222,7 +226,11 @@ func httpRouteKey(c *Config, lc *ListenerConfig, rc *RouteConfig, bc *BackendCon
 	// they matter to new handshakes only (a connection whose client the new
 	// files refuse is ended by reauthorize_on_reload), so replacing them
 	// keeps the route's keep-alive connections.
-	for _, f := range []string{bc.TLS.CA, bc.TLS.Cert, bc.TLS.Key} {
+	files := []string{bc.TLS.CA, bc.TLS.Cert, bc.TLS.Key}
+	if rc.RedirectToken != nil {
+		files = append(files, rc.RedirectToken.KeyFile) // its contents sign the tokens
+	}
+	for _, f := range files {
 		if f == "" {
 			continue
 		}
@@ -234,6 +242,21 @@ func httpRouteKey(c *Config, lc *ListenerConfig, rc *RouteConfig, bc *BackendCon
 		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// serverPublics maps each configured server's address to its public URL
+// (redirect routes); nil when no server has one.
+func serverPublics(bc *BackendConfig) map[string]string {
+	var m map[string]string
+	for _, s := range bc.Servers {
+		if s.Public != "" {
+			if m == nil {
+				m = map[string]string{}
+			}
+			m[s.Address] = s.Public
+		}
+	}
+	return m
 }
 
 // withoutAuthz is rc without the authorization keys (and client_limits): a
@@ -250,7 +273,7 @@ func routeALPN(rc *RouteConfig) []string {
 	if len(rc.TLS.ALPN) > 0 {
 		return rc.TLS.ALPN
 	}
-	if rc.Protocol == "http" {
+	if rc.isHTTP() {
 		return []string{"h2", "http/1.1"}
 	}
 	return nil

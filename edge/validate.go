@@ -101,7 +101,7 @@ func validate(c *Config, ps *Problems) {
 				seen[n] = kp
 			}
 			oneOf(ps, rp+".mode", r.Mode, "passthrough", "terminate", "reencrypt")
-			oneOf(ps, rp+".protocol", r.Protocol, "tcp", "http")
+			oneOf(ps, rp+".protocol", r.Protocol, "tcp", "http", "redirect")
 			var b *BackendConfig
 			var bp string
 			if r.Backend == "" {
@@ -112,6 +112,8 @@ func validate(c *Config, ps *Problems) {
 				b, bp = &c.Backends[i-1], fmt.Sprintf("backends[%d]", i-1)
 			}
 			validateRouteModes(c, ps, rp, &r, b, bp)
+			validateRedirectRoute(c, ps, rp, &r, b, bp)
+			validateWSFailover(ps, rp, &r, b, bp)
 		}
 	}
 }
@@ -136,9 +138,10 @@ func validateBackend(c *Config, ps *Problems, p string, b *BackendConfig) {
 	if _, err := affinity.ParseBalance(b.Balance); err != nil {
 		ps.Add(p+".balance", "%q is not a balance policy: use roundrobin, leastconn or random", b.Balance)
 	}
-	if _, err := affinity.ParseMode(b.Affinity); err != nil {
-		ps.Add(p+".affinity", "%q is not an affinity: use none, source_ip, class_c or five_tuple", b.Affinity)
+	if _, err := affinity.ParseMode(b.Affinity); err != nil && b.Affinity != "cookie" {
+		ps.Add(p+".affinity", "%q is not an affinity: use none, source_ip, class_c, five_tuple or cookie", b.Affinity)
 	}
+	validateCookie(ps, p, b)
 	if f := b.HashBalanceFactor; f != 0 && !(f > 1 && f <= 100) {
 		ps.Add(p+".hash_balance_factor", "%v must be 0 (off) or above 1, e.g. 1.25 (a server takes at most 125%% of the average load)", f)
 	}

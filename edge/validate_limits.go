@@ -72,7 +72,7 @@ func validateRouteHardening(ps *Problems, rp string, r *RouteConfig) {
 		ps.Add(tp+".session_ticket_rotation", "must be from 1s to 24h, e.g. 1h, or off")
 	}
 	h := r.HTTP
-	if r.Protocol != "http" {
+	if !r.isHTTP() {
 		if r.Upgrades != nil {
 			ps.Add(rp+".upgrades", "upgrades are for protocol http routes")
 		}

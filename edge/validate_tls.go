@@ -23,7 +23,7 @@ func validateRouteModes(c *Config, ps *Problems, rp string, r *RouteConfig, b *B
 		if r.HTTP != (RouteHTTPConfig{}) {
 			ps.Add(rp+".http", "passthrough never decrypts, so http limits cannot apply: remove them, or use mode terminate")
 		}
-		if r.Protocol == "http" {
+		if r.isHTTP() {
 			ps.Add(rp+".protocol", "passthrough never decrypts, so it cannot see http: use mode terminate or reencrypt")
 		}
 		if r.Identity.Preset != "" || r.Identity.Headers != nil {
@@ -40,7 +40,7 @@ func validateRouteModes(c *Config, ps *Problems, rp string, r *RouteConfig, b *B
 	validateServerTLS(c, ps, rp, r)
 	validateRouteHardening(ps, rp, r)
 	h := r.HTTP
-	if r.Protocol != "http" && h != (RouteHTTPConfig{}) {
+	if !r.isHTTP() && h != (RouteHTTPConfig{}) {
 		ps.Add(rp+".http", "http limits apply to protocol http routes only")
 	}
 	for _, d := range []struct {
@@ -133,7 +133,7 @@ func validateServerTLS(c *Config, ps *Problems, rp string, r *RouteConfig) {
 	if _, ok := tlsVersions[t.MinVersion]; !ok {
 		ps.Add(tp+".min_version", "%q is not valid: use \"1.2\" or \"1.3\" (quoted)", t.MinVersion)
 	}
-	if r.Protocol == "http" && len(t.ALPN) > 0 {
+	if r.isHTTP() && len(t.ALPN) > 0 {
 		ok := false
 		for _, p := range t.ALPN {
 			ok = ok || p == "h2" || p == "http/1.1"

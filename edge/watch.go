@@ -301,7 +301,7 @@ func fileSum(f string) string {
 
 // namedFiles is every file the config names (resolved against its
 // folder), sorted, without duplicates: route certificates, keys, client
-// CAs, CRLs and allow issuer files, backend TLS files, the admin
+// CAs, CRLs, allow issuer files and redirect token keys, backend TLS files, the admin
 // endpoint's TLS files and the ACME CA root.
 func (c *Config) namedFiles() []string {
 	var out []string
@@ -318,6 +318,9 @@ func (c *Config) namedFiles() []string {
 			add(t.Cert, t.Key)
 			add(t.ClientCA...)
 			add(t.CRL...)
+			if r.RedirectToken != nil {
+				add(r.RedirectToken.KeyFile)
+			}
 			for _, a := range r.Allow {
 				if a.Issuer != "" && !strings.Contains(a.Issuer, "=") {
 					add(a.Issuer) // a CA file, not a DN

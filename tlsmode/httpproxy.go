@@ -47,10 +47,21 @@ type HTTPOptions struct {
 	// ClientLimits bounds each verified client's request rate (429); nil
 	// = no limit.
 	ClientLimits *ClientLimiter
-	Log          zerolog.Logger
-	Access       bool // one log line per request
-	Listener     string
-	Route        string
+	// Redirect, when set, answers every request with a redirect to the
+	// public URL of the server the backend picks (protocol redirect);
+	// nothing is forwarded.
+	Redirect *Redirect
+	// Cookie, when set, keeps each client on one server by a cookie
+	// (affinity cookie).
+	Cookie *CookieAffinity
+	// WSFailover: WebSockets are terminated on both sides and relayed
+	// message by message, and moved to another server when theirs goes
+	// away (wsfailover.go).
+	WSFailover bool
+	Log        zerolog.Logger
+	Access     bool // one log line per request
+	Listener   string
+	Route      string
 }
 
 // HTTPProxy serves HTTP/1.1, HTTP/2 and WebSocket upgrades on the
@@ -287,6 +298,10 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	r = r.WithContext(context.WithValue(r.Context(), reqKey{}, rs))
+	if p.opt.WSFailover && r.ProtoMajor == 1 && sameToken(upgradeType(r.Header), "websocket") {
+		p.serveWSFailover(rw, r, cs, rs)
+		return
+	}
 	p.proxy.ServeHTTP(rw, r)
 	if rs.up != nil {
 		// ReverseProxy is done with an upgraded stream when it returns,
