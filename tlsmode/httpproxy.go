@@ -125,9 +125,11 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 		Rewrite:   p.rewrite,
 		Transport: &poolTransport{p: p},
 		ModifyResponse: func(resp *http.Response) error {
-			if rs, ok := resp.Request.Context().Value(reqKey{}).(*reqState); ok {
+			rs, _ := resp.Request.Context().Value(reqKey{}).(*reqState)
+			if rs != nil {
 				rs.status = resp.StatusCode
 			}
+			p.cookieResponse(resp, rs)
 			// A 101 for another protocol than the one asked for (or for a
 			// request that asked for none): ReverseProxy would give up
 			// without closing the body, and the server's slot would leak.
@@ -259,6 +261,10 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(rw, "429 too many requests: this client's request rate is limited on this route", http.StatusTooManyRequests)
 			return
 		}
+	}
+	if p.opt.Redirect != nil {
+		p.serveRedirect(rw, r, cs, rs)
+		return
 	}
 	// A reverse proxy tunnels nothing: inside a tunnel no header would be
 	// stripped and no Host checked.

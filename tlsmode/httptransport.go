@@ -117,7 +117,7 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	upgrade := upgradeType(req.Header) != ""
 	var lastErr error = ErrNoServer
 	for attempt := 0; attempt <= t.p.opt.Retries; attempt++ {
-		s, err := (*t.p.backend.Load()).AcquireServer(req.Context(), c, skip)
+		s, err := t.p.acquireServer(req, c, skip)
 		if err != nil {
 			if attempt == 0 || !errors.Is(err, ErrNoServer) {
 				lastErr = err
