@@ -68,3 +68,24 @@ func TestEffectiveWeightPicking(t *testing.T) {
 		}
 	})
 }
+
+// The largest weights keep their order at every reported percent: the
+// effective weight never saturates (two servers of weights MaxWeight and
+// MaxWeight-1 at 100 % must not weigh the same).
+func TestEffectiveWeightNoSaturation(t *testing.T) {
+	t.Parallel()
+	a, b := NewServer("10.0.0.1:1", MaxWeight), NewServer("10.0.0.2:1", MaxWeight-1)
+	for _, pct := range []int{100, 99, 50, 1} {
+		a.SetPercent(pct)
+		b.SetPercent(pct)
+		if a.EffectiveWeight() <= b.EffectiveWeight() {
+			t.Errorf("at %d %%: effective weights %d and %d; want the first larger", pct, a.EffectiveWeight(), b.EffectiveWeight())
+		}
+		if got, want := a.EffectiveWeight(), int64(MaxWeight)*int64(pct); got != want {
+			t.Errorf("at %d %%: effective weight %d; want %d", pct, got, want)
+		}
+	}
+	if c := NewServer("10.0.0.3:1", MaxWeight*50); c.Weight() != MaxWeight {
+		t.Errorf("weight %d; want clamped to MaxWeight %d", c.Weight(), MaxWeight)
+	}
+}

@@ -13,7 +13,7 @@ import "sync/atomic"
 //
 //	(a1+1)/w1 < (a2+1)/w2  ⇔  (a1+1) × w2 < (a2+1) × w1
 //
-// and with weights ≤ MaxWeight (2^31 - 1) the products stay below 2^63 for any
+// and with effective weights ≤ maxEffective (< 2^31) the products stay below 2^63 for any
 // connection count under 2^31.
 //
 // Ties: equal servers (idle ones, typically) take turns instead of the

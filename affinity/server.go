@@ -5,10 +5,15 @@ import (
 	"sync/atomic"
 )
 
-// MaxWeight is the largest weight a Server takes; larger values are clamped
-// to it. It keeps the integer arithmetic of the policies (weight sums,
-// connections × weight products) far from overflow.
-const MaxWeight = math.MaxInt32
+// MaxWeight is the largest weight a Server takes (21,474,836); larger
+// values are clamped to it. The effective weight, weight × the reported
+// percent, then stays within 2^31 - 1 without clamping (a clamp would make
+// two large weights equal), which keeps the integer arithmetic of the
+// policies (weight sums, connections × weight products) far from overflow.
+const MaxWeight = math.MaxInt32 / 100
+
+// maxEffective is the largest effective weight: MaxWeight at 100 %.
+const maxEffective = MaxWeight * 100
 
 // Server is one upstream server. Pools share a Server across reloads (carried
 // over by pool name and address), so every mutable field is atomic and safe
@@ -76,13 +81,13 @@ func (s *Server) Percent() int { return int(s.percent.Load()) }
 func (s *Server) SetPercent(p int) { s.percent.Store(int64(min(max(p, 0), 100))) }
 
 // EffectiveWeight is what the policies pick by: Weight × Percent (the
-// weight in hundredths), at most MaxWeight. Scaling every server by the
+// weight in hundredths), at most maxEffective. Scaling every server by the
 // same 100 leaves each policy's choices as with the weights alone, so
 // servers at 100 % are placed exactly as before; the integer product
 // keeps two instances with the same reports in agreement.
 func (s *Server) EffectiveWeight() int64 { return effective(s.weight.Load(), s.percent.Load()) }
 
-func effective(w, pct int64) int64 { return min(w*pct, MaxWeight) }
+func effective(w, pct int64) int64 { return min(w*pct, maxEffective) }
 
 // Ejected reports whether passive ejection took the server out of picking.
 func (s *Server) Ejected() bool { return s.ejected.Load() }

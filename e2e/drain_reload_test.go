@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -63,6 +64,10 @@ func TestOverridesSurviveReload(t *testing.T) {
 	var e400, e404 apiError
 	if st := admin.do(http.MethodPut, base+a.Addr()+"/weight", map[string]int{"weight": -1}, &e400); st != http.StatusBadRequest || e400.Error == "" {
 		t.Errorf("PUT weight -1: %d %+v; want 400 with an error", st, e400)
+	}
+	var big apiError
+	if st := admin.do(http.MethodPut, base+a.Addr()+"/weight", map[string]int{"weight": 21474837}, &big); st != http.StatusBadRequest || !strings.Contains(big.Error, "21474836") {
+		t.Errorf("PUT weight 21474837: %d %+v; want 400 naming the largest weight 21474836", st, big)
 	}
 	if st := admin.do(http.MethodPost, base+"127.0.0.1:1/drain", nil, &e404); st != http.StatusNotFound || e404.Error == "" {
 		t.Errorf("drain of an unknown server: %d %+v; want 404 with an error", st, e404)

@@ -146,8 +146,8 @@ func (e *Edge) apiRoutes(mux *http.ServeMux) {
 		if err := decodeBody(r, &body); err != nil {
 			return http.StatusBadRequest, err
 		}
-		if body.Weight == nil || *body.Weight < 0 {
-			return http.StatusBadRequest, errors.New(`want {"weight": N} with N >= 0 (0 = no new connections)`)
+		if body.Weight == nil || *body.Weight < 0 || *body.Weight > affinity.MaxWeight {
+			return http.StatusBadRequest, fmt.Errorf(`want {"weight": N} with N from 0 (no new connections) to %d`, affinity.MaxWeight)
 		}
 		st.setOverride(*body.Weight)
 		e.log.Info().Str("backend", p.Name).Str("server", st.srv.Address).Int("weight", *body.Weight).Msg("server weight set (admin API)")

@@ -123,6 +123,23 @@ backends:
 			},
 		},
 		{
+			name: "weight beyond the largest",
+			body: `
+listeners:
+  - name: public
+    address: "127.0.0.1:8443"
+    routes:
+      - sni: ["a.example.com"]
+        backend: api
+backends:
+  - name: api
+    servers: [{address: "127.0.0.1:1", weight: 21474837}, {address: "127.0.0.1:2", weight: 21474836}]
+`,
+			want: []string{
+				`backends[0].servers[0].weight: must be from 0 (no new connections) to 21474836`,
+			},
+		},
+		{
 			name: "references and duplicates",
 			body: `
 listeners:

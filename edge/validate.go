@@ -188,8 +188,8 @@ func validateBackend(c *Config, ps *Problems, p string, b *BackendConfig) {
 			}
 			seen[s.Address] = i
 		}
-		if *s.Weight < 0 {
-			ps.Add(sp+".weight", "must be 0 (no new connections) or more")
+		if *s.Weight < 0 || *s.Weight > affinity.MaxWeight {
+			ps.Add(sp+".weight", "must be from 0 (no new connections) to %d", affinity.MaxWeight)
 		}
 	}
 	h := b.Health
