@@ -438,6 +438,10 @@ type DiscoveryConfig struct {
 	// Resolver is the DNS server asked, host:port. "" = the nameservers
 	// of /etc/resolv.conf, in order.
 	Resolver string `key:"resolver"`
+	// MaxServers bounds the servers taken from one answer (each costs
+	// health checks and state): beyond it, the first by address are kept
+	// and the rest dropped, logged and shown in the API. 0 = 256.
+	MaxServers int `key:"max_servers"`
 }
 
 // BackendTLSConfig is the balancer's TLS client towards servers (reencrypt).

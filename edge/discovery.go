@@ -34,6 +34,13 @@ import (
 // DiscDefaultRefresh is discovery.refresh's zero value.
 const DiscDefaultRefresh = 10 * time.Second
 
+// DiscDefaultMaxServers is discovery.max_servers's zero value, and
+// DiscMaxMaxServers its largest setting.
+const (
+	DiscDefaultMaxServers = 256
+	DiscMaxMaxServers     = 10000
+)
+
 // discMinInterval: never more than one lookup a second, whatever the TTL.
 const discMinInterval = time.Second
 
@@ -80,6 +87,8 @@ type discoverer struct {
 	cancel   context.CancelFunc
 	stopping bool
 	retry    bool // the last change could not be put in force: try again after the next lookup
+	max      int  // discovery.max_servers in force
+	dropped  int  // servers of the last good answer beyond max, left out
 }
 
 // newDiscoverer makes the discoverer of backend bc. It starts from old's
@@ -92,9 +101,12 @@ type discoverer struct {
 func newDiscoverer(bc *BackendConfig, old *discoverer) *discoverer {
 	t, err := discParse(bc.Discovery.DNS)
 	d := &discoverer{backend: bc.Name, spec: bc.Discovery.DNS, target: t, refresh: bc.Discovery.Refresh,
-		res: discResolver{server: bc.Discovery.Resolver}, key: discKey(bc)}
+		res: discResolver{server: bc.Discovery.Resolver}, key: discKey(bc), max: bc.Discovery.MaxServers}
 	if d.refresh <= 0 {
 		d.refresh = DiscDefaultRefresh
+	}
+	if d.max <= 0 {
+		d.max = DiscDefaultMaxServers
 	}
 	d.lookup = func(ctx context.Context) discAnswer {
 		if err != nil {
@@ -130,7 +142,7 @@ func discKey(bc *BackendConfig) string {
 	if bc.Discovery.DNS == "" {
 		return ""
 	}
-	return fmt.Sprintf("%s|%v|%s", bc.Discovery.DNS, bc.Discovery.Refresh, bc.Discovery.Resolver)
+	return fmt.Sprintf("%s|%v|%s|%d", bc.Discovery.DNS, bc.Discovery.Refresh, bc.Discovery.Resolver, bc.Discovery.MaxServers)
 }
 
 // discFor returns the discoverer for the pool being built from bc: prev's
@@ -190,8 +202,19 @@ func (d *discoverer) record(a discAnswer, now time.Time) (changed bool) {
 		if a.ttl > 0 {
 			wait = min(wait, a.ttl)
 		}
-		changed = !slices.Equal(d.servers, a.servers)
-		d.servers = slices.Clone(a.servers)
+		kept := a.servers
+		d.dropped = 0
+		limit := d.max
+		if limit <= 0 {
+			limit = DiscDefaultMaxServers
+		}
+		if len(kept) > limit {
+			// The first by address: instances given the same answer keep
+			// the same servers.
+			kept, d.dropped = kept[:limit], len(kept)-limit
+		}
+		changed = !slices.Equal(d.servers, kept)
+		d.servers = slices.Clone(kept)
 		d.known = a.addrs
 	case discNXDomain:
 		if d.nxSince.IsZero() {
@@ -210,10 +233,13 @@ func (d *discoverer) record(a discAnswer, now time.Time) (changed bool) {
 
 // DiscoveryInfo is a backend's DNS discovery in GET /api/v1/backends.
 type DiscoveryInfo struct {
-	DNS        string     `json:"dns"`
-	Resolver   string     `json:"resolver"` // "" = the system's
-	Refresh    string     `json:"refresh"`
-	Servers    int        `json:"servers"` // in the last good set
+	DNS      string `json:"dns"`
+	Resolver string `json:"resolver"` // "" = the system's
+	Refresh  string `json:"refresh"`
+	Servers  int    `json:"servers"` // in the last good set
+	// Dropped: servers of the last good answer left out, beyond
+	// max_servers.
+	Dropped    int        `json:"dropped,omitempty"`
 	LastLookup *time.Time `json:"last_lookup,omitempty"`
 	Result     string     `json:"result,omitempty"` // ok | empty | nxdomain | error
 	Error      string     `json:"error,omitempty"`
@@ -230,7 +256,7 @@ func (d *discoverer) info() *DiscoveryInfo {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	in := &DiscoveryInfo{DNS: d.spec, Resolver: d.res.server, Refresh: d.refresh.String(), Servers: len(d.servers),
+	in := &DiscoveryInfo{DNS: d.spec, Resolver: d.res.server, Refresh: d.refresh.String(), Servers: len(d.servers), Dropped: d.dropped,
 		Result: d.result, Error: d.lastErr}
 	if !d.last.IsZero() {
 		t := d.last
@@ -431,6 +457,13 @@ func (d *discoverer) applySet(ctx context.Context, e *Edge, before, after []disc
 	}
 	e.log.Info().Str("backend", d.backend).Str("dns", d.spec).Strs("added", added).Strs("gone", gone).
 		Int("servers", len(after)).Msg("servers changed in DNS")
+	d.mu.Lock()
+	dropped := d.dropped
+	d.mu.Unlock()
+	if dropped > 0 {
+		e.log.Warn().Str("backend", d.backend).Str("dns", d.spec).Int("max_servers", d.max).Int("dropped", dropped).
+			Msg("DNS discovery: the answer has more servers than discovery.max_servers; the first by address are used, the rest left out")
+	}
 	if err := e.apply(e.cfg); err != nil {
 		e.log.Error().Str("backend", d.backend).Err(err).Msg("DNS discovery: putting the new servers in force failed; the pools stay as they were until the next lookup tries again")
 		d.mu.Lock()
@@ -465,6 +498,9 @@ func discValidate(ps *Problems, p string, b *BackendConfig) {
 		if dc.Resolver != "" {
 			ps.Add(p+".discovery.resolver", "resolver is for discovery.dns: set it or remove resolver")
 		}
+		if dc.MaxServers != 0 {
+			ps.Add(p+".discovery.max_servers", "max_servers is for discovery.dns: set it or remove max_servers")
+		}
 		return
 	}
 	if _, err := discParse(dc.DNS); err != nil {
@@ -475,5 +511,8 @@ func discValidate(ps *Problems, p string, b *BackendConfig) {
 	}
 	if dc.Resolver != "" {
 		checkHostPort(ps, p+".discovery.resolver", dc.Resolver, false)
+	}
+	if dc.MaxServers < 0 || dc.MaxServers > DiscMaxMaxServers {
+		ps.Add(p+".discovery.max_servers", "%d: must be from 1 to %d (0 = %d)", dc.MaxServers, DiscMaxMaxServers, DiscDefaultMaxServers)
 	}
 }

@@ -197,6 +197,34 @@ func TestDiscRecordRules(t *testing.T) {
 		[]discServer{{"10.0.0.1:80", 1}, {"10.0.0.2:80", 4}}, 10*time.Second)
 }
 
+// An answer with more servers than max_servers: the first by address are
+// kept, the rest counted as dropped; a smaller answer drops none.
+func TestDiscRecordMaxServers(t *testing.T) {
+	t.Parallel()
+	d := &discoverer{refresh: 10 * time.Second, max: 3}
+	all := []discServer{{"10.0.0.1:80", 1}, {"10.0.0.2:80", 1}, {"10.0.0.3:80", 1}, {"10.0.0.4:80", 1}, {"10.0.0.5:80", 1}}
+	now := time.Unix(1_000_000, 0)
+	if !d.record(discAnswer{result: discOK, servers: all}, now) {
+		t.Fatal("first answer: not a change")
+	}
+	if got := d.current(); !slices.Equal(got, all[:3]) {
+		t.Errorf("set %v; want the first three by address %v", got, all[:3])
+	}
+	if in := d.info(); in.Servers != 3 || in.Dropped != 2 {
+		t.Errorf("info: servers %d, dropped %d; want 3 and 2", in.Servers, in.Dropped)
+	}
+	if d.record(discAnswer{result: discOK, servers: all[1:]}, now.Add(10*time.Second)) != true {
+		t.Error("an answer whose first three differ: not a change")
+	}
+	if got := d.current(); !slices.Equal(got, all[1:4]) {
+		t.Errorf("set %v; want %v", got, all[1:4])
+	}
+	d.record(discAnswer{result: discOK, servers: all[:2]}, now.Add(20*time.Second))
+	if in := d.info(); in.Servers != 2 || in.Dropped != 0 {
+		t.Errorf("info after a small answer: servers %d, dropped %d; want 2 and 0", in.Servers, in.Dropped)
+	}
+}
+
 // The pool is the config's servers plus the discovered ones, ordered by
 // address; an address the config lists is that server (its weight); a
 // reload with the same discovery keeps the discoverer and its set, a

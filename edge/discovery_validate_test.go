@@ -77,6 +77,13 @@ func TestDiscValidateKeys(t *testing.T) {
 		{"an address is not a name", `    discovery: {dns: "127.0.0.1:9001"}`, []string{
 			`backends[0].discovery.dns: "127.0.0.1:9001" is an address, not a name: list it under servers`,
 		}},
+		{"max_servers out of bounds, and without dns", `    discovery: {dns: "api.internal:1", max_servers: 10001}`, []string{
+			`backends[0].discovery.max_servers: 10001: must be from 1 to 10000 (0 = 256)`,
+		}},
+		{"max_servers without dns", `    servers: [{address: "127.0.0.1:9001"}]
+    discovery: {max_servers: 5}`, []string{
+			`backends[0].discovery.max_servers: max_servers is for discovery.dns: set it or remove max_servers`,
+		}},
 		{"an unknown key", `    discovery: {dns: "api.internal:1", ttl: 5s}`, nil},
 	}
 	for _, tt := range tests {

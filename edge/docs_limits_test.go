@@ -130,6 +130,7 @@ func TestConfigReferenceGlanceDefaults(t *testing.T) {
 		"backends[].max_response_header_bytes":                   lim.MaxResponseHeader,
 		"listeners[].connection_burst_per_ip":                    2 * *c.Listeners[0].ConnectionRatePerIP,
 		"backends[].health.agent.timeout":                        agAgentDefaultTimeout, // health.agent is unset by default
+		"backends[].discovery.max_servers":                       DiscDefaultMaxServers, // applied by the discoverer
 	}
 	checked := 0
 	for key, rs := range docTables(t) {

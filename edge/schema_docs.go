@@ -254,6 +254,8 @@ var schemaDocs = []schemaDoc{
 		Meaning: "how often the name is resolved again; sooner when the answer's TTL runs out (a TTL of 0: at `refresh`), never more than once a second; at least `1s`. A reload that changes `discovery` starts from the servers found so far: it never empties the pool, even when DNS fails then"},
 	{Key: "backends[].discovery.resolver", Type: "host:port", Default: "the nameservers of `/etc/resolv.conf`", Modes: "all",
 		Meaning: "the DNS server asked (UDP, TCP when the answer is truncated)"},
+	{Key: "backends[].discovery.max_servers", Type: "int, 1 to 10000", Default: "`256`", Modes: "all",
+		Meaning: "the most servers taken from one answer: beyond it the first by address are kept (instances given the same answer keep the same ones), the rest left out, logged at warn and counted in `GET /api/v1/backends` (`discovery.dropped`)"},
 	{Key: "backends[].tls", Type: "map", Default: "", Modes: "R, checks",
 		Meaning: "tlsedge's TLS client towards the servers: used by reencrypt routes and by `tls` and `http` health checks (for passthrough servers too)"},
 	{Key: "backends[].tls.ca", Type: "path", Default: "required with tls", Modes: "",
