@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// Config is the typed form of a tlsedge config file (see ../shared/spec/config.md).
+// Config is the typed form of a tlsedge config file (docs/config.md is the
+// reference of every key).
 // Every field documents its zero value; defaults are applied in one place,
 // applyDefaults in defaults.go, after decoding and before validation.
 type Config struct {
@@ -378,6 +379,10 @@ type CookieConfig struct {
 	Secure   *bool         `key:"secure"`
 	HTTPOnly *bool         `key:"http_only"`
 	SameSite string        `key:"same_site"` // lax | strict | none; "" = lax
+	// KeyFile is the secret (at least 32 bytes, used as is) the values are
+	// signed with; every instance behind one L4 balancer must have the
+	// same. "" = a constant key (see tlsmode.CookieOptions.Key).
+	KeyFile string `key:"key_file"`
 }
 
 // OutlierConfig is a backend's passive ejection. Zero values:

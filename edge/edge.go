@@ -1,6 +1,3 @@
-// Package edge runs tlsedge: typed config and its validation, listeners, the
-// route tables, pools of servers, health checks, reload, the registry of
-// live connections, drain and rebalance, metrics and the admin API.
 package edge
 
 import (

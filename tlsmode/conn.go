@@ -1,6 +1,3 @@
-// Package tlsmode handles one client connection after routing: the
-// ClientHello parser, the mode handlers (passthrough today) and the byte
-// copiers. It keeps no global state and reads no config files.
 package tlsmode
 
 import (

@@ -1,0 +1,30 @@
+// Package tlsmode serves one client connection once the edge has routed it
+// by its SNI: the ClientHello parser (hello.go), the three modes and what
+// they forward.
+//
+//   - passthrough.go: the hello is replayed to a server and the raw TLS
+//     bytes are relayed, on Linux by an epoll relay shared by the process
+//     (relay_*_linux.go: a small buffer for small reads, splice(2) for
+//     bulk; one event loop per core, started on first use) and elsewhere
+//     by goroutines (pipe.go, relay_other.go).
+//   - terminate.go: the TLS handshake with the route's certificate and
+//     client certificate policy (authz.go, denied.go, clientlimit.go); a tcp
+//     route relays the plaintext (with PROXY v2 TLVs, proxyssl.go), an http
+//     route serves it with the HTTP proxy.
+//   - reencrypt: terminate, then a verified TLS connection to the server
+//     (upstream.go).
+//
+// The HTTP proxy of an http route: httpproxy.go (options, ServeHTTP and the
+// access log), httpconn.go (one client connection's lifecycle), h1guard.go
+// and h1parse.go (the HTTP/1 smuggling guard), httpparts.go and
+// httplimits.go (bodies, timeouts, HTTP/2 settings), httptransport.go (the
+// pick of a server per request, retries, keep-alive transports),
+// upgrade.go (WebSocket and other upgrades), authzhttp.go (path rules),
+// identity*.go (the identity headers), redirect*.go (protocol redirect),
+// cookie.go (cookie affinity) and wsfailover*.go (WebSocket failover).
+//
+// live.go holds what other goroutines read of a live connection (the
+// server it is bound to, its byte counts, how to end it). tlsmode reads no
+// config file; the only process-wide state is the passthrough relay and
+// its logger (SetRelayLogger).
+package tlsmode
