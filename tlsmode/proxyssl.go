@@ -3,7 +3,6 @@ package tlsmode
 import (
 	"crypto/tls"
 	"encoding/asn1"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -11,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
 )
 
 // ErrSSLTLVTooLarge means the PROXY v2 TLVs for a connection (in practice a
@@ -120,16 +120,16 @@ func SSLTLVs(cs *tls.ConnectionState) ([]proxyproto.TLV, error) {
 	}
 
 	// struct pp2_tlv_ssl { uint8_t client; uint32_t verify; struct pp2_tlv sub_tlv[0]; }
-	value := make([]byte, 5, 5+pp2TLVsLen(sub))
-	value[0] = client
-	binary.BigEndian.PutUint32(value[1:5], verify)
 	for _, t := range sub {
 		if len(t.Value) > math.MaxUint16 {
 			return nil, fmt.Errorf("building PROXY v2 SSL TLV: sub-TLV 0x%02x is %d bytes: %w", byte(t.Type), len(t.Value), ErrSSLTLVTooLarge)
 		}
-		value = append(value, byte(t.Type), byte(len(t.Value)>>8), byte(len(t.Value)))
-		value = append(value, t.Value...)
 	}
+	ssl, err := tlvparse.PP2SSL{Client: client, Verify: verify, TLV: sub}.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("building PROXY v2 SSL TLV: %v: %w", err, ErrSSLTLVTooLarge)
+	}
+	value := ssl.Value
 	tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_SSL, Value: value})
 	if n := pp2TLVsLen(tlvs); len(value) > math.MaxUint16 || n > pp2MaxTLVs {
 		return nil, fmt.Errorf("building PROXY v2 SSL TLV: %d bytes of TLVs: %w", n, ErrSSLTLVTooLarge)
