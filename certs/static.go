@@ -26,6 +26,9 @@ type Static struct {
 // served.
 type StaticOptions struct {
 	Cert, Key string // PEM chain and key files
+	// Pair, when set, is what Cert and Key hold, already loaded (the edge
+	// reads each file once per config); nil: LoadStatic reads them.
+	Pair *tls.Certificate
 	// Staple staples the certificate's OCSP response to handshakes.
 	Staple bool
 }
@@ -37,9 +40,14 @@ type StaticOptions struct {
 // while a reload loads a renewed one for the same names.
 func (m *Manager) LoadStatic(ctx context.Context, opts StaticOptions) (*Static, error) {
 	certFile, keyFile := opts.Cert, opts.Key
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("loading certificate %s with key %s: %w", certFile, keyFile, err)
+	var pair tls.Certificate
+	if opts.Pair != nil {
+		pair = *opts.Pair // a copy: the stapler sets its OCSPStaple
+	} else {
+		var err error
+		if pair, err = tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+			return nil, fmt.Errorf("loading certificate %s with key %s: %w", certFile, keyFile, err)
+		}
 	}
 	leaf, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil {

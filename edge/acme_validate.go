@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 
 	"github.com/tlsedge/tlsedge/certs"
@@ -21,7 +20,7 @@ func validateACME(c *Config, ps *Problems) {
 		}
 	}
 	if a.CARoot != "" {
-		b, err := os.ReadFile(c.resolve(a.CARoot))
+		b, err := c.readFile(a.CARoot)
 		if err != nil {
 			ps.Add(p+".ca_root", "cannot read %s: %v", a.CARoot, err)
 		} else if !x509.NewCertPool().AppendCertsFromPEM(b) {

@@ -16,8 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
-
-	"github.com/tlsedge/tlsedge/certs"
 )
 
 // adminServer is the admin endpoint on one address: /healthz, /readyz,
@@ -50,13 +48,13 @@ func (e *Edge) prepareAdmin(cfg *Config) (*adminPlan, error) {
 	}
 	var tc *tls.Config
 	if a.TLS.Cert != "" {
-		pair, err := tls.LoadX509KeyPair(cfg.resolve(a.TLS.Cert), cfg.resolve(a.TLS.Key))
+		pair, err := cfg.keyPair(a.TLS.Cert, a.TLS.Key)
 		if err != nil {
 			return nil, fmt.Errorf("admin: loading %s with key %s: %w", a.TLS.Cert, a.TLS.Key, err)
 		}
 		tc = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 		if a.TLS.ClientAuth == "require" {
-			pool, _, err := certs.LoadCAPool(cfg.resolveAll(a.TLS.ClientCA))
+			pool, _, err := cfg.caPool(a.TLS.ClientCA)
 			if err != nil {
 				return nil, fmt.Errorf("admin: %w", err)
 			}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/tlsedge/tlsedge/certs"
 	"github.com/tlsedge/tlsedge/tlsmode"
 )
 
@@ -38,7 +37,7 @@ func validateRouteAuthz(c *Config, ps *Problems, rp string, r *RouteConfig) {
 	if r.Allow != nil && len(r.Allow) == 0 {
 		ps.Add(rp+".allow", "an empty list admits no one: list identity patterns, or remove allow to admit every verified certificate")
 	}
-	_, routeCAs, _ := certs.LoadCAPool(c.resolveAll(r.TLS.ClientCA)) // its errors are client_ca's
+	_, routeCAs, _ := c.caPool(r.TLS.ClientCA) // its errors are client_ca's
 	for i := range r.Allow {
 		validatePattern(c, ps, fmt.Sprintf("%s.allow[%d]", rp, i), &r.Allow[i], routeCAs)
 	}
@@ -135,7 +134,7 @@ func validatePattern(c *Config, ps *Problems, p string, e *ClientPatternConfig, 
 		ps.Add(p+".issuer", "%q is the subject of no certificate in the route's client_ca: write the DN of one of them as openssl x509 -noout -subject -nameopt RFC2253 prints it, or give the CA's PEM file (for an intermediate, say)", e.Issuer)
 	}
 	if e.Issuer != "" && !strings.Contains(e.Issuer, "=") {
-		if _, _, err := certs.LoadCAPool(c.resolveAll([]string{e.Issuer})); err != nil {
+		if _, _, err := c.caPool([]string{e.Issuer}); err != nil {
 			ps.Add(p+".issuer", "neither a DN (CN=...,O=...) nor a readable PEM file of CA certificates: %v", err)
 		}
 	}
@@ -171,7 +170,7 @@ func buildAllowList(c *Config, rc *RouteConfig, list []ClientPatternConfig) (tls
 	if list == nil {
 		return nil, nil
 	}
-	_, routeCAs, err := certs.LoadCAPool(c.resolveAll(rc.TLS.ClientCA))
+	_, routeCAs, err := c.caPool(rc.TLS.ClientCA)
 	if err != nil && len(rc.TLS.ClientCA) > 0 {
 		return nil, err
 	}
@@ -185,7 +184,7 @@ func buildAllowList(c *Config, rc *RouteConfig, list []ClientPatternConfig) (tls
 				return nil, fmt.Errorf("issuer %q is the subject of no certificate in client_ca", e.Issuer)
 			}
 		case e.Issuer != "":
-			_, cas, err := certs.LoadCAPool(c.resolveAll([]string{e.Issuer}))
+			_, cas, err := c.caPool([]string{e.Issuer})
 			if err != nil {
 				return nil, err
 			}

@@ -23,6 +23,10 @@ type Config struct {
 	// Hash is the SHA-256 (hex) of the file's bytes as read ("" when built
 	// in code): the admin API and the tlsedge_config_hash metric show it.
 	Hash string `key:"-"`
+
+	// files: the certificate, key, CA and CRL files this config names,
+	// read once (files.go).
+	files *configFiles
 }
 
 // AdminConfig is the admin HTTP endpoint (API, /metrics, /healthz, /readyz).

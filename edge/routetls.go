@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"time"
 
@@ -77,8 +76,11 @@ func buildServerTLS(ctx context.Context, c *Config, rc *RouteConfig, m *certs.Ma
 			return nil, err
 		}
 	} else {
-		var err error
-		st, err = m.LoadStatic(ctx, certs.StaticOptions{Cert: c.resolve(t.Cert), Key: c.resolve(t.Key), Staple: t.OCSPStapling != "off"})
+		pair, err := c.keyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("loading certificate %s with key %s: %w", c.resolve(t.Cert), c.resolve(t.Key), err)
+		}
+		st, err = m.LoadStatic(ctx, certs.StaticOptions{Cert: c.resolve(t.Cert), Key: c.resolve(t.Key), Pair: &pair, Staple: t.OCSPStapling != "off"})
 		if err != nil {
 			return nil, err
 		}
@@ -110,7 +112,7 @@ func buildServerTLS(ctx context.Context, c *Config, rc *RouteConfig, m *certs.Ma
 	var verifier *certs.ClientVerifier
 	mode := certs.OCSPOff
 	if len(t.ClientCA) > 0 {
-		pool, list, err := certs.LoadCAPool(c.resolveAll(t.ClientCA))
+		pool, list, err := c.caPool(t.ClientCA)
 		if err != nil {
 			return nil, err
 		}
@@ -118,13 +120,13 @@ func buildServerTLS(ctx context.Context, c *Config, rc *RouteConfig, m *certs.Ma
 		tc.ClientCAs = pool
 		v := &certs.ClientVerifier{}
 		if len(t.CRL) > 0 {
-			crl, err := certs.LoadCRLs(c.resolveAll(t.CRL), list)
+			crl, err := c.revocationLists(t.CRL, list)
 			if err != nil {
 				return nil, err
 			}
 			v.CRL = crl
-			for _, f := range c.resolveAll(t.CRL) {
-				b, err := os.ReadFile(f)
+			for _, f := range t.CRL {
+				b, err := c.readFile(f)
 				if err != nil {
 					return nil, fmt.Errorf("reading CRL: %w", err)
 				}
@@ -234,7 +236,7 @@ func httpRouteKey(c *Config, lc *ListenerConfig, rc *RouteConfig, bc *BackendCon
 		if f == "" {
 			continue
 		}
-		b, err := os.ReadFile(c.resolve(f))
+		b, err := c.readFile(f)
 		if err != nil {
 			return "", err
 		}
@@ -290,14 +292,14 @@ func buildUpstreamTLS(c *Config, bc *BackendConfig) (*tls.Config, error) {
 		ClientSessionCache: tls.NewLRUClientSessionCache(256),
 	}
 	if t.CA != "" {
-		pool, _, err := certs.LoadCAPool([]string{c.resolve(t.CA)})
+		pool, _, err := c.caPool([]string{t.CA})
 		if err != nil {
 			return nil, err
 		}
 		tc.RootCAs = pool
 	}
 	if t.Cert != "" {
-		pair, err := tls.LoadX509KeyPair(c.resolve(t.Cert), c.resolve(t.Key))
+		pair, err := c.keyPair(t.Cert, t.Key)
 		if err != nil {
 			return nil, fmt.Errorf("loading client certificate %s with key %s: %w", t.Cert, t.Key, err)
 		}

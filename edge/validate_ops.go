@@ -1,14 +1,11 @@
 package edge
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
-
-	"github.com/tlsedge/tlsedge/certs"
 )
 
 // validateAdmin checks admin: an address other than loopback needs TLS with
@@ -33,7 +30,7 @@ func validateAdmin(c *Config, ps *Problems) {
 	if hasTLS {
 		if t.Cert == "" || t.Key == "" {
 			ps.Add("admin.tls", "cert and key go together: give both")
-		} else if _, err := tls.LoadX509KeyPair(c.resolve(t.Cert), c.resolve(t.Key)); err != nil {
+		} else if _, err := c.keyPair(t.Cert, t.Key); err != nil {
 			ps.Add("admin.tls.cert", "cannot load %s with key %s: %v", t.Cert, t.Key, err)
 		}
 	} else if len(t.ClientCA) > 0 || t.ClientAuth != "" {
@@ -43,7 +40,7 @@ func validateAdmin(c *Config, ps *Problems) {
 		ps.Add("admin.tls.client_ca", "client_auth none asks for no client certificate, so client_ca is never used: set client_auth: require, or remove client_ca")
 	}
 	if len(t.ClientCA) > 0 {
-		if _, _, err := certs.LoadCAPool(c.resolveAll(t.ClientCA)); err != nil {
+		if _, _, err := c.caPool(t.ClientCA); err != nil {
 			ps.Add("admin.tls.client_ca", "%v", err)
 		}
 	}

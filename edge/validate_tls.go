@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"time"
 
@@ -88,7 +87,7 @@ func validateServerTLS(c *Config, ps *Problems, rp string, r *RouteConfig) {
 	case t.Cert == "" || t.Key == "":
 		ps.Add(tp, "missing cert and key: mode %s needs the route's certificate chain and key (PEM files), or acme: true", r.Mode)
 	default:
-		pair, err := tls.LoadX509KeyPair(c.resolve(t.Cert), c.resolve(t.Key))
+		pair, err := c.keyPair(t.Cert, t.Key)
 		if err != nil {
 			ps.Add(tp+".cert", "cannot load %s with key %s: %v", t.Cert, t.Key, err)
 		} else if pair.Leaf != nil && time.Now().After(pair.Leaf.NotAfter) {
@@ -107,7 +106,7 @@ func validateServerTLS(c *Config, ps *Problems, rp string, r *RouteConfig) {
 		if !verifies {
 			ps.Add(tp+".client_ca", "client certificates are verified only with client_auth verify_if_given or require (now %q)", t.ClientAuth)
 		}
-		_, list, err := certs.LoadCAPool(c.resolveAll(t.ClientCA))
+		_, list, err := c.caPool(t.ClientCA)
 		if err != nil {
 			ps.Add(tp+".client_ca", "%v", err)
 		}
@@ -117,7 +116,7 @@ func validateServerTLS(c *Config, ps *Problems, rp string, r *RouteConfig) {
 		if len(t.ClientCA) == 0 {
 			ps.Add(tp+".crl", "CRLs need client_ca: they are checked against the CAs that signed them")
 		} else if cas != nil {
-			if _, err := certs.LoadCRLs(c.resolveAll(t.CRL), cas); err != nil {
+			if _, err := c.revocationLists(t.CRL, cas); err != nil {
 				ps.Add(tp+".crl", "%v", err)
 			}
 		}
@@ -151,14 +150,14 @@ func validateBackendTLS(c *Config, ps *Problems, bp string, b *BackendConfig) {
 	case t.CA == "" && !t.InsecureSkipVerify:
 		ps.Add(tp+".ca", "missing: reencrypt verifies the servers' certificates; give the CA file that signed them (or, not recommended, insecure_skip_verify: true)")
 	case t.CA != "":
-		if _, _, err := certs.LoadCAPool([]string{c.resolve(t.CA)}); err != nil {
+		if _, _, err := c.caPool([]string{t.CA}); err != nil {
 			ps.Add(tp+".ca", "%v", err)
 		}
 	}
 	if (t.Cert == "") != (t.Key == "") {
 		ps.Add(tp, "cert and key go together: give both for upstream mutual TLS, or neither")
 	} else if t.Cert != "" {
-		pair, err := tls.LoadX509KeyPair(c.resolve(t.Cert), c.resolve(t.Key))
+		pair, err := c.keyPair(t.Cert, t.Key)
 		if err != nil {
 			ps.Add(tp+".cert", "cannot load %s with key %s: %v", t.Cert, t.Key, err)
 		} else if pair.Leaf != nil && time.Now().After(pair.Leaf.NotAfter) {
