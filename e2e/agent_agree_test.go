@@ -52,25 +52,7 @@ func TestAgentTwoInstancesAgree(t *testing.T) {
 			return true
 		})
 	}
-	compare := func(phase string) map[string]string {
-		t.Helper()
-		p1, p2 := discPicks(t, e1.addr, hello), discPicks(t, e2.addr, hello)
-		differ, spread := 0, map[string]int{}
-		for src, s1 := range p1 {
-			if s1 != p2[src] {
-				differ++
-				if differ <= 5 {
-					t.Errorf("%s: source %s: instance 1 picked %q, instance 2 %q", phase, src, s1, p2[src])
-				}
-			}
-			spread[s1]++
-		}
-		if differ > 0 || len(p1) != 1000 || len(p2) != 1000 {
-			t.Fatalf("%s: the instances disagree for %d of %d/%d sources; want 0 of 1000", phase, differ, len(p1), len(p2))
-		}
-		t.Logf("%s: spread %v", phase, spread)
-		return p1
-	}
+	compare := func(phase string) map[string]string { return discAgree(t, phase, e1, e2, hello) }
 
 	all := map[string]float64{"127.0.0.2": 1, "127.0.0.3": 1, "127.0.0.4": 1, "127.0.0.5": 1}
 	weightsAre(a1, all)

@@ -101,6 +101,32 @@ func discPicks(t testing.TB, edge string, hello []byte) map[string]string {
 	return out
 }
 
+// discAgree has two instances pick for the same 1,000 source addresses
+// and fails the test unless every pick is the same (a connection error is
+// a failure too); it returns the first instance's picks.
+func discAgree(t *testing.T, phase string, e1, e2 *edgeProc, hello []byte) map[string]string {
+	t.Helper()
+	p1, p2 := discPicks(t, e1.addr, hello), discPicks(t, e2.addr, hello)
+	differ, spread := 0, map[string]int{}
+	for src, s1 := range p1 {
+		if strings.HasPrefix(s1, "error") || strings.HasPrefix(p2[src], "error") {
+			t.Fatalf("%s: source %s: %q and %q", phase, src, s1, p2[src])
+		}
+		if s1 != p2[src] {
+			differ++
+			if differ <= 5 {
+				t.Errorf("%s: source %s: instance 1 picked %s, instance 2 %s", phase, src, s1, p2[src])
+			}
+		}
+		spread[s1]++
+	}
+	if differ > 0 || len(p1) != 1000 || len(p2) != 1000 {
+		t.Fatalf("%s: the instances disagree for %d of %d/%d sources; want 0 of 1000", phase, differ, len(p1), len(p2))
+	}
+	t.Logf("%s: spread %v", phase, spread)
+	return p1
+}
+
 // Issue 11: "Two instances on the same config and the same DNS answer pick
 // the same server for 1,000 source addresses, before and after a server is
 // removed." The pool comes from A records (name:port: every address on one
@@ -138,27 +164,7 @@ func TestDiscTwoInstancesAgree(t *testing.T) {
 	discWaitServers(t, a2, e2, want...)
 	hello := discHello(t, "agree.example.com")
 
-	compare := func(phase string) map[string]string {
-		p1, p2 := discPicks(t, e1.addr, hello), discPicks(t, e2.addr, hello)
-		differ, spread := 0, map[string]int{}
-		for src, s1 := range p1 {
-			if strings.HasPrefix(s1, "error") || strings.HasPrefix(p2[src], "error") {
-				t.Fatalf("%s: source %s: %q and %q", phase, src, s1, p2[src])
-			}
-			if s1 != p2[src] {
-				differ++
-				if differ <= 5 {
-					t.Errorf("%s: source %s: instance 1 picked %s, instance 2 %s", phase, src, s1, p2[src])
-				}
-			}
-			spread[s1]++
-		}
-		if differ > 0 || len(p1) != 1000 || len(p2) != 1000 {
-			t.Fatalf("%s: the instances disagree for %d of %d/%d sources; want 0 of 1000", phase, differ, len(p1), len(p2))
-		}
-		t.Logf("%s: spread %v", phase, spread)
-		return p1
-	}
+	compare := func(phase string) map[string]string { return discAgree(t, phase, e1, e2, hello) }
 	before := compare("before")
 
 	// 127.0.0.3 leaves DNS: both instances drain it; the sources it had
