@@ -23,15 +23,51 @@ var spliceResult = regexp.MustCompile(`(?m)(?:splice\(|<\.\.\. splice resumed>).
 // and so cannot splice".
 func TestPassthroughSplices(t *testing.T) {
 	t.Parallel()
+	e, _, trace := straceEcho16MiB(t, "bulk-1", "-e", "trace=splice")
+	e.stop() // strace writes its file completely when tlsedge exits
+
+	out, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls int
+	var moved int64
+	for _, m := range spliceResult.FindAllSubmatch(out, -1) {
+		if k, _ := strconv.ParseInt(string(m[1]), 10, 64); k > 0 {
+			calls++
+			moved += k
+		}
+	}
+	t.Logf("strace: %d successful splice calls moved %d bytes", calls, moved)
+	// Each byte is spliced twice (socket -> pipe, pipe -> socket), and
+	// 16 MiB went each way (plus TLS records' overhead). The relay copies
+	// the start of each direction through its buffer until it sees bulk:
+	// at most 64 KiB and one 16 KiB read (tlsmode rlBulkAfter), so up to
+	// 80 KiB a direction, counted twice, are not spliced.
+	const size, unspliced = 16 << 20, 2 * 2 * 80 << 10
+	if moved < 4*size-unspliced {
+		t.Errorf("strace saw %d successful splice calls moving %d bytes; want at least %d (16 MiB each way, spliced in and out, but for the relay's first 80 KiB a direction)\n%.2000s",
+			calls, moved, 4*size-unspliced, out)
+	}
+}
+
+// straceEcho16MiB runs tlsedge under strace (with straceArgs, e.g. the
+// syscalls to trace and faults to inject) on a passthrough route to an echo
+// server named server, sends 16 MiB through it and checks they come back
+// whole, then closes and returns the edge, the connection's access line
+// (bytes_up and bytes_down checked to be at least 16 MiB) and the trace's
+// path (complete once e.stop() has returned).
+func straceEcho16MiB(t *testing.T, server string, straceArgs ...string) (*edgeProc, logLine, string) {
+	t.Helper()
 	needTools(t, "strace")
-	api := startBackend(t, "bulk-1")
+	api := startBackend(t, server)
 	cfg := loadYAML(t, "testdata/nodefault.yaml")
 	mapServers(t, cfg, map[string]string{"127.0.0.1:9001": api.Addr()})
 	addr := freeAddr(t)
 	listenerCfg(t, cfg, 0)["address"] = addr
 	path := writeConfig(t, cfg)
 	trace := filepath.Join(t.TempDir(), "strace.out")
-	e := startEdge(t, path, addr, []string{"strace", "-f", "--seccomp-bpf", "-e", "trace=splice", "-o", trace})
+	e := startEdge(t, path, addr, append(append([]string{"strace", "-f", "--seccomp-bpf"}, straceArgs...), "-o", trace))
 
 	const size = 16 << 20
 	payload := make([]byte, size)
@@ -64,29 +100,5 @@ func TestPassthroughSplices(t *testing.T) {
 	if down, _ := l["bytes_down"].(float64); down < size {
 		t.Errorf("access line bytes_down = %v; want >= %d", l["bytes_down"], size)
 	}
-	e.stop() // strace writes its file completely when tlsedge exits
-
-	out, err := os.ReadFile(trace)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var calls int
-	var moved int64
-	for _, m := range spliceResult.FindAllSubmatch(out, -1) {
-		if k, _ := strconv.ParseInt(string(m[1]), 10, 64); k > 0 {
-			calls++
-			moved += k
-		}
-	}
-	t.Logf("strace: %d successful splice calls moved %d bytes", calls, moved)
-	// Each byte is spliced twice (socket -> pipe, pipe -> socket), and
-	// 16 MiB went each way (plus TLS records' overhead). The relay copies
-	// the start of each direction through its buffer until it sees bulk:
-	// at most 64 KiB and one 16 KiB read (tlsmode rlBulkAfter), so up to
-	// 80 KiB a direction, counted twice, are not spliced.
-	const unspliced = 2 * 2 * 80 << 10
-	if moved < 4*size-unspliced {
-		t.Errorf("strace saw %d successful splice calls moving %d bytes; want at least %d (16 MiB each way, spliced in and out, but for the relay's first 80 KiB a direction)\n%.2000s",
-			calls, moved, 4*size-unspliced, out)
-	}
+	return e, l, trace
 }
