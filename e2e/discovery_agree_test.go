@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tlsedge/tlsedge/internal/dnszone"
 )
 
 // discHello returns the bytes of a real ClientHello for sni (one record),
@@ -134,7 +136,7 @@ func discAgree(t *testing.T, phase string, e1, e2 *edgeProc, hello []byte) map[s
 // 127.1.x.y). Removing a server moves only the sources it had.
 func TestDiscTwoInstancesAgree(t *testing.T) {
 	t.Parallel()
-	z := discStartZone(t)
+	z := dnszone.Start(t)
 	// One port free on 127.0.0.1, used on 127.0.0.2-5 too.
 	_, portText, _ := net.SplitHostPort(freeAddr(t))
 	port, _ := strconv.Atoi(portText)
@@ -142,7 +144,7 @@ func TestDiscTwoInstancesAgree(t *testing.T) {
 	for _, ip := range ips {
 		discNamer(t, ip, net.JoinHostPort(ip, portText))
 	}
-	z.setAddrs("pool.disc.test", ips...)
+	z.SetAddrs("pool.disc.test", ips...)
 	cfg := func() cfgMap {
 		return cfgMap{
 			"log": cfgMap{"level": "info", "format": "json", "access": false},
@@ -169,7 +171,7 @@ func TestDiscTwoInstancesAgree(t *testing.T) {
 
 	// 127.0.0.3 leaves DNS: both instances drain it; the sources it had
 	// move, and both move them to the same servers; no other source moves.
-	z.setAddrs("pool.disc.test", "127.0.0.2", "127.0.0.4", "127.0.0.5")
+	z.SetAddrs("pool.disc.test", "127.0.0.2", "127.0.0.4", "127.0.0.5")
 	gone := fmt.Sprintf("127.0.0.3:%d", port)
 	for _, w := range []struct {
 		a *adminClient

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tlsedge/tlsedge/internal/dnszone"
 )
 
 // discAPIServer and discAPIBackend are the parts of GET /api/v1/backends
@@ -91,13 +93,13 @@ func discWaitServers(t testing.TB, a *adminClient, e *edgeProc, want ...string) 
 // refresh × 3 keeps it too (longer empties it).
 func TestDiscSRVPoolFollowsDNS(t *testing.T) {
 	t.Parallel()
-	z := discStartZone(t)
+	z := dnszone.Start(t)
 	bs := map[string]*backend{"a": startBackend(t, "disc-a"), "b": startBackend(t, "disc-b"), "c": startBackend(t, "disc-c")}
 	port := func(n string) string { return strings.TrimPrefix(bs[n].Addr(), "127.0.0.1:") }
 	srv := func(n string, w int) string { return fmt.Sprintf("10 %d %s node.disc.test", w, port(n)) }
 	const name = "_edge._tcp.disc.test"
-	z.setAddrs("node.disc.test", "127.0.0.1")
-	z.setSRV(name, srv("a", 10), srv("b", 20), "20 50 1 fallback.disc.test")
+	z.SetAddrs("node.disc.test", "127.0.0.1")
+	z.SetSRV(name, srv("a", 10), srv("b", 20), "20 50 1 fallback.disc.test")
 
 	cfg := cfgMap{
 		"log": cfgMap{"level": "info", "format": "json", "access": true},
@@ -124,7 +126,7 @@ func TestDiscSRVPoolFollowsDNS(t *testing.T) {
 	}
 
 	// An addition is followed: C is listed, health-checked, and reached.
-	z.setSRV(name, srv("a", 10), srv("b", 20), srv("c", 10))
+	z.SetSRV(name, srv("a", 10), srv("b", 20), srv("c", 10))
 	discWaitServers(t, admin, e, A+" dns 10", B+" dns 20", C+" dns 10")
 	reached := map[string]int{}
 	for range 40 {
@@ -148,7 +150,7 @@ func TestDiscSRVPoolFollowsDNS(t *testing.T) {
 	if heldA == nil {
 		t.Fatal("40 connections never reached disc-a")
 	}
-	z.setSRV(name, srv("b", 20), srv("c", 10))
+	z.SetSRV(name, srv("b", 20), srv("c", 10))
 	discWaitServers(t, admin, e, A+" dns 10 removed drain:dns", B+" dns 20", C+" dns 10")
 	if err := heldA.echo("still streaming\n"); err != nil {
 		t.Errorf("the stream to disc-a after it left DNS: %v; want it to go on until drain_timeout", err)
@@ -166,10 +168,10 @@ func TestDiscSRVPoolFollowsDNS(t *testing.T) {
 	// the failure is logged and counted.
 	errorsBefore := admin.metrics().value("tlsedge_discovery_lookups_total", map[string]string{"backend": "pool", "result": "error"})
 	for _, mode := range []string{"servfail", "drop"} {
-		z.setMode(mode)
-		base := z.count(name, "SRV")
-		if !poll(3*waitLong, func() bool { return z.count(name, "SRV") >= base+2 }) {
-			t.Fatalf("%s: tlsedge asked %d more times in %v; want 2 more lookups", mode, z.count(name, "SRV")-base, 3*waitLong)
+		z.SetMode(mode)
+		base := z.Count(name, "SRV")
+		if !poll(3*waitLong, func() bool { return z.Count(name, "SRV") >= base+2 }) {
+			t.Fatalf("%s: tlsedge asked %d more times in %v; want 2 more lookups", mode, z.Count(name, "SRV")-base, 3*waitLong)
 		}
 		for range 6 {
 			if n := oneShot(t, e.addr, clientOpts{SNI: "x.example.com"}); n != "disc-b" && n != "disc-c" {
@@ -178,7 +180,7 @@ func TestDiscSRVPoolFollowsDNS(t *testing.T) {
 		}
 		discWaitServers(t, admin, e, A+" dns 10 removed drain:dns", B+" dns 20", C+" dns 10")
 	}
-	z.setMode("")
+	z.SetMode("")
 	e.waitLog(t, "lookups answering again", func(l logLine) bool { return l.msg() == "DNS discovery lookups answer again" })
 	warn := e.findLogs(func(l logLine) bool { return l.msg() == "DNS discovery lookup failed: keeping the last good servers" })
 	if len(warn) == 0 || warn[0].str("level") != "warn" || warn[0].str("result") != "error" || !strings.Contains(warn[0].str("error"), "SERVFAIL") {
@@ -192,9 +194,7 @@ func TestDiscSRVPoolFollowsDNS(t *testing.T) {
 	// the pool is kept.
 	changes := len(e.findLogs(func(l logLine) bool { return l.msg() == "servers changed in DNS" }))
 	okBefore := admin.metrics().value("tlsedge_discovery_lookups_total", map[string]string{"backend": "pool", "result": "ok"})
-	z.mu.Lock()
-	z.nxLeft = 2
-	z.mu.Unlock()
+	z.SetNXLeft(2)
 	if !poll(3*waitLong, func() bool {
 		return admin.metrics().value("tlsedge_discovery_lookups_total", map[string]string{"backend": "pool", "result": "ok"}) >= okBefore+2
 	}) {
@@ -211,7 +211,7 @@ func TestDiscSRVPoolFollowsDNS(t *testing.T) {
 	// NXDOMAIN that lasts refresh × 3: the name is gone, so are its servers
 	// (they drain, and without connections are gone at once); a new
 	// connection finds no server.
-	z.setMode("nxdomain")
+	z.SetMode("nxdomain")
 	e.waitLog(t, "the NXDOMAIN removal logged", func(l logLine) bool {
 		gone := fmt.Sprint(l["gone"])
 		return l.msg() == "servers changed in DNS" && strings.Contains(gone, B) && strings.Contains(gone, C)

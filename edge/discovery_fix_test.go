@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/tlsedge/tlsedge/internal/dnszone"
 )
 
 // discMembersOf returns the addresses of p's servers that came from DNS.
@@ -29,9 +30,9 @@ func discMembersOf(p *Pool) []string {
 // that resolves replaces it.
 func TestDiscChangeWhileDNSFails(t *testing.T) {
 	t.Parallel()
-	z := discStartZone(t)
-	z.setSRV("_api._tcp.disc.test", "1 5 9003 a.disc.test")
-	z.setAddrs("a.disc.test", "127.0.0.1")
+	z := dnszone.Start(t)
+	z.SetSRV("_api._tcp.disc.test", "1 5 9003 a.disc.test")
+	z.SetAddrs("a.disc.test", "127.0.0.1")
 	p, err := newPool(discBackend(t, z.Addr, "_api._tcp.disc.test"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +41,7 @@ func TestDiscChangeWhileDNSFails(t *testing.T) {
 	if got := discMembersOf(p); !slices.Equal(got, want) {
 		t.Fatalf("first pool: dns servers %v; want %v", got, want)
 	}
-	z.setMode("servfail")
+	z.SetMode("servfail")
 	// Same name, new refresh and resolver.
 	bc := discBackend(t, z.Addr, "_api._tcp.disc.test")
 	bc.Discovery.Refresh = 3 * time.Second
@@ -51,7 +52,7 @@ func TestDiscChangeWhileDNSFails(t *testing.T) {
 	if got := discMembersOf(p2); p2.disc == p.disc || !slices.Equal(got, want) {
 		t.Errorf("same name, DNS failing: dns servers %v (new discoverer %v); want %v", got, p2.disc != p.disc, want)
 	}
-	if n := z.count("_api._tcp.disc.test", "SRV"); n != 1 {
+	if n := z.Count("_api._tcp.disc.test", "SRV"); n != 1 {
 		t.Errorf("same name: %d SRV queries; want 1 (none while the pool is built)", n)
 	}
 	// Its first lookup follows the usual rules: an error keeps the set.
@@ -67,7 +68,7 @@ func TestDiscChangeWhileDNSFails(t *testing.T) {
 		t.Errorf("new name, SERVFAIL: dns servers %v, result %s; want %v, error", got, p3.disc.result, want)
 	}
 	// New name, NXDOMAIN: kept (its NXDOMAIN run starts now).
-	z.setMode("")
+	z.SetMode("")
 	p4, err := newPool(discBackend(t, z.Addr, "_nothing._tcp.disc.test"), p3)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +78,7 @@ func TestDiscChangeWhileDNSFails(t *testing.T) {
 			got, p4.disc.result, p4.disc.nxSince, want)
 	}
 	// New name that resolves: its servers replace the old ones.
-	z.setSRV("_other._tcp.disc.test", "1 5 9004 a.disc.test")
+	z.SetSRV("_other._tcp.disc.test", "1 5 9004 a.disc.test")
 	p5, err := newPool(discBackend(t, z.Addr, "_other._tcp.disc.test"), p4)
 	if err != nil {
 		t.Fatal(err)
@@ -178,10 +179,10 @@ func TestDiscLoopLookupDeadline(t *testing.T) {
 // failure (its previous IPv6 addresses are kept).
 func TestDiscPartialFailures(t *testing.T) {
 	t.Parallel()
-	z := discStartZone(t)
-	z.setSRV("_api._tcp.disc.test", "1 5 9001 a.disc.test", "1 7 9002 b.disc.test")
-	z.setAddrs("a.disc.test", "10.0.0.1")
-	z.setAddrs("b.disc.test", "10.0.0.2", "fd00::2")
+	z := dnszone.Start(t)
+	z.SetSRV("_api._tcp.disc.test", "1 5 9001 a.disc.test", "1 7 9002 b.disc.test")
+	z.SetAddrs("a.disc.test", "10.0.0.1")
+	z.SetAddrs("b.disc.test", "10.0.0.2", "fd00::2")
 	r := discResolver{server: z.Addr}
 	ctx := context.Background()
 	srv := discTarget{name: "_api._tcp.disc.test."}
@@ -190,9 +191,9 @@ func TestDiscPartialFailures(t *testing.T) {
 	if first.result != discOK || !slices.Equal(first.servers, all) {
 		t.Fatalf("first lookup = %s %v (%v); want ok %v", first.result, first.servers, first.err, all)
 	}
-	z.setAddrs("b.disc.test", "10.0.0.99") // not seen: b fails
-	z.setFail("b.disc.test", "A", true)
-	z.setFail("b.disc.test", "AAAA", true)
+	z.SetAddrs("b.disc.test", "10.0.0.99") // not seen: b fails
+	z.SetFail("b.disc.test", "A", true)
+	z.SetFail("b.disc.test", "AAAA", true)
 	a := r.lookup(ctx, srv, first.addrs)
 	if a.result != discOK || !slices.Equal(a.servers, all) || a.err == nil || !strings.Contains(a.err.Error(), "b.disc.test") {
 		t.Errorf("b failing, known: lookup = %s %v (%v); want ok %v and an error naming b.disc.test", a.result, a.servers, a.err, all)
@@ -200,43 +201,43 @@ func TestDiscPartialFailures(t *testing.T) {
 	if a := r.lookup(ctx, srv, nil); a.result != discOK || !slices.Equal(a.servers, all[:1]) {
 		t.Errorf("b failing, nothing known: lookup = %s %v (%v); want ok %v", a.result, a.servers, a.err, all[:1])
 	}
-	z.setFail("a.disc.test", "A", true)
-	z.setFail("a.disc.test", "AAAA", true)
+	z.SetFail("a.disc.test", "A", true)
+	z.SetFail("a.disc.test", "AAAA", true)
 	if a := r.lookup(ctx, srv, nil); a.result != discError {
 		t.Errorf("every target failing, nothing known: lookup = %s %v; want error", a.result, a.servers)
 	}
 	// Through a discoverer: the set it keeps is the known addresses.
-	z.setFail("a.disc.test", "A", false)
-	z.setFail("a.disc.test", "AAAA", false)
-	z.setFail("b.disc.test", "A", false)
-	z.setFail("b.disc.test", "AAAA", false)
-	z.setAddrs("b.disc.test", "10.0.0.2", "fd00::2")
+	z.SetFail("a.disc.test", "A", false)
+	z.SetFail("a.disc.test", "AAAA", false)
+	z.SetFail("b.disc.test", "A", false)
+	z.SetFail("b.disc.test", "AAAA", false)
+	z.SetAddrs("b.disc.test", "10.0.0.2", "fd00::2")
 	d := newDiscoverer(discBackend(t, z.Addr, "_api._tcp.disc.test"), nil)
 	if !slices.Equal(d.current(), all) {
 		t.Fatalf("discoverer: set %v; want %v", d.current(), all)
 	}
-	z.setFail("b.disc.test", "AAAA", true)
-	z.setFail("b.disc.test", "A", true)
+	z.SetFail("b.disc.test", "AAAA", true)
+	z.SetFail("b.disc.test", "A", true)
 	if d.record(d.lookup(ctx), time.Now()) || !slices.Equal(d.current(), all) || d.result != discOK {
 		t.Errorf("discoverer, b failing: set %v, result %s; want %v unchanged, ok", d.current(), d.result, all)
 	}
 
 	// A/AAAA name: AAAA SERVFAIL with A answers.
-	z.setAddrs("api.disc.test", "127.0.0.2", "::5")
+	z.SetAddrs("api.disc.test", "127.0.0.2", "::5")
 	name := discTarget{name: "api.disc.test.", port: 8443}
 	good := r.lookup(ctx, name, nil)
 	both := []discServer{{"127.0.0.2:8443", 1}, {"[::5]:8443", 1}}
 	if good.result != discOK || !slices.Equal(good.servers, both) {
 		t.Fatalf("A/AAAA lookup = %s %v; want ok %v", good.result, good.servers, both)
 	}
-	z.setFail("api.disc.test", "AAAA", true)
+	z.SetFail("api.disc.test", "AAAA", true)
 	if a := r.lookup(ctx, name, nil); a.result != discOK || !slices.Equal(a.servers, both[:1]) || a.err == nil {
 		t.Errorf("AAAA SERVFAIL, nothing known: lookup = %s %v (%v); want ok %v with the error", a.result, a.servers, a.err, both[:1])
 	}
 	if a := r.lookup(ctx, name, good.addrs); a.result != discOK || !slices.Equal(a.servers, both) {
 		t.Errorf("AAAA SERVFAIL, known: lookup = %s %v (%v); want ok %v (IPv6 kept)", a.result, a.servers, a.err, both)
 	}
-	z.setFail("api.disc.test", "A", true)
+	z.SetFail("api.disc.test", "A", true)
 	if a := r.lookup(ctx, name, good.addrs); a.result != discError {
 		t.Errorf("A and AAAA SERVFAIL: lookup = %s %v; want error", a.result, a.servers)
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tlsedge/tlsedge/internal/dnszone"
 )
 
 func TestDiscParse(t *testing.T) {
@@ -58,26 +60,24 @@ func TestDiscParse(t *testing.T) {
 // target "." is left out; the set is ordered by address.
 func TestDiscLookupSRV(t *testing.T) {
 	t.Parallel()
-	z := discStartZone(t)
-	z.setSRV("_api._tcp.disc.test",
+	z := dnszone.Start(t)
+	z.SetSRV("_api._tcp.disc.test",
 		"20 100 9100 fallback.disc.test", // higher priority value: a fallback, unused
 		"10 5 9002 b.disc.test",
 		"10 0 9001 a.disc.test",
 		"10 30 9003 dual.disc.test",
 		"10 7 9009 .",
 	)
-	z.setAddrs("a.disc.test", "10.0.0.10")
-	z.setAddrs("b.disc.test", "10.0.0.9")
-	z.setAddrs("dual.disc.test", "10.0.0.9", "fd00::1")
-	z.setAddrs("fallback.disc.test", "10.0.0.99")
+	z.SetAddrs("a.disc.test", "10.0.0.10")
+	z.SetAddrs("b.disc.test", "10.0.0.9")
+	z.SetAddrs("dual.disc.test", "10.0.0.9", "fd00::1")
+	z.SetAddrs("fallback.disc.test", "10.0.0.99")
 	r := discResolver{server: z.Addr}
 	want := []discServer{
 		{"10.0.0.9:9002", 5}, {"10.0.0.9:9003", 30}, {"10.0.0.10:9001", 1}, {"[fd00::1]:9003", 30},
 	}
 	for _, extra := range []bool{false, true} {
-		z.mu.Lock()
-		z.extra = extra
-		z.mu.Unlock()
+		z.SetExtra(extra)
 		a := r.lookup(context.Background(), discTarget{name: "_api._tcp.disc.test."}, nil)
 		if a.result != discOK || !slices.Equal(a.servers, want) {
 			t.Errorf("extra=%v: lookup = %s %v (%v); want ok %v", extra, a.result, a.servers, a.err, want)
@@ -86,11 +86,11 @@ func TestDiscLookupSRV(t *testing.T) {
 			t.Errorf("extra=%v: ttl %v; want 1m0s", extra, a.ttl)
 		}
 	}
-	if n := z.count("fallback.disc.test", "A"); n != 0 {
+	if n := z.Count("fallback.disc.test", "A"); n != 0 {
 		t.Errorf("the priority 20 target was resolved %d times; want 0", n)
 	}
 	// With the priority 10 records gone, the fallback is used.
-	z.setSRV("_api._tcp.disc.test", "20 100 9100 fallback.disc.test")
+	z.SetSRV("_api._tcp.disc.test", "20 100 9100 fallback.disc.test")
 	a := r.lookup(context.Background(), discTarget{name: "_api._tcp.disc.test."}, nil)
 	if want := []discServer{{"10.0.0.99:9100", 100}}; a.result != discOK || !slices.Equal(a.servers, want) {
 		t.Errorf("lookup = %s %v; want ok %v", a.result, a.servers, want)
@@ -99,11 +99,11 @@ func TestDiscLookupSRV(t *testing.T) {
 
 func TestDiscLookupResults(t *testing.T) {
 	t.Parallel()
-	z := discStartZone(t)
-	z.setAddrs("api.disc.test", "127.0.0.3", "127.0.0.2", "::1")
-	z.setAddrs("v6only.disc.test")
-	z.setSRV("_none._tcp.disc.test")
-	z.setSRV("_gone._tcp.disc.test", "1 1 80 missing.disc.test")
+	z := dnszone.Start(t)
+	z.SetAddrs("api.disc.test", "127.0.0.3", "127.0.0.2", "::1")
+	z.SetAddrs("v6only.disc.test")
+	z.SetSRV("_none._tcp.disc.test")
+	z.SetSRV("_gone._tcp.disc.test", "1 1 80 missing.disc.test")
 	r := discResolver{server: z.Addr}
 	ctx := context.Background()
 	a := r.lookup(ctx, discTarget{name: "api.disc.test.", port: 8443}, nil)
@@ -125,11 +125,11 @@ func TestDiscLookupResults(t *testing.T) {
 			t.Errorf("lookup(%s) = %s %v; want %s, no servers", c.target.name, a.result, a.servers, c.want)
 		}
 	}
-	z.setMode("servfail")
+	z.SetMode("servfail")
 	if a := r.lookup(ctx, discTarget{name: "api.disc.test.", port: 1}, nil); a.result != discError || !strings.Contains(a.err.Error(), "SERVFAIL") {
 		t.Errorf("SERVFAIL: lookup = %s (%v); want error naming SERVFAIL", a.result, a.err)
 	}
-	z.setMode("drop")
+	z.SetMode("drop")
 	qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	if a := r.lookup(qctx, discTarget{name: "_x._tcp.disc.test."}, nil); a.result != discError {
@@ -231,9 +231,9 @@ func TestDiscRecordMaxServers(t *testing.T) {
 // changed one makes a new discoverer that resolves again.
 func TestDiscPoolMembers(t *testing.T) {
 	t.Parallel()
-	z := discStartZone(t)
-	z.setSRV("_api._tcp.disc.test", "1 5 9003 a.disc.test", "1 9 9001 a.disc.test")
-	z.setAddrs("a.disc.test", "127.0.0.1")
+	z := dnszone.Start(t)
+	z.SetSRV("_api._tcp.disc.test", "1 5 9003 a.disc.test", "1 9 9001 a.disc.test")
+	z.SetAddrs("a.disc.test", "127.0.0.1")
 	bc := discBackend(t, z.Addr, "_api._tcp.disc.test", "127.0.0.1:9002", "127.0.0.1:9001")
 	p, err := newPool(bc, nil)
 	if err != nil {
@@ -254,16 +254,16 @@ func TestDiscPoolMembers(t *testing.T) {
 	if got := members(p); !slices.Equal(got, want) {
 		t.Errorf("servers %v; want %v", got, want)
 	}
-	if n := z.count("_api._tcp.disc.test", "SRV"); n != 1 {
+	if n := z.Count("_api._tcp.disc.test", "SRV"); n != 1 {
 		t.Errorf("%d SRV queries building the pool; want 1", n)
 	}
 	// Same discovery: the same discoverer, no lookup; the same servers.
-	z.setSRV("_api._tcp.disc.test", "1 5 9004 a.disc.test")
+	z.SetSRV("_api._tcp.disc.test", "1 5 9004 a.disc.test")
 	p2, err := newPool(discBackend(t, z.Addr, "_api._tcp.disc.test", "127.0.0.1:9002", "127.0.0.1:9001"), p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p2.disc != p.disc || z.count("_api._tcp.disc.test", "SRV") != 1 {
+	if p2.disc != p.disc || z.Count("_api._tcp.disc.test", "SRV") != 1 {
 		t.Errorf("a reload with the same discovery made a new discoverer or looked up again")
 	}
 	if got := members(p2); !slices.Equal(got, want) {
@@ -286,7 +286,7 @@ func TestDiscPoolMembers(t *testing.T) {
 	if got := members(p3); p3.disc == p2.disc || p3.discPrev != p2.disc || !slices.Equal(got, want) {
 		t.Errorf("changed refresh: servers %v (new discoverer %v); want %v from a new one", got, p3.disc != p2.disc, want)
 	}
-	if n := z.count("_api._tcp.disc.test", "SRV"); n != 1 || p3.disc.next.After(time.Now()) {
+	if n := z.Count("_api._tcp.disc.test", "SRV"); n != 1 || p3.disc.next.After(time.Now()) {
 		t.Errorf("changed refresh: %d SRV queries, next lookup %v; want 1 (none while building) and due now", n, p3.disc.next)
 	}
 	p3.commit() // stops the old discoverer (never started: pools built alone)

@@ -1,4 +1,9 @@
-package e2e
+// Package dnszone is a DNS server for tests: miekg/dns on 127.0.0.1 (UDP
+// and TCP on one port) serving SRV, A and AAAA records that the test
+// changes while it runs, with faults on demand (SERVFAIL, no answer,
+// NXDOMAIN). The edge's unit tests and the e2e suite use it for DNS
+// discovery.
+package dnszone
 
 import (
 	"fmt"
@@ -11,9 +16,8 @@ import (
 	"github.com/miekg/dns"
 )
 
-// discZone is a DNS server for tests (miekg/dns on 127.0.0.1, UDP and TCP
-// on one port) serving records that the test changes while it runs.
-type discZone struct {
+// Zone is a running test DNS server; Addr is its host:port.
+type Zone struct {
 	Addr string
 
 	mu      sync.Mutex
@@ -21,17 +25,18 @@ type discZone struct {
 	addrs   map[string][]string   // A/AAAA by owner name
 	extra   bool                  // put the SRV targets' addresses in the additional section
 	ttl     uint32
-	mode    string         // "" answer | "servfail" | "drop" (no answer) | "nxdomain"
-	nxLeft  int            // answer the next nxLeft SRV queries NXDOMAIN, then normally
-	queries map[string]int // by "name type"
+	mode    string          // "" answer | "servfail" | "drop" (no answer) | "nxdomain"
+	nxLeft  int             // answer the next nxLeft SRV queries NXDOMAIN, then normally
+	queries map[string]int  // by "name type"
+	fail    map[string]bool // "name type" answered SERVFAIL
 
 	servers []*dns.Server
 }
 
-// discStartZone starts the server; it stops in t.Cleanup.
-func discStartZone(t testing.TB) *discZone {
+// Start starts a server; it stops in t.Cleanup.
+func Start(t testing.TB) *Zone {
 	t.Helper()
-	z := &discZone{srv: map[string][]*dns.SRV{}, addrs: map[string][]string{}, ttl: 60, queries: map[string]int{}}
+	z := &Zone{srv: map[string][]*dns.SRV{}, addrs: map[string][]string{}, ttl: 60, queries: map[string]int{}}
 	var pc net.PacketConn
 	var ln net.Listener
 	for try := 0; ; try++ {
@@ -74,8 +79,8 @@ func discStartZone(t testing.TB) *discZone {
 	return z
 }
 
-// setSRV replaces the SRV records of name: each "prio weight port target".
-func (z *discZone) setSRV(name string, recs ...string) {
+// SetSRV replaces the SRV records of name: each "prio weight port target".
+func (z *Zone) SetSRV(name string, recs ...string) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	name = dns.Fqdn(strings.ToLower(name))
@@ -84,28 +89,56 @@ func (z *discZone) setSRV(name string, recs ...string) {
 		var prio, weight, port uint16
 		var target string
 		if _, err := fmt.Sscanf(r, "%d %d %d %s", &prio, &weight, &port, &target); err != nil {
-			panic(fmt.Sprintf("setSRV %q: %v", r, err))
+			panic(fmt.Sprintf("SetSRV %q: %v", r, err))
 		}
 		list = append(list, &dns.SRV{Priority: prio, Weight: weight, Port: port, Target: dns.Fqdn(target)})
 	}
 	z.srv[name] = list
 }
 
-// setAddrs replaces the A and AAAA records of name.
-func (z *discZone) setAddrs(name string, ips ...string) {
+// SetAddrs replaces the A and AAAA records of name.
+func (z *Zone) SetAddrs(name string, ips ...string) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	z.addrs[dns.Fqdn(strings.ToLower(name))] = ips
 }
 
-func (z *discZone) setMode(m string) {
+// SetFail makes queries for name of type qtype ("A", "AAAA", "SRV")
+// answer SERVFAIL (on) or normally.
+func (z *Zone) SetFail(name, qtype string, on bool) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.fail == nil {
+		z.fail = map[string]bool{}
+	}
+	z.fail[dns.Fqdn(strings.ToLower(name))+" "+qtype] = on
+}
+
+// SetMode makes every query answer normally (""), SERVFAIL ("servfail"),
+// nothing ("drop") or NXDOMAIN ("nxdomain").
+func (z *Zone) SetMode(m string) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	z.mode = m
 }
 
-// count returns how many queries for name of type qtype ("SRV", "A") came.
-func (z *discZone) count(name, qtype string) int {
+// SetExtra puts the SRV targets' addresses in the additional section of
+// SRV answers (on) or not.
+func (z *Zone) SetExtra(on bool) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.extra = on
+}
+
+// SetNXLeft makes the next n SRV queries answer NXDOMAIN, then normally.
+func (z *Zone) SetNXLeft(n int) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.nxLeft = n
+}
+
+// Count returns how many queries for name of type qtype ("SRV", "A") came.
+func (z *Zone) Count(name, qtype string) int {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	return z.queries[dns.Fqdn(strings.ToLower(name))+" "+qtype]
@@ -113,7 +146,7 @@ func (z *discZone) count(name, qtype string) int {
 
 // ServeDNS answers one query from the records: a name without any record
 // is NXDOMAIN, a name without records of the type asked NOERROR and empty.
-func (z *discZone) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
+func (z *Zone) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	if len(q.Question) != 1 {
@@ -145,7 +178,7 @@ func (z *discZone) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 	switch {
 	case z.mode == "drop":
 		return
-	case z.mode == "servfail":
+	case z.mode == "servfail", z.fail[qn+" "+dns.TypeToString[qt]]:
 		m.Rcode = dns.RcodeServerFailure
 	case z.mode == "nxdomain", qt == dns.TypeSRV && z.nxLeft > 0:
 		if qt == dns.TypeSRV && z.nxLeft > 0 {
