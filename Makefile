@@ -27,7 +27,9 @@ install:
 	sed 's|/usr/local|$(PREFIX)|g' tlsedge.service >$(BIN).service
 	install -D -m 0644 $(BIN).service $(DESTDIR)$(PREFIX)/lib/systemd/system/tlsedge.service
 	install -D -m 0644 tlsedge.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/tlsedge.conf
-	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/tlsedge README.md SECURITY.md docs/*.md
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/tlsedge README.md SECURITY.md BENCHMARKS.md
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/tlsedge/docs docs/*.md docs/*.json
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/tlsedge/docs/guides docs/guides/*.md
 	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/tlsedge/examples examples/*.yaml
 	test -d $(DESTDIR)/etc/tlsedge || install -d -m 0755 $(DESTDIR)/etc/tlsedge
 

@@ -32,7 +32,8 @@ func TestMakeInstall(t *testing.T) {
 		"opt/tlsedge/lib/systemd/system/tlsedge.service",
 		"opt/tlsedge/lib/sysusers.d/tlsedge.conf",
 		"opt/tlsedge/share/doc/tlsedge/README.md",
-		"opt/tlsedge/share/doc/tlsedge/config.md",
+		"opt/tlsedge/share/doc/tlsedge/docs/config.md",
+		"opt/tlsedge/share/doc/tlsedge/docs/guides/websocket-fleet.md",
 		"opt/tlsedge/share/doc/tlsedge/examples/passthrough.yaml",
 		"etc/tlsedge",
 	} {
