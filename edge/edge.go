@@ -70,6 +70,7 @@ type Edge struct {
 	// metrics, TLS-ALPN-01 validations on connection goroutines).
 	certsLive atomic.Pointer[certs.Manager]
 	ocsp      map[certs.OCSPMode]*certs.OCSPChecker // shared across routes and reloads: its cache survives
+	ocspFails failureLog                            // the OCSP soft-fail lines, bounded as failed connections are
 }
 
 // errStopped: a reload after Shutdown.
@@ -92,6 +93,9 @@ func New(ctx context.Context, log zerolog.Logger) *Edge {
 	e.running.Store(&running{pools: map[string]*Pool{}}) // before anything reads it
 	e.tickets = newTicketRings(ctx, log)
 	e.m = newMetrics(e)
+	e.ocspFails.summary = func(_, _, reason string, n int) {
+		e.log.Warn().Int("count", n).Msg(fmt.Sprintf("OCSP soft mode: %d more certificates let through without a good OCSP answer were not logged", n))
+	}
 	e.health = newHealthChecks(ctx, e)
 	e.ops = newOps(ctx, e)
 	return e
@@ -310,7 +314,15 @@ func (e *Edge) ocspChecker(m certs.OCSPMode) *certs.OCSPChecker {
 	o := e.ocsp[m]
 	if o == nil {
 		o = &certs.OCSPChecker{Mode: m, OnSoftFail: func(leaf *x509.Certificate, err error) {
-			e.log.Warn().Str("client_cert", leaf.Subject.String()).Err(err).Msg("OCSP soft mode: certificate let through without a good OCSP answer")
+			// At most log.failure_burst lines a failure_interval: a
+			// responder down means every handshake passes here.
+			burst, interval := DefaultFailureBurst, DefaultFailureInterval
+			if r := e.running.Load(); r != nil && r.cfg != nil && r.cfg.Log.FailureBurst != nil {
+				burst, interval = *r.cfg.Log.FailureBurst, r.cfg.Log.FailureInterval
+			}
+			if e.ocspFails.allow("", "ocsp soft", burst, interval, time.Now()) {
+				e.log.Warn().Str("client_cert", leaf.Subject.String()).Err(err).Msg("OCSP soft mode: certificate let through without a good OCSP answer")
+			}
 		}}
 		e.ocsp[m] = o
 	}
