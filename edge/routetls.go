@@ -232,6 +232,9 @@ func httpRouteKey(c *Config, lc *ListenerConfig, rc *RouteConfig, bc *BackendCon
 	if rc.RedirectToken != nil {
 		files = append(files, rc.RedirectToken.KeyFile) // its contents sign the tokens
 	}
+	if bc.Cookie != nil {
+		files = append(files, bc.Cookie.KeyFile) // its contents sign the cookie values
+	}
 	for _, f := range files {
 		if f == "" {
 			continue

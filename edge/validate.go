@@ -116,6 +116,7 @@ func validate(c *Config, ps *Problems) {
 			validateWSFailover(ps, rp, &r, b, bp)
 		}
 	}
+	validateCookieRoutes(c, ps)
 }
 
 // Bounds of drain_rate, rebalance.rate and the API's rate (a second).

@@ -301,7 +301,7 @@ func fileSum(f string) string {
 
 // namedFiles is every file the config names (resolved against its
 // folder), sorted, without duplicates: route certificates, keys, client
-// CAs, CRLs, allow issuer files and redirect token keys, backend TLS files, the admin
+// CAs, CRLs, allow issuer files and redirect token keys, backend TLS files and cookie keys, the admin
 // endpoint's TLS files and the ACME CA root.
 func (c *Config) namedFiles() []string {
 	var out []string
@@ -330,6 +330,9 @@ func (c *Config) namedFiles() []string {
 	}
 	for _, b := range c.Backends {
 		add(b.TLS.CA, b.TLS.Cert, b.TLS.Key)
+		if b.Cookie != nil {
+			add(b.Cookie.KeyFile)
+		}
 	}
 	add(c.Admin.TLS.Cert, c.Admin.TLS.Key)
 	add(c.Admin.TLS.ClientCA...)
