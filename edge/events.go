@@ -59,6 +59,20 @@ func newRouteObs(m *metrics, r *Route) *routeObs {
 // indexes, starts idle watches, and counts handshakes and requests.
 type connEvents struct{ e *Edge }
 
+// WSFailover counts a failover WebSocket moved off its server (to nil: no
+// server could take it).
+func (ev connEvents) WSFailover(c *tlsmode.Conn, _, to *affinity.Server, _ string) {
+	r := routeOf(c)
+	if r == nil || ev.e.m == nil {
+		return
+	}
+	res := "moved"
+	if to == nil {
+		res = "no_server"
+	}
+	ev.e.m.wsFailovers.WithLabelValues(r.Listener, r.Pattern, res).Inc()
+}
+
 func routeOf(c *tlsmode.Conn) *Route {
 	r, _ := c.Route.(*Route)
 	return r
@@ -166,9 +180,9 @@ func (e *Edge) rejected(listener string, kind, reason string) {
 
 // Reasons the edge itself ends connections for.
 const (
-	reasonAdmin     = "closed by the admin API"
-	reasonDrained   = "drained: drain_timeout passed"
-	reasonRebalance = "rebalanced"
+	reasonAdmin     = tlsmode.ReasonAdminClose
+	reasonDrained   = tlsmode.ReasonDrained
+	reasonRebalance = tlsmode.ReasonRebalanced
 	reasonShutdown  = "shutting down"
 )
 

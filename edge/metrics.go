@@ -49,6 +49,7 @@ type metrics struct {
 	discLookups  *prometheus.CounterVec // backend, result
 	agEjections  *prometheus.CounterVec // backend, server, reason
 	agAgents     *prometheus.CounterVec // backend, server, result
+	wsFailovers  *prometheus.CounterVec // listener, route, result
 
 	// discEdge is the Edge these metrics belong to: the DNS discovery
 	// loops of pools reach it through their pool's metrics (discovery.go).
@@ -108,8 +109,12 @@ func newMetrics(e *Edge) *metrics {
 	m.agAgents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_agent_checks_total",
 		Help: "Agent checks (health.agent) of servers, by result: ok (a line read and applied), failed (no connect, timeout, or a line without a word tlsedge knows: nothing changed)."},
 		[]string{"backend", "server", "result"})
+	m.wsFailovers = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_websocket_failovers_total",
+		Help: "WebSockets of routes with websocket.failover moved off their server, by result: moved (to another server, on the same client connection), no_server (none could take it: the client was closed with 1013)."},
+		[]string{"listener", "route", "result"})
 	f(m.agEjections)
 	f(m.agAgents)
+	f(m.wsFailovers)
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tlsedge_config_reloads_total",
 		Help: "Config reloads by result (success, refused)."}, []string{"result"})
 	m.configHash = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tlsedge_config_hash",

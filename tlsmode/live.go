@@ -98,6 +98,11 @@ type live struct {
 	ending   bool             // MarkEnding: someone is ending it gracefully
 	idle     *time.Timer
 	hs       *time.Timer // WatchHandshake's
+
+	// divert, when set, is offered each Shutdown reason first (see
+	// setDivert): a WebSocket with failover moves to another server
+	// instead of ending (wsfailover.go).
+	divert func(reason string) bool
 }
 
 // Bind records that the connection now streams to server s (nil = none).
@@ -201,6 +206,18 @@ func (c *Conn) SetEnder(f func()) {
 	c.live.mu.Unlock()
 }
 
+// setDivert sets a function offered each Shutdown (and EndGracefully)
+// reason before the connection is ended: when it returns true, the
+// connection is not ended and no reason is recorded (a WebSocket with
+// failover moves to another server instead). It runs under the
+// connection's lock: it must be quick and must not call the Conn's
+// methods. nil removes it.
+func (c *Conn) setDivert(f func(reason string) bool) {
+	c.live.mu.Lock()
+	c.live.divert = f
+	c.live.mu.Unlock()
+}
+
 // Shutdown ends the connection from outside its handler (drain, rebalance,
 // the admin API, an idle timeout). The first reason is kept for the access
 // log; later calls do nothing and return false. Passthrough and tcp streams
@@ -214,6 +231,12 @@ func (c *Conn) shutdown(reason string, async bool) bool {
 	if c.live.closedBy != "" {
 		c.live.mu.Unlock()
 		return false
+	}
+	if d := c.live.divert; d != nil && d(reason) {
+		// Moved, not ended (a failover WebSocket going to another
+		// server): nothing is recorded, the connection goes on.
+		c.live.mu.Unlock()
+		return true
 	}
 	c.live.closedBy = reason
 	end := c.live.ender
