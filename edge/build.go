@@ -56,12 +56,29 @@ func (b *builder) closeAll() {
 type keptHTTP struct {
 	hp   *tlsmode.HTTPProxy
 	pool atomic.Pointer[Pool] // its backend's pool in the config in force
+	tls  bool                 // reencrypt: a TLS handshake follows each connect
 }
 
 // dial connects through the pool in force (its dialer, keepalive, metrics),
 // not the one the proxy was first built with.
 func (k *keptHTTP) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	return k.pool.Load().DialHTTP(ctx, network, addr)
+	return k.pool.Load().DialHTTP(ctx, network, addr, k.tls)
+}
+
+// upstreamTLS feeds the end of a TLS handshake with a server (reencrypt)
+// to passive ejection: a failure counts towards consecutive_failures, a
+// success resets it (the connect alone did not, see DialHTTP).
+func (k *keptHTTP) upstreamTLS(addr string, err error) {
+	p := k.pool.Load()
+	s := p.Server(addr)
+	if s == nil {
+		return // a server a reload removed
+	}
+	if err != nil {
+		p.agFailure(s, "tls")
+	} else {
+		p.agSuccess(s, "connect")
+	}
 }
 
 // keep returns the name under which this build keeps the proxy of the
@@ -237,7 +254,7 @@ func (b *builder) newHTTP(lc *ListenerConfig, rc *RouteConfig, bc *BackendConfig
 		return nil, err
 	}
 	e := b.e
-	k := &keptHTTP{}
+	k := &keptHTTP{tls: upstream != nil}
 	k.pool.Store(pool)
 	hp := tlsmode.NewHTTPProxy(tlsmode.HTTPOptions{
 		Backend:        pool,
@@ -255,6 +272,7 @@ func (b *builder) newHTTP(lc *ListenerConfig, rc *RouteConfig, bc *BackendConfig
 		StripHeaders:   rc.StripHeaders,
 		Authz:          authz,
 		ClientLimits:   lim,
+		UpstreamTLS:    k.upstreamTLS,
 		Redirect:       redirect,
 		Cookie:         cookie,
 		WSFailover:     rc.WebSocket.Failover,

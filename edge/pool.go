@@ -444,11 +444,15 @@ func (p *Pool) dialServer(ctx context.Context, s *affinity.Server) (net.Conn, er
 }
 
 // DialHTTP connects to a server by address for the keep-alive transports
-// of http routes (see tlsmode.HTTPOptions.Dial).
-func (p *Pool) DialHTTP(ctx context.Context, _, addr string) (net.Conn, error) {
+// of http routes (see tlsmode.HTTPOptions.Dial). A connect that fails
+// counts towards passive ejection; one that works resets the count, unless
+// tlsNext (reencrypt): then the TLS handshake that follows decides.
+func (p *Pool) DialHTTP(ctx context.Context, _, addr string, tlsNext bool) (net.Conn, error) {
 	if s := p.Server(addr); s != nil {
 		conn, err := p.dialServer(ctx, s)
 		switch {
+		case err == nil && tlsNext:
+			// judged when its TLS handshake ends (HTTPOptions.UpstreamTLS)
 		case err == nil:
 			p.agSuccess(s, "connect")
 		case ctx.Err() == nil: // not the request given up

@@ -47,6 +47,9 @@ type HTTPOptions struct {
 	// ClientLimits bounds each verified client's request rate (429); nil
 	// = no limit.
 	ClientLimits *ClientLimiter
+	// UpstreamTLS, when set, is told how each TLS handshake with a server
+	// (Upstream set) ended: nil error for a handshake that worked.
+	UpstreamTLS func(addr string, err error)
 	// Redirect, when set, answers every request with a redirect to the
 	// public URL of the server the backend picks (protocol redirect);
 	// nothing is forwarded.
@@ -429,6 +432,23 @@ func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 	http.Error(w, msg, status)
 }
 
+// serverFailed reports whether tlsedge answered a request 502 or 504
+// because its server failed it after the connection was made (a reset, a
+// connection closed before the answer, no answer within
+// response_header_timeout): for passive ejection, the server's own 5xx
+// (Envoy's locally originated errors). Connect and TLS failures are counted
+// when they happen (HTTPOptions.Dial, UpstreamTLS); a client that went
+// away, a body too large or no server available are nobody's fault here.
+func serverFailed(rs *reqState, status int) bool {
+	if rs.server == nil || (status != http.StatusBadGateway && status != http.StatusGatewayTimeout) {
+		return false
+	}
+	var tlsErr *upstreamTLSError
+	var maxErr *http.MaxBytesError
+	return !isConnectError(rs.err) && !errors.As(rs.err, &tlsErr) && !errors.As(rs.err, &maxErr) &&
+		!errors.Is(rs.err, ErrNoServer) && !errors.Is(rs.err, context.Canceled)
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
@@ -447,7 +467,7 @@ func (p *HTTPProxy) accessLog(c *Conn, r *http.Request, w *statusWriter, rs *req
 	}
 	if c.Events != nil {
 		var answered *affinity.Server
-		if rs.err == nil || rs.status != 0 {
+		if rs.err == nil || rs.status != 0 || serverFailed(rs, status) {
 			answered = rs.server
 		}
 		c.Events.Request(c, answered, status, time.Since(start))

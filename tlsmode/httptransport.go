@@ -66,7 +66,11 @@ func (p *HTTPProxy) transportFor(sni, addr string) *http.Transport {
 			tc := tls.Client(raw, upstreamConfig(up, key.sni, addr))
 			hctx, cancel := context.WithTimeout(ctx, DefaultHandshakeTimeout)
 			defer cancel()
-			if err := tc.HandshakeContext(hctx); err != nil {
+			err = tc.HandshakeContext(hctx)
+			if f := p.opt.UpstreamTLS; f != nil && ctx.Err() == nil {
+				f(addr, err) // passive ejection (not when the request was given up)
+			}
+			if err != nil {
 				raw.Close()
 				return nil, &upstreamTLSError{addr: addr, err: err}
 			}

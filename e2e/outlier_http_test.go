@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Passive ejection of servers of protocol http routes by what fails on
+// real traffic besides their own 5xx answers: TLS handshakes to them
+// (reencrypt) and requests they drop without an answer (tlsedge's 502).
+
+// ohGet sends one GET for api.example.com through tlsedge at addr and
+// returns the status.
+func ohGet(t *testing.T, client *http.Client, addr string) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "https://"+addr+"/oh", nil)
+	req.Host = "api.example.com"
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// ohClient is a new HTTP/1.1 client of tlsedge's route (no keep-alive, so
+// each request is a new connection to tlsedge; tlsedge's own connections
+// to the servers are its business).
+func ohClient() *http.Client {
+	return &http.Client{Timeout: waitLong, Transport: &http.Transport{DisableKeepAlives: true,
+		TLSClientConfig: &tls.Config{ServerName: "api.example.com", RootCAs: thePKI.serverCA.Pool()}}}
+}
+
+// ohCfg is a terminate or reencrypt http route api.example.com to backend
+// with the given servers and outlier settings, retries 0, no health checks.
+func ohCfg(t *testing.T, mode string, outlier cfgMap, backendTLS cfgMap, addrs ...string) cfgMap {
+	t.Helper()
+	srv, err := thePKI.serverCert("oh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := srv.WriteFiles(t.TempDir(), "oh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var servers []any
+	for _, a := range addrs {
+		servers = append(servers, cfgMap{"address": a})
+	}
+	b := cfgMap{"name": "oh", "balance": "roundrobin", "health": cfgMap{"type": "none"}, "outlier": outlier,
+		"servers": servers, "retries": 0}
+	if backendTLS != nil {
+		b["tls"] = backendTLS
+	}
+	return cfgMap{
+		"log": cfgMap{"level": "info", "format": "json", "access": true},
+		"listeners": []any{cfgMap{"name": "public", "address": "127.0.0.1:0", "routes": []any{
+			cfgMap{"sni": []any{"api.example.com"}, "mode": mode, "protocol": "http",
+				"tls": cfgMap{"cert": certFile, "key": keyFile}, "backend": "oh"},
+		}}},
+		"backends": []any{b},
+	}
+}
+
+// A reencrypt http route: a server whose TLS handshake always fails (it
+// resets after the ClientHello) is ejected after consecutive_failures,
+// reason tls, and gets no connection while ejected. Before, the TCP
+// connect that worked reset the count before each TLS failure, so such a
+// server was never ejected.
+func TestOutlierEjectHTTPReencryptTLS(t *testing.T) {
+	t.Parallel()
+	leaf, err := thePKI.serverCert("oh-good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := startHTTPSBackend(t, "oh-good", leaf.TLS, thePKI.clientCA.Pool())
+	bad := agStartResetter(t)
+	cfg := ohCfg(t, "reencrypt", cfgMap{"consecutive_failures": 3, "base_ejection_time": "10m", "max_ejection_percent": 50},
+		hcCheckTLS(), good.Addr(), bad.addr)
+	adminAddr := withAdmin(t, cfg)
+	e := runEdge(t, cfg)
+	admin := newAdmin(t, adminAddr)
+	client := ohClient()
+	for i := 0; bad.n.Load() < 3; i++ {
+		if i == 30 {
+			t.Fatalf("30 requests, the failing server saw %d connections; want 3", bad.n.Load())
+		}
+		ohGet(t, client, e.addr)
+	}
+	l := e.waitLog(t, "the failing server's ejection", agIsEjection(bad.addr))
+	if l.str("reason") != "tls" || l["consecutive"] != float64(3) {
+		t.Errorf("ejection log %v; want reason tls, consecutive 3", l)
+	}
+	if v := admin.metrics().value("tlsedge_server_ejections_total", map[string]string{"backend": "oh", "server": bad.addr, "reason": "tls"}); v != 1 {
+		t.Errorf("tlsedge_server_ejections_total{reason=tls} = %v; want 1", v)
+	}
+	before := bad.n.Load()
+	for i := range 10 {
+		if code := ohGet(t, client, e.addr); code != http.StatusOK {
+			t.Errorf("request %d while the failing server is ejected: %d; want 200 from the other", i, code)
+		}
+	}
+	if n := bad.n.Load() - before; n != 0 {
+		t.Errorf("the ejected server got %d connections during 10 requests; want 0", n)
+	}
+}
+
+// A terminate http route: a server that reads each request and closes the
+// connection without an answer makes tlsedge answer 502; with
+// consecutive_5xx those count as the server's 5xx, and it is ejected
+// (reason 5xx) after 3.
+func TestOutlierEjectHTTPDropped(t *testing.T) {
+	t.Parallel()
+	good := startHTTPBackend(t, "oh-good")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hits atomic.Int64
+	g := newConnGroup(t, "dropper")
+	g.serve(ln, func(c net.Conn) {
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(waitLong))
+		if _, err := c.Read(make([]byte, 4096)); err == nil {
+			hits.Add(1) // a request came: drop it unanswered
+		}
+	})
+	t.Cleanup(g.stop)
+	cfg := ohCfg(t, "terminate", cfgMap{"consecutive_5xx": 3, "consecutive_failures": 0, "base_ejection_time": "10m", "max_ejection_percent": 50},
+		nil, good.Addr(), ln.Addr().String())
+	e := runEdge(t, cfg)
+	client := ohClient()
+	bad502 := 0
+	for i := 0; hits.Load() < 3; i++ {
+		if i == 30 {
+			t.Fatalf("30 requests, the dropping server got %d; want 3", hits.Load())
+		}
+		if ohGet(t, client, e.addr) == http.StatusBadGateway {
+			bad502++
+		}
+	}
+	if bad502 != 3 {
+		t.Errorf("%d answers 502; want 3 (one per dropped request)", bad502)
+	}
+	l := e.waitLog(t, "the dropping server's ejection", agIsEjection(ln.Addr().String()))
+	if l.str("reason") != "5xx" {
+		t.Errorf("ejection log %v; want reason 5xx", l)
+	}
+	before := hits.Load()
+	for i := range 10 {
+		if code := ohGet(t, client, e.addr); code != http.StatusOK {
+			t.Errorf("request %d while the dropping server is ejected: %d; want 200", i, code)
+		}
+	}
+	if n := hits.Load() - before; n != 0 {
+		t.Errorf("the ejected server got %d of 10 requests; want 0", n)
+	}
+}
