@@ -296,7 +296,7 @@ func TestCtlBackendsWeightDrainEnable(t *testing.T) {
 	out = ctlOK(t, x.admin, "weight", "api", a1, "--reset")
 	wantRow(t, "ctl weight --reset", ctlRow(t, ctlTable(t, out, "POOL"), "SERVER", a1), map[string]string{"WEIGHT": "1/1"})
 	wantContains(t, "ctl weight -1", ctlErr(t, x.admin, 1, "weight", "api", a1, "--", "-1"),
-		`tlsedge ctl: want {"weight": N} with N >= 0`)
+		`tlsedge ctl: want {"weight": N} with N from 0 (no new connections) to 21474836`)
 	wantContains(t, "ctl weight without N", ctlErr(t, x.admin, 2, "weight", "api", a1), "give either N or --reset")
 
 	// drain: no new connection reaches the server; the live one stays.
