@@ -200,13 +200,12 @@ func (g *h1Guard) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		if g.r == g.w {
-			// Nothing buffered: start over at the buffer's front, and give
-			// back a buffer a large head grew, or any once the stream is
-			// unchecked (a WebSocket that lives for days).
+			// Nothing buffered: give the buffer back, so that an idle
+			// connection (a keep-alive client between requests, a
+			// WebSocket that lives for days) holds none of the guard's.
 			g.r, g.w = 0, 0
-			if len(g.buf) > 4096 || g.st == h1Pass {
-				g.buf = nil
-			}
+			h1PutBuf(g.buf)
+			g.buf = nil
 			switch g.st {
 			case h1Body, h1ChunkData, h1Pass:
 				// Nothing buffered: body bytes go straight to the caller.
@@ -229,9 +228,21 @@ func (g *h1Guard) Read(p []byte) (int, error) {
 		if progress {
 			continue
 		}
-		if err := g.fill(); err != nil {
+		if err := g.fill(p); err != nil {
 			return 0, err
 		}
+	}
+}
+
+// h1Bufs are the guard's 4 KiB buffers, taken while bytes wait to be
+// checked or handed out and given back when none do.
+var h1Bufs = sync.Pool{New: func() any { return new([4096]byte) }}
+
+// h1PutBuf gives buf back to h1Bufs if it came from there (a buffer a
+// large head grew is left to the GC).
+func h1PutBuf(buf []byte) {
+	if cap(buf) == 4096 {
+		h1Bufs.Put((*[4096]byte)(buf[:4096]))
 	}
 }
 
@@ -256,15 +267,34 @@ func (g *h1Guard) release(n int) {
 }
 
 // fill reads more from the client. A head in progress is read under its
-// own deadline too (see setHeadClock).
-func (g *h1Guard) fill() error {
+// own deadline too (see setHeadClock). With nothing buffered it waits in
+// the caller's p (net/http's own buffer) and copies what came into a
+// pooled buffer to check it, so the wait for the next request holds no
+// buffer of the guard's.
+func (g *h1Guard) fill(p []byte) error {
+	if g.r == g.w {
+		g.r, g.w = 0, 0
+		h1PutBuf(g.buf)
+		g.buf = nil
+		n, err := g.Conn.Read(p)
+		if n > 0 {
+			if n <= 4096 {
+				g.buf = h1Bufs.Get().(*[4096]byte)[:]
+			} else {
+				g.buf = make([]byte, n)
+			}
+			g.w = copy(g.buf, p[:n])
+			return nil
+		}
+		return err // nothing of a head buffered: no head timeout to name
+	}
 	if g.w == len(g.buf) {
 		switch {
 		case g.r > 0:
 			g.w = copy(g.buf, g.buf[g.r:g.w])
 			g.r = 0
 		case len(g.buf) == 0:
-			g.buf = make([]byte, 4096)
+			g.buf = h1Bufs.Get().(*[4096]byte)[:]
 		default:
 			nb := make([]byte, 2*len(g.buf))
 			g.w = copy(nb, g.buf[g.r:g.w])
