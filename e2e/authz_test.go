@@ -121,8 +121,13 @@ func azNewCA(cn string) (*azCA, error) {
 }
 
 // issue signs a client certificate "CN=<cn>,O=tlsedge e2e clients" with
-// the URI SAN uri.
+// the URI SAN uri, valid for a day.
 func (ca *azCA) issue(cn, uri string) (*azLeaf, error) {
+	return ca.issueUntil(cn, uri, time.Now().Add(24*time.Hour))
+}
+
+// issueUntil is issue with the certificate valid until notAfter.
+func (ca *azCA) issueUntil(cn, uri string, notAfter time.Time) (*azLeaf, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -136,7 +141,7 @@ func (ca *azCA) issue(cn, uri string) (*azLeaf, error) {
 		Subject:      pkix.Name{CommonName: cn, Organization: []string{"tlsedge e2e clients"}},
 		URIs:         []*url.URL{u},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}

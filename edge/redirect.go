@@ -2,7 +2,6 @@ package edge
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/tlsedge/tlsedge/tlsmode"
@@ -24,7 +23,7 @@ func buildRedirect(c *Config, rc *RouteConfig, bc *BackendConfig) (*tlsmode.Redi
 	}
 	opt := tlsmode.RedirectOptions{Status: rc.RedirectStatus, Public: serverPublics(bc)}
 	if t := rc.RedirectToken; t != nil {
-		key, err := os.ReadFile(c.resolve(t.KeyFile))
+		key, err := c.readFile(t.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("redirect_token.key_file: %w", err)
 		}
@@ -75,6 +74,16 @@ func validateRedirectRoute(c *Config, ps *Problems, rp string, r *RouteConfig, b
 	if b == nil {
 		return // no such backend: already reported
 	}
+	if b.Balance == "leastconn" {
+		ps.Add(bp+".balance", "backend %s serves a redirect route (%s): a redirect holds no connection, so leastconn would count none and send every client to the heaviest server; use roundrobin or random (weights and the load servers report apply)", b.Name, rp)
+	}
+	seen := map[string]int{}
+	for i, s := range b.Servers {
+		if j, dup := seen[s.Public]; dup && s.Public != "" {
+			ps.Add(fmt.Sprintf("%s.servers[%d].public", bp, i), "%s is also servers[%d]'s: a redirect token is bound to one public URL, so each server needs its own", s.Public, j)
+		}
+		seen[s.Public] = i
+	}
 	if b.Discovery.DNS != "" {
 		ps.Add(bp+".discovery.dns", "backend %s serves a redirect route (%s), but servers found in DNS have no public URL to send clients to: list its servers with public, or use protocol http", b.Name, rp)
 	}
@@ -94,7 +103,7 @@ func validateRedirectToken(c *Config, ps *Problems, rp string, r *RouteConfig, b
 	tp := rp + ".redirect_token"
 	if t.KeyFile == "" {
 		ps.Add(tp+".key_file", "missing: the file of the secret key (at least %d bytes, e.g. made with: head -c 32 /dev/urandom > redirect.key) that tlsedge signs the tokens with and the servers verify them with", tlsmode.MinRedirectTokenKey)
-	} else if key, err := os.ReadFile(c.resolve(t.KeyFile)); err != nil {
+	} else if key, err := c.readFile(t.KeyFile); err != nil {
 		ps.Add(tp+".key_file", "cannot read %s: %v", t.KeyFile, err)
 	} else if len(key) < tlsmode.MinRedirectTokenKey {
 		ps.Add(tp+".key_file", "%s has %d bytes: the key must have at least %d (e.g. head -c 32 /dev/urandom > %s)", t.KeyFile, len(key), tlsmode.MinRedirectTokenKey, t.KeyFile)

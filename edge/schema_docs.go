@@ -227,7 +227,7 @@ var schemaDocs = []schemaDoc{
 	{Key: "backends[].name", Type: "string", Default: "required", Modes: "",
 		Meaning: "unique; routes refer to it"},
 	{Key: "backends[].balance", Type: "`roundrobin` \\| `leastconn` \\| `random`", Default: "`roundrobin`", Modes: "all",
-		Meaning: "when `affinity` is `none`. `leastconn` counts live connections (and requests in flight): the choice for WebSockets that live for days"},
+		Meaning: "when `affinity` is `none`. `leastconn` counts live connections (and requests in flight): the choice for WebSockets that live for days; refused on a backend a `protocol: redirect` route uses (a redirect holds no connection)"},
 	{Key: "backends[].affinity", Type: "`none` \\| `source_ip` \\| `class_c` \\| `five_tuple` \\| `cookie`", Default: "`none`", Modes: "all",
 		Meaning: "consistent hashing (weighted rendezvous) of the client's address; `cookie` (protocol http routes): the first answer sets a cookie naming the server (an HMAC-protected opaque value, not its address), and later requests with it go to that server while it is up, not draining and not ejected; otherwise `balance` picks and the cookie is set again ([operations.md](operations.md#cookie-affinity)). Refused on a backend used by a passthrough, tcp or redirect route"},
 	{Key: "backends[].cookie", Type: "map", Default: "", Modes: "http",

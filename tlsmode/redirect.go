@@ -190,7 +190,9 @@ func redirectLocation(pub *url.URL, path, rawQuery, token string) string {
 		b.WriteByte('?')
 		b.WriteString(q)
 	}
-	return identityPercent(b.String(), func(c byte) bool { return c <= ' ' || c >= 0x7f })
+	// "#" too: a raw one (net/http passes it in the query) would start a
+	// fragment and hide the token from the server.
+	return identityPercent(b.String(), func(c byte) bool { return c <= ' ' || c >= 0x7f || c == '#' })
 }
 
 // redirectQuery is rawQuery without any parameter named tlsedge_token
@@ -268,7 +270,18 @@ func (p *HTTPProxy) serveRedirect(w http.ResponseWriter, r *http.Request, cs *co
 	}
 	token := ""
 	if rd.token != nil {
-		token = rd.token.sign(cs.tls, pub.raw)
+		// A connection outlives its certificate (keep-alive, HTTP/2): the
+		// token must not vouch for one that expired since the handshake.
+		if na := chainNotAfter(cs.tls); !na.IsZero() && !rd.token.now().Before(na) {
+			rs.err = fmt.Errorf("forbidden: the client certificate expired at %s, after this connection's handshake", na.UTC().Format(time.RFC3339))
+			cs.endWith(rs.err.Error())
+			if r.ProtoMajor == 1 {
+				w.Header().Set("Connection", "close")
+			}
+			http.Error(w, "403 forbidden: the client certificate has expired", http.StatusForbidden)
+			return
+		}
+		token = rd.token.sign(cs.tls, pub.raw, r.Method, r.URL.EscapedPath())
 	}
 	loc := redirectLocation(pub.u, r.URL.EscapedPath(), r.URL.RawQuery, token)
 	rs.err = redirectedTo{public: pub.raw}

@@ -45,6 +45,7 @@ func TestRedirectLocation(t *testing.T) {
 		{"https://n3/", "/p", "a=1;tlsedge_token=forged&b=2", "", "https://n3/p?b=2"},
 		{"https://n3/", "/p", "tlsedge_tokens=kept&TLSEDGE_TOKEN=kept", "", "https://n3/p?tlsedge_tokens=kept&TLSEDGE_TOKEN=kept"},
 		{"https://n3/", "/p", "a=\x01é", "", "https://n3/p?a=%01%C3%A9"},
+		{"https://n3/", "/p", "a=1#x", "T.K.N", "https://n3/p?a=1%23x&tlsedge_token=T.K.N"},
 	} {
 		u, err := ParsePublicURL(tt.public)
 		if err != nil {
@@ -151,7 +152,7 @@ func TestRedirectToken(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	s := &redirectSigner{key: key, ttl: 30 * time.Second, now: func() time.Time { return now }}
 	const pub = "wss://node-3.example.com/"
-	tok := s.sign(cs, pub)
+	tok := s.sign(cs, pub, "GET", "/v1/chat%20room")
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 || parts[0] != "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" {
 		t.Fatalf("token %q: want header.payload.mac with the HS256 JWT header", tok)
@@ -167,14 +168,15 @@ func TestRedirectToken(t *testing.T) {
 	want := RedirectClaims{Issuer: "tlsedge", Audience: pub, IssuedAt: now.Unix(), Expires: now.Unix() + 30, ID: c.ID,
 		Subject: "CN=device-42", CertIssuer: "CN=redirect test CA,O=tlsedge throwaway PKI", CertSerial: hex.EncodeToString(cert.SerialNumber.Bytes()),
 		CertSHA256: hex.EncodeToString(sum[:]), URI: []string{"spiffe://devices.test/device/42"},
-		DNS: []string{"d42.devices.test"}, Email: []string{"ops@devices.test"}}
+		DNS: []string{"d42.devices.test"}, Email: []string{"ops@devices.test"},
+		NotAfter: cert.NotAfter.Unix(), Method: "GET", Path: "/v1/chat%20room"}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("claims:\ngot  %+v\nwant %+v", *c, want)
 	}
 	if id, err := base64.RawURLEncoding.DecodeString(c.ID); err != nil || len(id) != 16 {
 		t.Errorf("jti %q: want 16 bytes base64url", c.ID)
 	}
-	if again := s.sign(cs, pub); again == tok {
+	if again := s.sign(cs, pub, "GET", "/v1/chat%20room"); again == tok {
 		t.Error("two tokens are equal: want a new jti each")
 	}
 
@@ -184,7 +186,7 @@ func TestRedirectToken(t *testing.T) {
 	if err := json.Unmarshal(payload, &raw); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"iss", "aud", "iat", "exp", "jti", "sub", "cert_issuer", "cert_serial", "cert_sha256", "uri", "dns", "email"} {
+	for _, k := range []string{"iss", "aud", "iat", "exp", "jti", "sub", "cert_issuer", "cert_serial", "cert_sha256", "uri", "dns", "email", "cert_not_after", "method", "path"} {
 		if _, ok := raw[k]; !ok {
 			t.Errorf("payload %s: no %q", payload, k)
 		}
@@ -228,7 +230,7 @@ func TestRedirectToken(t *testing.T) {
 		"no certificate": {},
 		"not verified":   {PeerCertificates: cs.PeerCertificates},
 	} {
-		if tok := s.sign(st, pub); tok != "" {
+		if tok := s.sign(st, pub, "GET", "/"); tok != "" {
 			t.Errorf("%s: token %q; want none", name, tok)
 		}
 	}

@@ -31,6 +31,10 @@ import (
 //	cert_sha256  the SHA-256 of its DER, lowercase hex
 //	uri, dns, email  its SANs of each kind, as the certificate spells them
 //	             (absent when it has none)
+//	cert_not_after  Unix seconds: when the first certificate of the
+//	             verified chain expires (a token is never made after it)
+//	method, path the request that was redirected, as sent (the path
+//	             escaped, without the query): what allow/authorize admitted
 //
 // Only a client whose certificate tlsedge verified gets a token; without
 // one the Location has none. The key is the key file's bytes as they are.
@@ -49,6 +53,9 @@ type RedirectClaims struct {
 	URI        []string `json:"uri,omitempty"`
 	DNS        []string `json:"dns,omitempty"`
 	Email      []string `json:"email,omitempty"`
+	NotAfter   int64    `json:"cert_not_after"`
+	Method     string   `json:"method"`
+	Path       string   `json:"path"`
 }
 
 // RedirectTokenIssuer is the iss claim of every redirect token.
@@ -65,9 +72,26 @@ type redirectSigner struct {
 	now func() time.Time // time.Now; tests move it
 }
 
-// sign returns the token of the verified client of cs for the server with
-// public URL aud, or "" when the client has no verified certificate.
-func (s *redirectSigner) sign(cs *tls.ConnectionState, aud string) string {
+// chainNotAfter is when the first certificate of the verified chain of cs
+// expires; zero without one.
+func chainNotAfter(cs *tls.ConnectionState) time.Time {
+	var t time.Time
+	if cs == nil || len(cs.VerifiedChains) == 0 {
+		return t
+	}
+	for _, c := range cs.VerifiedChains[0] {
+		if t.IsZero() || c.NotAfter.Before(t) {
+			t = c.NotAfter
+		}
+	}
+	return t
+}
+
+// sign returns the token of the verified client of cs, for the request
+// method and path (escaped) redirected to the server with public URL aud;
+// "" when the client has no verified certificate. The caller refuses a
+// chain that expired since the handshake (see serveRedirect).
+func (s *redirectSigner) sign(cs *tls.ConnectionState, aud, method, path string) string {
 	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
 		return ""
 	}
@@ -90,6 +114,9 @@ func (s *redirectSigner) sign(cs *tls.ConnectionState, aud string) string {
 		URI:        sans.uri,
 		DNS:        sans.dns,
 		Email:      sans.email,
+		NotAfter:   chainNotAfter(cs).Unix(),
+		Method:     method,
+		Path:       path,
 	}
 	payload, err := json.Marshal(c)
 	if err != nil {
