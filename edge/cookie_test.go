@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -65,17 +66,11 @@ func ckConfigAff(t *testing.T, aff, cookie, route string) string {
 	return writeConfigIn(t, dir, body)
 }
 
-// ckProblems is every problem of the config at path: LoadFile's, and
-// validateCookieRoutes' when LoadFile does not call it yet.
+// ckProblems is every problem LoadFile finds in the config at path ("" for
+// none).
 func ckProblems(t *testing.T, path string) string {
 	t.Helper()
-	cfg, err := LoadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	ps := &Problems{File: path}
-	validateCookieRoutes(cfg, ps)
-	if err := ps.Err(); err != nil {
+	if _, err := LoadFile(path); err != nil {
 		return err.Error()
 	}
 	return ""
@@ -339,5 +334,38 @@ func TestPoolAcquireServerByAddressCap(t *testing.T) {
 	}
 	for _, s := range others {
 		s.Release()
+	}
+}
+
+// A replaced cookie key_file changes the route's key (so a reload builds
+// its proxy with the new key) and is among the files the watch reloads
+// for.
+func TestCookieKeyFileChangesRouteKey(t *testing.T) {
+	t.Parallel()
+	path := ckConfig(t, `cookie: {key_file: good.key}`, "")
+	key := func() string {
+		t.Helper()
+		cfg, err := LoadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := httpRouteKey(cfg, &cfg.Listeners[0], &cfg.Listeners[0].Routes[0], &cfg.Backends[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(cfg.namedFiles(), filepath.Join(filepath.Dir(path), "good.key")) {
+			t.Errorf("named files %v: want good.key among them", cfg.namedFiles())
+		}
+		return k
+	}
+	before := key()
+	if again := key(); again != before {
+		t.Fatalf("the same files: route keys %s and %s; want equal", before, again)
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(path), "good.key"), []byte(strings.Repeat("n", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if after := key(); after == before {
+		t.Error("the key file's contents changed, the route key did not")
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -92,23 +91,12 @@ type CookieAffinity struct {
 
 	// index maps values to addresses for one backend snapshot.
 	index atomic.Pointer[ckIndex]
-	// pending holds, per request (*reqState) whose cookie named a server
-	// of the pool, that server's address, from the first server pick
-	// (which removes the cookie from the forwarded request) until the
-	// response (cookieResponse) or the request's end.
-	pending sync.Map
 }
 
 // ckIndex is the value of every server of one backend snapshot.
 type ckIndex struct {
 	backend CookieBackend
 	byValue map[string]string // value -> address
-}
-
-// ckPending is the server a request's cookie named.
-type ckPending struct {
-	addr string
-	stop func() bool // stops the clean-up at the request's end
 }
 
 // NewCookieAffinity checks opt and builds the affinity.
@@ -193,44 +181,24 @@ func (ca *CookieAffinity) indexFor(b CookieBackend) *ckIndex {
 // the response.
 func (ca *CookieAffinity) requestServer(req *http.Request, b CookieBackend) string {
 	rs, _ := req.Context().Value(reqKey{}).(*reqState)
-	if rs != nil {
-		if v, ok := ca.pending.Load(rs); ok {
-			return v.(*ckPending).addr
-		}
+	if rs != nil && rs.ckChecked {
+		return rs.ckNamed
 	}
 	values := ckStrip(req.Header, ca.name)
-	if len(values) == 0 {
-		return ""
-	}
-	idx := ca.indexFor(b)
-	for _, v := range values {
-		addr, ok := idx.byValue[v]
-		if !ok {
-			continue // forged, garbage, or a server no longer in the pool
+	addr := ""
+	if len(values) > 0 {
+		idx := ca.indexFor(b)
+		for _, v := range values {
+			if a, ok := idx.byValue[v]; ok { // else forged, garbage, or a server no longer in the pool
+				addr = a
+				break
+			}
 		}
-		if rs != nil {
-			pe := &ckPending{addr: addr}
-			ca.pending.Store(rs, pe)
-			// Stored before the clean-up is set: a request already over
-			// runs it at once, after the Store.
-			pe.stop = context.AfterFunc(req.Context(), func() { ca.pending.Delete(rs) })
-		}
-		return addr
 	}
-	return ""
-}
-
-// take returns (and forgets) the server rs's cookie named, "" for none.
-func (ca *CookieAffinity) take(rs *reqState) string {
-	v, ok := ca.pending.LoadAndDelete(rs)
-	if !ok {
-		return ""
+	if rs != nil {
+		rs.ckChecked, rs.ckNamed = true, addr
 	}
-	pe := v.(*ckPending)
-	if pe.stop != nil {
-		pe.stop()
-	}
-	return pe.addr
+	return addr
 }
 
 // acquireServer picks the server of a request and takes a slot on it:
@@ -257,8 +225,7 @@ func (p *HTTPProxy) cookieResponse(resp *http.Response, rs *reqState) {
 	if ca == nil || rs == nil {
 		return
 	}
-	named := ca.take(rs)
-	if rs.server == nil || named == rs.server.Address {
+	if rs.server == nil || rs.ckNamed == rs.server.Address {
 		return
 	}
 	resp.Header.Add("Set-Cookie", ca.SetCookie(rs.server.Address))
@@ -325,18 +292,4 @@ func ckStrip(h http.Header, name string) []string {
 
 // ValidCookieName reports whether s is an HTTP token (RFC 9110 tchar),
 // the syntax of a cookie name (RFC 6265).
-func ValidCookieName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+func ValidCookieName(s string) bool { return h1Token([]byte(s)) }

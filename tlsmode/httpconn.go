@@ -89,6 +89,11 @@ type reqState struct {
 	server         *affinity.Server // the last server tried
 	status         int              // the server's status, seen also for upgrades (101), which bypass the ResponseWriter
 	err            error
+	// ckChecked: the request's affinity cookie was read (and removed from
+	// the forwarded request); ckNamed is the address of the server it
+	// named, "" for none (cookie.go).
+	ckChecked bool
+	ckNamed   string
 }
 
 // ServeConn serves HTTP on tc until the client closes it or it idles out,
