@@ -187,6 +187,18 @@ func (c *Conn) dropPeeked() {
 	c.live.mu.Unlock()
 }
 
+// forgetHello drops the ClientHello's bytes once a terminating handler's
+// handshake has read them (the byte counts are kept by the counting conn):
+// an idle connection keeps none.
+func (c *Conn) forgetHello() {
+	c.live.mu.Lock()
+	c.Peeked = nil
+	if c.Hello != nil {
+		c.Hello.Raw = nil
+	}
+	c.live.mu.Unlock()
+}
+
 // CloseNow closes the connection at once, without a graceful end: the
 // client socket, and both sockets of a relayed passthrough stream (the
 // last resort of a shutdown). The handler still finishes as usual.

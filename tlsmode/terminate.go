@@ -66,7 +66,9 @@ func (c *replayConn) CloseWrite() error { return closeWrite(c.Conn) }
 func (c *replayConn) Read(p []byte) (int, error) {
 	if len(c.buf) > 0 {
 		n := copy(p, c.buf)
-		c.buf = c.buf[n:]
+		if c.buf = c.buf[n:]; len(c.buf) == 0 {
+			c.buf = nil // the hello's bytes are not kept for the connection's life
+		}
 		return n, nil
 	}
 	return c.Conn.Read(p)
@@ -119,6 +121,7 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 		}
 		return err
 	}
+	c.forgetHello()
 	cs := tc.ConnectionState()
 	if denied != nil {
 		if !denied.takeSlot(t.ClientLimits, &cs) {
@@ -200,12 +203,17 @@ func (t *Terminate) timeout() time.Duration {
 	return DefaultHandshakeTimeout
 }
 
-// handshake runs a TLS handshake under a deadline, then clears it.
+// handshake runs a TLS handshake under a deadline, then clears it. The
+// handshake runs on a goroutine of its own: its key exchange and
+// certificate verification grow a stack to 8 KiB, which the connection's
+// long-lived goroutine would otherwise keep for as long as it lives.
 func handshake(ctx context.Context, tc *tls.Conn, timeout time.Duration) error {
 	// Not cancelled by a drain: a connection already accepted is served.
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
-	if err := tc.HandshakeContext(hctx); err != nil {
+	errc := make(chan error, 1)
+	go func() { errc <- tc.HandshakeContext(hctx) }()
+	if err := <-errc; err != nil {
 		return err
 	}
 	return tc.NetConn().SetDeadline(time.Time{})
