@@ -58,8 +58,10 @@ func (w *statusWriter) Flush() {
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
-// oneConnListener hands one connection to http.Server, then blocks until
-// closed.
+// oneConnListener hands one connection to http.Server, then says it is
+// closed: Serve returns (its goroutine ends, an idle connection keeps no
+// goroutine blocked in Accept) while the connection goes on being served
+// (and tracked by the server: Shutdown and Close still reach it).
 type oneConnListener struct {
 	conn   net.Conn
 	once   sync.Once
@@ -80,7 +82,6 @@ func (l *oneConnListener) Accept() (net.Conn, error) {
 		return l.conn, nil
 	}
 	l.mu.Unlock()
-	<-l.closed
 	return nil, net.ErrClosed
 }
 
