@@ -46,8 +46,11 @@ type drainJob struct {
 type rebalJob struct {
 	plan    *RebalancePlan
 	pending []*tlsmode.Conn
-	tok     bucket
-	closed  int
+	// from is the server each pending connection was planned off: one
+	// bound elsewhere by then (a WebSocket that failed over) is skipped.
+	from   map[*tlsmode.Conn]*affinity.Server
+	tok    bucket
+	closed int
 }
 
 // bucket is a token bucket: rate tokens a second, at most max(1, rate/100).
@@ -206,8 +209,8 @@ func (o *ops) stepJobs(now time.Time, run *running) time.Duration {
 		for j.tok.tokens >= 1 && len(j.pending) > 0 {
 			c := j.pending[0]
 			j.pending = j.pending[1:]
-			if c.ShutdownReason() != "" || o.e.reg.get(c.ID) != c {
-				continue // ended meanwhile: costs nothing
+			if c.ShutdownReason() != "" || o.e.reg.get(c.ID) != c || c.BoundServer() != j.from[c] {
+				continue // ended or moved off its server meanwhile: costs nothing
 			}
 			j.tok.tokens--
 			j.closed++
@@ -245,8 +248,11 @@ func cancelRequest(proxies []*tlsmode.HTTPProxy, addr string) bool {
 // more reports whether the job's server has connections left to close,
 // listing them again from the registry when the last list is used up.
 func (j *drainJob) more(reg *registry) bool {
-	for len(j.pending) > 0 && (j.pending[0].ShutdownReason() != "" || reg.get(j.pending[0].ID) != j.pending[0]) {
-		j.pending = j.pending[1:] // closing already, or ended on its own
+	for len(j.pending) > 0 && (j.pending[0].ShutdownReason() != "" || reg.get(j.pending[0].ID) != j.pending[0] ||
+		j.pending[0].BoundServer() != j.st.srv) {
+		// Closing already, ended on its own, or moved off the server
+		// meanwhile (a WebSocket that failed over): not the drain's.
+		j.pending = j.pending[1:]
 	}
 	if len(j.pending) == 0 {
 		for _, c := range reg.onServer(j.st.srv) {

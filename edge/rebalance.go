@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/tlsedge/tlsedge/affinity"
 	"github.com/tlsedge/tlsedge/tlsmode"
 )
 
@@ -54,7 +55,11 @@ func (o *ops) rebalance(p *Pool, above, rate float64) (*RebalancePlan, error) {
 		return nil, err
 	}
 	if plan.Closing > 0 {
-		o.rebal[p.Name] = &rebalJob{plan: plan, pending: conns}
+		from := make(map[*tlsmode.Conn]*affinity.Server, len(conns))
+		for _, c := range conns {
+			from[c] = c.BoundServer() // the server plan found it on
+		}
+		o.rebal[p.Name] = &rebalJob{plan: plan, pending: conns, from: from}
 		o.e.log.Info().Str("backend", p.Name).Int("closing", plan.Closing).Float64("rate", rate).
 			Float64("above", above).Msg("rebalance started")
 		o.poke()

@@ -57,28 +57,39 @@ func (p *HTTPProxy) transportFor(sni, addr string) *http.Transport {
 		ExpectContinueTimeout:  time.Second,
 		ForceAttemptHTTP2:      false, // HTTP/1.1 keep-alive pools to servers
 	}
-	if up := p.opt.Upstream; up != nil {
+	if p.opt.Upstream != nil {
 		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			raw, err := p.dial(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			tc := tls.Client(raw, upstreamConfig(up, key.sni, addr))
-			hctx, cancel := context.WithTimeout(ctx, DefaultHandshakeTimeout)
-			defer cancel()
-			err = tc.HandshakeContext(hctx)
-			if f := p.opt.UpstreamTLS; f != nil && ctx.Err() == nil {
-				f(addr, err) // passive ejection (not when the request was given up)
-			}
-			if err != nil {
-				raw.Close()
-				return nil, &upstreamTLSError{addr: addr, err: err}
-			}
-			return tc, nil
+			return p.dialUpstreamTLS(ctx, network, addr, key.sni)
 		}
 	}
 	p.transports[key] = t
 	return t
+}
+
+// dialUpstreamTLS connects to the server at addr and does the TLS
+// handshake of the route's upstream (sni: the client's name when the
+// backend sets no server_name), bounded by DefaultHandshakeTimeout. Each
+// handshake's outcome goes to UpstreamTLS (passive ejection) unless ctx was
+// given up. Used by the keep-alive transports and by WebSocket failover's
+// dials (wsfailover_dial.go).
+func (p *HTTPProxy) dialUpstreamTLS(ctx context.Context, network, addr, sni string) (net.Conn, error) {
+	up := p.opt.Upstream
+	raw, err := p.dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(raw, upstreamConfig(up, sni, addr))
+	hctx, cancel := context.WithTimeout(ctx, DefaultHandshakeTimeout)
+	defer cancel()
+	err = tc.HandshakeContext(hctx)
+	if f := p.opt.UpstreamTLS; f != nil && ctx.Err() == nil {
+		f(addr, err) // passive ejection (not when the request was given up)
+	}
+	if err != nil {
+		raw.Close()
+		return nil, &upstreamTLSError{addr: addr, err: err}
+	}
+	return tc, nil
 }
 
 // CloseIdleFor closes the idle keep-alive connections to the server at

@@ -169,13 +169,7 @@ func (u *upgradedConn) shutdown(reason string) {
 // characters: the reason must stay valid UTF-8); masked for frames to a
 // server.
 func closeFrame(reason string, masked bool) []byte {
-	if len(reason) > 123 {
-		n := 123
-		for n > 0 && !utf8.RuneStart(reason[n]) {
-			n--
-		}
-		reason = reason[:n]
-	}
+	reason = cutCloseReason(reason)
 	payload := make([]byte, 2+len(reason))
 	binary.BigEndian.PutUint16(payload, wsCloseCode(reason))
 	copy(payload[2:], reason)
@@ -190,6 +184,20 @@ func closeFrame(reason string, masked bool) []byte {
 		}
 	}
 	return append(f, payload...)
+}
+
+// cutCloseReason cuts a close reason to what a close frame holds (123
+// bytes after the code), between two UTF-8 characters. closeFrame and the
+// failover relay (wsfailover_*.go) use it.
+func cutCloseReason(reason string) string {
+	if len(reason) <= 123 {
+		return reason
+	}
+	n := 123
+	for n > 0 && !utf8.RuneStart(reason[n]) {
+		n--
+	}
+	return reason[:n]
 }
 
 // frameTracker follows WebSocket frame boundaries (RFC 6455 §5.2) in one

@@ -6,16 +6,12 @@ package tlsmode
 // WebSocket to another server with the client's original handshake request
 // (wsfailover_relay.go). This file opens the WebSockets: the handshake
 // request sent to every server, the dial to one server, and the first
-// server's answer to the client.
+// server's answer to the client. wsfailover_dial.go dials the servers.
 
 import (
-	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -96,6 +92,11 @@ func (p *HTTPProxy) wfNewRequest(r *http.Request) *wfRequest {
 	for _, h := range wfHandshakeHeaders {
 		out.Header.Del(h)
 	}
+	if ca := p.opt.Cookie; ca != nil {
+		// The affinity cookie is tlsedge's, never the server's: out is a
+		// copy made before acquireServer strips it from r.
+		ckStrip(out.Header, ca.Name())
+	}
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header.Set("User-Agent", "") // as ReverseProxy: no Go default
 	}
@@ -163,128 +164,6 @@ func newWFLeg(s *affinity.Server, ws *websocket.Conn) *wfLeg {
 // fail records why the leg failed, if nothing was recorded yet.
 func (l *wfLeg) fail(why string) { l.why.CompareAndSwap(nil, &why) }
 
-// wfCapture keeps a server's answer that is not a 101 whole for the
-// caller (websocket.Dial would keep 1 KiB of its body): Dial gets a copy
-// without a body.
-type wfCapture struct {
-	rt   http.RoundTripper
-	resp *http.Response
-}
-
-func (t *wfCapture) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.rt.RoundTrip(req)
-	if err != nil || resp.StatusCode == http.StatusSwitchingProtocols {
-		return resp, err
-	}
-	t.resp = resp
-	cp := *resp
-	cp.Body = http.NoBody
-	return &cp, nil
-}
-
-// wfDial opens a WebSocket to server s with the handshake hs, offering
-// protos. A server that answers without switching returns its answer
-// (resp, to be closed by the caller) with an error. ctx carries the
-// request's values (connKey, reqKey) and bounds the dial.
-func (p *HTTPProxy) wfDial(ctx context.Context, c *Conn, s *affinity.Server, hs *wfRequest, protos []string) (*wfLeg, *http.Response, error) {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return p.dial(ctx, network, s.Address) // the URL's host is a placeholder
-		},
-		DisableKeepAlives:      true,
-		ResponseHeaderTimeout:  p.limits.ResponseHeaderTimeout,
-		MaxResponseHeaderBytes: int64(p.limits.MaxResponseHeader),
-	}
-	scheme := "ws"
-	if up := p.opt.Upstream; up != nil {
-		scheme = "wss"
-		sni := ""
-		if up.ServerName == "" && c.Hello != nil {
-			sni = c.Hello.ServerName // verified for the client's name, as transportFor does
-		}
-		tr.DialTLSContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
-			raw, err := p.dial(ctx, network, s.Address)
-			if err != nil {
-				return nil, err
-			}
-			tc := tls.Client(raw, upstreamConfig(up, sni, s.Address))
-			hctx, cancel := context.WithTimeout(ctx, DefaultHandshakeTimeout)
-			defer cancel()
-			if err := tc.HandshakeContext(hctx); err != nil {
-				raw.Close()
-				return nil, &upstreamTLSError{addr: s.Address, err: err}
-			}
-			return tc, nil
-		}
-	}
-	capt := &wfCapture{rt: tr}
-	client := &http.Client{
-		Transport:     capt,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	dctx, cancel := context.WithTimeout(ctx, p.opt.ConnectTimeout+DefaultHandshakeTimeout+p.limits.ResponseHeaderTimeout)
-	defer cancel()
-	ws, resp, err := websocket.Dial(dctx, scheme+"://server.invalid"+hs.uri, &websocket.DialOptions{
-		HTTPClient:   client,
-		HTTPHeader:   hs.header,
-		Host:         hs.host,
-		Subprotocols: protos,
-	})
-	if err != nil {
-		if capt.resp != nil {
-			return nil, capt.resp, fmt.Errorf("server %s answered the WebSocket handshake with %d", s.Address, capt.resp.StatusCode)
-		}
-		if resp != nil && resp.Body != nil {
-			resp.Body.Close()
-		}
-		return nil, nil, err
-	}
-	return newWFLeg(s, ws), resp, nil
-}
-
-// wfFirst connects the client's WebSocket to a first server as RoundTrip
-// picks one: a slot on a server of the backend, other servers tried when a
-// connect fails (retries). A server's answer that is not a 101 is returned
-// (resp) for the client.
-func (p *HTTPProxy) wfFirst(r *http.Request, c *Conn, rs *reqState, hs *wfRequest) (*wfLeg, *http.Response, error) {
-	var tried []*affinity.Server
-	skip := func(s *affinity.Server) bool {
-		for _, x := range tried {
-			if x == s {
-				return true
-			}
-		}
-		return false
-	}
-	var lastErr error = ErrNoServer
-	for attempt := 0; attempt <= p.opt.Retries; attempt++ {
-		s, err := p.acquireServer(r, c, skip)
-		if err != nil {
-			if attempt == 0 || !errors.Is(err, ErrNoServer) {
-				lastErr = err
-			}
-			break
-		}
-		c.live.last.Store(s)
-		rs.server = s
-		leg, resp, err := p.wfDial(r.Context(), c, s, hs, hs.protos)
-		if err == nil {
-			p.cookieResponse(resp, rs)
-			return leg, resp, nil
-		}
-		s.Release()
-		if resp != nil {
-			return nil, resp, err
-		}
-		lastErr = err
-		if !isConnectError(err) || r.Context().Err() != nil {
-			break
-		}
-		tried = append(tried, s)
-	}
-	return nil, nil, lastErr
-}
-
 // wfSkipResponse are the fields of a server's 101 that tlsedge's own 101 to
 // the client sets itself (or that belong to the server's connection).
 var wfSkipResponse = []string{
@@ -292,7 +171,7 @@ var wfSkipResponse = []string{
 	"Sec-WebSocket-Accept", "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions",
 }
 
-// copyAnswer copies a server's response fields to the client's answer,
+// wfCopyHeader copies a server's response fields to the client's answer,
 // without hop-by-hop ones and those in skip.
 func wfCopyHeader(dst, src http.Header, skip []string) {
 	h := src.Clone()
@@ -322,13 +201,7 @@ func (p *HTTPProxy) serveWSFailover(w http.ResponseWriter, r *http.Request, cs *
 	leg, resp, err := p.wfFirst(r, c, rs, hs)
 	if err != nil {
 		if resp != nil {
-			// The server refused the upgrade: its answer goes to the client.
-			defer resp.Body.Close()
-			rs.status = resp.StatusCode
-			p.cookieResponse(resp, rs)
-			wfCopyHeader(w.Header(), resp.Header, []string{"Content-Length"})
-			w.WriteHeader(resp.StatusCode)
-			_, _ = io.Copy(w, resp.Body)
+			p.wfRefusal(w, resp, rs) // the server refused the upgrade
 			return
 		}
 		p.errorHandler(w, r, err)

@@ -1,8 +1,8 @@
 package tlsmode
 
 // The relay of a WebSocket with failover: whole messages both ways between
-// the client's WebSocket and tlsedge's own to a server (a leg), and the
-// switch to another server when the leg's server goes away.
+// the client's WebSocket and tlsedge's own to a server (a leg). The switch
+// to another server and the ends are in wsfailover_switch.go.
 //
 // Goroutines: clientLoop reads the client's messages and writes each to
 // the current leg (again to the next leg when that write fails: the old
@@ -20,11 +20,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/coder/websocket"
-
-	"github.com/tlsedge/tlsedge/affinity"
 )
 
 const (
@@ -46,10 +43,18 @@ type wfDown struct {
 	err error
 }
 
-// wfMove asks to move off leg (a drain, a rebalance, the admin API).
+// wfMove asks to move off leg (a drain, a rebalance).
 type wfMove struct {
 	leg *wfLeg
 	why string
+}
+
+// wfDeadline is the error of a client message not complete within the
+// route's read_body_timeout from its first frame.
+type wfDeadline struct{ d time.Duration }
+
+func (e wfDeadline) Error() string {
+	return fmt.Sprintf("client timeout: WebSocket message not complete within read_body_timeout %v", e.d)
 }
 
 // wfSession is one client's WebSocket with failover.
@@ -73,14 +78,19 @@ type wfSession struct {
 	changed chan struct{}       // closed when cur changes, or when the session ends
 	legs    map[*wfLeg]struct{} // legs not closed by teardown yet
 
-	down      chan wfDown
-	moves     chan wfMove
+	down chan wfDown
+	// The move asked last (nil: none), and a signal that one was asked:
+	// a newer move replaces an older one, so a move is never lost.
+	moveMu    sync.Mutex
+	move      *wfMove
+	moved     chan struct{} // 1 slot
 	clientErr chan error    // the client's read or write failed (1 slot)
 	end       chan struct{} // closed by Shutdown's ender
 	endOnce   sync.Once
 	done      chan struct{} // closed when run is over
 	wg        sync.WaitGroup
 	switches  []time.Time // recent switches (wfMaxSwitches)
+	kept      bool        // a health move found no server, the leg was kept (logged once)
 }
 
 func newWFSession(p *HTTPProxy, cs *connState, rs *reqState, r *http.Request, hs *wfRequest, client *websocket.Conn, leg *wfLeg) *wfSession {
@@ -91,7 +101,7 @@ func newWFSession(p *HTTPProxy, cs *connState, rs *reqState, r *http.Request, hs
 		changed:   make(chan struct{}),
 		legs:      map[*wfLeg]struct{}{leg: {}},
 		down:      make(chan wfDown),
-		moves:     make(chan wfMove, 4),
+		moved:     make(chan struct{}, 1),
 		clientErr: make(chan error, 1),
 		end:       make(chan struct{}),
 		done:      make(chan struct{}),
@@ -139,28 +149,36 @@ func (s *wfSession) run() {
 				s.endServerTooBig(d.leg)
 				return
 			}
-			if !s.failover(d.leg, wfDownReason(d), false) {
+			if !s.failover(d.leg, wfDownReason(d), false, false) {
 				return
 			}
-		case m := <-s.moves:
-			if m.leg != s.cur.Load() {
-				continue
+		case <-s.moved:
+			m := s.takeMove()
+			if m == nil || m.leg != s.cur.Load() {
+				continue // the WebSocket left that server meanwhile
 			}
-			if !s.failover(m.leg, m.why, true) {
+			if m.why == ReasonDrained && !m.leg.s.Draining() {
+				continue // the drain ended meanwhile
+			}
+			if !s.failover(m.leg, m.why, true, false) {
 				return
 			}
 		case <-tick.C:
-			if l := s.cur.Load(); !l.s.Healthy() {
-				if !s.failover(l, "health check failed", true) {
-					return
-				}
+			l := s.cur.Load()
+			if l.s.Healthy() {
+				s.kept = false
+				continue
+			}
+			if !s.failover(l, "health check failed", true, true) {
+				return
 			}
 		}
 	}
 }
 
 // requestEnd is the connection's ender: Shutdown for a reason that ends it
-// (shutdown, reload, idle timeout, access denied after reload, ...).
+// (shutdown, reload, idle timeout, access denied after reload, the admin
+// API, ...).
 func (s *wfSession) requestEnd() {
 	s.endOnce.Do(func() {
 		close(s.end)
@@ -169,8 +187,9 @@ func (s *wfSession) requestEnd() {
 }
 
 // divert is offered every Shutdown reason: those about the server (drain,
-// rebalance, the admin API) move the WebSocket instead of ending it. It
-// runs under the connection's lock: it only queues the move.
+// rebalance) move the WebSocket off its current server instead of ending
+// it. It runs under the connection's lock: it only records the move (the
+// edge checked that the connection is still on the server concerned).
 func (s *wfSession) divert(reason string) bool {
 	if !wfMoves(reason) {
 		return false
@@ -182,11 +201,23 @@ func (s *wfSession) divert(reason string) bool {
 		return false
 	default:
 	}
+	s.moveMu.Lock()
+	s.move = &wfMove{leg: s.cur.Load(), why: reason}
+	s.moveMu.Unlock()
 	select {
-	case s.moves <- wfMove{leg: s.cur.Load(), why: reason}:
-	default: // moves are queued already
+	case s.moved <- struct{}{}:
+	default: // signalled already: run takes the latest move
 	}
 	return true
+}
+
+// takeMove returns (and forgets) the move asked last, nil for none.
+func (s *wfSession) takeMove() *wfMove {
+	s.moveMu.Lock()
+	defer s.moveMu.Unlock()
+	m := s.move
+	s.move = nil
+	return m
 }
 
 // clientGone reports that the client's side failed or closed.
@@ -202,13 +233,63 @@ func (s *wfSession) clientGone(err error) {
 func (s *wfSession) clientLoop() {
 	defer s.wg.Done()
 	for {
-		typ, msg, err := s.client.Read(s.runCtx)
+		typ, msg, err := s.readClient()
 		if err != nil {
 			s.clientGone(err)
 			return
 		}
 		if !s.toServer(typ, msg) {
 			return
+		}
+	}
+}
+
+// readClient reads the client's next message. From its first frame the
+// message has read_body_timeout to be complete: when it is not, the
+// session ends (wfDeadline; the read itself ends when the client's
+// WebSocket is closed). The message is read into a buffer grown with it,
+// never beyond the read limit.
+func (s *wfSession) readClient() (websocket.MessageType, []byte, error) {
+	typ, r, err := s.client.Reader(s.runCtx)
+	if err != nil {
+		return 0, nil, err
+	}
+	d := s.p.limits.ReadBodyTimeout
+	t := time.AfterFunc(d, func() { s.clientGone(wfDeadline{d}) })
+	msg, err := wfReadMessage(r, WSFailoverMaxMessage)
+	if !t.Stop() && err == nil {
+		err = wfDeadline{d} // complete, but too late: the session is ending
+	}
+	return typ, msg, err
+}
+
+// wfReadMessage reads r to its end into a buffer that starts at 4 KiB and
+// doubles as needed, up to limit+1 bytes (the reader itself refuses a
+// message over the limit).
+func wfReadMessage(r io.Reader, limit int) ([]byte, error) {
+	buf := make([]byte, 0, min(4096, limit+1))
+	for {
+		if len(buf) == cap(buf) {
+			if cap(buf) > limit {
+				// Over the limit: one more read lets the WebSocket
+				// reader say so itself (ErrMessageTooBig, 1009 sent).
+				var one [1]byte
+				if _, err := r.Read(one[:]); err != nil && !errors.Is(err, io.EOF) {
+					return buf, err
+				}
+				return buf, fmt.Errorf("websocket message over %d bytes", limit)
+			}
+			next := make([]byte, len(buf), min(2*cap(buf), limit+1))
+			copy(next, buf)
+			buf = next
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
 		}
 	}
 }
@@ -270,245 +351,4 @@ func wfDownReason(d wfDown) string {
 		return "server reset"
 	}
 	return "server read failed: " + d.err.Error()
-}
-
-// failover moves the WebSocket off leg old to another server (never old's
-// again in this switch), with the original handshake. planned: old still
-// works (drain, health check, rebalance, the admin API) and gets a close
-// frame 1001; otherwise it is closed at once. false: no server could take
-// it, the client was closed with 1013 and the session is over.
-func (s *wfSession) failover(old *wfLeg, why string, planned bool) bool {
-	now := time.Now()
-	kept := s.switches[:0]
-	for _, t := range s.switches {
-		if now.Sub(t) < wfWindow {
-			kept = append(kept, t)
-		}
-	}
-	s.switches = kept
-	if len(s.switches) >= wfMaxSwitches {
-		s.giveUp(old, why, fmt.Errorf("%d switches within %v already", len(s.switches), wfWindow), planned)
-		return false
-	}
-	tried := []*affinity.Server{old.s}
-	skip := func(x *affinity.Server) bool {
-		for _, t := range tried {
-			if t == x {
-				return true
-			}
-		}
-		return false
-	}
-	var protos []string
-	if s.proto != "" {
-		protos = []string{s.proto}
-	}
-	var lastErr error = ErrNoServer
-	for i := 0; i < wfMaxTries; i++ {
-		if s.stopCtx.Err() != nil {
-			return true // ending: run takes the end or the client's close next
-		}
-		srv, err := s.p.acquireServer(s.req, s.c, skip)
-		if err != nil {
-			if i == 0 || !errors.Is(err, ErrNoServer) {
-				lastErr = err
-			}
-			break
-		}
-		leg, resp, err := s.p.wfDial(s.stopCtx, s.c, srv, s.hs, protos)
-		switch {
-		case err != nil:
-			srv.Release()
-			if resp != nil {
-				resp.Body.Close()
-			}
-		case leg.ws.Subprotocol() != s.proto:
-			err = fmt.Errorf("server %s chose subprotocol %q, the client's is %q", srv.Address, leg.ws.Subprotocol(), s.proto)
-			_ = leg.ws.CloseNow()
-			leg.release()
-		}
-		if err != nil {
-			lastErr = err
-			tried = append(tried, srv)
-			continue
-		}
-		s.switchTo(old, leg, why, planned)
-		s.switches = append(s.switches, now)
-		return true
-	}
-	if s.stopCtx.Err() != nil {
-		return true
-	}
-	s.giveUp(old, why, lastErr, planned)
-	return false
-}
-
-// switchTo makes leg the current one: the client's next messages go to
-// it, the connection is bound to its server, and old is closed.
-func (s *wfSession) switchTo(old, leg *wfLeg, why string, planned bool) {
-	s.mu.Lock()
-	s.cur.Store(leg)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.legs[leg] = struct{}{}
-	s.mu.Unlock()
-	s.rs.server = leg.s
-	s.c.Bind(leg.s)
-	old.release()
-	s.wg.Add(2)
-	go s.legLoop(leg)
-	go func() {
-		defer s.wg.Done()
-		s.closeLeg(old, planned, wfCut("going away: "+why))
-	}()
-	c := s.c
-	ev := s.p.opt.Log.Info().Str("listener", s.p.opt.Listener).Str("route", s.p.opt.Route).
-		Str("client", c.Source.String()).Str("from", old.s.Address).Str("to", leg.s.Address).Str("reason", why)
-	if c.Client != "" {
-		ev = ev.Str("client_cert", c.Client)
-	}
-	ev.Msg("websocket moved to another server")
-	if e, ok := c.Events.(WSFailoverEvents); ok {
-		e.WSFailover(c, old.s, leg.s, why)
-	}
-}
-
-// closeLeg closes a leg: with a close frame 1001 when its server still
-// works (planned), else at once.
-func (s *wfSession) closeLeg(l *wfLeg, planned bool, reason string) {
-	code := websocket.StatusCode(0)
-	if planned {
-		code = websocket.StatusGoingAway
-	}
-	s.closeLegWith(l, code, reason)
-}
-
-// closeLegWith closes a leg with a close frame (code, reason); code 0:
-// at once, without one.
-func (s *wfSession) closeLegWith(l *wfLeg, code websocket.StatusCode, reason string) {
-	if code != 0 {
-		_ = l.ws.Close(code, reason)
-	} else {
-		_ = l.ws.CloseNow()
-	}
-	s.mu.Lock()
-	delete(s.legs, l)
-	s.mu.Unlock()
-}
-
-// giveUp ends the session when no server could take the WebSocket: the
-// client gets 1013 (try again later).
-func (s *wfSession) giveUp(old *wfLeg, why string, err error, planned bool) {
-	msg := "no server available: websocket failover (" + why + "): " + err.Error()
-	s.cs.endWith(msg)
-	s.rs.err = errors.New(msg)
-	c := s.c
-	ev := s.p.opt.Log.Warn().Str("listener", s.p.opt.Listener).Str("route", s.p.opt.Route).
-		Str("client", c.Source.String()).Str("from", old.s.Address).Str("reason", why).Str("error", err.Error())
-	if c.Client != "" {
-		ev = ev.Str("client_cert", c.Client)
-	}
-	ev.Msg("websocket failover: no server left, client closed with 1013")
-	if e, ok := c.Events.(WSFailoverEvents); ok {
-		e.WSFailover(c, old.s, nil, why)
-	}
-	s.closeBoth(websocket.StatusTryAgainLater, "no server available", old, planned, "going away: "+why)
-}
-
-// closeBoth sends the client a close frame (code, reason) and closes leg
-// l (see closeLeg), at the same time; each close handshake is bounded by
-// the WebSocket library (5 s).
-func (s *wfSession) closeBoth(code websocket.StatusCode, reason string, l *wfLeg, planned bool, serverReason string) {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		_ = s.client.Close(code, wfCut(reason))
-	}()
-	go func() {
-		defer wg.Done()
-		s.closeLeg(l, planned, wfCut(serverReason))
-	}()
-	wg.Wait()
-}
-
-// endByClient: the client closed (its close frame goes to the server with
-// its code and reason), sent a message over the limit, or went away.
-func (s *wfSession) endByClient(err error) {
-	l := s.cur.Load()
-	var ce websocket.CloseError
-	switch {
-	case errors.As(err, &ce):
-		s.closeLegWith(l, ce.Code, ce.Reason) // the client's code and reason
-		return
-	case errors.Is(err, websocket.ErrMessageTooBig):
-		s.cs.endWith(fmt.Sprintf("client error: a WebSocket message over %d bytes (closed with 1009)", WSFailoverMaxMessage))
-	}
-	s.closeLegWith(l, websocket.StatusGoingAway, "going away: the client left")
-}
-
-// endByServer: the server sent a close frame; it goes to the client as
-// it is (the library answered the server already).
-func (s *wfSession) endByServer(l *wfLeg, err error) {
-	var ce websocket.CloseError
-	errors.As(err, &ce)
-	s.cs.endWith(fmt.Sprintf("server closed: close frame %d", int(ce.Code)))
-	_ = s.client.Close(ce.Code, ce.Reason)
-	s.closeLeg(l, false, "")
-}
-
-// endServerTooBig: the server sent a message over the limit (the library
-// closed its WebSocket with 1009); the client gets 1011.
-func (s *wfSession) endServerTooBig(l *wfLeg) {
-	msg := fmt.Sprintf("server error: a WebSocket message over %d bytes", WSFailoverMaxMessage)
-	s.cs.endWith(msg)
-	s.rs.err = errors.New(msg)
-	_ = s.client.Close(websocket.StatusInternalError, "server message too big")
-	s.closeLeg(l, false, "")
-}
-
-// endByShutdown ends the WebSocket as the transparent relay does for
-// Shutdown (reload, shutdown, idle timeout, access denied after a reload):
-// a close frame 1001 (1008 for access denied) with the reason to the
-// client, and 1001 to the server.
-func (s *wfSession) endByShutdown() {
-	reason := s.c.ShutdownReason()
-	s.closeBoth(websocket.StatusCode(wsCloseCode(reason)), reason, s.cur.Load(), true, reason)
-}
-
-// teardown ends every goroutine and gives everything back: the slots, the
-// connection's binding, its ender.
-func (s *wfSession) teardown() {
-	s.c.setDivert(nil)
-	s.c.SetEnder(nil)
-	s.stop()
-	close(s.done)
-	s.mu.Lock()
-	close(s.changed)
-	legs := make([]*wfLeg, 0, len(s.legs))
-	for l := range s.legs {
-		legs = append(legs, l)
-	}
-	s.mu.Unlock()
-	_ = s.client.CloseNow()
-	for _, l := range legs {
-		_ = l.ws.CloseNow()
-	}
-	s.runCancel()
-	s.wg.Wait()
-	s.cur.Load().release()
-	s.c.Bind(nil)
-}
-
-// wfCut cuts a close reason to what a close frame holds (123 bytes),
-// between two UTF-8 characters.
-func wfCut(reason string) string {
-	if len(reason) <= 123 {
-		return reason
-	}
-	n := 123
-	for n > 0 && !utf8.RuneStart(reason[n]) {
-		n--
-	}
-	return reason[:n]
 }

@@ -69,15 +69,15 @@ func TestWFDivert(t *testing.T) {
 // wfCut keeps a close reason within a close frame (123 bytes) and valid
 // UTF-8.
 func TestWFCut(t *testing.T) {
-	if got := wfCut("going away"); got != "going away" {
+	if got := cutCloseReason("going away"); got != "going away" {
 		t.Errorf("short reason changed: %q", got)
 	}
 	long := strings.Repeat("a", 122) + "é" + "tail" // é straddles byte 123
-	got := wfCut(long)
+	got := cutCloseReason(long)
 	if len(got) != 122 || !utf8.ValidString(got) {
 		t.Errorf("wfCut: %d bytes, valid UTF-8 %v; want the 122 bytes before é", len(got), utf8.ValidString(got))
 	}
-	if got := wfCut(strings.Repeat("b", 200)); len(got) != 123 {
+	if got := cutCloseReason(strings.Repeat("b", 200)); len(got) != 123 {
 		t.Errorf("wfCut of 200 ASCII bytes: %d; want 123", len(got))
 	}
 }
@@ -136,5 +136,51 @@ func TestWFHeaders(t *testing.T) {
 	}, wfSkipResponse)
 	if len(dst) != 2 || dst.Get("Set-Cookie") != "s=1" || dst.Get("X-Backend") != "ws-a" {
 		t.Errorf("101 fields passed on: %v; want Set-Cookie and X-Backend only", dst)
+	}
+}
+
+// divert never loses a move (L5): every drain or rebalance asked while one
+// is pending is taken (true), the last one kept for run; other reasons and
+// a session that is over are not diverted.
+func TestWFDivertNeverFull(t *testing.T) {
+	leg := &wfLeg{}
+	s := &wfSession{moved: make(chan struct{}, 1), end: make(chan struct{}), done: make(chan struct{})}
+	s.cur.Store(leg)
+	for i := 0; i < 10; i++ {
+		if !s.divert(ReasonRebalanced) {
+			t.Fatalf("divert %d = false; want true (the move is recorded)", i)
+		}
+	}
+	if !s.divert(ReasonDrained) {
+		t.Fatal("divert(drained) = false; want true")
+	}
+	if s.divert("shutting down") {
+		t.Error("divert(shutting down) = true; want false (it ends the WebSocket)")
+	}
+	<-s.moved
+	if m := s.takeMove(); m == nil || m.leg != leg || m.why != ReasonDrained {
+		t.Errorf("move taken %+v; want the last one (drained) off the current leg", m)
+	}
+	if m := s.takeMove(); m != nil {
+		t.Errorf("second take %+v; want nil", m)
+	}
+	close(s.done)
+	if s.divert(ReasonDrained) {
+		t.Error("divert after the session = true; want false")
+	}
+}
+
+// wfReadMessage reads a message whole, into a buffer no larger than the
+// limit + 1, and refuses more than the limit.
+func TestWFReadMessage(t *testing.T) {
+	for _, n := range []int{0, 1, 4096, 4097, 100000, 1 << 20} {
+		msg := strings.Repeat("x", n)
+		got, err := wfReadMessage(strings.NewReader(msg), 1<<20)
+		if err != nil || string(got) != msg || cap(got) > 1<<20+1 {
+			t.Errorf("%d bytes: got %d (cap %d), error %v; want them all, cap at most %d", n, len(got), cap(got), err, 1<<20+1)
+		}
+	}
+	if _, err := wfReadMessage(strings.NewReader(strings.Repeat("x", 1<<20+2)), 1<<20); err == nil {
+		t.Error("a message of the limit + 2: no error")
 	}
 }
