@@ -37,6 +37,10 @@ type Server struct {
 	// picking for a while.
 	ejected atomic.Bool
 
+	// healthCh is closed, and cleared, when the health verdict changes
+	// (HealthChanged).
+	healthCh atomic.Pointer[chan struct{}]
+
 	// onRelease, when set, runs after each Release (see SetOnRelease).
 	onRelease atomic.Pointer[func()]
 
@@ -147,8 +151,30 @@ func (s *Server) SetOnRelease(f func()) {
 // Healthy reports the last health-check verdict.
 func (s *Server) Healthy() bool { return s.healthy.Load() }
 
-// SetHealthy records a health-check verdict.
-func (s *Server) SetHealthy(ok bool) { s.healthy.Store(ok) }
+// SetHealthy records a health-check verdict; a change closes the channel
+// HealthChanged handed out.
+func (s *Server) SetHealthy(ok bool) {
+	if s.healthy.Swap(ok) != ok {
+		if ch := s.healthCh.Swap(nil); ch != nil {
+			close(*ch)
+		}
+	}
+}
+
+// HealthChanged returns a channel closed at the next change of the health
+// verdict: a waiter takes it, then reads Healthy, then waits on it (no
+// change is missed, and nobody polls).
+func (s *Server) HealthChanged() <-chan struct{} {
+	for {
+		if ch := s.healthCh.Load(); ch != nil {
+			return *ch
+		}
+		ch := make(chan struct{})
+		if s.healthCh.CompareAndSwap(nil, &ch) {
+			return ch
+		}
+	}
+}
 
 // Draining reports whether the server is draining: it takes no new
 // connections while its live ones finish.

@@ -86,3 +86,25 @@ func TestAcquireRelease(t *testing.T) {
 		t.Errorf("load: got %d; want %d", got, want)
 	}
 }
+
+// HealthChanged's channel is closed by a change of the verdict, and only
+// by a change: the same verdict again leaves it open.
+func TestHealthChanged(t *testing.T) {
+	s := NewServer("10.0.0.1:1", 1)
+	ch := s.HealthChanged()
+	s.SetHealthy(true) // no change
+	select {
+	case <-ch:
+		t.Fatal("closed by the same verdict")
+	default:
+	}
+	s.SetHealthy(false)
+	select {
+	case <-ch:
+	default:
+		t.Fatal("not closed by a change")
+	}
+	if s.HealthChanged() == ch {
+		t.Error("the closed channel handed out again")
+	}
+}

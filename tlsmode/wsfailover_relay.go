@@ -32,9 +32,9 @@ const (
 	// client bouncing between them.
 	wfMaxSwitches = 5
 	wfWindow      = time.Minute
-	// wfHealthPoll is how often the current server's health verdict is
-	// read (a server marked down by its health check is left).
-	wfHealthPoll = 500 * time.Millisecond
+	// wfKeptRetry is how often a WebSocket kept on a server marked down
+	// (no other server could take it) tries to move again.
+	wfKeptRetry = time.Second
 )
 
 // wfDown is a leg whose read ended (err).
@@ -127,9 +127,24 @@ func (s *wfSession) run() {
 	s.wg.Add(2)
 	go s.clientLoop()
 	go s.legLoop(first)
-	tick := time.NewTicker(wfHealthPoll)
-	defer tick.Stop()
+	retry := time.NewTimer(wfKeptRetry)
+	defer retry.Stop()
 	for {
+		// The current server's health: its channel first, then its verdict
+		// (a change in between closes the channel), no polling.
+		l := s.cur.Load()
+		health := l.s.HealthChanged()
+		if !l.s.Healthy() && !s.kept {
+			if !s.failover(l, "health check failed", true, true) {
+				return
+			}
+			continue
+		}
+		var retryC <-chan time.Time
+		if s.kept { // marked down, no other server: try again now and then
+			retry.Reset(wfKeptRetry)
+			retryC = retry.C
+		}
 		select {
 		case err := <-s.clientErr:
 			s.endByClient(err)
@@ -163,13 +178,12 @@ func (s *wfSession) run() {
 			if !s.failover(m.leg, m.why, true, false) {
 				return
 			}
-		case <-tick.C:
-			l := s.cur.Load()
+		case <-health:
 			if l.s.Healthy() {
 				s.kept = false
-				continue
 			}
-			if !s.failover(l, "health check failed", true, true) {
+		case <-retryC:
+			if !l.s.Healthy() && !s.failover(l, "health check failed", true, true) {
 				return
 			}
 		}
