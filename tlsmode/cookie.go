@@ -180,7 +180,7 @@ func (ca *CookieAffinity) indexFor(b CookieBackend) *ckIndex {
 // the cookie named a server, remembers that server for the retries and
 // the response.
 func (ca *CookieAffinity) requestServer(req *http.Request, b CookieBackend) string {
-	rs, _ := req.Context().Value(reqKey{}).(*reqState)
+	rs := reqStateOf(req.Context())
 	if rs != nil && rs.ckChecked {
 		return rs.ckNamed
 	}

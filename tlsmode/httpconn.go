@@ -22,6 +22,20 @@ import (
 type connKey struct{}
 type reqKey struct{}
 
+// connStateOf is the state of the client connection a request came on
+// (set by ServeConn's ConnContext); nil outside the proxy.
+func connStateOf(ctx context.Context) *connState {
+	cs, _ := ctx.Value(connKey{}).(*connState)
+	return cs
+}
+
+// reqStateOf is a request's own state (set by ServeHTTP before it
+// forwards); nil before that.
+func reqStateOf(ctx context.Context) *reqState {
+	rs, _ := ctx.Value(reqKey{}).(*reqState)
+	return rs
+}
+
 // connState is what every request of one client connection shares.
 type connState struct {
 	idOnce sync.Once

@@ -209,7 +209,7 @@ func (b *timedBody) Read(p []byte) (int, error) {
 // read_body_timeout. HTTP/1 connections close after either (the body's
 // end is unknown). It reports whether it answered.
 func (p *HTTPProxy) bodyFailed(w http.ResponseWriter, r *http.Request, rs *reqState) bool {
-	cs, _ := r.Context().Value(connKey{}).(*connState)
+	cs := connStateOf(r.Context())
 	h1 := r.ProtoMajor == 1 && cs != nil && cs.guard != nil
 	if v := rs.body.refused.Load(); v != nil {
 		rs.err = errors.New(*v)

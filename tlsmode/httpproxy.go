@@ -128,7 +128,7 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 		Rewrite:   p.rewrite,
 		Transport: &poolTransport{p: p},
 		ModifyResponse: func(resp *http.Response) error {
-			rs, _ := resp.Request.Context().Value(reqKey{}).(*reqState)
+			rs := reqStateOf(resp.Request.Context())
 			if rs != nil {
 				rs.status = resp.StatusCode
 			}
@@ -142,7 +142,7 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 				if !sameToken(upgradeType(resp.Request.Header), upgradeType(resp.Header)) {
 					return errUpgradeMismatch
 				}
-				if rs, ok := resp.Request.Context().Value(reqKey{}).(*reqState); ok && rs.closeUnless101 != nil {
+				if rs := reqStateOf(resp.Request.Context()); rs != nil && rs.closeUnless101 != nil {
 					// Switching: the "Connection: close" set for any
 					// other answer must not go into the 101.
 					rs.closeUnless101.Del("Connection")
@@ -201,7 +201,7 @@ func (p *HTTPProxy) track(srv *http.Server, add bool) bool {
 // ServeHTTP checks that the request belongs to the connection's route, then
 // forwards it.
 func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	cs, _ := r.Context().Value(connKey{}).(*connState)
+	cs := connStateOf(r.Context())
 	if cs == nil {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
@@ -358,7 +358,7 @@ func upgradeType(h http.Header) string {
 // rewrite builds the outbound request. ReverseProxy has already removed
 // hop-by-hop headers and Forwarded / X-Forwarded-* from pr.Out.
 func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
-	cs := pr.In.Context().Value(connKey{}).(*connState)
+	cs := connStateOf(pr.In.Context())
 	c := cs.c
 	pr.Out.URL.Scheme = "http"
 	if p.opt.Upstream != nil {
@@ -405,7 +405,7 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 // 503 when no server is available, 504 when the server did not answer in
 // time, 502 otherwise. The details go to the log, not to the client.
 func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	rs, _ := r.Context().Value(reqKey{}).(*reqState)
+	rs := reqStateOf(r.Context())
 	if rs != nil {
 		rs.err = err
 		if rs.body != nil && p.bodyFailed(w, r, rs) {

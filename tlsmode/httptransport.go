@@ -113,8 +113,8 @@ func (p *HTTPProxy) CloseIdleFor(addr string) {
 type poolTransport struct{ p *HTTPProxy }
 
 func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	cs := req.Context().Value(connKey{}).(*connState)
-	rs, _ := req.Context().Value(reqKey{}).(*reqState)
+	cs := connStateOf(req.Context())
+	rs := reqStateOf(req.Context())
 	c := cs.c
 	var tried []*affinity.Server
 	skip := func(s *affinity.Server) bool {
@@ -260,7 +260,7 @@ func (p *HTTPProxy) upgraded(cs *connState, resp *http.Response, s *affinity.Ser
 		client: c.Conn,
 		ws:     sameToken(upgradeType(resp.Header), "websocket"),
 	}
-	if rs, ok := resp.Request.Context().Value(reqKey{}).(*reqState); ok {
+	if rs := reqStateOf(resp.Request.Context()); rs != nil {
 		rs.up = u
 	}
 	c.setUpgrade(strings.ToLower(upgradeType(resp.Header)))
