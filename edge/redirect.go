@@ -41,13 +41,9 @@ func buildRedirect(c *Config, rc *RouteConfig, bc *BackendConfig) (*tlsmode.Redi
 // redirect_token only on redirect routes, with a valid status, a readable
 // key of at least 32 bytes, a ttl of whole seconds from 1s to 1h, and
 // https/wss public URLs (the token must not travel in clear); the keys a
-// redirect route cannot use (it forwards nothing) are refused. It also
-// checks servers[].public on every backend (once: Problems lists a problem
-// once), used by a redirect route or not.
+// redirect route cannot use (it forwards nothing) are refused.
+// (validateBackend checks servers[].public on every backend.)
 func validateRedirectRoute(c *Config, ps *Problems, rp string, r *RouteConfig, b *BackendConfig, bp string) {
-	for i := range c.Backends {
-		validateServerPublics(ps, fmt.Sprintf("backends[%d]", i), &c.Backends[i])
-	}
 	if r.Protocol != "redirect" {
 		if r.RedirectStatus != 0 {
 			ps.Add(rp+".redirect_status", "is for protocol redirect routes: remove it, or set protocol: redirect")

@@ -143,6 +143,7 @@ func validateBackend(c *Config, ps *Problems, p string, b *BackendConfig) {
 		ps.Add(p+".affinity", "%q is not an affinity: use none, source_ip, class_c, five_tuple or cookie", b.Affinity)
 	}
 	validateCookie(ps, p, b)
+	validateServerPublics(ps, p, b)
 	if f := b.HashBalanceFactor; f != 0 && !(f > 1 && f <= 100) {
 		ps.Add(p+".hash_balance_factor", "%v must be 0 (off) or above 1, e.g. 1.25 (a server takes at most 125%% of the average load)", f)
 	}

@@ -265,10 +265,6 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if p.opt.Redirect != nil {
-		p.serveRedirect(rw, r, cs, rs)
-		return
-	}
 	// A reverse proxy tunnels nothing: inside a tunnel no header would be
 	// stripped and no Host checked.
 	if r.Method == http.MethodConnect {
@@ -278,6 +274,10 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rw.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
 		http.Error(rw, "405 method not allowed: CONNECT", http.StatusMethodNotAllowed)
+		return
+	}
+	if p.opt.Redirect != nil {
+		p.serveRedirect(rw, r, cs, rs)
 		return
 	}
 	if up := upgradeType(r.Header); up != "" && !p.upgradeAllowed(r.Header) {

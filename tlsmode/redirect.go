@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/tlsedge/tlsedge/affinity"
 )
 
 // The redirect scheme (protocol redirect): tlsedge assigns a server and
@@ -227,27 +225,13 @@ type redirectedTo struct{ public string }
 
 func (r redirectedTo) Error() string { return "redirected to " + r.public }
 
-// redirectSkipNone skips no server: a redirect is one pick, never retried.
-func redirectSkipNone(*affinity.Server) bool { return false }
-
 // serveRedirect answers r with a redirect to the public URL of the server
 // the backend picks. It runs after the SNI/Host binding, authorization and
 // client limits (ServeHTTP). The pick takes a slot that is given back at
 // once. No server: 503, as the proxy answers.
 func (p *HTTPProxy) serveRedirect(w http.ResponseWriter, r *http.Request, cs *connState, rs *reqState) {
-	rd := p.opt.Redirect
-	if r.Method == http.MethodConnect {
-		// Nothing to redirect a tunnel to (RFC 8441 WebSockets too: the
-		// proxy refuses CONNECT the same way).
-		rs.err = errConnect
-		if rs.closeUnless101 != nil {
-			cs.endWith(rs.err.Error())
-		}
-		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
-		http.Error(w, "405 method not allowed: CONNECT", http.StatusMethodNotAllowed)
-		return
-	}
-	s, err := (*p.backend.Load()).AcquireServer(r.Context(), cs.c, redirectSkipNone)
+	rd := p.opt.Redirect // CONNECT was refused before (ServeHTTP): nothing to redirect a tunnel to
+	s, err := (*p.backend.Load()).AcquireServer(r.Context(), cs.c, nil)
 	if err != nil {
 		rs.err = err
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {

@@ -251,7 +251,7 @@ func (b *rdBackend) AcquireServer(_ context.Context, _ *Conn, skip func(*affinit
 	for range b.servers {
 		s := b.servers[b.next%len(b.servers)]
 		b.next++
-		if !s.Draining() && !skip(s) {
+		if !s.Draining() && (skip == nil || !skip(s)) {
 			s.Acquire()
 			return s, nil
 		}
