@@ -10,6 +10,7 @@ import (
 
 	"github.com/tlsedge/tlsedge/certs"
 	"github.com/tlsedge/tlsedge/tlsmode"
+	"github.com/tlsedge/tlsedge/tlsmode/identity"
 )
 
 // Building one config's listener states, route handlers and HTTP proxies,
@@ -241,7 +242,7 @@ func (b *builder) newHTTP(lc *ListenerConfig, rc *RouteConfig, bc *BackendConfig
 	if err != nil {
 		return nil, err
 	}
-	id, err := tlsmode.ParseIdentity(rc.Identity.Preset, rc.Identity.Headers)
+	id, err := identity.Parse(rc.Identity.Preset, rc.Identity.Headers)
 	if err != nil {
 		return nil, err
 	}

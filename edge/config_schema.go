@@ -6,7 +6,7 @@ import "github.com/invopop/jsonschema"
 // (see schema.go for the rest).
 
 // schemaIdentityPresets and schemaIdentityFields are what
-// tlsmode.ParseIdentity accepts (schema_test.go checks each against it).
+// identity.Parse accepts (schema_test.go checks each against it).
 var (
 	schemaIdentityPresets = []string{"xfcc", "ssl", "rfc9440", "none"}
 	schemaIdentityFields  = []string{"subject", "issuer", "serial", "sha256", "cert", "chain",

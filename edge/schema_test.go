@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tlsedge/tlsedge/tlsmode"
+	"github.com/tlsedge/tlsedge/tlsmode/identity"
 )
 
 // -update rewrites edge/schema_docs.go and docs/edge.schema.json:
@@ -252,19 +252,19 @@ func TestSchemaCarriesDocs(t *testing.T) {
 }
 
 // The identity presets and fields the schema offers are exactly those
-// tlsmode.ParseIdentity takes.
+// identity.Parse takes.
 func TestSchemaIdentityMatchesParser(t *testing.T) {
 	for _, p := range schemaIdentityPresets {
-		if _, err := tlsmode.ParseIdentity(p, nil); err != nil {
+		if _, err := identity.Parse(p, nil); err != nil {
 			t.Errorf("preset %q in the schema is refused: %v", p, err)
 		}
 	}
 	for _, f := range schemaIdentityFields {
-		if _, err := tlsmode.ParseIdentity("", map[string]string{"X-Client": f}); err != nil {
+		if _, err := identity.Parse("", map[string]string{"X-Client": f}); err != nil {
 			t.Errorf("field %q in the schema is refused: %v", f, err)
 		}
 	}
-	if _, err := tlsmode.ParseIdentity("", map[string]string{"X-Client": "password"}); err == nil {
+	if _, err := identity.Parse("", map[string]string{"X-Client": "password"}); err == nil {
 		t.Error("ParseIdentity took an unknown field: the check above proves nothing")
 	}
 	md, err := os.ReadFile(schemaDocsMD)

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/tlsedge/tlsedge/certs"
-	"github.com/tlsedge/tlsedge/tlsmode"
+	"github.com/tlsedge/tlsedge/tlsmode/identity"
 )
 
 // validateRouteModes checks what depends on a route's mode: tls, protocol,
@@ -58,7 +58,7 @@ func validateRouteModes(c *Config, ps *Problems, rp string, r *RouteConfig, b *B
 	}
 	switch r.Protocol {
 	case "http":
-		if _, err := tlsmode.ParseIdentity(r.Identity.Preset, r.Identity.Headers); err != nil {
+		if _, err := identity.Parse(r.Identity.Preset, r.Identity.Headers); err != nil {
 			ps.Add(rp+".identity", "%v", err)
 		}
 		if b != nil && b.ProxyProtocol != "off" {

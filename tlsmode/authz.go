@@ -10,6 +10,8 @@ import (
 	"crypto/x509"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/tlsedge/tlsedge/tlsmode/identity"
 )
 
 // ClientPattern is one entry of an allow list: it admits a verified client
@@ -261,4 +263,4 @@ func plainURI(u string) bool {
 
 // SubjectDN is c's subject as `openssl x509 -noout -subject -nameopt
 // RFC2253` prints it (the form the identity headers use).
-func SubjectDN(c *x509.Certificate) string { return identityDN(c.RawSubject) }
+func SubjectDN(c *x509.Certificate) string { return identity.DN(c.RawSubject) }

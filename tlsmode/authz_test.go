@@ -59,8 +59,8 @@ func TestGlobMatch(t *testing.T) {
 func TestClientPatternMatches(t *testing.T) {
 	p := idMakePKI(t)
 	verified := idState(p, "verified")
-	sum := sha256.Sum256(p.leaf.Raw)
-	other := sha256.Sum256(p.tricky.Raw)
+	sum := sha256.Sum256(p.Leaf.Raw)
+	other := sha256.Sum256(p.Tricky.Raw)
 	for _, tt := range []struct {
 		name  string
 		pat   ClientPattern
@@ -72,9 +72,9 @@ func TestClientPatternMatches(t *testing.T) {
 		{"dns (one of two SANs)", ClientPattern{DNS: "alt.example.com"}, "verified", true},
 		{"cn", ClientPattern{CN: "client-*"}, "verified", true},
 		{"email", ClientPattern{Email: "client@example.com"}, "verified", true},
-		{"issuer CA, the root", ClientPattern{IssuerCAs: []*x509.Certificate{p.root}}, "verified", true},
-		{"issuer CA file", ClientPattern{IssuerCAs: []*x509.Certificate{p.inter}}, "verified", true},
-		{"issuer CA that is the leaf", ClientPattern{IssuerCAs: []*x509.Certificate{p.leaf}}, "verified", false},
+		{"issuer CA, the root", ClientPattern{IssuerCAs: []*x509.Certificate{p.Root}}, "verified", true},
+		{"issuer CA file", ClientPattern{IssuerCAs: []*x509.Certificate{p.Inter}}, "verified", true},
+		{"issuer CA that is the leaf", ClientPattern{IssuerCAs: []*x509.Certificate{p.Leaf}}, "verified", false},
 		{"pin", ClientPattern{SHA256: [][32]byte{other, sum}}, "verified", true},
 		{"pin of another cert", ClientPattern{SHA256: [][32]byte{other}}, "verified", false},
 		{"all fields must match", ClientPattern{CN: "client-1", DNS: "nope.example"}, "verified", false},

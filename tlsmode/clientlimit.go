@@ -12,6 +12,8 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	"github.com/tlsedge/tlsedge/tlsmode/identity"
 )
 
 // ClientLimitSettings are the limits of one route; zero = no limit of that
@@ -87,7 +89,7 @@ func (l *ClientLimiter) ClientKey(leaf *x509.Certificate) string {
 	case "cn":
 		v = leaf.Subject.CommonName
 	case "subject":
-		v = identityDN(leaf.RawSubject)
+		v = identity.DN(leaf.RawSubject)
 	}
 	if v != "" {
 		return field + ":" + v

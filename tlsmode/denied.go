@@ -31,6 +31,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/tlsedge/tlsedge/tlsmode/identity"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -82,7 +83,7 @@ func (k keyLog) Write(p []byte) (int, error) {
 func (d *denyConn) deny(cs *tls.ConnectionState) {
 	d.mu.Lock()
 	d.denied, d.suite = true, cs.CipherSuite
-	d.client = identityDN(cs.PeerCertificates[0].RawSubject)
+	d.client = identity.DN(cs.PeerCertificates[0].RawSubject)
 	d.mu.Unlock()
 }
 

@@ -17,8 +17,8 @@ import (
 func TestAllowListAlert(t *testing.T) {
 	p := idMakePKI(t)
 	roots := x509.NewCertPool()
-	roots.AddCert(p.root)
-	serverCert := tls.Certificate{Certificate: [][]byte{p.leaf.Raw, p.inter.Raw}, PrivateKey: p.leafKey, Leaf: p.leaf}
+	roots.AddCert(p.Root)
+	serverCert := tls.Certificate{Certificate: [][]byte{p.Leaf.Raw, p.Inter.Raw}, PrivateKey: p.LeafKey, Leaf: p.Leaf}
 	clientCert := serverCert // the leaf is a client certificate too (and a server one for this test)
 	base := &tls.Config{
 		Certificates: []tls.Certificate{serverCert},

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tlsedge/tlsedge/affinity"
+	"github.com/tlsedge/tlsedge/tlsmode/identity"
 )
 
 // One client connection of an HTTP proxy: its http.Server, its state shared
@@ -39,8 +40,8 @@ func reqStateOf(ctx context.Context) *reqState {
 // connState is what every request of one client connection shares.
 type connState struct {
 	idOnce sync.Once
-	id     IdentityValues // the identity headers, formatted once per connection
-	xff    string         // the client address
+	id     identity.Values // the identity headers, formatted once per connection
+	xff    string          // the client address
 	c      *Conn
 	// tls is the client's TLS: requests behind the HTTP/1 guard have no
 	// r.TLS (http.Server sets it only for a *tls.Conn).

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tlsedge/tlsedge/tlsmode/identity"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -186,7 +187,7 @@ func fzStripped(strip func(http.Header), name string) bool {
 }
 
 // FuzzStripHeaders: header names are peer text compared by Strip,
-// StripForwarded and a StripList. For any name net/http accepts, the
+// identity.StripForwarded and a StripList. For any name net/http accepts, the
 // decision is the same for every spelling a server may read as the same
 // header (any ASCII case, "_" for "-" and back); every name of a preset or
 // of a header map, and every Forwarded / X-Forwarded-* / X-Real-IP name, is
@@ -207,12 +208,12 @@ func FuzzStripHeaders(f *testing.F) {
 			return
 		}
 		key := fzNameKey(name)
-		list := NewStripList([]string{pattern})
+		list := identity.NewStripList([]string{pattern})
 		strippers := map[string]func(http.Header){
-			"Strip":          (*Identity)(nil).Strip,
-			"Strip(map)":     mapped.Strip,
-			"StripForwarded": StripForwarded,
-			"StripList":      list.Strip,
+			"Strip":                   (*identity.Headers)(nil).Strip,
+			"Strip(map)":              mapped.Strip,
+			"identity.StripForwarded": identity.StripForwarded,
+			"StripList":               list.Strip,
 		}
 		for what, strip := range strippers {
 			want := fzStripped(strip, name)
@@ -223,13 +224,13 @@ func FuzzStripHeaders(f *testing.F) {
 				}
 			}
 		}
-		for _, n := range append(IdentityHeaderNames(), "X-Client-Subject", "X-Client-Verify", "X-Client-Uri") {
+		for _, n := range append(identity.HeaderNames(), "X-Client-Subject", "X-Client-Verify", "X-Client-Uri") {
 			if key == fzNameKey(n) && (!fzStripped(strippers["Strip"], name) || !fzStripped(strippers["Strip(map)"], name)) {
 				t.Fatalf("identity header %q kept", name)
 			}
 		}
-		if (key == "forwarded" || key == "x-real-ip" || strings.HasPrefix(key, "x-forwarded-")) && !fzStripped(StripForwarded, name) {
-			t.Fatalf("StripForwarded kept %q", name)
+		if (key == "forwarded" || key == "x-real-ip" || strings.HasPrefix(key, "x-forwarded-")) && !fzStripped(identity.StripForwarded, name) {
+			t.Fatalf("identity.StripForwarded kept %q", name)
 		}
 		switch key {
 		case "host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",

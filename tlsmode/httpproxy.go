@@ -19,12 +19,13 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tlsedge/tlsedge/affinity"
+	"github.com/tlsedge/tlsedge/tlsmode/identity"
 )
 
 // HTTPOptions configure an HTTPProxy.
 type HTTPOptions struct {
 	Backend  Backend
-	Identity *Identity // nil = no identity headers (they are still stripped)
+	Identity *identity.Headers // nil = no identity headers (they are still stripped)
 	// Upstream is the TLS client config towards servers (reencrypt); nil =
 	// plain HTTP. An empty ServerName means the request's host.
 	Upstream       *tls.Config
@@ -82,7 +83,7 @@ type HTTPProxy struct {
 	opt      HTTPOptions
 	backend  atomic.Pointer[Backend] // opt.Backend, or the pool a reload put in its place
 	limits   HTTPLimits
-	strip    *StripList                    // opt.StripHeaders
+	strip    *identity.StripList           // opt.StripHeaders
 	authz    atomic.Pointer[HTTPAuthz]     // opt.Authz, replaced by SetAuthz on reload
 	limiter  atomic.Pointer[ClientLimiter] // opt.ClientLimits, replaced by SetClientLimits
 	upgrades []string                      // opt.Upgrades, or websocket
@@ -111,7 +112,7 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 		transports: map[transportKey]*http.Transport{},
 		requests:   map[string]map[*inflight]struct{}{},
 		servers:    map[*http.Server]struct{}{},
-		strip:      NewStripList(opt.StripHeaders),
+		strip:      identity.NewStripList(opt.StripHeaders),
 		upgrades:   opt.Upgrades,
 	}
 	if p.upgrades == nil {
@@ -368,7 +369,7 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = pr.In.Host
 	// ReverseProxy removed only the exact names; X_Forwarded_For and
 	// friends (read as X-Forwarded-For by CGI, PHP, WSGI, nginx) go too.
-	StripForwarded(pr.Out.Header)
+	identity.StripForwarded(pr.Out.Header)
 
 	// Identity headers: every one tlsedge can set is removed whatever the
 	// config (after hop-by-hop removal, so "Connection: X-SSL-Client-Verify"

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tlsedge/tlsedge/affinity"
+	"github.com/tlsedge/tlsedge/tlsmode/identity"
 )
 
 // Events receives what happens to a live connection that the edge indexes
@@ -51,8 +52,8 @@ type ClientIdentity struct {
 func NewClientIdentity(leaf *x509.Certificate) *ClientIdentity {
 	sum := sha256.Sum256(leaf.Raw)
 	id := &ClientIdentity{
-		Subject:  identityDN(leaf.RawSubject),
-		Issuer:   identityDN(leaf.RawIssuer),
+		Subject:  identity.DN(leaf.RawSubject),
+		Issuer:   identity.DN(leaf.RawIssuer),
 		CN:       leaf.Subject.CommonName,
 		DNSNames: leaf.DNSNames,
 		Emails:   leaf.EmailAddresses,

@@ -96,8 +96,8 @@ func TestSSLTLVFields(t *testing.T) {
 		cert           *x509.Certificate
 		conn, sess, ok bool
 	}{
-		{"verified", 0x07, 0, "client-1", p.leaf, true, true, true},
-		{"tricky", 0x07, 0, "Eve \"the hacker\", Jr.; x=1%0D%0AX-Injected: 1\\", p.tricky, true, true, true}, // control bytes escaped
+		{"verified", 0x07, 0, "client-1", p.Leaf, true, true, true},
+		{"tricky", 0x07, 0, "Eve \"the hacker\", Jr.; x=1%0D%0AX-Injected: 1\\", p.Tricky, true, true, true}, // control bytes escaped
 		{"unverified", 0x07, 1, "", nil, true, true, false},
 		{"nocert", 0x01, 1, "", nil, false, false, false},
 	}
@@ -210,7 +210,7 @@ func TestSSLTLVRoundTrip(t *testing.T) {
 		{"tls13 no cert", tls.VerifyClientCertIfGiven, false, 0, "TLSv1.3", false, 0x01, "TLS_"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			scfg, ccfg := x.configs(tt.auth, tt.withCert, tt.max)
+			scfg, ccfg := x.Configs(tt.auth, tt.withCert, tt.max)
 			cs := idHandshake(t, scfg, ccfg)
 			tlvs, err := SSLTLVs(&cs)
 			if err != nil {
@@ -229,7 +229,7 @@ func TestSSLTLVRoundTrip(t *testing.T) {
 			cn, _ := ssl.ClientCN()
 			der, _ := ssl.ClientCert()
 			if tt.verified {
-				if cn != "client-1" || !bytes.Equal(der, x.p.leaf.Raw) {
+				if cn != "client-1" || !bytes.Equal(der, x.P.Leaf.Raw) {
 					t.Errorf("CN %q, cert %d bytes; want client-1 and the leaf", cn, len(der))
 				}
 			} else if cn != "" || der != nil {
@@ -249,7 +249,7 @@ func TestSSLTLVRoundTrip(t *testing.T) {
 // is still forwarded, and PP2_CLIENT_CERT_CONN is off.
 func TestSSLTLVResumption(t *testing.T) {
 	x := idNewTLS(t)
-	scfg, ccfg := x.configs(tls.RequireAndVerifyClientCert, true, 0)
+	scfg, ccfg := x.Configs(tls.RequireAndVerifyClientCert, true, 0)
 	scfg.SessionTicketsDisabled = false
 	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	first := idHandshake(t, scfg, ccfg)

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tlsedge/tlsedge/tlsmode/identity"
 )
 
 // The redirect scheme (protocol redirect): tlsedge assigns a server and
@@ -190,7 +192,7 @@ func redirectLocation(pub *url.URL, path, rawQuery, token string) string {
 	}
 	// "#" too: a raw one (net/http passes it in the query) would start a
 	// fragment and hide the token from the server.
-	return identityPercent(b.String(), func(c byte) bool { return c <= ' ' || c >= 0x7f || c == '#' })
+	return identity.Percent(b.String(), func(c byte) bool { return c <= ' ' || c >= 0x7f || c == '#' })
 }
 
 // redirectQuery is rawQuery without any parameter named tlsedge_token

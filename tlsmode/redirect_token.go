@@ -12,6 +12,8 @@ import (
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/tlsedge/tlsedge/tlsmode/identity"
 )
 
 // The redirect token (redirect_token): the client's verified identity,
@@ -100,20 +102,20 @@ func (s *redirectSigner) sign(cs *tls.ConnectionState, aud, method, path string)
 	var jti [16]byte
 	_, _ = rand.Read(jti[:]) // never fails (crypto/rand panics rather)
 	sum := sha256.Sum256(leaf.Raw)
-	sans := identitySANsOf(leaf)
+	sans := identity.SANsOf(leaf)
 	c := RedirectClaims{
 		Issuer:     RedirectTokenIssuer,
 		Audience:   aud,
 		IssuedAt:   now,
 		Expires:    now + int64(s.ttl/time.Second),
 		ID:         base64.RawURLEncoding.EncodeToString(jti[:]),
-		Subject:    identityDN(leaf.RawSubject),
-		CertIssuer: identityDN(leaf.RawIssuer),
-		CertSerial: identitySerial(leaf.SerialNumber),
+		Subject:    identity.DN(leaf.RawSubject),
+		CertIssuer: identity.DN(leaf.RawIssuer),
+		CertSerial: identity.Serial(leaf.SerialNumber),
 		CertSHA256: hex.EncodeToString(sum[:]),
-		URI:        sans.uri,
-		DNS:        sans.dns,
-		Email:      sans.email,
+		URI:        sans.URI,
+		DNS:        sans.DNS,
+		Email:      sans.Email,
 		NotAfter:   chainNotAfter(cs).Unix(),
 		Method:     method,
 		Path:       path,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/tlsedge/tlsedge/tlsmode/identity"
 )
 
 // DefaultHandshakeTimeout bounds a TLS handshake with a client or a server.
@@ -128,7 +129,7 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 			_ = tc.SetWriteDeadline(time.Now().Add(time.Second))
 			_ = tc.CloseWrite()
 			lingerClose(under)
-			c.Client = identityDN(cs.PeerCertificates[0].RawSubject)
+			c.Client = identity.DN(cs.PeerCertificates[0].RawSubject)
 			c.Reason = fmt.Sprintf("access denied: client has client_limits.connections (%d) open", t.ClientLimits.Settings().Connections)
 			return ErrClientConnections
 		}
@@ -144,7 +145,7 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 			_ = tc.CloseWrite()
 			lingerClose(under)
 			if len(cs.PeerCertificates) > 0 {
-				c.Client = identityDN(cs.PeerCertificates[0].RawSubject)
+				c.Client = identity.DN(cs.PeerCertificates[0].RawSubject)
 			}
 			c.Reason = ReasonAccessDenied + " after reload: " + why
 			return ErrAccessDenied
@@ -152,7 +153,7 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 	}
 	if len(cs.VerifiedChains) > 0 {
 		leaf := cs.PeerCertificates[0]
-		c.Client = identityDN(leaf.RawSubject)
+		c.Client = identity.DN(leaf.RawSubject)
 		c.SetIdentity(NewClientIdentity(leaf))
 	}
 	if t.HTTP != nil {

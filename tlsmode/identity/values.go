@@ -1,4 +1,4 @@
-package tlsmode
+package identity
 
 import (
 	"crypto/sha256"
@@ -17,41 +17,41 @@ import (
 // certificate, encoded as its format wants it (RFC 2253 DNs, XFCC, RFC 8941
 // byte sequences, percent-encoded SANs).
 
-// Set strips h (see Strip) and then sets this Identity's headers from the
+// Set strips h (see Strip) and then sets this Headers's headers from the
 // connection state. A certificate counts as verified when tlsedge verified
 // its chain (cs.VerifiedChains non-empty). When it was not verified, or none
 // was presented, or cs is nil, only the verify field is set (FAILED or NONE;
 // X-SSL-Client-Verify in the ssl preset) and no other field of an unverified
 // certificate ever is; xfcc and rfc9440 set nothing. A header whose value
 // would be empty (no URI SAN, no intermediates) is not set.
-func (id *Identity) Set(h http.Header, cs *tls.ConnectionState) {
+func (id *Headers) Set(h http.Header, cs *tls.ConnectionState) {
 	id.Strip(h)
 	id.Values(cs).Apply(h)
 }
 
-// IdentityValues are formatted identity headers, ready to set on many
+// Values are formatted identity headers, ready to set on many
 // requests (every request of one connection carries the same identity).
 // They are shared, never modified.
-type IdentityValues []identityKV
+type Values []identityKV
 
 type identityKV struct {
 	name string
 	val  []string
 }
 
-// Values formats this Identity's headers for the connection state cs, once.
-func (id *Identity) Values(cs *tls.ConnectionState) IdentityValues {
+// Values formats this Headers's headers for the connection state cs, once.
+func (id *Headers) Values(cs *tls.ConnectionState) Values {
 	if id == nil || len(id.headers) == 0 {
 		return nil
 	}
-	var out IdentityValues
+	var out Values
 	verify := identityVerify(cs)
 	for _, hd := range id.headers {
 		var v string
 		switch {
 		case hd.field == idVerify:
 			v = verify
-		case verify == IdentityVerifySuccess:
+		case verify == VerifySuccess:
 			v = identityValue(hd.field, cs)
 		}
 		if v != "" {
@@ -61,9 +61,9 @@ func (id *Identity) Values(cs *tls.ConnectionState) IdentityValues {
 	return out
 }
 
-// Apply sets the headers on h (call Identity.Strip first). The value slices
+// Apply sets the headers on h (call Headers.Strip first). The value slices
 // are shared with other requests: h must not be modified in place after.
-func (vs IdentityValues) Apply(h http.Header) {
+func (vs Values) Apply(h http.Header) {
 	for _, kv := range vs {
 		h[kv.name] = kv.val
 	}
@@ -73,11 +73,11 @@ func (vs IdentityValues) Apply(h http.Header) {
 func identityVerify(cs *tls.ConnectionState) string {
 	switch {
 	case cs == nil || len(cs.PeerCertificates) == 0:
-		return IdentityVerifyNone
+		return VerifyNone
 	case len(cs.VerifiedChains) == 0:
-		return IdentityVerifyFailed
+		return VerifyFailed
 	}
-	return IdentityVerifySuccess
+	return VerifySuccess
 }
 
 // identityValue formats one field of a verified connection.
@@ -89,7 +89,7 @@ func identityValue(f identityField, cs *tls.ConnectionState) string {
 	case idIssuer:
 		return identityHeaderDN(leaf.RawIssuer)
 	case idSerial:
-		return identitySerial(leaf.SerialNumber)
+		return Serial(leaf.SerialNumber)
 	case idSHA256:
 		sum := sha256.Sum256(leaf.Raw)
 		return hex.EncodeToString(sum[:])
@@ -100,11 +100,11 @@ func identityValue(f identityField, cs *tls.ConnectionState) string {
 	case idClientCert:
 		return identitySFBytes(leaf.Raw)
 	case idURI:
-		return identitySANList(identitySANsOf(leaf).uri)
+		return identitySANList(SANsOf(leaf).URI)
 	case idDNS:
-		return identitySANList(identitySANsOf(leaf).dns)
+		return identitySANList(SANsOf(leaf).DNS)
 	case idEmail:
-		return identitySANList(identitySANsOf(leaf).email)
+		return identitySANList(SANsOf(leaf).Email)
 	case idNotBefore:
 		return leaf.NotBefore.UTC().Format(time.RFC3339)
 	case idNotAfter:
@@ -135,14 +135,14 @@ func identityXFCC(leaf *x509.Certificate) string {
 	b.WriteString(`;Cert="`)
 	b.WriteString(identityURLPEM(leaf.Raw))
 	b.WriteString(`";Subject="`)
-	b.WriteString(identityDN(leaf.RawSubject))
+	b.WriteString(DN(leaf.RawSubject))
 	b.WriteString(`"`)
-	sans := identitySANsOf(leaf)
-	for _, u := range sans.uri {
+	sans := SANsOf(leaf)
+	for _, u := range sans.URI {
 		b.WriteString(";URI=")
 		b.WriteString(identityXFCCValue(identitySAN(u, false)))
 	}
-	for _, d := range sans.dns {
+	for _, d := range sans.DNS {
 		b.WriteString(";DNS=")
 		b.WriteString(identityXFCCValue(identitySAN(d, false)))
 	}
@@ -179,10 +179,10 @@ func identitySFList(certs []*x509.Certificate) string {
 	return strings.Join(parts, ", ")
 }
 
-// identitySerial is the serial number as lowercase hex, two digits per byte
+// Serial is the serial number as lowercase hex, two digits per byte
 // of its magnitude (as Envoy prints it; "00" for zero, "-" before a
 // negative one).
-func identitySerial(n *big.Int) string {
+func Serial(n *big.Int) string {
 	if n == nil {
 		return ""
 	}
@@ -208,17 +208,17 @@ func identitySANList(vals []string) string {
 // bytes, and "," when the value goes into a comma-separated list.
 func identitySAN(s string, list bool) string {
 	enc := func(c byte) bool { return c <= ' ' || c >= 0x7f || (list && c == ',') }
-	return identityPercent(s, enc)
+	return Percent(s, enc)
 }
 
 // identitySafe is the last guard before a value becomes a header: control
 // characters and non-ASCII bytes are percent-encoded. Values built above
 // never hold any, so this normally returns v unchanged.
 func identitySafe(v string) string {
-	return identityPercent(v, func(c byte) bool { return c < ' ' || c >= 0x7f })
+	return Percent(v, func(c byte) bool { return c < ' ' || c >= 0x7f })
 }
 
-func identityPercent(s string, enc func(byte) bool) string {
+func Percent(s string, enc func(byte) bool) string {
 	n := 0
 	for i := 0; i < len(s); i++ {
 		if enc(s[i]) {

@@ -1,6 +1,5 @@
-package tlsmode
-
-// Identity forwarding: in terminate and reencrypt modes the client
+// Package identity forwards the client certificate of terminate and
+// reencrypt routes to servers: in terminate and reencrypt modes the client
 // certificate tlsedge verified is told to plaintext HTTP servers as request
 // headers. A server trusts these headers, so a client must never be able to
 // forge one: every header any preset can set is removed from every request,
@@ -30,6 +29,7 @@ package tlsmode
 //     only when it holds a "," and goes into a comma-separated list.
 //   - As a last guard, any control or non-ASCII byte left in a value is
 //     percent-encoded before the header is set.
+package identity
 
 import (
 	"errors"
@@ -39,15 +39,15 @@ import (
 	"strings"
 )
 
-// ErrIdentityConfig means the identity forwarding config names an unknown
+// ErrConfig means the identity forwarding config names an unknown
 // preset or field or a header that cannot carry an identity.
-var ErrIdentityConfig = errors.New("tlsmode: bad identity forwarding config")
+var ErrConfig = errors.New("tlsmode: bad identity forwarding config")
 
 // Values of the verify field and of X-SSL-Client-Verify.
 const (
-	IdentityVerifySuccess = "SUCCESS" // a certificate was presented and tlsedge verified its chain
-	IdentityVerifyNone    = "NONE"    // no certificate was presented
-	IdentityVerifyFailed  = "FAILED"  // a certificate was presented but not verified (client_auth request)
+	VerifySuccess = "SUCCESS" // a certificate was presented and tlsedge verified its chain
+	VerifyNone    = "NONE"    // no certificate was presented
+	VerifyFailed  = "FAILED"  // a certificate was presented but not verified (client_auth request)
 )
 
 type identityField uint8
@@ -131,17 +131,17 @@ func identityCanon(hs []identityHeader) []identityHeader {
 // identityKey form, for Strip.
 var identityAllNames = func() map[string]bool {
 	m := make(map[string]bool)
-	for _, name := range IdentityHeaderNames() {
+	for _, name := range HeaderNames() {
 		m[identityKey(name)] = true
 	}
 	return m
 }()
 
-// IdentityHeaderNames lists every header name any preset can set, in
+// HeaderNames lists every header name any preset can set, in
 // canonical form (as http.Header stores them: "X-Ssl-Client-S-Dn"; header
 // names are case-insensitive on the wire), preset by preset. Strip removes
 // all of them from every request.
-func IdentityHeaderNames() []string {
+func HeaderNames() []string {
 	var names []string
 	for _, p := range identityPresetNames {
 		for _, h := range identityPresets[p] {
@@ -151,8 +151,8 @@ func IdentityHeaderNames() []string {
 	return names
 }
 
-// Identity says which request headers carry the client's certificate to HTTP
-// servers. A nil *Identity sets nothing and still strips every identity
+// Headers says which request headers carry the client's certificate to HTTP
+// servers. A nil *Headers sets nothing and still strips every identity
 // header. It is immutable and safe for concurrent use.
 //
 // Presets:
@@ -182,12 +182,12 @@ func IdentityHeaderNames() []string {
 //     verified).
 //
 // Only verify is ever set from a connection without a verified certificate.
-type Identity struct {
+type Headers struct {
 	headers []identityHeader
 	mapped  map[string]bool // identityKey of the mapped names
 }
 
-// ParseIdentity builds an Identity from the config. With headers nil or empty,
+// Parse builds the Headers of a route from the config. With headers nil or empty,
 // preset is one of "xfcc", "ssl", "rfc9440", "none" or "" (same as "none").
 // With a header map (header name -> field), preset must be "". Fields:
 // subject, issuer, serial, sha256, cert, chain, uri, dns, email, not_before,
@@ -196,43 +196,43 @@ type Identity struct {
 // framing and hop-by-hop headers, Cookie, Authorization, Forwarded,
 // X-Forwarded-* other than X-Forwarded-Client-Cert, X-Real-IP): Strip
 // removes every mapped name from every request. Errors wrap
-// ErrIdentityConfig, name the bad preset, field or header and list the valid
+// ErrConfig, name the bad preset, field or header and list the valid
 // choices.
-func ParseIdentity(preset string, headers map[string]string) (*Identity, error) {
+func Parse(preset string, headers map[string]string) (*Headers, error) {
 	if len(headers) == 0 {
 		switch preset {
 		case "", "none":
-			return &Identity{}, nil
+			return &Headers{}, nil
 		}
 		hs, ok := identityPresets[preset]
 		if !ok {
 			return nil, fmt.Errorf("%w: unknown identity preset %q (valid: %s, or a map of header name to field)",
-				ErrIdentityConfig, preset, strings.Join(identityPresetNames, ", "))
+				ErrConfig, preset, strings.Join(identityPresetNames, ", "))
 		}
-		return &Identity{headers: hs}, nil
+		return &Headers{headers: hs}, nil
 	}
 	if preset != "" {
-		return nil, fmt.Errorf("%w: identity preset %q and a header map given; use one or the other", ErrIdentityConfig, preset)
+		return nil, fmt.Errorf("%w: identity preset %q and a header map given; use one or the other", ErrConfig, preset)
 	}
 	names := make([]string, 0, len(headers))
 	for name := range headers {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	id := &Identity{mapped: make(map[string]bool, len(names))}
+	id := &Headers{mapped: make(map[string]bool, len(names))}
 	seen := make(map[string]string, len(names))
 	for _, name := range names {
 		if !identityIsToken(name) {
 			return nil, fmt.Errorf("%w: identity header name %q is not a valid HTTP header name (letters, digits and !#$%%&'*+-.^_`|~)",
-				ErrIdentityConfig, name)
+				ErrConfig, name)
 		}
 		key := identityKey(name)
 		if why := identityReserved(key); why != "" {
-			return nil, fmt.Errorf("%w: identity header %q cannot carry an identity: %s", ErrIdentityConfig, name, why)
+			return nil, fmt.Errorf("%w: identity header %q cannot carry an identity: %s", ErrConfig, name, why)
 		}
 		if prev, dup := seen[key]; dup {
 			return nil, fmt.Errorf("%w: identity headers %q and %q are the same header (names ignore case, and servers often read _ as -)",
-				ErrIdentityConfig, prev, name)
+				ErrConfig, prev, name)
 		}
 		seen[key] = name
 		field, ok := identityFieldByName(headers[name])
@@ -242,7 +242,7 @@ func ParseIdentity(preset string, headers map[string]string) (*Identity, error) 
 				valid[i] = f.name
 			}
 			return nil, fmt.Errorf("%w: identity header %q: unknown field %q (valid: %s)",
-				ErrIdentityConfig, name, headers[name], strings.Join(valid, ", "))
+				ErrConfig, name, headers[name], strings.Join(valid, ", "))
 		}
 		id.headers = append(id.headers, identityHeader{http.CanonicalHeaderKey(name), field})
 		id.mapped[key] = true
@@ -352,7 +352,7 @@ var identityForeignPrefixes = []string{
 	"x-forwarded-tls-client-",    // Traefik passTLSClientCert: X-Forwarded-Tls-Client-Cert, -Cert-Info
 	"x-amzn-mtls-",               // AWS ALB mTLS: X-Amzn-Mtls-Clientcert, -Clientcert-Subject, -Issuer, -Serial-Number, -Validity, -Leaf
 	"x-amzn-tls-",                // AWS ALB: X-Amzn-Tls-Version, -Cipher-Suite
-	"x-amzn-oidc-",               // AWS ALB authentication: X-Amzn-Oidc-Data, -Identity, -Accesstoken
+	"x-amzn-oidc-",               // AWS ALB authentication: X-Amzn-Oidc-Data, -Headers, -Accesstoken
 	"x-ms-client-principal",      // Azure App Service authentication: X-MS-CLIENT-PRINCIPAL, -NAME, -ID, -IDP
 	"x-ms-token-",                // Azure App Service authentication: X-MS-TOKEN-AAD-ID-TOKEN, ...
 	"cf-client-cert-",            // Cloudflare mTLS forwarding: Cf-Client-Cert-Der-Base64, -Sha256
@@ -373,7 +373,7 @@ func identityForeign(key []byte) bool {
 	return false
 }
 
-// Strip removes from h every header any preset can set, this Identity's
+// Strip removes from h every header any preset can set, these Headers'
 // mapped names and the identity headers of other proxies, whatever the
 // config and whether or not a certificate was presented, comparing names
 // case-insensitively and reading "_" as "-", so that a client can never
@@ -402,7 +402,7 @@ func identityForeign(key []byte) bool {
 // keeps those from trusted proxies and removes them from everyone else with
 // StripForwarded. Set calls Strip itself, so calling it first is harmless.
 // Site-specific names go in a StripList (the route's strip_headers).
-func (id *Identity) Strip(h http.Header) {
+func (id *Headers) Strip(h http.Header) {
 	var buf [64]byte
 	for name := range h {
 		key := identityKeyBytes(buf[:0], name)

@@ -1,9 +1,8 @@
-package tlsmode
+package identity
 
 import (
 	"bufio"
 	"bytes"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,11 +12,9 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"maps"
 	"math/big"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,144 +23,30 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/tlsedge/tlsedge/certs"
+	"github.com/tlsedge/tlsedge/internal/idtest"
 )
 
-var updateIdentity = flag.Bool("update-identity", false, "rewrite the golden files in testdata/identity")
-
-// Test certificates are byte-stable: Ed25519 keys from fixed seeds (Ed25519
-// signatures are deterministic), fixed serials, times and key IDs, so golden
-// files hold whole header values.
-var (
-	idTestNotBefore = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	idTestNotAfter  = time.Date(2099, 12, 31, 23, 59, 59, 0, time.UTC)
+// The test PKI and its helpers (internal/idtest), under this package's
+// test names.
+type (
+	idPKI = idtest.PKI
+	idTLS = idtest.TLS
 )
 
-type idPKI struct {
-	root, inter, leaf, tricky *x509.Certificate
-	leafKey                   ed25519.PrivateKey
-}
+var idStates = idtest.States
 
-func idKey(seed byte) ed25519.PrivateKey {
-	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize))
+func idMakePKI(tb testing.TB) *idPKI                      { return idtest.MakePKI(tb) }
+func idState(p *idPKI, state string) *tls.ConnectionState { return idtest.State(p, state) }
+func idNewTLS(t *testing.T) *idTLS                        { return idtest.NewTLS(t) }
+func idGolden(t *testing.T, name, got string, write bool) {
+	t.Helper()
+	idtest.Golden(t, name, got, write)
 }
-
-func idCreate(tb testing.TB, tmpl, parent *x509.Certificate, pub ed25519.PublicKey, signer ed25519.PrivateKey) *x509.Certificate {
-	tb.Helper()
-	tmpl.NotBefore, tmpl.NotAfter = idTestNotBefore, idTestNotAfter
-	if parent == nil {
-		parent = tmpl
-	}
-	der, err := x509.CreateCertificate(nil, tmpl, parent, pub, signer)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
+func idHandshake(t *testing.T, scfg, ccfg *tls.Config) tls.ConnectionState {
+	t.Helper()
+	return idtest.Handshake(t, scfg, ccfg)
 }
-
-// idTrickySubject is hand-built DER so the string types are chosen: every
-// character RFC 2253 escapes, CR LF, a backslash, non-ASCII, a multi-valued
-// RDN and an attribute type with no name.
-func idTrickySubject(tb testing.TB) []byte {
-	tb.Helper()
-	utf8 := func(s string) asn1.RawValue {
-		return asn1.RawValue{Tag: asn1.TagUTF8String, Bytes: []byte(s)}
-	}
-	raw, err := asn1.Marshal([]pkix.RelativeDistinguishedNameSET{
-		{{Type: asn1.ObjectIdentifier{2, 5, 4, 6}, Value: "US"}},
-		{{Type: asn1.ObjectIdentifier{2, 5, 4, 10}, Value: utf8("Ünïcödé + <corp>")}},
-		{
-			{Type: asn1.ObjectIdentifier{2, 5, 4, 11}, Value: utf8(" #lead;trail ")},
-			{Type: asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}, Value: utf8("uid=1")},
-		},
-		{{Type: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 55555, 1}, Value: utf8("x")}},
-		{{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: utf8("Eve \"the hacker\", Jr.; x=1\r\nX-Injected: 1\\")}},
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return raw
-}
-
-func idMakePKI(tb testing.TB) *idPKI {
-	tb.Helper()
-	rootKey, interKey, leafKey, trickyKey := idKey(1), idKey(2), idKey(3), idKey(4)
-	p := &idPKI{leafKey: leafKey}
-	p.root = idCreate(tb, &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "tlsedge test root", Organization: []string{"tlsedge"}},
-		SubjectKeyId:          []byte{1, 1, 1, 1},
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}, nil, rootKey.Public().(ed25519.PublicKey), rootKey)
-	p.inter = idCreate(tb, &x509.Certificate{
-		SerialNumber:          big.NewInt(2),
-		Subject:               pkix.Name{CommonName: "tlsedge test intermediate", Organization: []string{"tlsedge"}},
-		SubjectKeyId:          []byte{2, 2, 2, 2},
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}, p.root, interKey.Public().(ed25519.PublicKey), rootKey)
-	serial, _ := new(big.Int).SetString("0123456789abcdef", 16)
-	p.leaf = idCreate(tb, &x509.Certificate{
-		SerialNumber: serial,
-		Subject: pkix.Name{CommonName: "client-1", Organization: []string{"Example, Inc."},
-			OrganizationalUnit: []string{"payments"}, Country: []string{"US"}},
-		SubjectKeyId:   []byte{3, 3, 3, 3},
-		DNSNames:       []string{"client.example.com", "alt.example.com"},
-		URIs:           []*url.URL{{Scheme: "spiffe", Host: "example.org", Path: "/ns/default/sa/client"}},
-		EmailAddresses: []string{"client@example.com"},
-		KeyUsage:       x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, p.inter, leafKey.Public().(ed25519.PublicKey), interKey)
-	trickyURI, err := url.Parse("https://x.example/p;a=b,c")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p.tricky = idCreate(tb, &x509.Certificate{
-		SerialNumber:   big.NewInt(0xbad),
-		RawSubject:     idTrickySubject(tb),
-		SubjectKeyId:   []byte{4, 4, 4, 4},
-		DNSNames:       []string{"evil.example\r\nX-Injected: 1", "a.example,b.example"},
-		URIs:           []*url.URL{trickyURI},
-		EmailAddresses: []string{"eve\r\n@example.com"},
-		KeyUsage:       x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, p.inter, trickyKey.Public().(ed25519.PublicKey), interKey)
-	return p
-}
-
-// idState is a connection state as crypto/tls fills it on the server.
-func idState(p *idPKI, state string) *tls.ConnectionState {
-	cs := &tls.ConnectionState{
-		Version: tls.VersionTLS13, HandshakeComplete: true, CipherSuite: tls.TLS_AES_128_GCM_SHA256,
-		CurveID: tls.X25519, ServerName: "api.example.com", NegotiatedProtocol: "h2",
-	}
-	switch state {
-	case "verified":
-		cs.PeerCertificates = []*x509.Certificate{p.leaf, p.inter}
-		cs.VerifiedChains = [][]*x509.Certificate{{p.leaf, p.inter, p.root}}
-	case "tricky":
-		cs.PeerCertificates = []*x509.Certificate{p.tricky, p.inter}
-		cs.VerifiedChains = [][]*x509.Certificate{{p.tricky, p.inter, p.root}}
-	case "unverified":
-		cs.PeerCertificates = []*x509.Certificate{p.leaf, p.inter}
-	case "nocert":
-	default:
-		panic(state)
-	}
-	return cs
-}
-
-var idStates = []string{"verified", "tricky", "unverified", "nocert"}
 
 // idAllFields maps a header per field, for the "map" golden files.
 var idAllFields = map[string]string{
@@ -173,14 +56,14 @@ var idAllFields = map[string]string{
 	"X-Client-Not-Before": "not_before", "X-Client-Not-After": "not_after", "X-Client-Verify": "verify",
 }
 
-func idParse(tb testing.TB, preset string) *Identity {
+func idParse(tb testing.TB, preset string) *Headers {
 	tb.Helper()
-	var id *Identity
+	var id *Headers
 	var err error
 	if preset == "map" {
-		id, err = ParseIdentity("", idAllFields)
+		id, err = Parse("", idAllFields)
 	} else {
-		id, err = ParseIdentity(preset, nil)
+		id, err = Parse(preset, nil)
 	}
 	if err != nil {
 		tb.Fatal(err)
@@ -206,31 +89,9 @@ func idDump(h http.Header) string {
 	return b.String()
 }
 
-// idGolden compares got with testdata/identity/<name>.golden, rewriting it
-// first under -update-identity when write is true.
-func idGolden(t *testing.T, name, got string, write bool) {
-	t.Helper()
-	path := filepath.Join("testdata", "identity", name+".golden")
-	if *updateIdentity && write {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./tlsmode -run 'Identity|SSLTLV' -update-identity)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s: got:\n%s\nwant:\n%s", name, got, want)
-	}
-}
-
 func TestIdentityCertsDeterministic(t *testing.T) {
 	a, b := idMakePKI(t), idMakePKI(t)
-	for i, pair := range [][2]*x509.Certificate{{a.root, b.root}, {a.inter, b.inter}, {a.leaf, b.leaf}, {a.tricky, b.tricky}} {
+	for i, pair := range [][2]*x509.Certificate{{a.Root, b.Root}, {a.Inter, b.Inter}, {a.Leaf, b.Leaf}, {a.Tricky, b.Tricky}} {
 		if !bytes.Equal(pair[0].Raw, pair[1].Raw) {
 			t.Errorf("cert %d differs between two builds: golden files would not be stable", i)
 		}
@@ -256,13 +117,13 @@ func TestIdentityGolden(t *testing.T) {
 
 func TestIdentityMapFields(t *testing.T) {
 	p := idMakePKI(t)
-	sum := sha256.Sum256(p.leaf.Raw)
+	sum := sha256.Sum256(p.Leaf.Raw)
 	tests := []struct{ field, want string }{
 		{"subject", `CN=client-1,OU=payments,O=Example\, Inc.,C=US`},
 		{"issuer", "CN=tlsedge test intermediate,O=tlsedge"},
 		{"serial", "0123456789abcdef"},
 		{"sha256", hex.EncodeToString(sum[:])},
-		{"chain", ":" + base64.StdEncoding.EncodeToString(p.inter.Raw) + ":"},
+		{"chain", ":" + base64.StdEncoding.EncodeToString(p.Inter.Raw) + ":"},
 		{"uri", "spiffe://example.org/ns/default/sa/client"},
 		{"dns", "client.example.com,alt.example.com"},
 		{"email", "client@example.com"},
@@ -272,7 +133,7 @@ func TestIdentityMapFields(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
-			id, err := ParseIdentity("", map[string]string{"X-Test": tt.field})
+			id, err := Parse("", map[string]string{"X-Test": tt.field})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -298,7 +159,7 @@ func TestIdentityMapFields(t *testing.T) {
 		})
 	}
 	// cert: Envoy's URL-encoded PEM decodes back to the leaf.
-	id, _ := ParseIdentity("", map[string]string{"X-Test": "cert"})
+	id, _ := Parse("", map[string]string{"X-Test": "cert"})
 	h := http.Header{}
 	id.Set(h, idState(p, "verified"))
 	v := h.Get("X-Test")
@@ -310,7 +171,7 @@ func TestIdentityMapFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	blk, _ := pem.Decode([]byte(dec))
-	if blk == nil || !bytes.Equal(blk.Bytes, p.leaf.Raw) {
+	if blk == nil || !bytes.Equal(blk.Bytes, p.Leaf.Raw) {
 		t.Errorf("cert does not decode to the leaf: %q", v)
 	}
 }
@@ -337,11 +198,11 @@ func TestIdentityPresetsUnverified(t *testing.T) {
 	if len(h) != 1 || h.Get("X-SSL-Client-Verify") != "NONE" {
 		t.Errorf("nil state: got %v; want only X-SSL-Client-Verify: NONE", h)
 	}
-	var nilID *Identity
+	var nilID *Headers
 	h = http.Header{"X-Ssl-Client-S-Dn": {"CN=admin"}}
 	nilID.Set(h, idState(p, "verified"))
 	if len(h) != 0 {
-		t.Errorf("nil Identity: got %v; want the forged header stripped and nothing set", h)
+		t.Errorf("nil Headers: got %v; want the forged header stripped and nothing set", h)
 	}
 }
 
@@ -349,10 +210,10 @@ func TestIdentityRFC9440(t *testing.T) {
 	p := idMakePKI(t)
 	h := http.Header{}
 	idParse(t, "rfc9440").Set(h, idState(p, "verified"))
-	if got, want := h.Get("Client-Cert"), ":"+base64.StdEncoding.EncodeToString(p.leaf.Raw)+":"; got != want {
+	if got, want := h.Get("Client-Cert"), ":"+base64.StdEncoding.EncodeToString(p.Leaf.Raw)+":"; got != want {
 		t.Errorf("Client-Cert: got %q; want %q", got, want)
 	}
-	if got, want := h.Get("Client-Cert-Chain"), ":"+base64.StdEncoding.EncodeToString(p.inter.Raw)+":"; got != want {
+	if got, want := h.Get("Client-Cert-Chain"), ":"+base64.StdEncoding.EncodeToString(p.Inter.Raw)+":"; got != want {
 		t.Errorf("Client-Cert-Chain: got %q; want %q", got, want)
 	}
 	cs := idState(p, "verified")
@@ -362,10 +223,10 @@ func TestIdentityRFC9440(t *testing.T) {
 	if _, ok := h["Client-Cert-Chain"]; ok {
 		t.Errorf("Client-Cert-Chain set with no intermediates: %q", h["Client-Cert-Chain"])
 	}
-	cs.PeerCertificates = []*x509.Certificate{p.leaf, p.inter, p.root}
+	cs.PeerCertificates = []*x509.Certificate{p.Leaf, p.Inter, p.Root}
 	h = http.Header{}
 	idParse(t, "rfc9440").Set(h, cs)
-	want := ":" + base64.StdEncoding.EncodeToString(p.inter.Raw) + ":, :" + base64.StdEncoding.EncodeToString(p.root.Raw) + ":"
+	want := ":" + base64.StdEncoding.EncodeToString(p.Inter.Raw) + ":, :" + base64.StdEncoding.EncodeToString(p.Root.Raw) + ":"
 	if got := h.Get("Client-Cert-Chain"); got != want {
 		t.Errorf("Client-Cert-Chain: got %q; want %q (RFC 8941 list)", got, want)
 	}
@@ -424,8 +285,8 @@ func TestIdentityXFCC(t *testing.T) {
 		uri   []string
 		dns   []string
 	}{
-		{"verified", p.leaf, []string{"spiffe://example.org/ns/default/sa/client"}, []string{"client.example.com", "alt.example.com"}},
-		{"tricky", p.tricky, []string{"https://x.example/p;a=b,c"}, []string{"evil.example%0D%0AX-Injected:%201", "a.example,b.example"}},
+		{"verified", p.Leaf, []string{"spiffe://example.org/ns/default/sa/client"}, []string{"client.example.com", "alt.example.com"}},
+		{"tricky", p.Tricky, []string{"https://x.example/p;a=b,c"}, []string{"evil.example%0D%0AX-Injected:%201", "a.example,b.example"}},
 	} {
 		t.Run(tt.state, func(t *testing.T) {
 			h := http.Header{}
@@ -441,7 +302,7 @@ func TestIdentityXFCC(t *testing.T) {
 			want := [][2]string{
 				{"Hash", hex.EncodeToString(sum[:])},
 				{"Cert", identityURLPEM(tt.leaf.Raw)},
-				{"Subject", identityDN(tt.leaf.RawSubject)}, // verbatim, as Envoy sends it
+				{"Subject", DN(tt.leaf.RawSubject)}, // verbatim, as Envoy sends it
 			}
 			for _, u := range tt.uri {
 				want = append(want, [2]string{"URI", u})
@@ -572,7 +433,7 @@ func TestIdentityDN(t *testing.T) {
 		{"garbage", []byte{0x30, 0x03, 0x31, 0x01, 0x00}, "#3003310100"},
 	}
 	for _, tt := range tests {
-		if got := identityDN(tt.der); got != tt.want {
+		if got := DN(tt.der); got != tt.want {
 			t.Errorf("%s: got %q; want %q", tt.name, got, tt.want)
 		}
 	}
@@ -580,12 +441,12 @@ func TestIdentityDN(t *testing.T) {
 	p := idMakePKI(t)
 	want := `CN=Eve \"the hacker\"\, Jr.\; x=1\0D\0AX-Injected: 1\\,1.3.6.1.4.1.55555.1=#0C0178,` +
 		`OU=\ #lead\;trail\ +UID=uid=1,O=\C3\9Cn\C3\AFc\C3\B6d\C3\A9 \+ \<corp\>,C=US`
-	if got := identityDN(p.tricky.RawSubject); got != want {
+	if got := DN(p.Tricky.RawSubject); got != want {
 		t.Errorf("tricky: got %q; want %q", got, want)
 	}
 	// For plain ASCII names crypto/x509/pkix agrees.
-	for _, c := range []*x509.Certificate{p.root, p.inter, p.leaf} {
-		if got, want := identityDN(c.RawSubject), c.Subject.String(); got != want {
+	for _, c := range []*x509.Certificate{p.Root, p.Inter, p.Leaf} {
+		if got, want := DN(c.RawSubject), c.Subject.String(); got != want {
 			t.Errorf("got %q; want %q (pkix.Name.String)", got, want)
 		}
 	}
@@ -597,7 +458,7 @@ func TestIdentityDNMatchesOpenSSL(t *testing.T) {
 		t.Skip("no openssl")
 	}
 	p := idMakePKI(t)
-	for _, c := range []*x509.Certificate{p.leaf, p.tricky, p.inter} {
+	for _, c := range []*x509.Certificate{p.Leaf, p.Tricky, p.Inter} {
 		path := filepath.Join(t.TempDir(), "c.pem")
 		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}), 0o644); err != nil {
 			t.Fatal(err)
@@ -607,7 +468,7 @@ func TestIdentityDNMatchesOpenSSL(t *testing.T) {
 			t.Fatal(err)
 		}
 		lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
-		want := []string{"subject=" + identityDN(c.RawSubject), "issuer=" + identityDN(c.RawIssuer)}
+		want := []string{"subject=" + DN(c.RawSubject), "issuer=" + DN(c.RawIssuer)}
 		if !slices.Equal(lines, want) {
 			t.Errorf("got %q; want %q (openssl)", want, lines)
 		}
@@ -625,15 +486,15 @@ func TestIdentitySerial(t *testing.T) {
 		{big.NewInt(-255), "-ff"},
 		{nil, ""},
 	} {
-		if got := identitySerial(tt.n); got != tt.want {
-			t.Errorf("identitySerial(%v): got %q; want %q", tt.n, got, tt.want)
+		if got := Serial(tt.n); got != tt.want {
+			t.Errorf("Serial(%v): got %q; want %q", tt.n, got, tt.want)
 		}
 	}
 }
 
 func TestIdentitySANEscaping(t *testing.T) {
 	p := idMakePKI(t)
-	id, err := ParseIdentity("", map[string]string{"X-Dns": "dns", "X-Email": "email", "X-Uri": "uri"})
+	id, err := Parse("", map[string]string{"X-Dns": "dns", "X-Email": "email", "X-Uri": "uri"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -654,7 +515,7 @@ func TestIdentitySANEscaping(t *testing.T) {
 func TestIdentityStrip(t *testing.T) {
 	forged := func() http.Header {
 		h := http.Header{}
-		for _, n := range IdentityHeaderNames() {
+		for _, n := range HeaderNames() {
 			h[n] = []string{"forged"}
 		}
 		// Spellings a client can send or a server can confuse: lower case,
@@ -674,14 +535,14 @@ func TestIdentityStrip(t *testing.T) {
 		return h
 	}
 	keptByStrip := []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Other"}
-	mapped, err := ParseIdentity("", map[string]string{"x-user": "subject"})
+	mapped, err := Parse("", map[string]string{"x-user": "subject"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var nilID *Identity
+	var nilID *Headers
 	for _, tt := range []struct {
 		name string
-		id   *Identity
+		id   *Headers
 		kept []string
 	}{
 		{"nil", nilID, append([]string{"X-User", "x_user"}, keptByStrip...)},
@@ -763,23 +624,23 @@ func TestIdentityHeaderNames(t *testing.T) {
 		"X-Ssl-Client-Not-Before", "X-Ssl-Client-Not-After", "X-Ssl-Client-Cert", "X-Ssl-Client-San-Uri", "X-Ssl-Client-San-Dns",
 		"Client-Cert", "Client-Cert-Chain",
 	}
-	got := IdentityHeaderNames()
+	got := HeaderNames()
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q; want %q", got, want)
 	}
 	got[0] = "changed"
-	if IdentityHeaderNames()[0] != want[0] {
-		t.Error("IdentityHeaderNames returns shared state")
+	if HeaderNames()[0] != want[0] {
+		t.Error("HeaderNames returns shared state")
 	}
 }
 
 func TestParseIdentity(t *testing.T) {
 	for _, preset := range []string{"", "none", "xfcc", "ssl", "rfc9440"} {
-		if _, err := ParseIdentity(preset, nil); err != nil {
+		if _, err := Parse(preset, nil); err != nil {
 			t.Errorf("%q: %v", preset, err)
 		}
 	}
-	if _, err := ParseIdentity("ssl", map[string]string{}); err != nil {
+	if _, err := Parse("ssl", map[string]string{}); err != nil {
 		t.Errorf("preset with an empty map: %v", err)
 	}
 	tests := []struct {
@@ -804,12 +665,12 @@ func TestParseIdentity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			id, err := ParseIdentity(tt.preset, tt.headers)
+			id, err := Parse(tt.preset, tt.headers)
 			if err == nil {
 				t.Fatalf("got %+v; want an error", id)
 			}
-			if !errors.Is(err, ErrIdentityConfig) {
-				t.Errorf("error %v does not wrap ErrIdentityConfig", err)
+			if !errors.Is(err, ErrConfig) {
+				t.Errorf("error %v does not wrap ErrConfig", err)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
@@ -818,97 +679,9 @@ func TestParseIdentity(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ParseIdentity("", map[string]string{"X-Forwarded-Client-Cert": "subject", "Client-Cert": "cert"}); err != nil {
+	if _, err := Parse("", map[string]string{"X-Forwarded-Client-Cert": "subject", "Client-Cert": "cert"}); err != nil {
 		t.Errorf("identity header names must be mappable: %v", err)
 	}
-}
-
-// idHandshake runs a real TLS handshake over loopback TCP and returns the
-// server's connection state. The server's reply byte lets the client read
-// TLS 1.3 session tickets.
-func idHandshake(t *testing.T, scfg, ccfg *tls.Config) tls.ConnectionState {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	type result struct {
-		cs  tls.ConnectionState
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		s := tls.Server(c, scfg)
-		if err := s.Handshake(); err != nil {
-			done <- result{err: err}
-			return
-		}
-		_, err = s.Write([]byte{1})
-		done <- result{cs: s.ConnectionState(), err: err}
-	}()
-	c, err := net.DialTimeout("tcp", ln.Addr().String(), 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	cl := tls.Client(c, ccfg)
-	if err := cl.Handshake(); err != nil {
-		t.Fatalf("client handshake: %v", err)
-	}
-	if _, err := cl.Read(make([]byte, 1)); err != nil {
-		t.Fatalf("client read: %v", err)
-	}
-	r := <-done
-	if r.err != nil {
-		t.Fatalf("server: %v", r.err)
-	}
-	return r.cs
-}
-
-type idTLS struct {
-	p      *idPKI
-	server *certs.Issued
-	ca     *certs.Authority
-	client tls.Certificate
-}
-
-func idNewTLS(t *testing.T) *idTLS {
-	t.Helper()
-	ca, err := certs.NewAuthority("identity test server CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := ca.Issue(certs.Leaf{CommonName: "server.test", DNSNames: []string{"server.test"}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := idMakePKI(t)
-	return &idTLS{p: p, server: srv, ca: ca, client: tls.Certificate{
-		Certificate: [][]byte{p.leaf.Raw, p.inter.Raw}, PrivateKey: p.leafKey, Leaf: p.leaf,
-	}}
-}
-
-func (x *idTLS) configs(auth tls.ClientAuthType, withCert bool, maxVersion uint16) (*tls.Config, *tls.Config) {
-	pool := x509.NewCertPool()
-	pool.AddCert(x.p.root)
-	s := &tls.Config{
-		Certificates: []tls.Certificate{x.server.TLS}, ClientAuth: auth, ClientCAs: pool,
-		NextProtos: []string{"h2", "http/1.1"}, SessionTicketsDisabled: true,
-	}
-	c := &tls.Config{RootCAs: x.ca.Pool(), ServerName: "server.test", NextProtos: []string{"h2"}, MaxVersion: maxVersion}
-	if withCert {
-		c.Certificates = []tls.Certificate{x.client}
-	}
-	return s, c
 }
 
 // A real handshake gives the very headers the golden files hold.
@@ -924,7 +697,7 @@ func TestIdentityRealHandshake(t *testing.T) {
 		{"nocert", tls.VerifyClientCertIfGiven, false},
 	} {
 		t.Run(tt.state, func(t *testing.T) {
-			scfg, ccfg := x.configs(tt.auth, tt.withCert, 0)
+			scfg, ccfg := x.Configs(tt.auth, tt.withCert, 0)
 			cs := idHandshake(t, scfg, ccfg)
 			for _, preset := range []string{"xfcc", "ssl", "rfc9440", "map"} {
 				h := http.Header{}
@@ -996,7 +769,7 @@ func TestIdentityStripAllocs(t *testing.T) {
 }
 
 // The identity headers of other proxies and platforms (Strip's families)
-// are removed in any case and spelling, with or without an Identity;
+// are removed in any case and spelling, with or without an Headers;
 // application headers with similar names stay.
 func TestIdentityStripForeign(t *testing.T) {
 	stripped := []string{
@@ -1008,7 +781,7 @@ func TestIdentityStripForeign(t *testing.T) {
 		"X-TLS-Client-Cert", "x_tls_client_cert",
 		"X-Forwarded-Tls-Client-Cert", "X-Forwarded-Tls-Client-Cert-Info",
 		"X-Amzn-Mtls-Clientcert", "X-Amzn-Mtls-Clientcert-Leaf", "x-amzn-mtls-clientcert-subject",
-		"X-Amzn-Tls-Version", "X-Amzn-Oidc-Data", "X-Amzn-Oidc-Identity",
+		"X-Amzn-Tls-Version", "X-Amzn-Oidc-Data", "X-Amzn-Oidc-Headers",
 		"X-ARR-ClientCert", "x_arr_clientcert", "X-ARR-SSL",
 		"X-MS-CLIENT-PRINCIPAL", "X-MS-CLIENT-PRINCIPAL-NAME", "X-MS-TOKEN-AAD-ID-TOKEN",
 		"Cf-Client-Cert-Der-Base64", "Cf-Client-Cert-Sha256", "Cf-Access-Jwt-Assertion", "Cf-Access-Authenticated-User-Email",
@@ -1018,7 +791,7 @@ func TestIdentityStripForeign(t *testing.T) {
 		"X-Client-Version", "X-Client-Id", "X-Client-Platform", "X-Clientcert-Hint", "X-Amzn-Trace-Id",
 		"Cf-Ray", "Cf-Access-Client-Id", "X-Ms-Request-Id", "X-Goog-Api-Key", "X-Tlsx", "Sslx",
 	}
-	for _, id := range []*Identity{nil, idParse(t, "none"), idParse(t, "ssl")} {
+	for _, id := range []*Headers{nil, idParse(t, "none"), idParse(t, "ssl")} {
 		h := http.Header{}
 		for _, n := range append(slices.Clone(stripped), kept...) {
 			h[n] = []string{"forged"}

@@ -1,4 +1,4 @@
-package tlsmode
+package identity
 
 import (
 	"encoding/asn1"

@@ -1,4 +1,4 @@
-package tlsmode
+package identity
 
 // Certificate names for identity headers: SANs read from the extension as
 // the certificate spells them, and distinguished names in RFC 2253 form as
@@ -18,17 +18,18 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
-type identitySANs struct{ dns, email, uri []string }
+// SANs are a certificate's DNS, email and URI SANs as it spells them.
+type SANs struct{ DNS, Email, URI []string }
 
 var identityOIDSAN = asn1.ObjectIdentifier{2, 5, 29, 17}
 
-// identitySANsOf returns the DNS, email and URI SANs exactly as the
+// SANsOf returns the DNS, email and URI SANs exactly as the
 // certificate spells them, in order. crypto/x509 re-serializes URIs through
 // net/url, which can change them, so the extension is read again here; if
 // that fails (x509 already parsed it, so it should not) the parsed fields
 // are used.
-func identitySANsOf(c *x509.Certificate) identitySANs {
-	var out identitySANs
+func SANsOf(c *x509.Certificate) SANs {
+	var out SANs
 	for _, ext := range c.Extensions {
 		if !ext.Id.Equal(identityOIDSAN) {
 			continue
@@ -48,11 +49,11 @@ func identitySANsOf(c *x509.Certificate) identitySANs {
 			}
 			switch tag {
 			case cbasn1.Tag(1).ContextSpecific():
-				out.email = append(out.email, string(v))
+				out.Email = append(out.Email, string(v))
 			case cbasn1.Tag(2).ContextSpecific():
-				out.dns = append(out.dns, string(v))
+				out.DNS = append(out.DNS, string(v))
 			case cbasn1.Tag(6).ContextSpecific():
-				out.uri = append(out.uri, string(v))
+				out.URI = append(out.URI, string(v))
 			}
 		}
 		if ok {
@@ -60,9 +61,9 @@ func identitySANsOf(c *x509.Certificate) identitySANs {
 		}
 		break
 	}
-	out = identitySANs{dns: c.DNSNames, email: c.EmailAddresses}
+	out = SANs{DNS: c.DNSNames, Email: c.EmailAddresses}
 	for _, u := range c.URIs {
-		out.uri = append(out.uri, u.String())
+		out.URI = append(out.URI, u.String())
 	}
 	return out
 }
@@ -93,11 +94,11 @@ var identityDNNames = map[string]string{
 	"1.2.840.113549.1.9.1":       "emailAddress",
 }
 
-// identityDN formats a DER Name (x509.Certificate.RawSubject / RawIssuer) as
+// DN formats a DER Name (x509.Certificate.RawSubject / RawIssuer) as
 // an RFC 2253 string; see the top of this file. A Name that does not parse
 // (crypto/x509 already parsed it, so it should not happen) is "#" and the
 // hex of its DER.
-func identityDN(raw []byte) string {
+func DN(raw []byte) string {
 	in := cryptobyte.String(raw)
 	var seq cryptobyte.String
 	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !in.Empty() {
@@ -127,12 +128,12 @@ func identityDN(raw []byte) string {
 	return strings.Join(rdns, ",")
 }
 
-// identityHeaderDN is identityDN for an unquoted header value: a DN ending
+// identityHeaderDN is DN for an unquoted header value: a DN ending
 // in an escaped space ("\ ") would end the header in a space, which HTTP
 // trims (RFC 9110 §5.5), leaving a stray backslash; RFC 2253's hex form
 // "\20" says the same and survives.
 func identityHeaderDN(raw []byte) string {
-	dn := identityDN(raw)
+	dn := DN(raw)
 	if strings.HasSuffix(dn, `\ `) {
 		dn = dn[:len(dn)-1] + "20"
 	}

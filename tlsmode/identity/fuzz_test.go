@@ -1,4 +1,4 @@
-package tlsmode
+package identity
 
 import (
 	"bufio"
@@ -163,7 +163,7 @@ func FuzzIdentityHeaders(f *testing.F) {
 	f.Add("trailing ", "a\\", "<>", "", []byte{2}, true, "\x02\xff\x01x", []byte{0, 0, 1}, true, int64(253402300799), []byte("x"), []byte{0x30, 0x03, 0x31, 0x01, 0x00})
 	f.Add("x", "y", "z", "w", []byte{1}, false, "", []byte{7}, false, int64(1), []byte("d"), []byte{0x30, 0x00})
 
-	presets := map[string]*Identity{"xfcc": idParse(f, "xfcc"), "ssl": idParse(f, "ssl"), "rfc9440": idParse(f, "rfc9440"), "map": idParse(f, "map")}
+	presets := map[string]*Headers{"xfcc": idParse(f, "xfcc"), "ssl": idParse(f, "ssl"), "rfc9440": idParse(f, "rfc9440"), "map": idParse(f, "map")}
 	f.Fuzz(func(t *testing.T, cn, o, ou, issuer string, sels []byte, multi bool, sans string, serial []byte, neg bool, when int64, der, rawSubject []byte) {
 		if len(cn)+len(o)+len(ou)+len(issuer)+len(sans)+len(der)+len(rawSubject) > 1<<13 {
 			return // longer names only repeat characters
@@ -285,7 +285,7 @@ func FuzzIdentityHeaders(f *testing.F) {
 				t.Fatalf("%s %q: %v; want %v", f, m.Get(f), err, want)
 			}
 		}
-		if v := m.Get("X-Client-Verify"); v != IdentityVerifySuccess {
+		if v := m.Get("X-Client-Verify"); v != VerifySuccess {
 			t.Fatalf("verify %q", v)
 		}
 
@@ -320,7 +320,7 @@ func fzCheckXFCC(t *testing.T, v string, leaf *x509.Certificate, wantSubject [][
 	t.Helper()
 	pairs, quoted := idXFCCParse(t, v)
 	sum := sha256.Sum256(leaf.Raw)
-	want := [][2]string{{"Hash", hex.EncodeToString(sum[:])}, {"Cert", identityURLPEM(leaf.Raw)}, {"Subject", identityDN(leaf.RawSubject)}}
+	want := [][2]string{{"Hash", hex.EncodeToString(sum[:])}, {"Cert", identityURLPEM(leaf.Raw)}, {"Subject", DN(leaf.RawSubject)}}
 	for _, u := range uris {
 		want = append(want, [2]string{"URI", u})
 	}
