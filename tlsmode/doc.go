@@ -20,7 +20,7 @@
 // httplimits.go (bodies, timeouts, HTTP/2 settings), httptransport.go (the
 // pick of a server per request, retries, keep-alive transports),
 // upgrade.go (WebSocket and other upgrades), authzhttp.go (path rules),
-// identity*.go (the identity headers), redirect*.go (protocol redirect),
+// the identity headers (package tlsmode/identity), redirect*.go (protocol redirect),
 // cookie.go (cookie affinity) and wsfailover*.go (WebSocket failover).
 //
 // live.go holds what other goroutines read of a live connection (the
