@@ -42,6 +42,9 @@ type ACMEOptions struct {
 	// CARoot is a PEM file of the roots that sign the ACME server's own
 	// HTTPS certificate (a private ACME CA); "" = the system's roots.
 	CARoot string
+	// CARootPEM, when set, is what CARoot holds, already read (the edge
+	// reads each file once per config); nil: read CARoot.
+	CARootPEM []byte
 	// Challenges are the challenge types offered: tls-alpn-01, http-01.
 	// nil = tls-alpn-01 only.
 	Challenges []string
@@ -169,9 +172,12 @@ func (m *Manager) PrepareACME(opts ACMEOptions) error {
 		tmpl.CA = certmagic.LetsEncryptProductionCA
 	}
 	if opts.CARoot != "" {
-		b, err := os.ReadFile(opts.CARoot)
-		if err != nil {
-			return fmt.Errorf("certs.acme.ca_root: %w", err)
+		b := opts.CARootPEM
+		if b == nil {
+			var err error
+			if b, err = os.ReadFile(opts.CARoot); err != nil {
+				return fmt.Errorf("certs.acme.ca_root: %w", err)
+			}
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(b) {

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tlsedge/tlsedge/certs"
 )
 
 // Passive ejection of servers of protocol http routes by what fails on
@@ -160,5 +162,47 @@ func TestOutlierEjectHTTPDropped(t *testing.T) {
 	}
 	if n := hits.Load() - before; n != 0 {
 		t.Errorf("the ejected server got %d of 10 requests; want 0", n)
+	}
+}
+
+// On a reencrypt route without server_name, tlsedge verifies a server
+// against the name the client asked for. A client asking for a name the
+// route matches but the servers' certificate does not cover gets 502, and
+// that is not counted against the servers: no client can get healthy
+// servers ejected by choosing its SNI.
+func TestOutlierClientNameNotServerFault(t *testing.T) {
+	t.Parallel()
+	leaf, err := thePKI.serverCA.Issue(certs.Leaf{CommonName: "only api", DNSNames: []string{"api.example.com"}, Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := startHTTPSBackend(t, "oh-name", leaf.TLS, thePKI.clientCA.Pool())
+	good2 := startHTTPSBackend(t, "oh-name2", leaf.TLS, thePKI.clientCA.Pool())
+	cfg := ohCfg(t, "reencrypt", cfgMap{"consecutive_failures": 2, "base_ejection_time": "10m", "max_ejection_percent": 50},
+		hcCheckTLS(), good.Addr(), good2.Addr())
+	listenerCfg(t, cfg, 0)["routes"].([]any)[0].(cfgMap)["sni"] = []any{"*.example.com"}
+	e := runEdge(t, cfg)
+	other := &http.Client{Timeout: waitLong, Transport: &http.Transport{DisableKeepAlives: true,
+		TLSClientConfig: &tls.Config{ServerName: "other.example.com", RootCAs: thePKI.serverCA.Pool()}}}
+	for i := range 6 {
+		req, _ := http.NewRequest("GET", "https://"+e.addr+"/oh", nil)
+		req.Host = "other.example.com"
+		resp, err := other.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("request %d for other.example.com: %d; want 502 (the server's certificate does not cover it)", i, resp.StatusCode)
+		}
+	}
+	for i := range 4 {
+		if code := ohGet(t, ohClient(), e.addr); code != http.StatusOK {
+			t.Errorf("api.example.com request %d after 6 refused names: %d; want 200", i, code)
+		}
+	}
+	if ej := e.findLogs(func(l logLine) bool { return l.msg() == "server ejected (passive: failures on real traffic)" }); len(ej) != 0 {
+		t.Errorf("ejections %v; want none (3 failures each, for the client's name)", ej)
 	}
 }

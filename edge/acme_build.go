@@ -2,6 +2,7 @@ package edge
 
 import (
 	"crypto/tls"
+	"fmt"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -40,10 +41,18 @@ func (b *builder) acmeTable() *Table {
 func (b *builder) acmeRoute(lc *ListenerConfig, rc *RouteConfig) error {
 	if !b.acme.configured {
 		a := &b.cfg.Certs.ACME
+		var caRootPEM []byte
+		if a.CARoot != "" {
+			var err error
+			if caRootPEM, err = b.cfg.readFile(a.CARoot); err != nil {
+				return fmt.Errorf("certs.acme.ca_root: %w", err)
+			}
+		}
 		opts := certs.ACMEOptions{
 			Email:              a.Email,
 			Directory:          a.Directory,
 			CARoot:             b.cfg.resolve(a.CARoot),
+			CARootPEM:          caRootPEM,
 			Challenges:         a.Challenges,
 			TLSALPNAddress:     lc.Address,
 			HTTPAddress:        a.HTTPAddress,

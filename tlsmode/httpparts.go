@@ -63,15 +63,13 @@ func (w *statusWriter) Flush() {
 // goroutine blocked in Accept) while the connection goes on being served
 // (and tracked by the server: Shutdown and Close still reach it).
 type oneConnListener struct {
-	conn   net.Conn
-	once   sync.Once
-	closed chan struct{}
-	mu     sync.Mutex
-	given  bool
+	conn  net.Conn
+	mu    sync.Mutex
+	given bool
 }
 
 func newOneConnListener(c net.Conn) *oneConnListener {
-	return &oneConnListener{conn: c, closed: make(chan struct{})}
+	return &oneConnListener{conn: c}
 }
 
 func (l *oneConnListener) Accept() (net.Conn, error) {
@@ -92,10 +90,8 @@ func (l *oneConnListener) handedOut() bool {
 	return l.given
 }
 
-func (l *oneConnListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
+// Close does nothing: the connection is the server's once handed out.
+func (l *oneConnListener) Close() error { return nil }
 
 func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
 

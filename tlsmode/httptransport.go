@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -82,8 +83,8 @@ func (p *HTTPProxy) dialUpstreamTLS(ctx context.Context, network, addr, sni stri
 	hctx, cancel := context.WithTimeout(ctx, DefaultHandshakeTimeout)
 	defer cancel()
 	err = tc.HandshakeContext(hctx)
-	if f := p.opt.UpstreamTLS; f != nil && ctx.Err() == nil {
-		f(addr, err) // passive ejection (not when the request was given up)
+	if f := p.opt.UpstreamTLS; f != nil && ctx.Err() == nil && (err == nil || serverTLSFault(err, up.ServerName == "" && sni != "")) {
+		f(addr, err) // passive ejection (not when the request was given up, nor for the client's name)
 	}
 	if err != nil {
 		raw.Close()
@@ -112,33 +113,52 @@ func (p *HTTPProxy) CloseIdleFor(addr string) {
 // the connection directory see it).
 type poolTransport struct{ p *HTTPProxy }
 
-func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	cs := connStateOf(req.Context())
-	rs := reqStateOf(req.Context())
-	c := cs.c
-	var tried []*affinity.Server
-	skip := func(s *affinity.Server) bool {
-		for _, x := range tried {
-			if x == s {
-				return true
-			}
-		}
-		return false
-	}
-	sni := ""
-	if c.Hello != nil {
-		sni = c.Hello.ServerName
-	}
-	upgrade := upgradeType(req.Header) != ""
+// tryServers is the one pick-and-retry loop of the HTTP proxy (requests,
+// and the WebSockets of failover routes): it takes a slot on a server the
+// backend picks for req (acquireServer: policy, affinity, cookie) and runs
+// try on it; when try fails with retry, that server is passed over and
+// another picked, attempts times in all. Servers in tried are never
+// picked. It returns nil once a try succeeded, else the last error: try's,
+// or the pick's (ErrNoServer when none was left). try owns the slot: it
+// releases it when it fails.
+func (p *HTTPProxy) tryServers(req *http.Request, c *Conn, attempts int, tried []*affinity.Server,
+	try func(s *affinity.Server) (retry bool, err error)) error {
+	skip := func(s *affinity.Server) bool { return slices.Contains(tried, s) }
 	var lastErr error = ErrNoServer
-	for attempt := 0; attempt <= t.p.opt.Retries; attempt++ {
-		s, err := t.p.acquireServer(req, c, skip)
+	for attempt := 0; attempt < attempts; attempt++ {
+		s, err := p.acquireServer(req, c, skip)
 		if err != nil {
+			// Say why the last try failed, unless only that no other
+			// server was left.
 			if attempt == 0 || !errors.Is(err, ErrNoServer) {
 				lastErr = err
 			}
 			break
 		}
+		retry, err := try(s)
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		if !retry {
+			break
+		}
+		tried = append(tried, s)
+	}
+	return lastErr
+}
+
+func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	cs := connStateOf(req.Context())
+	rs := reqStateOf(req.Context())
+	c := cs.c
+	sni := ""
+	if c.Hello != nil {
+		sni = c.Hello.ServerName
+	}
+	upgrade := upgradeType(req.Header) != ""
+	var resp *http.Response
+	err := t.p.tryServers(req, c, t.p.opt.Retries+1, nil, func(s *affinity.Server) (bool, error) {
 		out := *req
 		u := *req.URL
 		u.Host = s.Address
@@ -158,26 +178,26 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if rs != nil {
 			rs.server = s
 		}
-		resp, err := t.p.transportFor(sni, s.Address).RoundTrip(&out)
+		r, err := t.p.transportFor(sni, s.Address).RoundTrip(&out)
 		if err == nil {
-			if resp.StatusCode == http.StatusSwitchingProtocols {
-				resp.Body = t.p.upgraded(cs, resp, s, serverConn)
+			if r.StatusCode == http.StatusSwitchingProtocols {
+				r.Body = t.p.upgraded(cs, r, s, serverConn)
 			} else {
-				resp.Body = releaseOnClose(resp.Body, func() { s.Release(); t.p.endRequest(fl) })
+				r.Body = releaseOnClose(r.Body, func() { s.Release(); t.p.endRequest(fl) })
 			}
-			return resp, nil
+			resp = r
+			return false, nil
 		}
 		s.Release()
 		t.p.endRequest(fl)
-		lastErr = err
 		// Retry only what was never sent: a connect failure, and no body
 		// (the transport has closed it; it cannot be sent again).
-		if !isConnectError(err) || req.Context().Err() != nil || (req.Body != nil && req.Body != http.NoBody) {
-			break
-		}
-		tried = append(tried, s)
+		return isConnectError(err) && req.Context().Err() == nil && (req.Body == nil || req.Body == http.NoBody), err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, lastErr
+	return resp, nil
 }
 
 // inflight is a plain HTTP request on its way to a server, until its

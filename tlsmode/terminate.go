@@ -3,6 +3,7 @@ package tlsmode
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -212,10 +213,26 @@ func handshake(ctx context.Context, tc *tls.Conn, timeout time.Duration) error {
 	// Not cancelled by a drain: a connection already accepted is served.
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
+	// A panic in a callback of the handshake (certificate selection,
+	// client certificate checks) is raised again on the caller's goroutine,
+	// whose recover ends this connection alone, not the process.
 	errc := make(chan error, 1)
-	go func() { errc <- tc.HandshakeContext(hctx) }()
-	if err := <-errc; err != nil {
-		return err
+	panicked := make(chan any, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				panicked <- r
+			}
+		}()
+		errc <- tc.HandshakeContext(hctx)
+	}()
+	select {
+	case r := <-panicked:
+		panic(r)
+	case err := <-errc:
+		if err != nil {
+			return err
+		}
 	}
 	return tc.NetConn().SetDeadline(time.Time{})
 }
@@ -256,6 +273,12 @@ func (t *Terminate) serveTCP(ctx context.Context, tc *tls.Conn, cs *tls.Connecti
 		if err := handshake(ctx, uc, t.timeout()); err != nil {
 			tc.Close()
 			c.Reason = "server tls handshake: " + err.Error()
+			if !serverTLSFault(err, t.Upstream.ServerName == "" && cs.ServerName != "") {
+				// The client's name, not the server, failed the check: not a
+				// failure of the server's (passive ejection counts the
+				// reasons starting "server tls handshake").
+				c.Reason = "server certificate does not cover the client's name: " + err.Error()
+			}
 			return fmt.Errorf("server %s: %w", up.Server.Address, err)
 		}
 		server = uc
@@ -264,6 +287,18 @@ func (t *Terminate) serveTCP(ctx context.Context, tc *tls.Conn, cs *tls.Connecti
 	defer c.SetEnder(nil)
 	c.BytesUp, c.BytesDown, c.Reason = Pipe(tc, server)
 	return nil
+}
+
+// serverTLSFault reports whether a failed TLS handshake with a server is
+// the server's doing. When the server was verified against the name the
+// client sent (nameFromClient), a certificate that does not cover that
+// name is the client's choice: any client could otherwise get healthy
+// servers ejected by asking for a name the route matches and their
+// certificates do not.
+func serverTLSFault(err error, nameFromClient bool) bool {
+	var host x509.HostnameError
+	var hostp *x509.HostnameError
+	return !nameFromClient || !(errors.As(err, &host) || errors.As(err, &hostp))
 }
 
 // upstreamConfig returns cfg with ServerName set, when the backend names

@@ -37,11 +37,12 @@ func (u *upgradedConn) WriteTo(w io.Writer) (int64, error) {
 	for first := true; ; first = false {
 		var buf []byte
 		var pooled *[upCopyBuf]byte
-		if wait != nil {
-			// The first read takes what the transport's reader (4 KiB)
-			// holds of what the server sent right after its 101: readiness
-			// of the socket cannot see it, and 16 KiB take it all.
-			if !first && !u.eof && len(u.inject) == 0 && !u.closing.Load() {
+		if wait != nil && !first {
+			// Wait for the server's bytes before taking a buffer. (The
+			// first read, below, took what the transport's 4 KiB reader
+			// held of what the server sent right after its 101, which
+			// readiness of the socket cannot see.)
+			if !u.eof && len(u.inject) == 0 && !u.closing.Load() {
 				_ = wait() // an error (a deadline: shutdown wakes us) is Read's to report
 			}
 			pooled = upCopyBufs.Get().(*[upCopyBuf]byte)
@@ -65,6 +66,9 @@ func (u *upgradedConn) WriteTo(w io.Writer) (int64, error) {
 			}
 		}
 		upPut(pooled)
+		if wait != nil {
+			held = nil // only the first read used it: an idle stream holds no buffer
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return total, nil

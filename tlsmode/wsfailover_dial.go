@@ -6,7 +6,6 @@ package tlsmode
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -151,40 +150,25 @@ func (p *HTTPProxy) wfRefusal(w http.ResponseWriter, resp *http.Response, rs *re
 // connect fails (retries). A server's answer that is not a 101 is returned
 // (resp) for the client.
 func (p *HTTPProxy) wfFirst(r *http.Request, c *Conn, rs *reqState, hs *wfRequest) (*wfLeg, *http.Response, error) {
-	var tried []*affinity.Server
-	skip := func(s *affinity.Server) bool {
-		for _, x := range tried {
-			if x == s {
-				return true
-			}
-		}
-		return false
-	}
-	var lastErr error = ErrNoServer
-	for attempt := 0; attempt <= p.opt.Retries; attempt++ {
-		s, err := p.acquireServer(r, c, skip)
-		if err != nil {
-			if attempt == 0 || !errors.Is(err, ErrNoServer) {
-				lastErr = err
-			}
-			break
-		}
+	var leg *wfLeg
+	var resp *http.Response
+	err := p.tryServers(r, c, p.opt.Retries+1, nil, func(s *affinity.Server) (bool, error) {
 		c.live.last.Store(s)
 		rs.server = s
-		leg, resp, err := p.wfDial(r.Context(), c, s, hs, hs.protos)
+		l, re, err := p.wfDial(r.Context(), c, s, hs, hs.protos)
+		resp = re
 		if err == nil {
-			p.cookieResponse(resp, rs)
-			return leg, resp, nil
+			p.cookieResponse(re, rs)
+			leg = l
+			return false, nil
 		}
 		s.Release()
-		if resp != nil {
-			return nil, resp, err
-		}
-		lastErr = err
-		if !isConnectError(err) || r.Context().Err() != nil {
-			break
-		}
-		tried = append(tried, s)
+		// A server's answer (a refusal) goes to the client; a connect that
+		// failed lets another server be tried.
+		return re == nil && isConnectError(err) && r.Context().Err() == nil, err
+	})
+	if err != nil {
+		return nil, resp, err
 	}
-	return nil, nil, lastErr
+	return leg, resp, nil
 }

@@ -36,57 +36,44 @@ func (s *wfSession) failover(old *wfLeg, why string, planned, keep bool) bool {
 	if len(s.switches) >= wfMaxSwitches {
 		return s.noServer(old, why, fmt.Errorf("%d switches within %v already", len(s.switches), wfWindow), planned, keep)
 	}
-	tried := []*affinity.Server{old.s}
-	skip := func(x *affinity.Server) bool {
-		for _, t := range tried {
-			if t == x {
-				return true
-			}
-		}
-		return false
-	}
 	var protos []string
 	if s.proto != "" {
 		protos = []string{s.proto}
 	}
-	var lastErr error = ErrNoServer
-	for i := 0; i < wfMaxTries; i++ {
+	var leg *wfLeg
+	err := s.p.tryServers(s.req, s.c, wfMaxTries, []*affinity.Server{old.s}, func(srv *affinity.Server) (bool, error) {
 		if s.stopCtx.Err() != nil {
-			return true // ending: run takes the end or the client's close next
+			srv.Release()
+			return false, s.stopCtx.Err() // ending: run takes the end or the client's close next
 		}
-		srv, err := s.p.acquireServer(s.req, s.c, skip)
-		if err != nil {
-			if i == 0 || !errors.Is(err, ErrNoServer) {
-				lastErr = err
-			}
-			break
-		}
-		leg, resp, err := s.p.wfDial(s.stopCtx, s.c, srv, s.hs, protos)
+		l, resp, err := s.p.wfDial(s.stopCtx, s.c, srv, s.hs, protos)
 		switch {
 		case err != nil:
 			srv.Release()
 			if resp != nil {
 				resp.Body.Close()
 			}
-		case leg.ws.Subprotocol() != s.proto:
-			err = fmt.Errorf("server %s chose subprotocol %q, the client's is %q", srv.Address, leg.ws.Subprotocol(), s.proto)
-			_ = leg.ws.CloseNow()
-			leg.release()
+		case l.ws.Subprotocol() != s.proto:
+			err = fmt.Errorf("server %s chose subprotocol %q, the client's is %q", srv.Address, l.ws.Subprotocol(), s.proto)
+			_ = l.ws.CloseNow()
+			l.release()
 		}
 		if err != nil {
-			lastErr = err
-			tried = append(tried, srv)
-			continue
+			return true, err // any failure: the next server
 		}
-		s.switchTo(old, leg, why, planned)
-		s.switches = append(s.switches, now)
-		s.kept = false
-		return true
+		leg = l
+		return false, nil
+	})
+	if err != nil {
+		if s.stopCtx.Err() != nil {
+			return true
+		}
+		return s.noServer(old, why, err, planned, keep)
 	}
-	if s.stopCtx.Err() != nil {
-		return true
-	}
-	return s.noServer(old, why, lastErr, planned, keep)
+	s.switchTo(old, leg, why, planned)
+	s.switches = append(s.switches, now)
+	s.kept = false
+	return true
 }
 
 // noServer: no server could take the WebSocket off old. With keep it
