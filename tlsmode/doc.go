@@ -14,7 +14,8 @@
 //   - reencrypt: terminate, then a verified TLS connection to the server
 //     (upstream.go).
 //
-// The HTTP proxy of an http route: httpproxy.go (options, ServeHTTP and the
+// The HTTP proxy of an http route: httpproxy.go (options, ServeHTTP, the
+// rewrite of requests), httpanswers.go (its own error answers and the
 // access log), httpconn.go (one client connection's lifecycle), h1guard.go
 // and h1parse.go (the HTTP/1 smuggling guard), httpparts.go and
 // httplimits.go (bodies, timeouts, HTTP/2 settings), httptransport.go (the
