@@ -22,6 +22,9 @@ type Route struct {
 	authz *routeAuthz // who may use it (terminate, reencrypt); nil for passthrough
 }
 
+// RoutePattern implements tlsmode.Route.
+func (r *Route) RoutePattern() string { return r.Pattern }
+
 // Table is an immutable route table: it is built whole at load or reload
 // and swapped in behind an atomic pointer, so a connection in flight keeps
 // the table it was routed with.
@@ -50,7 +53,7 @@ func (t *Table) Match(name string) *Route {
 }
 
 // MatchRoute implements tlsmode.RouteMatcher: nil when no route matches.
-func (t *Table) MatchRoute(name string) any {
+func (t *Table) MatchRoute(name string) tlsmode.Route {
 	if r := t.Match(name); r != nil {
 		return r
 	}

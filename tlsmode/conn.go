@@ -26,7 +26,7 @@ type Conn struct {
 	// Route is the route the connection was routed to by its SNI, and Routes
 	// the listener's table it came from. Terminating HTTP handlers check that
 	// each request's Host selects this very route (else 421).
-	Route  any
+	Route  Route
 	Routes RouteMatcher
 
 	// ID names the connection in the connection directory and the admin
@@ -67,10 +67,17 @@ type Conn struct {
 // A Conn must not be copied once it is served: it holds live state that
 // other goroutines read (see live.go).
 
+// Route is the route a connection was routed to, which the edge defines
+// (tlsmode only compares routes: the same route is the same value).
+type Route interface {
+	// RoutePattern is the route's first SNI pattern, as the logs name it.
+	RoutePattern() string
+}
+
 // RouteMatcher finds the route for a server name or Host, by the same
-// most-specific-first rules as SNI routing. Routes compare with ==.
+// most-specific-first rules as SNI routing; nil when none matches.
 type RouteMatcher interface {
-	MatchRoute(name string) any
+	MatchRoute(name string) Route
 }
 
 // Handler serves one routed connection.
