@@ -27,26 +27,18 @@ func agStartResetter(t *testing.T) *agResetter {
 		t.Fatal(err)
 	}
 	r := &agResetter{addr: ln.Addr().String(), ln: ln}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			r.n.Add(1)
-			// Read the ClientHello first: the connect has then succeeded
-			// for sure, and what fails is the TLS handshake (a reset
-			// right after accept can reach tlsedge's connect, under load,
-			// as a connect failure).
-			_ = c.SetReadDeadline(time.Now().Add(waitLong))
-			_, _ = c.Read(make([]byte, 1))
-			_ = c.(*net.TCPConn).SetLinger(0)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	g := newConnGroup(t, "resetter")
+	g.serve(ln, func(c net.Conn) {
+		r.n.Add(1)
+		// Read the ClientHello first: the connect has then succeeded for
+		// sure, and what fails is the TLS handshake (a reset right after
+		// accept can reach tlsedge's connect, under load, as a connect
+		// failure).
+		_ = c.SetReadDeadline(time.Now().Add(waitLong))
+		_, _ = c.Read(make([]byte, 1))
+		_ = c.(*net.TCPConn).SetLinger(0)
+	})
+	t.Cleanup(g.stop)
 	return r
 }
 

@@ -137,20 +137,12 @@ func TestTLSProfileOpenSSL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					_ = c.SetDeadline(time.Now().Add(waitLong))
-					_, _ = io.Copy(io.Discard, c)
-				}()
-			}
-		}()
+		g := newConnGroup(t, "Go's defaults")
+		g.serve(ln, func(c net.Conn) {
+			_ = c.SetDeadline(time.Now().Add(waitLong))
+			_, _ = io.Copy(io.Discard, c)
+		})
+		defer g.stop()
 		proto, cipher, out := opensslHandshake(t, p, ln.Addr().String(), "inter.example.com", "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA")
 		if proto != "TLSv1.2" || cipher != "ECDHE-ECDSA-AES128-SHA" {
 			t.Errorf("against Go's defaults: got %s %s; want TLSv1.2 ECDHE-ECDSA-AES128-SHA (else the refusals above prove nothing)\n%s", proto, cipher, out)
