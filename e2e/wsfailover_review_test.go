@@ -453,3 +453,32 @@ func TestWFNoLeak(t *testing.T) {
 			gor(), base, a.server("ws", servers["ws-c"].addr()).Active, len(a.connections("")), base+3)
 	}
 }
+
+// A WebSocket kept on a server marked down (no other server could take it)
+// moves as soon as another server can: ws-b is down when ws-a fails its
+// health check, and once ws-b is up again the WebSocket goes on there.
+func TestWFKeptMovesWhenAnotherComesUp(t *testing.T) {
+	t.Parallel()
+	e, servers, _ := wfSetupMod(t, true, func(cfg cfgMap) {
+		backendCfg(t, cfg, "ws")["health"] = cfgMap{"type": "http", "path": "/healthz", "interval": "200ms", "rise": 1, "fall": 1}
+	}, "ws-a", "ws-b")
+	servers["ws-b"].sick.Store(true)
+	e.waitLog(t, "ws-b marked down", func(l logLine) bool {
+		return l.msg() == "server down" && l.str("server") == servers["ws-b"].addr()
+	})
+	c := wfDialClient(t, e.addr, "/wf/kept")
+	if c.first != "ws-a" {
+		t.Fatalf("the 101 came from %q; want ws-a (ws-b is down)", c.first)
+	}
+	c.waitReplies(t, "ws-a", 3, "before ws-a fails its health check")
+	servers["ws-a"].sick.Store(true)
+	e.waitLog(t, "the keep warning", func(l logLine) bool {
+		return l.msg() == "websocket failover: no other server, the websocket stays on its server"
+	})
+	servers["ws-b"].sick.Store(false)
+	c.waitReplies(t, "ws-b", 3, "after ws-b came back")
+	l := e.waitLog(t, "the move to ws-b", func(l logLine) bool { return l.msg() == "websocket moved to another server" })
+	if l.str("from") != servers["ws-a"].addr() || l.str("to") != servers["ws-b"].addr() || l.str("reason") != "health check failed" {
+		t.Errorf("switch line %v; want from ws-a to ws-b, reason health check failed", l)
+	}
+}
