@@ -3,7 +3,6 @@ package edge
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -268,48 +267,35 @@ func (p *Pool) AcquireServer(ctx context.Context, c *tlsmode.Conn, skip func(*af
 // queue_timeout for all attempts).
 func (p *Pool) Connect(ctx context.Context, c *tlsmode.Conn) (*tlsmode.Upstream, error) {
 	key := affinity.KeyFor(p.affinity, c.Source, c.Dest)
-	var tried [8]*affinity.Server
-	triedList := tried[:0]
-	skip := func(s *affinity.Server) bool {
-		for _, t := range triedList {
-			if t == s {
-				return true
-			}
-		}
-		return false
-	}
 	var w queueWait
 	defer w.end()
-	var lastErr error
-	for attempt := 0; attempt <= p.retries; attempt++ {
-		s, err := p.acquire(ctx, c, key, skip, &w)
-		if err != nil {
-			// Say why the last attempt failed, unless only that no other
-			// server was left to try.
-			if lastErr == nil || errors.Is(err, tlsmode.ErrQueueTimeout) || !errors.Is(err, tlsmode.ErrNoServer) {
-				lastErr = err
-			}
-			break
-		}
+	var up *tlsmode.Upstream
+	pick := func(skip func(*affinity.Server) bool) (*affinity.Server, error) {
+		return p.acquire(ctx, c, key, skip, &w)
+	}
+	err := tlsmode.TryServers(p.retries+1, nil, pick, func(s *affinity.Server) (bool, error) {
 		// Not cancelled by a drain: a connection already accepted gets its
 		// server; the dial is bounded by connect_timeout.
 		conn, err := p.dialServer(context.WithoutCancel(ctx), s)
-		if err == nil {
-			release := s.Release
-			if r := routeOf(c); p.outlier != nil && r != nil && r.Mode == "reencrypt" {
-				// judged when it ends: did the TLS handshake with s work?
-				release = p.agReencryptRelease(c, s)
-			} else {
-				p.agSuccess(s, "connect")
-			}
-			return &tlsmode.Upstream{Conn: conn, Server: s, Proxy: p.proxy, Release: release}, nil
+		if err != nil {
+			p.agFailure(s, "connect")
+			s.Release()
+			return true, fmt.Errorf("connecting to %s: %w", s.Address, err)
 		}
-		p.agFailure(s, "connect")
-		s.Release()
-		lastErr = fmt.Errorf("connecting to %s: %w", s.Address, err)
-		triedList = append(triedList, s)
+		release := s.Release
+		if r := routeOf(c); p.outlier != nil && r != nil && r.Mode == "reencrypt" {
+			// judged when it ends: did the TLS handshake with s work?
+			release = p.agReencryptRelease(c, s)
+		} else {
+			p.agSuccess(s, "connect")
+		}
+		up = &tlsmode.Upstream{Conn: conn, Server: s, Proxy: p.proxy, Release: release}
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, lastErr
+	return up, nil
 }
 
 // queuePoll is how often a connection waiting for a server slot picks

@@ -113,24 +113,22 @@ func (p *HTTPProxy) CloseIdleFor(addr string) {
 // the connection directory see it).
 type poolTransport struct{ p *HTTPProxy }
 
-// tryServers is the one pick-and-retry loop of the HTTP proxy (requests,
-// and the WebSockets of failover routes): it takes a slot on a server the
-// backend picks for req (acquireServer: policy, affinity, cookie) and runs
-// try on it; when try fails with retry, that server is passed over and
-// another picked, attempts times in all. Servers in tried are never
-// picked. It returns nil once a try succeeded, else the last error: try's,
-// or the pick's (ErrNoServer when none was left). try owns the slot: it
-// releases it when it fails.
-func (p *HTTPProxy) tryServers(req *http.Request, c *Conn, attempts int, tried []*affinity.Server,
+// TryServers is tlsedge's one pick-and-retry loop (tcp streams, HTTP
+// requests, failover WebSockets): pick takes a slot on a server (skip: the
+// servers already tried, and those in tried), try uses it and gives the
+// slot back when it fails; a try that fails with retry passes its server
+// over and another is picked, attempts times in all. It returns nil once a
+// try worked, else the last try's error, or the pick's when the first pick
+// failed or it says more than that no other server was left (a queue
+// timeout, a cancelled wait).
+func TryServers(attempts int, tried []*affinity.Server, pick func(skip func(*affinity.Server) bool) (*affinity.Server, error),
 	try func(s *affinity.Server) (retry bool, err error)) error {
 	skip := func(s *affinity.Server) bool { return slices.Contains(tried, s) }
-	var lastErr error = ErrNoServer
+	var lastErr error
 	for attempt := 0; attempt < attempts; attempt++ {
-		s, err := p.acquireServer(req, c, skip)
+		s, err := pick(skip)
 		if err != nil {
-			// Say why the last try failed, unless only that no other
-			// server was left.
-			if attempt == 0 || !errors.Is(err, ErrNoServer) {
+			if lastErr == nil || errors.Is(err, ErrQueueTimeout) || !errors.Is(err, ErrNoServer) {
 				lastErr = err
 			}
 			break
@@ -145,7 +143,18 @@ func (p *HTTPProxy) tryServers(req *http.Request, c *Conn, attempts int, tried [
 		}
 		tried = append(tried, s)
 	}
+	if lastErr == nil {
+		lastErr = ErrNoServer // no attempt
+	}
 	return lastErr
+}
+
+// tryServers is TryServers over the servers the backend picks for req
+// (acquireServer: policy, affinity, cookie).
+func (p *HTTPProxy) tryServers(req *http.Request, c *Conn, attempts int, tried []*affinity.Server,
+	try func(s *affinity.Server) (retry bool, err error)) error {
+	pick := func(skip func(*affinity.Server) bool) (*affinity.Server, error) { return p.acquireServer(req, c, skip) }
+	return TryServers(attempts, tried, pick, try)
 }
 
 func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
