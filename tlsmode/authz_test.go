@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/tlsedge/tlsedge/internal/idtest"
 )
 
 func TestGlobMatch(t *testing.T) {
@@ -57,8 +59,8 @@ func TestGlobMatch(t *testing.T) {
 }
 
 func TestClientPatternMatches(t *testing.T) {
-	p := idMakePKI(t)
-	verified := idState(p, "verified")
+	p := idtest.MakePKI(t)
+	verified := idtest.State(p, "verified")
 	sum := sha256.Sum256(p.Leaf.Raw)
 	other := sha256.Sum256(p.Tricky.Raw)
 	for _, tt := range []struct {
@@ -88,7 +90,7 @@ func TestClientPatternMatches(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cs := verified
 			if tt.state != "verified" {
-				cs = idState(p, tt.state)
+				cs = idtest.State(p, tt.state)
 			}
 			if got := tt.pat.Matches(cs); got != tt.want {
 				t.Fatalf("Matches = %v, want %v", got, tt.want)

@@ -4,12 +4,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/tlsedge/tlsedge/internal/idtest"
 )
 
 func TestHTTPAuthzCheck(t *testing.T) {
-	p := idMakePKI(t)
-	device := idState(p, "verified") // CN client-1, SAN spiffe://example.org/ns/default/sa/client
-	none := idState(p, "nocert")
+	p := idtest.MakePKI(t)
+	device := idtest.State(p, "verified") // CN client-1, SAN spiffe://example.org/ns/default/sa/client
+	none := idtest.State(p, "nocert")
 	a := &HTTPAuthz{
 		Identified: true,
 		Rules: []PathRule{

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tlsedge/tlsedge/internal/idtest"
 )
 
 // A verified certificate that the allow list refuses gets alert 49 in TLS
@@ -15,7 +17,7 @@ import (
 // through; a certificate from another CA still gets crypto/tls's own
 // alert.
 func TestAllowListAlert(t *testing.T) {
-	p := idMakePKI(t)
+	p := idtest.MakePKI(t)
 	roots := x509.NewCertPool()
 	roots.AddCert(p.Root)
 	serverCert := tls.Certificate{Certificate: [][]byte{p.Leaf.Raw, p.Inter.Raw}, PrivateKey: p.LeafKey, Leaf: p.Leaf}

@@ -17,6 +17,7 @@ import (
 
 	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/pires/go-proxyproto/tlvparse"
+	"github.com/tlsedge/tlsedge/internal/idtest"
 )
 
 // pp2Header formats a whole PROXY v2 header carrying tlvs, as a server would
@@ -70,24 +71,24 @@ func pp2TLV(t *testing.T, h *proxyproto.Header, typ proxyproto.PP2Type) (string,
 
 // The PROXY v2 header for a terminated connection is a stable wire format.
 func TestSSLTLVGolden(t *testing.T) {
-	p := idMakePKI(t)
-	for _, state := range append(idStates, "nil") {
+	p := idtest.MakePKI(t)
+	for _, state := range append(idtest.States, "nil") {
 		t.Run(state, func(t *testing.T) {
 			var cs *tls.ConnectionState
 			if state != "nil" {
-				cs = idState(p, state)
+				cs = idtest.State(p, state)
 			}
 			tlvs, err := SSLTLVs(cs)
 			if err != nil {
 				t.Fatal(err)
 			}
-			idGolden(t, "pp2-"+state, hex.Dump(pp2Header(t, tlvs)), true)
+			idtest.Golden(t, "pp2-"+state, hex.Dump(pp2Header(t, tlvs)), true)
 		})
 	}
 }
 
 func TestSSLTLVFields(t *testing.T) {
-	p := idMakePKI(t)
+	p := idtest.MakePKI(t)
 	tests := []struct {
 		state          string
 		client         uint8
@@ -103,7 +104,7 @@ func TestSSLTLVFields(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.state, func(t *testing.T) {
-			tlvs, err := SSLTLVs(idState(p, tt.state))
+			tlvs, err := SSLTLVs(idtest.State(p, tt.state))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,7 +145,7 @@ func TestSSLTLVFields(t *testing.T) {
 	}
 
 	// No SNI, no ALPN: no TLV for them.
-	cs := idState(p, "nocert")
+	cs := idtest.State(p, "nocert")
 	cs.ServerName, cs.NegotiatedProtocol = "", ""
 	tlvs, err := SSLTLVs(cs)
 	if err != nil {
@@ -154,7 +155,7 @@ func TestSSLTLVFields(t *testing.T) {
 		t.Errorf("got %d TLVs; want only PP2_TYPE_SSL", len(tlvs))
 	}
 	// A resumed session: the certificate came in an earlier handshake.
-	cs = idState(p, "verified")
+	cs = idtest.State(p, "verified")
 	cs.DidResume = true
 	tlvs, _ = SSLTLVs(cs)
 	if _, ssl := pp2ReadBack(t, pp2Header(t, tlvs)); ssl.Client != 0x05 {
@@ -193,7 +194,7 @@ func TestSSLTLVTooLarge(t *testing.T) {
 
 // Real handshakes, read back with go-proxyproto and tlvparse.
 func TestSSLTLVRoundTrip(t *testing.T) {
-	x := idNewTLS(t)
+	x := idtest.NewTLS(t)
 	for _, tt := range []struct {
 		name        string
 		auth        tls.ClientAuthType
@@ -211,7 +212,7 @@ func TestSSLTLVRoundTrip(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			scfg, ccfg := x.Configs(tt.auth, tt.withCert, tt.max)
-			cs := idHandshake(t, scfg, ccfg)
+			cs := idtest.Handshake(t, scfg, ccfg)
 			tlvs, err := SSLTLVs(&cs)
 			if err != nil {
 				t.Fatal(err)
@@ -248,12 +249,12 @@ func TestSSLTLVRoundTrip(t *testing.T) {
 // On a resumed session crypto/tls restores the verified chain: the identity
 // is still forwarded, and PP2_CLIENT_CERT_CONN is off.
 func TestSSLTLVResumption(t *testing.T) {
-	x := idNewTLS(t)
+	x := idtest.NewTLS(t)
 	scfg, ccfg := x.Configs(tls.RequireAndVerifyClientCert, true, 0)
 	scfg.SessionTicketsDisabled = false
 	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
-	first := idHandshake(t, scfg, ccfg)
-	second := idHandshake(t, scfg, ccfg)
+	first := idtest.Handshake(t, scfg, ccfg)
+	second := idtest.Handshake(t, scfg, ccfg)
 	if first.DidResume || !second.DidResume {
 		t.Fatalf("DidResume %v, %v; want false, true", first.DidResume, second.DidResume)
 	}

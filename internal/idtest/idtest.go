@@ -268,3 +268,12 @@ func (x *TLS) Configs(auth tls.ClientAuthType, withCert bool, maxVersion uint16)
 	}
 	return s, c
 }
+
+// AllFields maps a header to each field identity forwarding knows, for the
+// "map" golden files.
+var AllFields = map[string]string{
+	"X-Client-Subject": "subject", "X-Client-Issuer": "issuer", "X-Client-Serial": "serial",
+	"X-Client-Sha256": "sha256", "X-Client-Cert": "cert", "X-Client-Chain": "chain",
+	"X-Client-Uri": "uri", "X-Client-Dns": "dns", "X-Client-Email": "email",
+	"X-Client-Not-Before": "not_before", "X-Client-Not-After": "not_after", "X-Client-Verify": "verify",
+}

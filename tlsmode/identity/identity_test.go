@@ -27,41 +27,12 @@ import (
 	"github.com/tlsedge/tlsedge/internal/idtest"
 )
 
-// The test PKI and its helpers (internal/idtest), under this package's
-// test names.
-type (
-	idPKI = idtest.PKI
-	idTLS = idtest.TLS
-)
-
-var idStates = idtest.States
-
-func idMakePKI(tb testing.TB) *idPKI                      { return idtest.MakePKI(tb) }
-func idState(p *idPKI, state string) *tls.ConnectionState { return idtest.State(p, state) }
-func idNewTLS(t *testing.T) *idTLS                        { return idtest.NewTLS(t) }
-func idGolden(t *testing.T, name, got string, write bool) {
-	t.Helper()
-	idtest.Golden(t, name, got, write)
-}
-func idHandshake(t *testing.T, scfg, ccfg *tls.Config) tls.ConnectionState {
-	t.Helper()
-	return idtest.Handshake(t, scfg, ccfg)
-}
-
-// idAllFields maps a header per field, for the "map" golden files.
-var idAllFields = map[string]string{
-	"X-Client-Subject": "subject", "X-Client-Issuer": "issuer", "X-Client-Serial": "serial",
-	"X-Client-Sha256": "sha256", "X-Client-Cert": "cert", "X-Client-Chain": "chain",
-	"X-Client-Uri": "uri", "X-Client-Dns": "dns", "X-Client-Email": "email",
-	"X-Client-Not-Before": "not_before", "X-Client-Not-After": "not_after", "X-Client-Verify": "verify",
-}
-
 func idParse(tb testing.TB, preset string) *Headers {
 	tb.Helper()
 	var id *Headers
 	var err error
 	if preset == "map" {
-		id, err = Parse("", idAllFields)
+		id, err = Parse("", idtest.AllFields)
 	} else {
 		id, err = Parse(preset, nil)
 	}
@@ -90,7 +61,7 @@ func idDump(h http.Header) string {
 }
 
 func TestIdentityCertsDeterministic(t *testing.T) {
-	a, b := idMakePKI(t), idMakePKI(t)
+	a, b := idtest.MakePKI(t), idtest.MakePKI(t)
 	for i, pair := range [][2]*x509.Certificate{{a.Root, b.Root}, {a.Inter, b.Inter}, {a.Leaf, b.Leaf}, {a.Tricky, b.Tricky}} {
 		if !bytes.Equal(pair[0].Raw, pair[1].Raw) {
 			t.Errorf("cert %d differs between two builds: golden files would not be stable", i)
@@ -102,21 +73,21 @@ func TestIdentityCertsDeterministic(t *testing.T) {
 // certificate, a verified one with hostile fields, an unverified one and
 // none.
 func TestIdentityGolden(t *testing.T) {
-	p := idMakePKI(t)
+	p := idtest.MakePKI(t)
 	for _, preset := range []string{"xfcc", "ssl", "rfc9440", "map"} {
-		for _, state := range idStates {
+		for _, state := range idtest.States {
 			name := preset + "-" + state
 			t.Run(name, func(t *testing.T) {
 				h := http.Header{}
-				idParse(t, preset).Set(h, idState(p, state))
-				idGolden(t, name, idDump(h), true)
+				idParse(t, preset).Set(h, idtest.State(p, state))
+				idtest.Golden(t, name, idDump(h), true)
 			})
 		}
 	}
 }
 
 func TestIdentityMapFields(t *testing.T) {
-	p := idMakePKI(t)
+	p := idtest.MakePKI(t)
 	sum := sha256.Sum256(p.Leaf.Raw)
 	tests := []struct{ field, want string }{
 		{"subject", `CN=client-1,OU=payments,O=Example\, Inc.,C=US`},
@@ -137,9 +108,9 @@ func TestIdentityMapFields(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, state := range idStates[1:] {
+			for _, state := range idtest.States[1:] {
 				h := http.Header{}
-				id.Set(h, idState(p, state))
+				id.Set(h, idtest.State(p, state))
 				got, ok := h["X-Test"]
 				switch {
 				case tt.field == "verify":
@@ -152,7 +123,7 @@ func TestIdentityMapFields(t *testing.T) {
 				}
 			}
 			h := http.Header{}
-			id.Set(h, idState(p, "verified"))
+			id.Set(h, idtest.State(p, "verified"))
 			if got := h.Get("X-Test"); got != tt.want {
 				t.Errorf("got %q; want %q", got, tt.want)
 			}
@@ -161,7 +132,7 @@ func TestIdentityMapFields(t *testing.T) {
 	// cert: Envoy's URL-encoded PEM decodes back to the leaf.
 	id, _ := Parse("", map[string]string{"X-Test": "cert"})
 	h := http.Header{}
-	id.Set(h, idState(p, "verified"))
+	id.Set(h, idtest.State(p, "verified"))
 	v := h.Get("X-Test")
 	if strings.ContainsAny(v, "\n +/=") || !strings.HasPrefix(v, "-----BEGIN%20CERTIFICATE-----%0A") {
 		t.Errorf("cert is not URL-encoded PEM: %q", v)
@@ -177,17 +148,17 @@ func TestIdentityMapFields(t *testing.T) {
 }
 
 func TestIdentityPresetsUnverified(t *testing.T) {
-	p := idMakePKI(t)
+	p := idtest.MakePKI(t)
 	for _, state := range []string{"unverified", "nocert"} {
 		for _, preset := range []string{"xfcc", "rfc9440", "none"} {
 			h := http.Header{}
-			idParse(t, preset).Set(h, idState(p, state))
+			idParse(t, preset).Set(h, idtest.State(p, state))
 			if len(h) != 0 {
 				t.Errorf("%s/%s: got %v; want no header", preset, state, h)
 			}
 		}
 		h := http.Header{}
-		idParse(t, "ssl").Set(h, idState(p, state))
+		idParse(t, "ssl").Set(h, idtest.State(p, state))
 		want := map[string]string{"unverified": "FAILED", "nocert": "NONE"}[state]
 		if len(h) != 1 || h.Get("X-SSL-Client-Verify") != want {
 			t.Errorf("ssl/%s: got %v; want only X-SSL-Client-Verify: %s", state, h, want)
@@ -200,23 +171,23 @@ func TestIdentityPresetsUnverified(t *testing.T) {
 	}
 	var nilID *Headers
 	h = http.Header{"X-Ssl-Client-S-Dn": {"CN=admin"}}
-	nilID.Set(h, idState(p, "verified"))
+	nilID.Set(h, idtest.State(p, "verified"))
 	if len(h) != 0 {
 		t.Errorf("nil Headers: got %v; want the forged header stripped and nothing set", h)
 	}
 }
 
 func TestIdentityRFC9440(t *testing.T) {
-	p := idMakePKI(t)
+	p := idtest.MakePKI(t)
 	h := http.Header{}
-	idParse(t, "rfc9440").Set(h, idState(p, "verified"))
+	idParse(t, "rfc9440").Set(h, idtest.State(p, "verified"))
 	if got, want := h.Get("Client-Cert"), ":"+base64.StdEncoding.EncodeToString(p.Leaf.Raw)+":"; got != want {
 		t.Errorf("Client-Cert: got %q; want %q", got, want)
 	}
 	if got, want := h.Get("Client-Cert-Chain"), ":"+base64.StdEncoding.EncodeToString(p.Inter.Raw)+":"; got != want {
 		t.Errorf("Client-Cert-Chain: got %q; want %q", got, want)
 	}
-	cs := idState(p, "verified")
+	cs := idtest.State(p, "verified")
 	cs.PeerCertificates = cs.PeerCertificates[:1]
 	h = http.Header{}
 	idParse(t, "rfc9440").Set(h, cs)
@@ -277,7 +248,7 @@ func idXFCCParse(t *testing.T, s string) (pairs [][2]string, quoted []bool) {
 }
 
 func TestIdentityXFCC(t *testing.T) {
-	p := idMakePKI(t)
+	p := idtest.MakePKI(t)
 	unquote := strings.NewReplacer(`\\`, `\`, `\"`, `"`)
 	for _, tt := range []struct {
 		state string
@@ -290,7 +261,7 @@ func TestIdentityXFCC(t *testing.T) {
 	} {
 		t.Run(tt.state, func(t *testing.T) {
 			h := http.Header{}
-			idParse(t, "xfcc").Set(h, idState(p, tt.state))
+			idParse(t, "xfcc").Set(h, idtest.State(p, tt.state))
 			v := h.Get("X-Forwarded-Client-Cert")
 			pairs, quoted := idXFCCParse(t, v)
 			for i := range pairs {
@@ -324,7 +295,7 @@ func TestIdentityXFCC(t *testing.T) {
 }
 
 func TestIdentityInjection(t *testing.T) {
-	p := idMakePKI(t)
+	p := idtest.MakePKI(t)
 	presets := []string{"xfcc", "ssl", "rfc9440", "map"}
 	for _, preset := range presets {
 		t.Run(preset, func(t *testing.T) {
@@ -332,7 +303,7 @@ func TestIdentityInjection(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			idParse(t, preset).Set(req.Header, idState(p, "tricky"))
+			idParse(t, preset).Set(req.Header, idtest.State(p, "tricky"))
 			if len(req.Header) == 0 {
 				t.Fatal("nothing set")
 			}
@@ -438,7 +409,7 @@ func TestIdentityDN(t *testing.T) {
 		}
 	}
 
-	p := idMakePKI(t)
+	p := idtest.MakePKI(t)
 	want := `CN=Eve \"the hacker\"\, Jr.\; x=1\0D\0AX-Injected: 1\\,1.3.6.1.4.1.55555.1=#0C0178,` +
 		`OU=\ #lead\;trail\ +UID=uid=1,O=\C3\9Cn\C3\AFc\C3\B6d\C3\A9 \+ \<corp\>,C=US`
 	if got := DN(p.Tricky.RawSubject); got != want {
@@ -457,7 +428,7 @@ func TestIdentityDNMatchesOpenSSL(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("no openssl")
 	}
-	p := idMakePKI(t)
+	p := idtest.MakePKI(t)
 	for _, c := range []*x509.Certificate{p.Leaf, p.Tricky, p.Inter} {
 		path := filepath.Join(t.TempDir(), "c.pem")
 		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}), 0o644); err != nil {
@@ -493,13 +464,13 @@ func TestIdentitySerial(t *testing.T) {
 }
 
 func TestIdentitySANEscaping(t *testing.T) {
-	p := idMakePKI(t)
+	p := idtest.MakePKI(t)
 	id, err := Parse("", map[string]string{"X-Dns": "dns", "X-Email": "email", "X-Uri": "uri"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := http.Header{}
-	id.Set(h, idState(p, "tricky"))
+	id.Set(h, idtest.State(p, "tricky"))
 	want := map[string]string{
 		"X-Dns":   "evil.example%0D%0AX-Injected:%201,a.example%2Cb.example",
 		"X-Email": "eve%0D%0A@example.com",
@@ -686,7 +657,7 @@ func TestParseIdentity(t *testing.T) {
 
 // A real handshake gives the very headers the golden files hold.
 func TestIdentityRealHandshake(t *testing.T) {
-	x := idNewTLS(t)
+	x := idtest.NewTLS(t)
 	for _, tt := range []struct {
 		state    string
 		auth     tls.ClientAuthType
@@ -698,11 +669,11 @@ func TestIdentityRealHandshake(t *testing.T) {
 	} {
 		t.Run(tt.state, func(t *testing.T) {
 			scfg, ccfg := x.Configs(tt.auth, tt.withCert, 0)
-			cs := idHandshake(t, scfg, ccfg)
+			cs := idtest.Handshake(t, scfg, ccfg)
 			for _, preset := range []string{"xfcc", "ssl", "rfc9440", "map"} {
 				h := http.Header{}
 				idParse(t, preset).Set(h, &cs)
-				idGolden(t, preset+"-"+tt.state, idDump(h), false)
+				idtest.Golden(t, preset+"-"+tt.state, idDump(h), false)
 			}
 		})
 	}
