@@ -92,7 +92,7 @@ func TestCookieValue(t *testing.T) {
 			t.Errorf("%s: the same value %q", name, other)
 		}
 	}
-	if mk("app", nil).Value("x:1") != mk("app", nil).Value("x:1") {
+	if a, b := mk("app", nil), mk("app", nil); a.Value("x:1") != b.Value("x:1") {
 		t.Error("the default key is not the same for two affinities")
 	}
 }
