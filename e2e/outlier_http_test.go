@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -204,5 +205,80 @@ func TestOutlierClientNameNotServerFault(t *testing.T) {
 	}
 	if ej := e.findLogs(func(l logLine) bool { return l.msg() == "server ejected (passive: failures on real traffic)" }); len(ej) != 0 {
 		t.Errorf("ejections %v; want none (3 failures each, for the client's name)", ej)
+	}
+}
+
+// A server that refuses names it does not serve with a TLS alert (as
+// Caddy, nginx's ssl_reject_handshake or HAProxy's strict-sni do) is not
+// ejected for the names clients choose on a wildcard route either.
+func TestOutlierStrictSNIServerNotEjected(t *testing.T) {
+	t.Parallel()
+	leaf, err := thePKI.serverCA.Issue(certs.Leaf{CommonName: "only api", DNSNames: []string{"api.example.com"}, Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict := func(name string) *httpBackend {
+		return newHTTPBackend(t, name, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"},
+			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: thePKI.clientCA.Pool(),
+			GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				if h.ServerName != "api.example.com" {
+					return nil, errors.New("no certificate for this name")
+				}
+				return &leaf.TLS, nil
+			}})
+	}
+	a, b := strict("oh-strict-a"), strict("oh-strict-b")
+	cfg := ohCfg(t, "reencrypt", cfgMap{"consecutive_failures": 2, "base_ejection_time": "10m", "max_ejection_percent": 50},
+		hcCheckTLS(), a.Addr(), b.Addr())
+	listenerCfg(t, cfg, 0)["routes"].([]any)[0].(cfgMap)["sni"] = []any{"*.example.com"}
+	e := runEdge(t, cfg)
+	other := &http.Client{Timeout: waitLong, Transport: &http.Transport{DisableKeepAlives: true,
+		TLSClientConfig: &tls.Config{ServerName: "other.example.com", RootCAs: thePKI.serverCA.Pool()}}}
+	for i := range 6 {
+		req, _ := http.NewRequest("GET", "https://"+e.addr+"/oh", nil)
+		req.Host = "other.example.com"
+		resp, err := other.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("request %d for other.example.com: %d; want 502 (the server refuses the name)", i, resp.StatusCode)
+		}
+	}
+	if ej := e.findLogs(func(l logLine) bool { return l.msg() == "server ejected (passive: failures on real traffic)" }); len(ej) != 0 {
+		t.Errorf("ejections %v; want none (the client chose the name)", ej)
+	}
+}
+
+// On a route whose only name is exact, the client chose nothing: a server
+// presenting a certificate for another name (a bad deploy) is ejected.
+func TestOutlierWrongCertExactRouteEjected(t *testing.T) {
+	t.Parallel()
+	wrong, err := thePKI.serverCA.Issue(certs.Leaf{CommonName: "wrong", DNSNames: []string{"wrong.example.net"}, Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	right, err := thePKI.serverCA.Issue(certs.Leaf{CommonName: "api", DNSNames: []string{"api.example.com"}, Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := startHTTPSBackend(t, "oh-wrong", wrong.TLS, thePKI.clientCA.Pool())
+	good := startHTTPSBackend(t, "oh-right", right.TLS, thePKI.clientCA.Pool())
+	cfg := ohCfg(t, "reencrypt", cfgMap{"consecutive_failures": 2, "base_ejection_time": "10m", "max_ejection_percent": 50},
+		hcCheckTLS(), bad.Addr(), good.Addr())
+	e := runEdge(t, cfg)
+	client := ohClient()
+	for i := 0; len(e.findLogs(agIsEjection(bad.Addr()))) == 0; i++ {
+		if i == 20 {
+			t.Fatal("20 requests and the server with the wrong certificate for the route's only name was not ejected")
+		}
+		ohGet(t, client, e.addr)
+	}
+	for i := range 6 {
+		if code := ohGet(t, client, e.addr); code != http.StatusOK {
+			t.Errorf("request %d once the wrong server is ejected: %d; want 200", i, code)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 
 	"github.com/tlsedge/tlsedge/certs"
@@ -176,7 +177,7 @@ func (b *builder) terminate(lc *ListenerConfig, rc *RouteConfig, r *Route, pool 
 	if !rt.server.SessionTicketsDisabled {
 		b.tickets.attach(rt.policy, rc.TLS.SessionTicketRotation, rt.server)
 	}
-	t := &tlsmode.Terminate{TLS: rt.server, Backend: pool, HandshakeTimeout: lc.HandshakeTimeout,
+	t := &tlsmode.Terminate{TLS: rt.server, Backend: pool, HandshakeTimeout: lc.HandshakeTimeout, ExactNames: exactNames(rc),
 		Recheck: func(c *tlsmode.Conn, cs *tls.ConnectionState) string { return e.recheck(r, c, cs) }}
 	if t.Allow, err = buildAllowList(b.cfg, rc, rc.Allow); err != nil {
 		return nil, err
@@ -274,6 +275,7 @@ func (b *builder) newHTTP(lc *ListenerConfig, rc *RouteConfig, bc *BackendConfig
 		Authz:          authz,
 		ClientLimits:   lim,
 		UpstreamTLS:    k.upstreamTLS,
+		ExactNames:     exactNames(rc),
 		Redirect:       redirect,
 		Cookie:         cookie,
 		WSFailover:     rc.WebSocket.Failover,
@@ -303,4 +305,16 @@ func httpLimits(rc *RouteConfig, bc *BackendConfig) tlsmode.HTTPLimits {
 			PingTimeout:             rc.HTTP.H2.PingTimeout,
 		},
 	}
+}
+
+// exactNames are the route's server names that are not patterns
+// (wildcards, the default "*"), normalized.
+func exactNames(rc *RouteConfig) []string {
+	var out []string
+	for _, p := range rc.SNI {
+		if n, err := NormalizePattern(p); err == nil && !strings.Contains(n, "*") {
+			out = append(out, n)
+		}
+	}
+	return out
 }

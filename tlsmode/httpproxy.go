@@ -47,6 +47,8 @@ type HTTPOptions struct {
 	// ClientLimits bounds each verified client's request rate (429); nil
 	// = no limit.
 	ClientLimits *ClientLimiter
+	// ExactNames are the route's exact server names (see Terminate).
+	ExactNames []string
 	// UpstreamTLS, when set, is told how each TLS handshake with a server
 	// (Upstream set) ended: nil error for a handshake that worked.
 	UpstreamTLS func(addr string, err error)

@@ -83,7 +83,7 @@ func (p *HTTPProxy) dialUpstreamTLS(ctx context.Context, network, addr, sni stri
 	hctx, cancel := context.WithTimeout(ctx, DefaultHandshakeTimeout)
 	defer cancel()
 	err = tc.HandshakeContext(hctx)
-	if f := p.opt.UpstreamTLS; f != nil && ctx.Err() == nil && (err == nil || serverTLSFault(err, up.ServerName == "" && sni != "")) {
+	if f := p.opt.UpstreamTLS; f != nil && ctx.Err() == nil && (err == nil || serverTLSFault(err, up.ServerName == "" && sni != "" && clientChoseName(sni, p.opt.ExactNames))) {
 		f(addr, err) // passive ejection (not when the request was given up, nor for the client's name)
 	}
 	if err != nil {
@@ -123,6 +123,7 @@ type poolTransport struct{ p *HTTPProxy }
 // timeout, a cancelled wait).
 func TryServers(attempts int, tried []*affinity.Server, pick func(skip func(*affinity.Server) bool) (*affinity.Server, error),
 	try func(s *affinity.Server) (retry bool, err error)) error {
+	tried = slices.Clip(tried) // appended to: never into the caller's array
 	skip := func(s *affinity.Server) bool { return slices.Contains(tried, s) }
 	var lastErr error
 	for attempt := 0; attempt < attempts; attempt++ {

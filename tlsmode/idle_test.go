@@ -139,9 +139,10 @@ func TestHandshakePanicReachesCaller(t *testing.T) {
 	t.Error("handshake returned; want the callback's panic")
 }
 
-// A server certificate that does not cover the name the client asked for
-// is not the server's fault when tlsedge verified the server against that
-// name; any other verification failure is.
+// What a server says of a name the client chose (a certificate that does
+// not cover it, a TLS alert) is not the server's fault; with a name the
+// client could not choose (one of the route's exact names) it is, and so
+// are resets and chain failures always.
 func TestServerTLSFault(t *testing.T) {
 	ca, err := certs.NewAuthority("fault CA")
 	if err != nil {
@@ -170,9 +171,18 @@ func TestServerTLSFault(t *testing.T) {
 		{wrapped, false, true}, // a fixed server_name: the server's certificate is wrong
 		{&tls.CertificateVerificationError{Err: chainErr}, true, true},
 		{errors.New("connection reset by peer"), true, true},
+		{&net.OpError{Op: "remote error", Err: errors.New("tls: unrecognized name")}, true, false}, // a strict-SNI server's alert
+		{&net.OpError{Op: "remote error", Err: errors.New("tls: unrecognized name")}, false, true},
+		{&net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, true, true},
 	} {
 		if got := serverTLSFault(tt.err, tt.fromClient); got != tt.want {
 			t.Errorf("serverTLSFault(%v, name from client %v) = %v; want %v", tt.err, tt.fromClient, got, tt.want)
+		}
+	}
+	exact := []string{"api.example.com"}
+	for sni, want := range map[string]bool{"api.example.com": false, "API.example.com.": false, "other.example.com": true} {
+		if got := clientChoseName(sni, exact); got != want {
+			t.Errorf("clientChoseName(%q, %v) = %v; want %v", sni, exact, got, want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,6 +37,10 @@ type Terminate struct {
 	// Upstream is the TLS client config towards servers (reencrypt); nil =
 	// plaintext. An empty ServerName means: send the client's SNI.
 	Upstream *tls.Config
+	// ExactNames are the route's exact server names (not its wildcards):
+	// a client asking for one of them did not choose the name the server
+	// is verified against (see serverTLSFault).
+	ExactNames []string
 	// HTTP, when set, serves protocol http; nil = protocol tcp.
 	HTTP *HTTPProxy
 	// Allow, when not nil, admits only the verified client certificates
@@ -273,7 +278,7 @@ func (t *Terminate) serveTCP(ctx context.Context, tc *tls.Conn, cs *tls.Connecti
 		if err := handshake(ctx, uc, t.timeout()); err != nil {
 			tc.Close()
 			c.Reason = "server tls handshake: " + err.Error()
-			if !serverTLSFault(err, t.Upstream.ServerName == "" && cs.ServerName != "") {
+			if !serverTLSFault(err, t.Upstream.ServerName == "" && cs.ServerName != "" && clientChoseName(cs.ServerName, t.ExactNames)) {
 				// The client's name, not the server, failed the check: not a
 				// failure of the server's (passive ejection counts the
 				// reasons starting "server tls handshake").
@@ -289,16 +294,36 @@ func (t *Terminate) serveTCP(ctx context.Context, tc *tls.Conn, cs *tls.Connecti
 	return nil
 }
 
-// serverTLSFault reports whether a failed TLS handshake with a server is
-// the server's doing. When the server was verified against the name the
-// client sent (nameFromClient), a certificate that does not cover that
-// name is the client's choice: any client could otherwise get healthy
-// servers ejected by asking for a name the route matches and their
-// certificates do not.
-func serverTLSFault(err error, nameFromClient bool) bool {
+// serverTLSFault reports whether a failed TLS handshake with a server
+// counts against it (passive ejection). When the name the server was asked
+// for was the client's choice (clientChose: no server_name, and the client's
+// SNI matched the route by a wildcard or the default, not one of its exact
+// names), what the server says of that name is not its failure: a
+// certificate that does not cover it, or a TLS alert (a server that
+// refuses names it does not serve answers with one). Else any client could
+// get healthy servers ejected by asking for such a name. Resets, timeouts
+// and broken records still count; with an exact name everything does.
+func serverTLSFault(err error, clientChose bool) bool {
+	if !clientChose {
+		return true
+	}
 	var host x509.HostnameError
 	var hostp *x509.HostnameError
-	return !nameFromClient || !(errors.As(err, &host) || errors.As(err, &hostp))
+	var alert tls.AlertError
+	var op *net.OpError // crypto/tls reports a peer's alert as a "remote error"
+	remoteAlert := errors.As(err, &op) && op.Op == "remote error"
+	return !(errors.As(err, &host) || errors.As(err, &hostp) || errors.As(err, &alert) || remoteAlert)
+}
+
+// clientChoseName reports whether the client's server name sni was its own
+// choice: true unless it is one of the route's exact names.
+func clientChoseName(sni string, exact []string) bool {
+	for _, n := range exact {
+		if strings.EqualFold(strings.TrimSuffix(sni, "."), n) {
+			return false
+		}
+	}
+	return true
 }
 
 // upstreamConfig returns cfg with ServerName set, when the backend names

@@ -14,7 +14,9 @@ import (
 //   - server -> client (WriteTo): where the server's socket can be waited
 //     on without reading (a plain TCP connection, on Linux), the loop waits
 //     until it is readable and only then takes a pooled 16 KiB buffer, so
-//     an idle stream holds none.
+//     an idle stream holds none once the server has sent something (its
+//     first read, which takes what the transport holds of the server's
+//     first bytes, holds a 4 KiB buffer until they come).
 //   - client -> server (ReadFrom), and from a TLS server (reencrypt): the
 //     read blocks in a 4 KiB buffer taken for the stream (crypto/tls may
 //     hold a record already read from the socket, so readiness of the

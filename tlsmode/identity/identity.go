@@ -41,7 +41,7 @@ import (
 
 // ErrConfig means the identity forwarding config names an unknown
 // preset or field or a header that cannot carry an identity.
-var ErrConfig = errors.New("tlsmode: bad identity forwarding config")
+var ErrConfig = errors.New("identity: bad identity forwarding config")
 
 // Values of the verify field and of X-SSL-Client-Verify.
 const (
@@ -352,7 +352,7 @@ var identityForeignPrefixes = []string{
 	"x-forwarded-tls-client-",    // Traefik passTLSClientCert: X-Forwarded-Tls-Client-Cert, -Cert-Info
 	"x-amzn-mtls-",               // AWS ALB mTLS: X-Amzn-Mtls-Clientcert, -Clientcert-Subject, -Issuer, -Serial-Number, -Validity, -Leaf
 	"x-amzn-tls-",                // AWS ALB: X-Amzn-Tls-Version, -Cipher-Suite
-	"x-amzn-oidc-",               // AWS ALB authentication: X-Amzn-Oidc-Data, -Headers, -Accesstoken
+	"x-amzn-oidc-",               // AWS ALB authentication: X-Amzn-Oidc-Data, -Identity, -Accesstoken
 	"x-ms-client-principal",      // Azure App Service authentication: X-MS-CLIENT-PRINCIPAL, -NAME, -ID, -IDP
 	"x-ms-token-",                // Azure App Service authentication: X-MS-TOKEN-AAD-ID-TOKEN, ...
 	"cf-client-cert-",            // Cloudflare mTLS forwarding: Cf-Client-Cert-Der-Base64, -Sha256

@@ -17,7 +17,7 @@ import (
 // certificate, encoded as its format wants it (RFC 2253 DNs, XFCC, RFC 8941
 // byte sequences, percent-encoded SANs).
 
-// Set strips h (see Strip) and then sets this Headers's headers from the
+// Set strips h (see Strip) and then sets these identity headers from the
 // connection state. A certificate counts as verified when tlsedge verified
 // its chain (cs.VerifiedChains non-empty). When it was not verified, or none
 // was presented, or cs is nil, only the verify field is set (FAILED or NONE;
@@ -39,7 +39,7 @@ type identityKV struct {
 	val  []string
 }
 
-// Values formats this Headers's headers for the connection state cs, once.
+// Values formats these identity headers for the connection state cs, once.
 func (id *Headers) Values(cs *tls.ConnectionState) Values {
 	if id == nil || len(id.headers) == 0 {
 		return nil
