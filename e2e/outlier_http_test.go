@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -280,5 +281,42 @@ func TestOutlierWrongCertExactRouteEjected(t *testing.T) {
 		if code := ohGet(t, client, e.addr); code != http.StatusOK {
 			t.Errorf("request %d once the wrong server is ejected: %d; want 200", i, code)
 		}
+	}
+}
+
+// One pick-and-retry loop for every protocol (tlsmode.TryServers): on an
+// http route, a request whose connect failed and whose retry then waited
+// in vain for a slot (max_connections_per_server) gets 503 with the queue
+// timeout as its reason, as a tcp stream would, not the 502 of the connect.
+func TestRetryThenQueueTimeout503(t *testing.T) {
+	t.Parallel()
+	silent := startSilentBackend(t)
+	dead := closedAddr(t)
+	cfg := ohCfg(t, "terminate", nil, nil, dead, silent.Addr())
+	b := backendCfg(t, cfg, "oh")
+	delete(b, "outlier")
+	b["retries"], b["max_connections_per_server"], b["queue_timeout"] = 1, 1, "1s"
+	asMap(t, listenerCfg(t, cfg, 0)["routes"].([]any)[0], "route")["http"] = cfgMap{"response_header_timeout": "1m"}
+	cfg["shutdown"] = cfgMap{"grace": "1s"} // the held request ends with the test
+	e := runEdge(t, cfg)
+	// The first request takes the silent server's only slot and holds it.
+	go func() {
+		c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{ServerName: "api.example.com", RootCAs: thePKI.serverCA.Pool()}}}
+		req, _ := http.NewRequest("GET", "https://"+e.addr+"/hold", nil)
+		req.Host = "api.example.com"
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	if !poll(waitLong, func() bool { return silent.Accepted() == 1 }) {
+		t.Fatal("the first request never reached the silent server")
+	}
+	if code := ohGet(t, ohClient(), e.addr); code != http.StatusServiceUnavailable {
+		t.Errorf("a request with one server dead and the other at its cap: %d; want 503", code)
+	}
+	l := e.waitLog(t, "the 503's access line", func(l logLine) bool { return l.msg() == "request" && l["status"] == float64(503) })
+	if !strings.Contains(l.str("reason"), "queue") {
+		t.Errorf("the 503's reason %q; want the queue timeout", l.str("reason"))
 	}
 }

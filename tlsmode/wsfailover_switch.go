@@ -40,6 +40,9 @@ func (s *wfSession) failover(old *wfLeg, why string, planned, keep bool) bool {
 	if s.proto != "" {
 		protos = []string{s.proto}
 	}
+	if s.stopCtx.Err() != nil {
+		return true // ending: run takes the end or the client's close next
+	}
 	var leg *wfLeg
 	err := s.p.tryServers(s.req, s.c, wfMaxTries, []*affinity.Server{old.s}, func(srv *affinity.Server) (bool, error) {
 		if s.stopCtx.Err() != nil {
