@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"crypto/tls"
-	"io"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -52,17 +51,7 @@ func TestOutlierEject5xx(t *testing.T) {
 	admin := newAdmin(t, adminAddr)
 	client := &http.Client{Timeout: waitLong, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{ServerName: "api.example.com", RootCAs: thePKI.serverCA.Pool()}}}
-	get := func() int {
-		req, _ := http.NewRequest("GET", "https://"+e.addr+"/o5", nil)
-		req.Host = "api.example.com"
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	get := func() int { return ohGet(t, client, e.addr) }
 	for i := 0; badHits.Load() < 3; i++ {
 		if i == 30 {
 			t.Fatalf("30 requests, the failing server answered %d; want 3", badHits.Load())

@@ -22,8 +22,14 @@ import (
 // returns the status.
 func ohGet(t *testing.T, client *http.Client, addr string) int {
 	t.Helper()
+	return ohGetHost(t, client, addr, "api.example.com")
+}
+
+// ohGetHost is ohGet for host (the client's TLS config names it too).
+func ohGetHost(t *testing.T, client *http.Client, addr, host string) int {
+	t.Helper()
 	req, _ := http.NewRequest("GET", "https://"+addr+"/oh", nil)
-	req.Host = "api.example.com"
+	req.Host = host
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -33,12 +39,15 @@ func ohGet(t *testing.T, client *http.Client, addr string) int {
 	return resp.StatusCode
 }
 
-// ohClient is a new HTTP/1.1 client of tlsedge's route (no keep-alive, so
-// each request is a new connection to tlsedge; tlsedge's own connections
-// to the servers are its business).
-func ohClient() *http.Client {
+// ohClient is a new HTTP/1.1 client of tlsedge's route api.example.com (no
+// keep-alive, so each request is a new connection to tlsedge; tlsedge's own
+// connections to the servers are its business).
+func ohClient() *http.Client { return ohClientFor("api.example.com") }
+
+// ohClientFor is ohClient for the server name name.
+func ohClientFor(name string) *http.Client {
 	return &http.Client{Timeout: waitLong, Transport: &http.Transport{DisableKeepAlives: true,
-		TLSClientConfig: &tls.Config{ServerName: "api.example.com", RootCAs: thePKI.serverCA.Pool()}}}
+		TLSClientConfig: &tls.Config{ServerName: name, RootCAs: thePKI.serverCA.Pool()}}}
 }
 
 // ohCfg is a terminate or reencrypt http route api.example.com to backend
@@ -184,19 +193,10 @@ func TestOutlierClientNameNotServerFault(t *testing.T) {
 		hcCheckTLS(), good.Addr(), good2.Addr())
 	listenerCfg(t, cfg, 0)["routes"].([]any)[0].(cfgMap)["sni"] = []any{"*.example.com"}
 	e := runEdge(t, cfg)
-	other := &http.Client{Timeout: waitLong, Transport: &http.Transport{DisableKeepAlives: true,
-		TLSClientConfig: &tls.Config{ServerName: "other.example.com", RootCAs: thePKI.serverCA.Pool()}}}
+	other := ohClientFor("other.example.com")
 	for i := range 6 {
-		req, _ := http.NewRequest("GET", "https://"+e.addr+"/oh", nil)
-		req.Host = "other.example.com"
-		resp, err := other.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusBadGateway {
-			t.Fatalf("request %d for other.example.com: %d; want 502 (the server's certificate does not cover it)", i, resp.StatusCode)
+		if code := ohGetHost(t, other, e.addr, "other.example.com"); code != http.StatusBadGateway {
+			t.Fatalf("request %d for other.example.com: %d; want 502 (the server's certificate does not cover it)", i, code)
 		}
 	}
 	for i := range 4 {
@@ -233,19 +233,10 @@ func TestOutlierStrictSNIServerNotEjected(t *testing.T) {
 		hcCheckTLS(), a.Addr(), b.Addr())
 	listenerCfg(t, cfg, 0)["routes"].([]any)[0].(cfgMap)["sni"] = []any{"*.example.com"}
 	e := runEdge(t, cfg)
-	other := &http.Client{Timeout: waitLong, Transport: &http.Transport{DisableKeepAlives: true,
-		TLSClientConfig: &tls.Config{ServerName: "other.example.com", RootCAs: thePKI.serverCA.Pool()}}}
+	other := ohClientFor("other.example.com")
 	for i := range 6 {
-		req, _ := http.NewRequest("GET", "https://"+e.addr+"/oh", nil)
-		req.Host = "other.example.com"
-		resp, err := other.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusBadGateway {
-			t.Fatalf("request %d for other.example.com: %d; want 502 (the server refuses the name)", i, resp.StatusCode)
+		if code := ohGetHost(t, other, e.addr, "other.example.com"); code != http.StatusBadGateway {
+			t.Fatalf("request %d for other.example.com: %d; want 502 (the server refuses the name)", i, code)
 		}
 	}
 	if ej := e.findLogs(func(l logLine) bool { return l.msg() == "server ejected (passive: failures on real traffic)" }); len(ej) != 0 {
