@@ -98,6 +98,7 @@ certs:
 listeners:
   - name: bench
     address: "127.0.0.1:0"
+    connection_rate_per_ip: 0 # every handshake comes from 127.0.0.1: no per-address rate in a benchmark
     routes:
       - sni: [%q]
         mode: terminate
