@@ -6,16 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/tlsedge/tlsedge/affinity"
 )
 
 // Agent checks (HAProxy's agent-check protocol): every health.agent.interval
@@ -132,96 +127,52 @@ func agAgentAsk(ctx context.Context, host string, port int, timeout time.Duratio
 	return strings.TrimRight(line, "\r\n"), nil
 }
 
-// agAgent runs the agent checks of one server.
-type agAgent struct {
-	st      *serverState
-	pool    atomic.Pointer[Pool]
-	cancel  context.CancelFunc
+// agAgent is the agent check loop of one server.
+type agAgent = checkLoop[agAgentOwn]
+
+// agAgentOwn is an agent loop's own state.
+type agAgentOwn struct {
 	lastLog time.Time // the last failure logged
 	quiet   int       // failures not logged since
 
 	// mu orders applying an answer against turning the agent off: agOnce
-	// applies under mu only while its ctx is live, and agUpdate cancels
-	// the ctx before it clears the reports under mu, so an answer read
-	// before the agent was turned off is never applied after the clear.
+	// applies under mu only while its ctx is live, and agOff runs after
+	// the ctx was cancelled and clears the reports under mu, so an answer
+	// read before the agent was turned off is never applied after the
+	// clear.
 	mu sync.Mutex
 	// beforeApply, if set (tests), runs after the answer is read and
 	// before it is applied.
 	beforeApply func()
 }
 
-// agUpdate starts, re-configures and stops the agent checkers of the
-// pools in force (called by healthChecks.update under h.mu).
-func (h *healthChecks) agUpdate(pools map[string]*Pool) {
-	if h.agents == nil {
-		h.agents = map[*affinity.Server]*agAgent{}
-	}
-	live, kept := map[*affinity.Server]bool{}, map[*affinity.Server]bool{}
-	for _, p := range pools {
-		for _, s := range p.Servers {
-			kept[s] = true
-		}
-		if p.health.Agent == nil {
-			continue
-		}
-		for _, s := range p.Servers {
-			live[s] = true
-			if a := h.agents[s]; a != nil {
-				a.pool.Store(p)
-				continue
-			}
-			ctx, cancel := context.WithCancel(h.ctx)
-			a := &agAgent{st: p.states[s], cancel: cancel}
-			a.pool.Store(p)
-			h.agents[s] = a
-			go h.agRun(ctx, a)
-		}
-	}
-	for s, a := range h.agents {
-		if !live[s] {
-			a.cancel()
-			delete(h.agents, s)
-			if kept[s] { // agent turned off: its reports no longer apply
-				a.mu.Lock()
-				a.st.setReported(true, -1)
-				a.st.setAgentDown(false)
-				a.st.agClearDrain()
-				a.mu.Unlock()
-			}
-		}
+// agLoops returns the agent checks' loops: for the pools with a
+// health.agent, asked every health.agent.interval (±10 % jitter).
+func (h *healthChecks) agLoops() checkLoops[agAgentOwn] {
+	return checkLoops[agAgentOwn]{name: "agent check", log: &h.e.log,
+		enabled: func(p *Pool) bool { return p.health.Agent != nil },
+		interval: func(p *Pool) time.Duration {
+			_, d, _ := agAgentSettings(p.health.Agent)
+			return d
+		},
+		once: h.agOnce,
+		off:  agOff,
 	}
 }
 
-// agRun asks the agent until ctx is done, every interval with ±10 %
-// jitter. A panic in one check is logged and the checks go on.
-func (h *healthChecks) agRun(ctx context.Context, a *agAgent) {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		p := a.pool.Load()
-		if p.health.Agent == nil {
-			return
-		}
-		h.agOnce(ctx, p, a)
-		_, d, _ := agAgentSettings(p.health.Agent)
-		t.Reset(d - d/10 + time.Duration(rand.Int64N(int64(d/5)+1)))
-	}
+// agOff clears the reports of an agent turned off on a server still in
+// the config: its weight, down and drain no longer apply.
+func agOff(a *agAgent) {
+	a.own.mu.Lock()
+	defer a.own.mu.Unlock()
+	a.st.setReported(true, -1)
+	a.st.setAgentDown(false)
+	a.st.agClearDrain()
 }
 
 // agOnce runs and applies one agent check.
 func (h *healthChecks) agOnce(ctx context.Context, p *Pool, a *agAgent) {
-	s := a.st.srv
-	defer func() {
-		if r := recover(); r != nil {
-			h.e.log.Error().Str("backend", p.Name).Str("server", s.Address).
-				Interface("panic", r).Bytes("stack", debug.Stack()).Msg("agent check crashed")
-		}
-	}()
+	s, own := a.st.srv, &a.own
 	port, _, timeout := agAgentSettings(p.health.Agent)
 	host, _, _ := net.SplitHostPort(s.Address)
 	line, err := agAgentAsk(ctx, host, port, timeout)
@@ -236,21 +187,21 @@ func (h *healthChecks) agOnce(ctx context.Context, p *Pool, a *agAgent) {
 	if err != nil {
 		a.st.agRecord(now, line, err.Error())
 		h.e.m.agAgentCheck(p.Name, s.Address, false)
-		if now.Sub(a.lastLog) >= agAgentLogEvery {
+		if now.Sub(own.lastLog) >= agAgentLogEvery {
 			h.e.log.Warn().Str("backend", p.Name).Str("server", s.Address).Int("agent_port", port).
-				Str("reason", err.Error()).Int("failures_not_logged", a.quiet).
+				Str("reason", err.Error()).Int("failures_not_logged", own.quiet).
 				Msg("agent check failed: the server's weight and state stay as they were")
-			a.lastLog, a.quiet = now, 0
+			own.lastLog, own.quiet = now, 0
 		} else {
-			a.quiet++
+			own.quiet++
 		}
 		return
 	}
-	if a.beforeApply != nil {
-		a.beforeApply()
+	if own.beforeApply != nil {
+		own.beforeApply()
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	own.mu.Lock()
+	defer own.mu.Unlock()
 	if ctx.Err() != nil { // turned off (or stopped) meanwhile
 		return
 	}

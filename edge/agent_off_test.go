@@ -50,13 +50,14 @@ func TestAgentOffDuringCheck(t *testing.T) {
 			return p
 		}
 		p := pool(&AgentCheckConfig{Port: port, Timeout: 30 * time.Second, Interval: time.Minute})
-		h := &healthChecks{ctx: context.Background(), e: &Edge{log: zerolog.Nop()}}
+		h := newHealthChecks(context.Background(), &Edge{log: zerolog.Nop()})
 		ctx, cancel := context.WithCancel(context.Background())
 		a := &agAgent{st: st, cancel: cancel}
 		a.pool.Store(p)
-		h.agents = map[*affinity.Server]*agAgent{s: a}
+		h.agents.loops = map[*affinity.Server]*agAgent{s: a}
 		if turnOff {
-			a.beforeApply = func() { h.agUpdate(map[string]*Pool{"b": pool(nil)}) } // the reload, under h.mu in real life
+			// the reload, under h.mu in real life
+			a.own.beforeApply = func() { h.agents.update(h.ctx, map[string]*Pool{"b": pool(nil)}) }
 		}
 		h.agOnce(ctx, p, a)
 		cancel()
@@ -69,8 +70,8 @@ func TestAgentOffDuringCheck(t *testing.T) {
 			}
 			continue
 		}
-		if len(h.agents) != 0 {
-			t.Fatalf("the reload did not turn the agent off: %d agents", len(h.agents))
+		if len(h.agents.loops) != 0 {
+			t.Fatalf("the reload did not turn the agent off: %d agents", len(h.agents.loops))
 		}
 		if eff != 4 || st.weightSource() != "config" || by != "" || !s.Healthy() || !s.Available() {
 			t.Errorf("agent turned off mid-check: weight %v from %s, drain by %q, healthy %v, available %v; want 4 from config, no drain, healthy, available",

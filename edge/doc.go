@@ -17,7 +17,8 @@
 //   - The backend's Pool (pool.go) picks a server by balance and affinity
 //     (package affinity) among the servers that are up (health.go,
 //     health_probe.go), not draining, not ejected (outlier.go), at their
-//     weight scaled by agent reports (agent.go), takes a slot on it (its
+//     weight scaled by agent reports (agent.go; both checks run on the
+//     per-server loops of checkloop.go), takes a slot on it (its
 //     connection cap and queue) and dials it.
 //   - While it lives the connection is in the registry (registry.go: the
 //     connection directory of GET /api/v1/connections), its events feed the
