@@ -49,22 +49,11 @@ func acmeStartPebble(t testing.TB, o acmePebbleOpts) *acmePebble {
 	t.Helper()
 	needTools(t, "pebble")
 	dir := t.TempDir()
-	ca, err := certs.NewAuthority("pebble https test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Issue(certs.Leaf{CommonName: "localhost", DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := leaf.WriteFiles(dir, "pebble")
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "pebble-https-ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	m := pkMint(t)
+	ca := m.ca("pebble https test CA")
+	leaf := m.issue(ca, certs.Leaf{CommonName: "localhost", DNSNames: []string{"localhost"}, IPs: pkLocal, Server: true})
+	certFile, keyFile := pkWritePair(t, dir, "pebble", leaf)
+	caFile := pkWriteFile(t, dir, "pebble-https-ca.pem", ca.PEM)
 	listen, mgmt := freeAddr(t), freeAddr(t)
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress":                  listen,

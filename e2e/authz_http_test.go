@@ -213,7 +213,7 @@ func TestAuthzHTTPPathRules(t *testing.T) {
 func azRawGet(t testing.TB, addr, host, target, client string) (int, string) {
 	t.Helper()
 	conf := &tls.Config{ServerName: host, RootCAs: thePKI.serverCA.Pool(), NextProtos: []string{"http/1.1"},
-		Certificates: []tls.Certificate{azGetPKI(t).leaves[client].tls}}
+		Certificates: []tls.Certificate{thePKI.az.leaves[client].TLS}}
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: waitLong}, "tcp", addr, conf)
 	if err != nil {
 		t.Fatalf("TLS to %s: %v", host, err)
@@ -333,8 +333,8 @@ func TestAuthzTCPNoCertificate(t *testing.T) {
 	if n := echo.accepted.Load(); n != 0 {
 		t.Errorf("the server accepted %d connections from clients without a certificate; want 0", n)
 	}
-	pk := azGetPKI(t)
-	dev, partnerB := pk.leaves[azDevice].tls, pk.leaves[azPartnerB].tls
+	pk := thePKI.az
+	dev, partnerB := pk.leaves[azDevice].TLS, pk.leaves[azPartnerB].TLS
 	if _, err := azExchange(e.addr, "device.tcp.example.com", &dev, tls.VersionTLS13); err != nil {
 		t.Errorf("the device: %v; want its line echoed", err)
 	}
@@ -421,7 +421,7 @@ func TestAuthzValidate(t *testing.T) {
 		t.Parallel()
 		r := http("verify_if_given")
 		r["allow"] = []any{cfgMap{"uri": "spiffe://devices.test/**", "issuer": f.partnersCA}, cfgMap{"sha256": []any{azX509(t, f.cert[azPartnerA], "-fingerprint", "-sha256")}}}
-		r["authorize"] = []any{cfgMap{"paths": []any{"/v1/telemetry"}, "methods": []any{"GET", "POST"}, "allow": []any{cfgMap{"issuer": "CN=AZ Partners CA,O=tlsedge e2e"}}}}
+		r["authorize"] = []any{cfgMap{"paths": []any{"/v1/telemetry"}, "methods": []any{"GET", "POST"}, "allow": []any{cfgMap{"issuer": "CN=AZ Partners CA,O=tlsedge throwaway PKI"}}}}
 		r["allow_unauthenticated_paths"] = []any{"/healthz"}
 		cfg := azConfig(f, []any{r}, backend)
 		listenerCfg(t, cfg, 0)["address"] = "127.0.0.1:9443"

@@ -124,7 +124,7 @@ func mhDance(t *testing.T, e *arEdge, pol arPolicy) (c *tls.Conn, local string, 
 	local = raw.LocalAddr().String()
 	lines = e.accessCount(local)
 	c = tls.Client(g, &tls.Config{ServerName: "t.example.com", RootCAs: thePKI.serverCA.Pool(),
-		Certificates: []tls.Certificate{arGetPKI(t).leaves[arA].TLS}, MinVersion: tls.VersionTLS13, MaxVersion: tls.VersionTLS13})
+		Certificates: []tls.Certificate{thePKI.ar.leaves[arA].TLS}, MinVersion: tls.VersionTLS13, MaxVersion: tls.VersionTLS13})
 	done := make(chan error, 1)
 	go func() { done <- c.Handshake() }()
 	select {

@@ -10,8 +10,6 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -31,15 +29,8 @@ import (
 // keep-alive connection is closed, a WebSocket gets close 1008 both ways,
 // a tcp stream close_notify and FIN), each with a warn line "connection no
 // longer authorized" and an access line giving the reason; connections
-// still admitted go on, on the same sockets. The client PKI is made here
-// with package certs.
-
-// The clients.
-const (
-	arA = "partner-a" // CA A, spiffe://partners.test/acme/app
-	arB = "partner-b" // CA A, spiffe://partners.test/globex/app
-	arC = "partner-c" // CA B, spiffe://partners.test/acme/app-c
-)
+// still admitted go on, on the same sockets. The client PKI is thePKI.ar
+// (pki_test.go).
 
 // The reasons of the connections a reload ends.
 const (
@@ -54,62 +45,7 @@ var (
 	arGlobex = cfgMap{"uri": "spiffe://partners.test/globex/*"}
 )
 
-// arCN is each client's CN; tlsedge logs its subject "CN=<cn>".
-var arCN = map[string]string{arA: "acme-app", arB: "globex-app", arC: "acme-app-c"}
-
-// ---------------------------------------------------------------- PKI and files
-
-// arPKIs: two client CAs, the clients, and the route certificate (signed
-// by the harness's server CA, which the clients trust).
-type arPKIs struct {
-	caA, caB *certs.Authority
-	leaves   map[string]*certs.Issued
-	edge     *certs.Issued
-}
-
-var (
-	arPKIOnce sync.Once
-	arPKIVal  *arPKIs
-	arPKIErr  error
-)
-
-func arGetPKI(t testing.TB) *arPKIs {
-	t.Helper()
-	arPKIOnce.Do(func() { arPKIVal, arPKIErr = arNewPKI() })
-	if arPKIErr != nil {
-		t.Fatalf("making the reauthorization PKI: %v", arPKIErr)
-	}
-	return arPKIVal
-}
-
-func arNewPKI() (*arPKIs, error) {
-	p := &arPKIs{leaves: map[string]*certs.Issued{}}
-	var err error
-	if p.caA, err = certs.NewAuthority("AR partners CA A"); err != nil {
-		return nil, err
-	}
-	if p.caB, err = certs.NewAuthority("AR partners CA B"); err != nil {
-		return nil, err
-	}
-	for _, l := range []struct {
-		name, uri string
-		ca        *certs.Authority
-	}{
-		{arA, "spiffe://partners.test/acme/app", p.caA},
-		{arB, "spiffe://partners.test/globex/app", p.caA},
-		{arC, "spiffe://partners.test/acme/app-c", p.caB},
-	} {
-		u, err := url.Parse(l.uri)
-		if err != nil {
-			return nil, err
-		}
-		if p.leaves[l.name], err = l.ca.Issue(certs.Leaf{CommonName: arCN[l.name], URIs: []*url.URL{u}, Client: true}); err != nil {
-			return nil, fmt.Errorf("%s: %w", l.name, err)
-		}
-	}
-	p.edge, err = thePKI.serverCA.Issue(certs.Leaf{CommonName: "tlsedge reauth e2e", DNSNames: []string{"*.example.com"}, Server: true})
-	return p, err
-}
+// ---------------------------------------------------------------- PKI files
 
 // arFiles are the PKI files of one test, in its own folder.
 type arFiles struct {
@@ -119,24 +55,17 @@ type arFiles struct {
 	cert, key         map[string]string // by client
 }
 
+// arWriteFiles writes the files of thePKI.ar into a new temp folder.
 func arWriteFiles(t testing.TB) *arFiles {
 	t.Helper()
-	p := arGetPKI(t)
+	p := thePKI.ar
 	f := &arFiles{dir: t.TempDir(), ca: map[string]string{}, cert: map[string]string{}, key: map[string]string{}}
 	for name, ca := range map[string]*certs.Authority{"A": p.caA, "B": p.caB} {
-		f.ca[name] = filepath.Join(f.dir, "ca-"+name+".pem")
-		if err := os.WriteFile(f.ca[name], ca.PEM, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		f.ca[name] = pkWriteFile(t, f.dir, "ca-"+name+".pem", ca.PEM)
 	}
-	var err error
-	if f.edgeCert, f.edgeKey, err = p.edge.WriteFiles(f.dir, "edge"); err != nil {
-		t.Fatal(err)
-	}
-	for name, l := range p.leaves {
-		if f.cert[name], f.key[name], err = l.WriteFiles(f.dir, name); err != nil {
-			t.Fatal(err)
-		}
+	f.edgeCert, f.edgeKey = pkWritePair(t, f.dir, "edge", p.edge)
+	for name, is := range p.leaves {
+		f.cert[name], f.key[name] = pkWritePair(t, f.dir, name, is)
 	}
 	return f
 }
@@ -367,7 +296,7 @@ type arHeld struct {
 // t.Cleanup).
 func (e *arEdge) open(t *testing.T, kind, sni, client string) *arHeld {
 	t.Helper()
-	cert := arGetPKI(t).leaves[client].TLS
+	cert := thePKI.ar.leaves[client].TLS
 	h := &arHeld{what: fmt.Sprintf("%s's %s on %s", client, kind, sni), client: client, route: sni}
 	switch kind {
 	case "ws":
@@ -585,7 +514,7 @@ func (e *arEdge) wantRefusedNew(t *testing.T, client string) {
 		t.Errorf("new %s connection to a.example.com: want alert 49 \"alert access denied\"; openssl printed:\n%s", client, out)
 	}
 	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: waitLong}, "tcp", e.addr, &tls.Config{ServerName: "t.example.com",
-		RootCAs: thePKI.serverCA.Pool(), Certificates: []tls.Certificate{arGetPKI(t).leaves[client].TLS}})
+		RootCAs: thePKI.serverCA.Pool(), Certificates: []tls.Certificate{thePKI.ar.leaves[client].TLS}})
 	if err == nil {
 		_ = conn.SetDeadline(time.Now().Add(waitLong))
 		_, _ = io.WriteString(conn, "ar refused?\n")

@@ -2,29 +2,18 @@ package e2e
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/tlsedge/tlsedge/certs"
 )
 
 // Authorization by client identity on the built binary (docs/config.md
@@ -34,172 +23,10 @@ import (
 // server and is logged with its subject; sessions resumed after a reload
 // that removed the client are refused too. The HTTP path rules, clients
 // without a certificate and validate are in authz_http_test.go. The client
-// PKI is made here with crypto/x509; expected subjects, pins and DNs are
+// PKI is thePKI.az (pki_test.go); expected subjects, pins and DNs are
 // printed by openssl.
 
-// ---------------------------------------------------------------- PKI
-
-// Names of the client certificates of azPKI.
-const (
-	azPartnerA  = "partner-a"   // partners CA, spiffe://partners.test/acme/app
-	azPartnerA2 = "partner-a-2" // partners CA, the same SAN and CN as partner-a, another key
-	azPartnerB  = "partner-b"   // partners CA, spiffe://partners.test/globex/app
-	azDevice    = "device"      // partners CA, CN device-42, spiffe://devices.test/tenant/t1/device/d42
-	azOtherA    = "other-a"     // other CA, partner-a's SAN and CN
-)
-
-// azCA is a self-signed CA.
-type azCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-// azLeaf is a client certificate and its key.
-type azLeaf struct {
-	certPEM, keyPEM []byte
-	tls             tls.Certificate
-}
-
-// azPKIs is the throwaway PKI of these tests, made once: the partners CA
-// and another CA (both trusted by the routes, so only allow can tell their
-// certificates apart), the client certificates, and the route certificate
-// (signed by the harness's server CA, for every name the tests use).
-type azPKIs struct {
-	partnersCA, otherCA *azCA
-	leaves              map[string]*azLeaf
-	edge                *certs.Issued
-}
-
-var (
-	azPKIOnce sync.Once
-	azPKIVal  *azPKIs
-	azPKIErr  error
-)
-
-func azGetPKI(t testing.TB) *azPKIs {
-	t.Helper()
-	azPKIOnce.Do(func() { azPKIVal, azPKIErr = azNewPKI() })
-	if azPKIErr != nil {
-		t.Fatalf("making the authz PKI: %v", azPKIErr)
-	}
-	return azPKIVal
-}
-
-func azSerial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		panic(err)
-	}
-	return n
-}
-
-// azNewCA makes a CA "CN=<cn>,O=tlsedge e2e" valid now-1h .. now+24h.
-func azNewCA(cn string) (*azCA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          azSerial(),
-		Subject:               pkix.Name{CommonName: cn, Organization: []string{"tlsedge e2e"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	return &azCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
-}
-
-// issue signs a client certificate "CN=<cn>,O=tlsedge e2e clients" with
-// the URI SAN uri, valid for a day.
-func (ca *azCA) issue(cn, uri string) (*azLeaf, error) {
-	return ca.issueUntil(cn, uri, time.Now().Add(24*time.Hour))
-}
-
-// issueUntil is issue with the certificate valid until notAfter.
-func (ca *azCA) issueUntil(cn, uri string, notAfter time.Time) (*azLeaf, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	u, err := url.Parse(uri)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: azSerial(),
-		Subject:      pkix.Name{CommonName: cn, Organization: []string{"tlsedge e2e clients"}},
-		URIs:         []*url.URL{u},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	l := &azLeaf{
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-	}
-	if l.tls, err = tls.X509KeyPair(l.certPEM, l.keyPEM); err != nil {
-		return nil, err
-	}
-	return l, nil
-}
-
-// azRouteNames are the parent names of the routes' wildcard SNIs; the
-// route certificate covers *.<name> for each.
-var azRouteNames = []string{"acme.example.com", "pin.example.com", "issuer-file.example.com",
-	"issuer-dn.example.com", "open.example.com", "devices.example.com", "fleet.example.com",
-	"fleet-rules.example.com", "tcp.example.com"}
-
-func azNewPKI() (*azPKIs, error) {
-	p := &azPKIs{leaves: map[string]*azLeaf{}}
-	var err error
-	if p.partnersCA, err = azNewCA("AZ Partners CA"); err != nil {
-		return nil, err
-	}
-	if p.otherCA, err = azNewCA("AZ Other CA"); err != nil {
-		return nil, err
-	}
-	for _, l := range []struct {
-		name, cn, uri string
-		ca            *azCA
-	}{
-		{azPartnerA, "acme-app", "spiffe://partners.test/acme/app", p.partnersCA},
-		{azPartnerA2, "acme-app", "spiffe://partners.test/acme/app", p.partnersCA},
-		{azPartnerB, "globex-app", "spiffe://partners.test/globex/app", p.partnersCA},
-		{azDevice, "device-42", "spiffe://devices.test/tenant/t1/device/d42", p.partnersCA},
-		{azOtherA, "acme-app", "spiffe://partners.test/acme/app", p.otherCA},
-	} {
-		if p.leaves[l.name], err = l.ca.issue(l.cn, l.uri); err != nil {
-			return nil, fmt.Errorf("client %s: %w", l.name, err)
-		}
-	}
-	names := []string{"*.example.com"}
-	for _, n := range azRouteNames {
-		names = append(names, "*."+n)
-	}
-	p.edge, err = thePKI.serverCA.Issue(certs.Leaf{CommonName: "tlsedge authz e2e", DNSNames: names,
-		IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
-	return p, err
-}
+// ---------------------------------------------------------------- PKI files
 
 // azFiles are the PKI files of one test, in its own folder.
 type azFiles struct {
@@ -209,26 +36,16 @@ type azFiles struct {
 	cert, key           map[string]string // client files by name
 }
 
+// azWriteFiles writes the files of thePKI.az into a new temp folder.
 func azWriteFiles(t testing.TB) *azFiles {
 	t.Helper()
-	p := azGetPKI(t)
+	p := thePKI.az
 	f := &azFiles{dir: t.TempDir(), cert: map[string]string{}, key: map[string]string{}}
-	write := func(name string, data []byte) string {
-		path := filepath.Join(f.dir, name)
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	f.partnersCA = write("partners-ca.pem", p.partnersCA.pem)
-	f.otherCA = write("other-ca.pem", p.otherCA.pem)
-	var err error
-	if f.edgeCert, f.edgeKey, err = p.edge.WriteFiles(f.dir, "edge"); err != nil {
-		t.Fatal(err)
-	}
-	for name, l := range p.leaves {
-		f.cert[name] = write(name+".pem", l.certPEM)
-		f.key[name] = write(name+"-key.pem", l.keyPEM)
+	f.partnersCA = pkWriteFile(t, f.dir, "partners-ca.pem", p.partnersCA.PEM)
+	f.otherCA = pkWriteFile(t, f.dir, "other-ca.pem", p.otherCA.PEM)
+	f.edgeCert, f.edgeKey = pkWritePair(t, f.dir, "edge", p.edge)
+	for name, is := range p.leaves {
+		f.cert[name], f.key[name] = pkWritePair(t, f.dir, name, is)
 	}
 	return f
 }
@@ -484,8 +301,8 @@ func TestAuthzPinsAndIssuers(t *testing.T) {
 	f := azWriteFiles(t)
 	pin := azX509(t, f.cert[azPartnerA], "-fingerprint", "-sha256")
 	dn := azSubject(t, f.partnersCA)
-	if dn != "CN=AZ Partners CA,O=tlsedge e2e" {
-		t.Fatalf("openssl prints the partners CA as %q; want CN=AZ Partners CA,O=tlsedge e2e", dn)
+	if dn != "CN=AZ Partners CA,O=tlsedge throwaway PKI" {
+		t.Fatalf("openssl prints the partners CA as %q; want CN=AZ Partners CA,O=tlsedge throwaway PKI", dn)
 	}
 	echo := map[string]*azEcho{}
 	var backends []any
@@ -500,7 +317,7 @@ func TestAuthzPinsAndIssuers(t *testing.T) {
 		azRoute(f, "issuer-dn.example.com", "tcp", "issuer-dn", "require", []any{cfgMap{"issuer": dn}}),
 		azRoute(f, "open.example.com", "tcp", "open", "require", nil),
 	}, backends...))
-	pk := azGetPKI(t)
+	pk := thePKI.az
 
 	cases := []struct {
 		route, client string
@@ -529,7 +346,7 @@ func TestAuthzPinsAndIssuers(t *testing.T) {
 				t.Run(tc.route+"/"+tc.client+"/"+vn, func(t *testing.T) {
 					t.Parallel()
 					sni := tc.client + "-" + strings.ReplaceAll(vn, ".", "") + "." + tc.route + ".example.com"
-					cert := pk.leaves[tc.client].tls
+					cert := pk.leaves[tc.client].TLS
 					_, err := azExchange(e.addr, sni, &cert, v)
 					if tc.admitted {
 						if err != nil {
@@ -600,8 +417,8 @@ func TestAuthzResumption(t *testing.T) {
 
 	listenerCfg(t, cfg, 0)["routes"] = []any{route("spiffe://partners.test/globex/*")}
 	reloadTLSEdge(t, e, cfg)
-	pk := azGetPKI(t)
-	certB := pk.leaves[azPartnerB].tls
+	pk := thePKI.az
+	certB := pk.leaves[azPartnerB].TLS
 	if _, err := azExchange(e.addr, "b.acme.example.com", &certB, tls.VersionTLS13); err != nil {
 		t.Fatalf("partner-b after the reload: %v; want its line echoed (the new allow list in force)", err)
 	}
@@ -642,7 +459,7 @@ func TestAuthzAlertAfterClientData(t *testing.T) {
 	e := runEdge(t, azConfig(f, []any{
 		azRoute(f, "acme.example.com", "tcp", "acme", "require", []any{cfgMap{"uri": "spiffe://partners.test/acme/*"}}),
 	}, httpBackendCfg("acme", echo.Addr())))
-	cert := azGetPKI(t).leaves[azPartnerB].tls
+	cert := thePKI.az.leaves[azPartnerB].TLS
 	for i := range 3 {
 		sni := fmt.Sprintf("data%d.acme.example.com", i)
 		conf := &tls.Config{ServerName: sni, RootCAs: thePKI.serverCA.Pool(), MinVersion: tls.VersionTLS13,

@@ -37,11 +37,7 @@ const csName = "api.example.com"
 // csIssue signs a server certificate for csName with serial n.
 func csIssue(t testing.TB, ca *certs.Authority, n int64) *certs.Issued {
 	t.Helper()
-	is, err := ca.Issue(certs.Leaf{CommonName: csName, DNSNames: []string{csName}, Server: true, Serial: big.NewInt(n)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return is
+	return pkMint(t).issue(ca, certs.Leaf{CommonName: csName, DNSNames: []string{csName}, Server: true, Serial: big.NewInt(n)})
 }
 
 // csWriteAtomic writes data to a temp file beside path and renames it into
@@ -175,19 +171,10 @@ func csCheckListed(t *testing.T, admin *adminClient, served *certs.Issued, gone 
 func TestFileSwapRouteCertificate(t *testing.T) {
 	t.Parallel()
 	needTools(t, "openssl")
-	ca, err := certs.NewAuthority("swap test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := pkMint(t).ca("swap test CA")
 	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cert, key, err := csIssue(t, ca, 1001).WriteFiles(dir, "api")
-	if err != nil {
-		t.Fatal(err)
-	}
+	caFile := pkWriteFile(t, dir, "ca.pem", ca.PEM)
+	cert, key := pkWritePair(t, dir, "api", csIssue(t, ca, 1001))
 	e, admin := csEdge(t, cert, key, nil)
 	csWaitSerial(t, e, caFile, 1001, "at start")
 
@@ -261,15 +248,9 @@ func TestFileSwapRouteCertificate(t *testing.T) {
 func TestFileSwapKubernetesSecret(t *testing.T) {
 	t.Parallel()
 	needTools(t, "openssl")
-	ca, err := certs.NewAuthority("k8s swap test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := pkMint(t).ca("k8s swap test CA")
 	dir := t.TempDir()
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	caFile := pkWriteFile(t, t.TempDir(), "ca.pem", ca.PEM)
 	version := func(name string, is *certs.Issued) {
 		v := filepath.Join(dir, name)
 		if err := os.Mkdir(v, 0o755); err != nil {
@@ -307,47 +288,23 @@ func TestFileSwapKubernetesSecret(t *testing.T) {
 func TestFileSwapCRL(t *testing.T) {
 	t.Parallel()
 	needTools(t, "openssl")
-	serverCA, err := certs.NewAuthority("crl swap server CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientCA, err := certs.NewAuthority("crl swap client CA")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := pkMint(t)
+	serverCA := m.ca("crl swap server CA")
+	clientCA := m.ca("crl swap client CA")
 	dir := t.TempDir()
-	caFile := filepath.Join(dir, "server-ca.pem")
-	clientCAFile := filepath.Join(dir, "client-ca.pem")
+	caFile := pkWriteFile(t, dir, "server-ca.pem", serverCA.PEM)
+	clientCAFile := pkWriteFile(t, dir, "client-ca.pem", clientCA.PEM)
 	crlFile := filepath.Join(dir, "clients.crl")
-	for f, b := range map[string][]byte{caFile: serverCA.PEM, clientCAFile: clientCA.PEM} {
-		if err := os.WriteFile(f, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeCRL := func(revoked ...*big.Int) {
-		der, err := clientCA.CRL(revoked, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		csWriteAtomic(t, crlFile, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}))
+	writeCRL := func(revoked ...*certs.Issued) {
+		csWriteAtomic(t, crlFile, m.crlPEM(clientCA, revoked...))
 	}
 	writeCRL()
-	cert, key, err := csIssue(t, serverCA, 3001).WriteFiles(dir, "api")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, key := pkWritePair(t, dir, "api", csIssue(t, serverCA, 3001))
 	clients := map[string]*certs.Issued{}
 	files := map[string][2]string{}
 	for i, name := range []string{"device-1", "device-2"} {
-		is, err := clientCA.Issue(certs.Leaf{CommonName: name, Client: true, Serial: big.NewInt(int64(4001 + i))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients[name] = is
-		c, k, err := is.WriteFiles(dir, name)
-		if err != nil {
-			t.Fatal(err)
-		}
+		clients[name] = m.issue(clientCA, certs.Leaf{CommonName: name, Client: true, Serial: big.NewInt(int64(4001 + i))})
+		c, k := pkWritePair(t, dir, name, clients[name])
 		files[name] = [2]string{c, k}
 	}
 	e, _ := csEdge(t, cert, key, cfgMap{"client_auth": "require", "client_ca": clientCAFile, "crl": crlFile})
@@ -369,7 +326,7 @@ func TestFileSwapCRL(t *testing.T) {
 		held[name] = c
 	}
 
-	writeCRL(big.NewInt(4001)) // revokes device-1
+	writeCRL(clients["device-1"]) // revokes device-1 (serial 4001)
 
 	// New handshakes of device-1 are refused (openssl, as a user checks).
 	refused := func() bool {
@@ -407,19 +364,10 @@ func TestFileSwapCRL(t *testing.T) {
 func TestFileSwapKeepsHTTPKeepAlive(t *testing.T) {
 	t.Parallel()
 	needTools(t, "openssl")
-	ca, err := certs.NewAuthority("keep-alive swap CA")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := pkMint(t).ca("keep-alive swap CA")
 	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cert, key, err := csIssue(t, ca, 5001).WriteFiles(dir, "api")
-	if err != nil {
-		t.Fatal(err)
-	}
+	caFile := pkWriteFile(t, dir, "ca.pem", ca.PEM)
+	cert, key := pkWritePair(t, dir, "api", csIssue(t, ca, 5001))
 	web := startHTTPBackend(t, "web")
 	cfg := cfgMap{
 		"listeners": []any{cfgMap{"name": "public", "address": "127.0.0.1:0", "routes": []any{
@@ -468,22 +416,13 @@ func TestFileSwapKeepsHTTPKeepAlive(t *testing.T) {
 func TestFileSwapFolderRecreated(t *testing.T) {
 	t.Parallel()
 	needTools(t, "openssl")
-	ca, err := certs.NewAuthority("recreated folder CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ca := pkMint(t).ca("recreated folder CA")
+	caFile := pkWriteFile(t, t.TempDir(), "ca.pem", ca.PEM)
 	dir := filepath.Join(t.TempDir(), "certs")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cert, key, err := csIssue(t, ca, 6001).WriteFiles(dir, "api")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, key := pkWritePair(t, dir, "api", csIssue(t, ca, 6001))
 	e, _ := csEdge(t, cert, key, nil)
 	csWaitSerial(t, e, caFile, 6001, "at start")
 	if err := os.RemoveAll(dir); err != nil {
@@ -492,9 +431,7 @@ func TestFileSwapFolderRecreated(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := csIssue(t, ca, 6002).WriteFiles(dir, "api"); err != nil {
-		t.Fatal(err)
-	}
+	pkWritePair(t, dir, "api", csIssue(t, ca, 6002))
 	csWaitSerial(t, e, caFile, 6002, "after the folder was made again")
 	next := csIssue(t, ca, 6003)
 	csWriteAtomic(t, key, next.KeyPEM)

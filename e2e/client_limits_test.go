@@ -259,7 +259,7 @@ const clBody429 = "429 too many requests: this client's request rate is limited 
 func TestClientLimitsConnections(t *testing.T) {
 	t.Parallel()
 	f := azWriteFiles(t)
-	pk := azGetPKI(t)
+	pk := thePKI.az
 	bySHA, byURI := clStartEcho(t, "by-sha256"), clStartEcho(t, "by-uri")
 	shaRoute := azRoute(f, "tcp.example.com", "tcp", "by-sha256", "require", nil)
 	shaRoute["client_limits"] = cfgMap{"connections": 3}
@@ -269,7 +269,7 @@ func TestClientLimitsConnections(t *testing.T) {
 		httpBackendCfg("by-sha256", bySHA.Addr()), httpBackendCfg("by-uri", byURI.Addr()))
 	admin := newAdmin(t, withAdmin(t, cfg))
 	e := runEdge(t, cfg)
-	certA, certA2, certB := pk.leaves[azPartnerA].tls, pk.leaves[azPartnerA2].tls, pk.leaves[azPartnerB].tls
+	certA, certA2, certB := pk.leaves[azPartnerA].TLS, pk.leaves[azPartnerA2].TLS, pk.leaves[azPartnerB].TLS
 	subjectA, subjectA2 := azSubject(t, f.cert[azPartnerA]), azSubject(t, f.cert[azPartnerA2])
 
 	t.Run("sha256", func(t *testing.T) {
@@ -389,13 +389,13 @@ func TestClientLimitsRequestRate(t *testing.T) {
 // clFlood is one case of TestClientLimitsRequestRate on route.
 func clFlood(t *testing.T, f *azFiles, e *edgeProc, admin *adminClient, route string, h2 bool, server *httpBackend) {
 	const total, rate, burst = 100, 10, 5
-	pk := azGetPKI(t)
+	pk := thePKI.az
 	workers, conns, proto := 4, 4, 1
 	if h2 {
 		workers, conns, proto = 8, 1, 2
 	}
-	a := clNewHTTP(t, e.addr, pk.leaves[azPartnerA].tls, h2, conns)
-	b := clNewHTTP(t, e.addr, pk.leaves[azPartnerB].tls, h2, 1)
+	a := clNewHTTP(t, e.addr, pk.leaves[azPartnerA].TLS, h2, conns)
+	b := clNewHTTP(t, e.addr, pk.leaves[azPartnerB].TLS, h2, 1)
 	hostA, hostB := "a."+route, "b."+route
 
 	var (
@@ -540,7 +540,7 @@ func clFlood(t *testing.T, f *azFiles, e *edgeProc, admin *adminClient, route st
 func TestClientLimitsReload(t *testing.T) {
 	t.Parallel()
 	f := azWriteFiles(t)
-	pk := azGetPKI(t)
+	pk := thePKI.az
 	echo, other := clStartEcho(t, "tcp"), clStartEcho(t, "open")
 	web := startHTTPBackend(t, "cl-web")
 	tcp := azRoute(f, "tcp.example.com", "tcp", "tcp", "require", nil)
@@ -550,7 +550,7 @@ func TestClientLimitsReload(t *testing.T) {
 	cfg := azConfig(f, []any{tcp, devices},
 		httpBackendCfg("tcp", echo.Addr()), httpBackendCfg("web", web.Addr()), httpBackendCfg("open", other.Addr()))
 	e := runEdge(t, cfg)
-	certA, certB := pk.leaves[azPartnerA].tls, pk.leaves[azPartnerB].tls
+	certA, certB := pk.leaves[azPartnerA].TLS, pk.leaves[azPartnerB].TLS
 	subjectA := azSubject(t, f.cert[azPartnerA])
 
 	// get sends one request as client cert over a new HTTP/1.1 connection.

@@ -135,7 +135,7 @@ func wantClosed(t testing.TB, c *edgeConn) {
 func TestCtlConnectionsClientIdentity(t *testing.T) {
 	t.Parallel()
 	p := writeTermFiles(t)
-	pk := getTermPKI(t)
+	pk := thePKI.term
 	bs := []*ppBackend{startPPBackend(t, "ctl-broker-1"), startPPBackend(t, "ctl-broker-2")}
 	cfg := loadExample(t, "terminate-tcp.yaml")
 	mapServers(t, cfg, map[string]string{"127.0.0.1:1883": bs[0].Addr(), "127.0.0.1:1884": bs[1].Addr()})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -45,20 +44,13 @@ type device struct {
 // issueDevices makes n client certificates device-0 .. device-(n-1).
 func issueDevices(t testing.TB, n int) []device {
 	t.Helper()
-	ca := getTermPKI(t).caA
+	m := pkMint(t)
 	out := make([]device, n)
 	for i := range out {
 		name := fmt.Sprintf("device-%d", i)
 		u := mustURL(fmt.Sprintf("spiffe://example.org/fleet/%s", name))
-		is, err := ca.Issue(certs.Leaf{CommonName: name, Client: true, URIs: []*url.URL{u}})
-		if err != nil {
-			t.Fatalf("issuing %s: %v", name, err)
-		}
-		leaf, err := x509.ParseCertificate(is.TLS.Certificate[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(leaf.Raw)
+		is := m.issue(thePKI.term.caA, certs.Leaf{CommonName: name, Client: true, URIs: []*url.URL{u}})
+		sum := sha256.Sum256(is.TLS.Certificate[0])
 		out[i] = device{name: name, uri: u.String(), sha256: hex.EncodeToString(sum[:]), cert: is.TLS}
 	}
 	return out

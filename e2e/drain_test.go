@@ -223,7 +223,7 @@ func TestRebalanceAfterScaleUp(t *testing.T) {
 	const n = 60
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cert := getTermPKI(t).clients[cliValid].TLS
+	cert := thePKI.term.clients[cliValid].TLS
 	var spread clientSpread
 	var mu sync.Mutex
 	closes := map[websocket.StatusCode]int{}

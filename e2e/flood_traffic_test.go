@@ -115,7 +115,7 @@ func flStart(t *testing.T, bin string) *flEdge {
 	}
 	adminAddr := withAdmin(t, cfg)
 	e := flRunEdge(t, bin, cfg)
-	return &flEdge{edgeProc: e, admin: newAdmin(t, adminAddr), api: api, cert: getTermPKI(t).clients[cliValid].TLS}
+	return &flEdge{edgeProc: e, admin: newAdmin(t, adminAddr), api: api, cert: thePKI.term.clients[cliValid].TLS}
 }
 
 // ---------------------------------------------------------------- established traffic

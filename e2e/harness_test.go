@@ -3,7 +3,7 @@
 // examples/ rewritten to free local ports, real mTLS backends written with
 // crypto/tls, and real clients (openssl s_client, curl, Go's crypto/tls).
 // Nothing here imports tlsedge internals to fake a path; package certs is used
-// only to mint a throwaway PKI.
+// only to mint a throwaway PKI (pki_test.go).
 //
 // Every wait is bounded and every process or server a test starts, the test
 // stops in t.Cleanup.
@@ -30,8 +30,6 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/tlsedge/tlsedge/certs"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -41,7 +39,7 @@ var (
 	binPath     string   // the tlsedge binary, built with -race
 	moduleRoot  string   // the module's root folder (..)
 	builtCommit string   // the git commit the binary was built from (-X main.commit)
-	thePKI      *testPKI // throwaway PKI
+	thePKI      *testPKI // the throwaway PKI (pki_test.go)
 )
 
 // waitLong bounds every wait for something that should happen ("within 10 s").
@@ -101,71 +99,6 @@ func needTools(t testing.TB, tools ...string) {
 			t.Fatalf("%s is required by the e2e tests and is not installed: %v", tool, err)
 		}
 	}
-}
-
-// ---------------------------------------------------------------- PKI
-
-// testPKI is a server CA (signs the backends' certificates), a client CA
-// (signs client certificates; the backends trust only it) and a client
-// certificate CN=device-42.
-type testPKI struct {
-	dir                        string
-	serverCA, clientCA         *certs.Authority
-	serverCAFile, clientCAFile string
-	client                     *certs.Issued
-	clientCert, clientKey      string
-
-	mu      sync.Mutex
-	servers map[string]*certs.Issued // by backend name
-}
-
-// serverNames are the DNS names in every backend certificate.
-var serverNames = []string{"*.example.com", "*.devices.example.com", "localhost"}
-
-func newPKI(dir string) (*testPKI, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	p := &testPKI{dir: dir, servers: map[string]*certs.Issued{}}
-	var err error
-	if p.serverCA, err = certs.NewAuthority("e2e server CA"); err != nil {
-		return nil, err
-	}
-	if p.clientCA, err = certs.NewAuthority("e2e client CA"); err != nil {
-		return nil, err
-	}
-	p.serverCAFile = filepath.Join(dir, "server-ca.pem")
-	p.clientCAFile = filepath.Join(dir, "client-ca.pem")
-	if err := os.WriteFile(p.serverCAFile, p.serverCA.PEM, 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(p.clientCAFile, p.clientCA.PEM, 0o644); err != nil {
-		return nil, err
-	}
-	if p.client, err = p.clientCA.Issue(certs.Leaf{CommonName: "device-42", Client: true}); err != nil {
-		return nil, err
-	}
-	if p.clientCert, p.clientKey, err = p.client.WriteFiles(dir, "client"); err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
-// serverCert returns the certificate of the backend called name: CN
-// "backend <name>", signed by the server CA.
-func (p *testPKI) serverCert(name string) (*certs.Issued, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c := p.servers[name]; c != nil {
-		return c, nil
-	}
-	c, err := p.serverCA.Issue(certs.Leaf{CommonName: "backend " + name, DNSNames: serverNames,
-		IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
-	if err != nil {
-		return nil, err
-	}
-	p.servers[name] = c
-	return c, nil
 }
 
 // ---------------------------------------------------------------- output capture

@@ -312,8 +312,8 @@ func TestHealthTLSCheckCatchesBrokenTLS(t *testing.T) {
 	flaky := startFlipServer(t, "flaky", sniTLS, false) // TCP yes, TLS no
 	realTCP := startBackend(t, "real-tcp")
 	brokenTCP := startFlipServer(t, "broken-tcp", sniTCP, false)
-	rogue := startFlipServerCert(t, "rogue", sniTLS, true, getTermPKI(t).rogueSrv.TLS) // another CA
-	mute := startSilentBackend(t)                                                      // accepts, never answers
+	rogue := startFlipServerCert(t, "rogue", sniTLS, true, thePKI.term.rogueSrv.TLS) // another CA
+	mute := startSilentBackend(t)                                                    // accepts, never answers
 
 	byTLS := cfgMap{"name": "by-tls", "balance": "roundrobin", "health": hcFast("tls"), "tls": hcCheckTLS(),
 		"servers": servers(realTLS.Addr(), flaky.Addr(), rogue.Addr(), mute.Addr())}

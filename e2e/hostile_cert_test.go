@@ -3,9 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -21,8 +18,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -35,11 +30,11 @@ import (
 // Client certificates with hostile text in every field (CN, O, OU, L and
 // the URI, DNS and email SANs: CR LF, quotes, commas, semicolons, + = \,
 // NUL and other control bytes, UTF-8, Latin-1 bytes of a T61String, very
-// long values), minted here with crypto/x509 by a CA made here, sent with
-// Go's client to terminate routes with every identity format (xfcc, ssl,
-// rfc9440, a map of every field) and to a terminate tcp route with PROXY
-// v2. A raw server records the exact request heads tlsedge sent, another
-// the PROXY v2 headers.
+// long values), signed from raw templates (pkMinter.signRaw) by a CA made
+// for the test, sent with Go's client to terminate routes with every
+// identity format (xfcc, ssl, rfc9440, a map of every field) and to a
+// terminate tcp route with PROXY v2. A raw server records the exact request
+// heads tlsedge sent, another the PROXY v2 headers.
 
 // hhAVA is one attribute of a subject: OID, ASN.1 string tag (12 UTF8String,
 // 20 T61String) and the value's bytes.
@@ -132,8 +127,9 @@ var hhCases = []hhCertCase{
 	},
 }
 
-// hhIssuer is the subject of the test's CA.
-const hhIssuer = "CN=hh hostile client CA"
+// hhIssuer is the subject of the test's CA (made by pkMint: O=tlsedge
+// throwaway PKI).
+const hhIssuer = "CN=hh hostile client CA,O=tlsedge throwaway PKI"
 
 // hhClient is a minted client certificate.
 type hhClient struct {
@@ -153,24 +149,18 @@ func hhMust[T any](v T, err error) T {
 	return v
 }
 
-// hhMint makes a CA (its PEM in dir/ca.pem) and signs a client certificate
-// for each case (PEM files in dir); a subject that x509 cannot parse
-// (invalid UTF-8 in a UTF8String) is returned unparsed in bad.
+// hhMint makes a CA (its PEM in dir/ca.pem, subject hhIssuer) and signs a
+// client certificate for each case (PEM files in dir); a subject that x509
+// cannot parse (invalid UTF-8 in a UTF8String) is returned unparsed in bad.
 func hhMint(t *testing.T, dir string, cases []hhCertCase) (caFile string, clients []*hhClient, bad tls.Certificate) {
 	t.Helper()
-	caKey := hhMust(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
+	m := pkMint(t)
+	ca := m.ca("hh hostile client CA")
 	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hh hostile client CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER := hhMust(x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey))
-	ca := hhMust(x509.ParseCertificate(caDER))
 	write := func(name string, der []byte) string {
-		f := filepath.Join(dir, name)
-		hhMust(0, os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-		return f
+		return pkWriteFile(t, dir, name, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 	}
-	caFile = write("ca.pem", caDER)
+	caFile = write("ca.pem", ca.Cert.Raw)
 	issue := func(i int, subject []hhAVA, sans []hhSAN) (tls.Certificate, []byte) {
 		var rdns pkix.RDNSequence
 		for _, a := range subject {
@@ -186,9 +176,8 @@ func hhMint(t *testing.T, dir string, cases []hhCertCase) (caFile string, client
 			}
 			tmpl.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: hhMust(asn1.Marshal(names))}}
 		}
-		key := hhMust(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
-		der := hhMust(x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey))
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, der
+		cert := m.signRaw(ca, tmpl)
+		return cert, cert.Certificate[0]
 	}
 	for i, c := range cases {
 		cert, der := issue(i, c.subject, c.sans)

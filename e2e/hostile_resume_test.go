@@ -79,7 +79,7 @@ func htGet(addr, sni string, v uint16, cert string, cache tls.ClientSessionCache
 	if cert != "" {
 		// Sent whatever CAs the server names, as an attacker would (Go's
 		// default sends none that does not match them).
-		c := termPKIVal.clients[cert].TLS
+		c := thePKI.term.clients[cert].TLS
 		conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &c, nil }
 	}
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: waitLong}, "tcp", addr, conf)
@@ -105,7 +105,6 @@ func htGet(addr, sni string, v uint16, cert string, cache tls.ClientSessionCache
 func htResumeEdge(t *testing.T) (*edgeProc, *termPaths, *httpBackend, cfgMap) {
 	t.Helper()
 	p := writeTermFiles(t)
-	getTermPKI(t)
 	app := startHTTPBackend(t, "app-1")
 	cfg := profileConfig(p, []any{
 		termRoute(p, "a.example.com", "terminate", "http", "app", "none", nil),

@@ -381,7 +381,7 @@ func TestHostileSlow(t *testing.T) {
 	t.Run("idle_timeout_websocket_and_terminate_tcp", func(t *testing.T) {
 		t.Parallel()
 		e := htStartSlowEdge(t, nil, nil, "2s")
-		cert := getTermPKI(t).clients[cliValid].TLS
+		cert := thePKI.term.clients[cliValid].TLS
 		silentWS, _, wsLocal := wsDialCert(t, e.addr, "term.example.com", "/ws-silent", cert)
 		wsLines := e.accessCount(wsLocal)
 		chattyWS, _, _ := wsDialCert(t, e.addr, "term.example.com", "/ws-chatty", cert)

@@ -384,7 +384,7 @@ func TestLimitMaxConnectionsPerServerHTTP(t *testing.T) {
 		dev["queue_timeout"] = "2s"
 	})
 	a := newAdmin(t, admin)
-	cert := getTermPKI(t).clients[cliValid].TLS
+	cert := thePKI.term.clients[cliValid].TLS
 	ws1, _ := wsDial(t, e.addr, "d1.devices.example.com", "/limits/ws1", cliValid)
 	ws2, _ := wsDial(t, e.addr, "d2.devices.example.com", "/limits/ws2", cliValid)
 

@@ -113,7 +113,7 @@ func TestMetricsExactDeltas(t *testing.T) {
 	}
 
 	// 3. Five requests on one keep-alive connection, with device-42.
-	cert := getTermPKI(t).clients[cliValid].TLS
+	cert := thePKI.term.clients[cliValid].TLS
 	tc, local, err = dialFrom(t, e.addr, route, &cert)
 	clients = append(clients, local)
 	if err != nil {
@@ -212,7 +212,7 @@ func TestMetricsExactDeltas(t *testing.T) {
 	}
 
 	// No label value carries a client's address or identity.
-	leaf := getTermPKI(t).leaf(t, cliValid)
+	leaf := thePKI.term.leaf(cliValid)
 	sum := sha256.Sum256(leaf.Raw)
 	secrets := append([]string{metricsClientIP, leaf.Subject.CommonName, hex.EncodeToString(sum[:]), leaf.SerialNumber.Text(16)}, clients...)
 	for _, u := range leaf.URIs {

@@ -183,10 +183,7 @@ func TestOutlierEjectHTTPDropped(t *testing.T) {
 // servers ejected by choosing its SNI.
 func TestOutlierClientNameNotServerFault(t *testing.T) {
 	t.Parallel()
-	leaf, err := thePKI.serverCA.Issue(certs.Leaf{CommonName: "only api", DNSNames: []string{"api.example.com"}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	leaf := pkMint(t).issue(thePKI.serverCA, certs.Leaf{CommonName: "only api", DNSNames: []string{"api.example.com"}, Server: true})
 	good := startHTTPSBackend(t, "oh-name", leaf.TLS, thePKI.clientCA.Pool())
 	good2 := startHTTPSBackend(t, "oh-name2", leaf.TLS, thePKI.clientCA.Pool())
 	cfg := ohCfg(t, "reencrypt", cfgMap{"consecutive_failures": 2, "base_ejection_time": "10m", "max_ejection_percent": 50},
@@ -214,10 +211,7 @@ func TestOutlierClientNameNotServerFault(t *testing.T) {
 // ejected for the names clients choose on a wildcard route either.
 func TestOutlierStrictSNIServerNotEjected(t *testing.T) {
 	t.Parallel()
-	leaf, err := thePKI.serverCA.Issue(certs.Leaf{CommonName: "only api", DNSNames: []string{"api.example.com"}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	leaf := pkMint(t).issue(thePKI.serverCA, certs.Leaf{CommonName: "only api", DNSNames: []string{"api.example.com"}, Server: true})
 	strict := func(name string) *httpBackend {
 		return newHTTPBackend(t, name, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"},
 			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: thePKI.clientCA.Pool(),
@@ -248,14 +242,8 @@ func TestOutlierStrictSNIServerNotEjected(t *testing.T) {
 // presenting a certificate for another name (a bad deploy) is ejected.
 func TestOutlierWrongCertExactRouteEjected(t *testing.T) {
 	t.Parallel()
-	wrong, err := thePKI.serverCA.Issue(certs.Leaf{CommonName: "wrong", DNSNames: []string{"wrong.example.net"}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	right, err := thePKI.serverCA.Issue(certs.Leaf{CommonName: "api", DNSNames: []string{"api.example.com"}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	wrong := pkMint(t).issue(thePKI.serverCA, certs.Leaf{CommonName: "wrong", DNSNames: []string{"wrong.example.net"}, Server: true})
+	right := pkMint(t).issue(thePKI.serverCA, certs.Leaf{CommonName: "api", DNSNames: []string{"api.example.com"}, Server: true})
 	bad := startHTTPSBackend(t, "oh-wrong", wrong.TLS, thePKI.clientCA.Pool())
 	good := startHTTPSBackend(t, "oh-right", right.TLS, thePKI.clientCA.Pool())
 	cfg := ohCfg(t, "reencrypt", cfgMap{"consecutive_failures": 2, "base_ejection_time": "10m", "max_ejection_percent": 50},

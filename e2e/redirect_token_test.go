@@ -23,6 +23,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tlsedge/tlsedge/certs"
 )
 
 // The redirect token end to end: a real HTTPS server verifies what
@@ -126,7 +128,7 @@ func TestRedirectToken(t *testing.T) {
 	short["redirect_token"] = cfgMap{"key_file": keyFile, "ttl": "1s"}
 	e := runEdge(t, azConfig(f, []any{route, short}, rdBackend([]any{cfgMap{"address": addr, "public": pub}}, nil)))
 
-	device := azGetPKI(t).leaves[azDevice].tls
+	device := thePKI.az.leaves[azDevice].TLS
 	client := func(follow bool) *http.Client {
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: thePKI.serverCA.Pool(), Certificates: []tls.Certificate{device}}}
 		d := &net.Dialer{Timeout: waitLong}
@@ -230,11 +232,9 @@ func TestRedirectTokenCertExpired(t *testing.T) {
 	route["redirect_token"] = cfgMap{"key_file": keyFile}
 	e := runEdge(t, azConfig(f, []any{route}, rdBackend([]any{cfgMap{"address": "127.0.0.1:9", "public": "https://n1.example.com/"}}, nil)))
 	notAfter := time.Now().Add(3 * time.Second)
-	leaf, err := azGetPKI(t).partnersCA.issueUntil("short-lived", "spiffe://devices.test/short", notAfter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := tls.Dial("tcp", e.addr, &tls.Config{ServerName: rdHost, RootCAs: thePKI.serverCA.Pool(), Certificates: []tls.Certificate{leaf.tls}})
+	leaf := pkMint(t).issue(thePKI.az.partnersCA, certs.Leaf{CommonName: "short-lived",
+		URIs: []*url.URL{mustURL("spiffe://devices.test/short")}, NotAfter: notAfter, Client: true})
+	c, err := tls.Dial("tcp", e.addr, &tls.Config{ServerName: rdHost, RootCAs: thePKI.serverCA.Pool(), Certificates: []tls.Certificate{leaf.TLS}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ type reencryptEdge struct {
 func startReencrypt(t *testing.T) *reencryptEdge {
 	t.Helper()
 	p := writeTermFiles(t)
-	pk := getTermPKI(t)
+	pk := thePKI.term
 	srv, err := thePKI.serverCert("sapi-1")
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func dialTerm(t testing.TB, addr, sni, client string) *tls.Conn {
 	t.Helper()
 	conf := &tls.Config{ServerName: sni, RootCAs: thePKI.serverCA.Pool()}
 	if client != "" {
-		conf.Certificates = []tls.Certificate{getTermPKI(t).clients[client].TLS}
+		conf.Certificates = []tls.Certificate{thePKI.term.clients[client].TLS}
 	}
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: waitLong}, "tcp", addr, conf)
 	if err != nil {

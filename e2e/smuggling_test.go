@@ -607,7 +607,7 @@ func TestSmugglingForgedIdentity(t *testing.T) {
 		"Cf-Access-Authenticated-User-Email": "admin@example.com",
 	}
 	kept := map[string]string{"X-Client-Version": "3.1", "X-Request-Id": "r-1"}
-	cert := getTermPKI(t).clients[cliValid].TLS
+	cert := thePKI.term.clients[cliValid].TLS
 	cases := []struct {
 		name, host string
 		h2         bool

@@ -8,7 +8,6 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strings"
 	"sync/atomic"
@@ -36,22 +35,14 @@ func stStatus(t testing.TB, addr, name, caFile string) string {
 func TestOCSPStapling(t *testing.T) {
 	t.Parallel()
 	needTools(t, "openssl")
-	root, err := certs.NewAuthority("stapling root")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inter, err := root.Intermediate("stapling intermediate")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := pkMint(t)
+	root := m.ca("stapling root")
+	inter := m.intermediate(root, "stapling intermediate")
 	// One responder per route, each counting the requests it gets.
 	asked := map[string]*atomic.Int64{}
 	resp := inter.OCSPHandler(func(*big.Int) int { return ocsp.Good })
 	dir := t.TempDir()
-	caFile := dir + "/root.pem"
-	if err := os.WriteFile(caFile, root.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	caFile := pkWriteFile(t, dir, "root.pem", root.PEM)
 	files := map[string][2]string{}
 	for _, name := range []string{"on", "off"} {
 		n := &atomic.Int64{}
@@ -61,15 +52,9 @@ func TestOCSPStapling(t *testing.T) {
 			resp.ServeHTTP(w, r)
 		}))
 		t.Cleanup(srv.Close)
-		is, err := inter.Issue(certs.Leaf{CommonName: name + ".example.com", DNSNames: []string{name + ".example.com"},
+		is := m.issue(inter, certs.Leaf{CommonName: name + ".example.com", DNSNames: []string{name + ".example.com"},
 			Server: true, OCSPServer: []string{srv.URL}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, k, err := is.WriteFiles(dir, name) // leaf then intermediate: the issuer is in the chain
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, k := pkWritePair(t, dir, name, is) // leaf then intermediate: the issuer is in the chain
 		files[name] = [2]string{c, k}
 	}
 	route := func(name string, extra cfgMap) cfgMap {

@@ -4,31 +4,25 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"text/template"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/pires/go-proxyproto/tlvparse"
-
-	"github.com/tlsedge/tlsedge/certs"
 )
 
 // Terminate and re-encrypt, end to end on the built binary: configs derived
@@ -41,135 +35,7 @@ import (
 // the SHA-256 fingerprint; the PEM is URL-encoded here as Envoy does
 // (everything but RFC 3986 unreserved characters).
 
-// ---------------------------------------------------------------- PKI
-
-// Names of the client certificates of termPKI.
-const (
-	cliValid      = "valid"          // CA A, CN=device-42, URI + DNS + email SANs
-	cliExpired    = "expired"        // CA A, NotAfter a day ago
-	cliRevoked    = "revoked"        // CA A, on CA A's CRL
-	cliServerOnly = "server-only"    // CA A, serverAuth EKU only
-	cliFromB      = "from-b"         // CA B: unknown to the strict routes
-	cliHostile    = "hostile"        // CA A, a CN full of DN and header syntax
-	cliTrailing   = "trailing-space" // CA A, a CN ending in a space
-	cliChained    = "chained"        // CA A's intermediate; the client sends the intermediate too
-)
-
-// hostileCN is a CN with every character RFC 2253 escapes (a leading #,
-// " , + ; < > \), an '=', a non-ASCII letter, and CR LF followed by a
-// header line.
-const hostileCN = "#\"dev, O=admin;+x=y<z>\\ é\r\nX-SSL-Client-Verify: SUCCESS"
-
-// termPKI is the throwaway PKI of these tests, made once: client CAs A
-// (with an intermediate) and B, the route certificate (signed by the
-// harness's server CA, so tlsClientConfig and curl --cacert trust it),
-// tlsedge's upstream client certificate (signed by the harness's client
-// CA, which the reencrypt servers trust), a rogue CA and its server, and
-// the client certificates.
-type termPKI struct {
-	caA, caB, interA, rogue  *certs.Authority
-	edge, upstream, rogueSrv *certs.Issued
-	clients                  map[string]*certs.Issued
-	crlA                     []byte // PEM, lists cliRevoked
-}
-
-var (
-	termPKIOnce sync.Once
-	termPKIVal  *termPKI
-	termPKIErr  error
-)
-
-func getTermPKI(t testing.TB) *termPKI {
-	t.Helper()
-	termPKIOnce.Do(func() { termPKIVal, termPKIErr = newTermPKI() })
-	if termPKIErr != nil {
-		t.Fatalf("making the terminate PKI: %v", termPKIErr)
-	}
-	return termPKIVal
-}
-
-func mustURL(s string) *url.URL {
-	u, err := url.Parse(s)
-	if err != nil {
-		panic(err)
-	}
-	return u
-}
-
-func newTermPKI() (*termPKI, error) {
-	p := &termPKI{clients: map[string]*certs.Issued{}}
-	var err error
-	if p.caA, err = certs.NewAuthority("e2e client CA A"); err != nil {
-		return nil, err
-	}
-	if p.caB, err = certs.NewAuthority("e2e client CA B"); err != nil {
-		return nil, err
-	}
-	if p.interA, err = p.caA.Intermediate("e2e client CA A issuing"); err != nil {
-		return nil, err
-	}
-	if p.rogue, err = certs.NewAuthority("e2e rogue server CA"); err != nil {
-		return nil, err
-	}
-	local := []net.IP{net.IPv4(127, 0, 0, 1)}
-	if p.edge, err = thePKI.serverCA.Issue(certs.Leaf{CommonName: "tlsedge e2e", DNSNames: serverNames, IPs: local, Server: true}); err != nil {
-		return nil, err
-	}
-	if p.upstream, err = thePKI.clientCA.Issue(certs.Leaf{CommonName: "tlsedge-upstream", Client: true}); err != nil {
-		return nil, err
-	}
-	if p.rogueSrv, err = p.rogue.Issue(certs.Leaf{CommonName: "rogue backend", DNSNames: serverNames, IPs: local, Server: true}); err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	leaves := []struct {
-		name string
-		ca   *certs.Authority
-		leaf certs.Leaf
-	}{
-		{cliValid, p.caA, certs.Leaf{CommonName: "device-42", Client: true,
-			DNSNames: []string{"device-42.devices.example.com", "d42.example.net"},
-			URIs:     []*url.URL{mustURL("spiffe://example.org/device/42")},
-			Emails:   []string{"device-42@example.org"}}},
-		{cliExpired, p.caA, certs.Leaf{CommonName: "device-old", Client: true, NotBefore: now.Add(-48 * time.Hour), NotAfter: now.Add(-24 * time.Hour)}},
-		{cliRevoked, p.caA, certs.Leaf{CommonName: "device-revoked", Client: true}},
-		{cliServerOnly, p.caA, certs.Leaf{CommonName: "device-server-only", Server: true}},
-		{cliFromB, p.caB, certs.Leaf{CommonName: "device-42", Client: true, URIs: []*url.URL{mustURL("spiffe://example.org/device/42")}}},
-		{cliHostile, p.caA, certs.Leaf{CommonName: hostileCN, Client: true}},
-		{cliTrailing, p.caA, certs.Leaf{CommonName: "device-43 ", Client: true}},
-		{cliChained, p.interA, certs.Leaf{CommonName: "device-44", Client: true,
-			DNSNames: []string{"device-44.devices.example.com"},
-			URIs:     []*url.URL{mustURL("spiffe://example.org/device/44")},
-			Emails:   []string{"device-44@example.org"}}},
-	}
-	for _, l := range leaves {
-		is, err := l.ca.Issue(l.leaf)
-		if err != nil {
-			return nil, fmt.Errorf("client %s: %w", l.name, err)
-		}
-		p.clients[l.name] = is
-	}
-	revoked, err := x509.ParseCertificate(p.clients[cliRevoked].TLS.Certificate[0])
-	if err != nil {
-		return nil, err
-	}
-	der, err := p.caA.CRL([]*big.Int{revoked.SerialNumber}, now.Add(-time.Hour), now.Add(24*time.Hour))
-	if err != nil {
-		return nil, err
-	}
-	p.crlA = pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
-	return p, nil
-}
-
-// leaf returns the parsed leaf of client name.
-func (p *termPKI) leaf(t testing.TB, name string) *x509.Certificate {
-	t.Helper()
-	c, err := x509.ParseCertificate(p.clients[name].TLS.Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+// ---------------------------------------------------------------- PKI files
 
 // termPaths are the PKI files of one test, in its own folder.
 type termPaths struct {
@@ -181,34 +47,19 @@ type termPaths struct {
 	client            map[string][2]string
 }
 
-// writeTermFiles writes the PKI files into a new temp folder.
+// writeTermFiles writes the files of thePKI.term into a new temp folder.
 func writeTermFiles(t testing.TB) *termPaths {
 	t.Helper()
-	pk := getTermPKI(t)
+	pk := thePKI.term
 	dir := t.TempDir()
 	p := &termPaths{dir: dir, serverCA: thePKI.serverCAFile, client: map[string][2]string{}}
-	var err error
-	if p.edgeCert, p.edgeKey, err = pk.edge.WriteFiles(dir, "edge"); err != nil {
-		t.Fatal(err)
-	}
-	if p.upCert, p.upKey, err = pk.upstream.WriteFiles(dir, "edge-client"); err != nil {
-		t.Fatal(err)
-	}
-	write := func(name string, data []byte) string {
-		f := filepath.Join(dir, name)
-		if err := os.WriteFile(f, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	p.caA = write("clients-ca-a.pem", pk.caA.PEM)
-	p.caB = write("clients-ca-b.pem", pk.caB.PEM)
-	p.crlA = write("clients-a.crl", pk.crlA)
+	p.edgeCert, p.edgeKey = pkWritePair(t, dir, "edge", pk.edge)
+	p.upCert, p.upKey = pkWritePair(t, dir, "edge-client", pk.upstream)
+	p.caA = pkWriteFile(t, dir, "clients-ca-a.pem", pk.caA.PEM)
+	p.caB = pkWriteFile(t, dir, "clients-ca-b.pem", pk.caB.PEM)
+	p.crlA = pkWriteFile(t, dir, "clients-a.crl", pk.crlA)
 	for name, is := range pk.clients {
-		c, k, err := is.WriteFiles(dir, "client-"+name)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, k := pkWritePair(t, dir, "client-"+name, is)
 		p.client[name] = [2]string{c, k}
 	}
 	return p
@@ -471,7 +322,7 @@ var opensslLine = regexp.MustCompile(`(?m)^(subject|issuer|serial|sha256 Fingerp
 func factsOf(t testing.TB, name string) certFacts {
 	t.Helper()
 	needTools(t, "openssl")
-	pk := getTermPKI(t)
+	pk := thePKI.term
 	is := pk.clients[name]
 	leafPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.TLS.Certificate[0]})
 	f := filepath.Join(t.TempDir(), "leaf.pem")
@@ -490,7 +341,7 @@ func factsOf(t testing.TB, name string) certFacts {
 	if len(got) != 4 {
 		t.Fatalf("cannot parse openssl x509 output:\n%s", c.out.String())
 	}
-	leaf := pk.leaf(t, name)
+	leaf := pk.leaf(name)
 	fc := certFacts{
 		Subject:   got["subject"],
 		Issuer:    got["issuer"],
@@ -803,7 +654,7 @@ func TestTerminateHTTP2AndKeepAlive(t *testing.T) {
 func TestTerminateTCPProxyV2(t *testing.T) {
 	t.Parallel()
 	p := writeTermFiles(t)
-	pk := getTermPKI(t)
+	pk := thePKI.term
 	bs := []*ppBackend{startPPBackend(t, "broker-1"), startPPBackend(t, "broker-2")}
 	cfg := loadExample(t, "terminate-tcp.yaml")
 	mapServers(t, cfg, map[string]string{"127.0.0.1:1883": bs[0].Addr(), "127.0.0.1:1884": bs[1].Addr()})

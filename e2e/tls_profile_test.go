@@ -133,7 +133,7 @@ func TestTLSProfileOpenSSL(t *testing.T) {
 	}
 
 	t.Run("control: Go's defaults accept ECDHE-ECDSA-AES128-SHA", func(t *testing.T) {
-		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{getTermPKI(t).edge.TLS}})
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{thePKI.term.edge.TLS}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +195,7 @@ func TestTLSProfileResumptionAcrossReload(t *testing.T) {
 	}
 	cfg := profileConfig(p, []any{route(p.caA)}, httpBackendCfg("app", app.Addr()))
 	e := runEdge(t, cfg)
-	pk := getTermPKI(t)
+	pk := thePKI.term
 	var clients []*resumeClient
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		clients = append(clients, &resumeClient{addr: e.addr, conf: &tls.Config{

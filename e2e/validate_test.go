@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tlsedge/tlsedge/certs"
 )
@@ -171,10 +170,7 @@ func materializeExample(t *testing.T, src string) string {
 		if cert == "" && key == "" {
 			return
 		}
-		is, err := ca.Issue(leaf)
-		if err != nil {
-			t.Fatal(err)
-		}
+		is := pkMint(t).issue(ca, leaf)
 		write(cert, is.CertPEM)
 		write(key, is.KeyPEM)
 	}
@@ -192,11 +188,7 @@ func materializeExample(t *testing.T, src string) string {
 					write(f, thePKI.clientCA.PEM)
 				}
 				for _, f := range strs(tls["crl"]) {
-					der, err := thePKI.clientCA.CRL(nil, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
-					if err != nil {
-						t.Fatal(err)
-					}
-					write(f, der)
+					write(f, pkMint(t).crl(thePKI.clientCA))
 				}
 			}
 		}

@@ -80,7 +80,7 @@ func wsDialCert(t testing.TB, addr, host, path string, cert tls.Certificate) (c 
 // termPKI. It returns the connection and the backend that answered.
 func wsDial(t testing.TB, addr, host, path, client string) (*websocket.Conn, string) {
 	t.Helper()
-	c, backend, _ := wsDialCert(t, addr, host, path, getTermPKI(t).clients[client].TLS)
+	c, backend, _ := wsDialCert(t, addr, host, path, thePKI.term.clients[client].TLS)
 	return c, backend
 }
 
@@ -190,7 +190,7 @@ func TestWebSocketThroughTerminateAndReencrypt(t *testing.T) {
 			t.Fatalf("WebSocket through reencrypt answered by %q; want sapi-1", b)
 		}
 		got, _ := findRequest(t, "/ws/re", e.api)
-		der := getTermPKI(t).clients[cliValid].TLS.Certificate[0]
+		der := thePKI.term.clients[cliValid].TLS.Certificate[0]
 		if want := ":" + base64.StdEncoding.EncodeToString(der) + ":"; !got.Upgrade || got.PeerCN != "tlsedge-upstream" || got.Header.Get("Client-Cert") != want {
 			t.Errorf("upgrade request: upgrade %v, client CN %q, Client-Cert %q; want an upgrade over tlsedge's certificate with Client-Cert %q",
 				got.Upgrade, got.PeerCN, got.Header.Get("Client-Cert"), want)

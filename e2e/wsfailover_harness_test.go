@@ -155,7 +155,7 @@ type wfClient struct {
 
 func wfDialClient(t *testing.T, addr, path string) *wfClient {
 	t.Helper()
-	ws, backend, _ := wsDialCert(t, addr, "d1.devices.example.com", path, getTermPKI(t).clients[cliValid].TLS)
+	ws, backend, _ := wsDialCert(t, addr, "d1.devices.example.com", path, thePKI.term.clients[cliValid].TLS)
 	ws.SetReadLimit(1 << 16)
 	c := &wfClient{ws: ws, first: backend, done: make(chan struct{})}
 	stop := make(chan struct{})

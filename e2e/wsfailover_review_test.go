@@ -29,7 +29,7 @@ import (
 // request headers (the client certificate of the harness).
 func wfDialHdr(t *testing.T, addr, path string, hdr http.Header) (*websocket.Conn, *http.Response) {
 	t.Helper()
-	cert := getTermPKI(t).clients[cliValid].TLS
+	cert := thePKI.term.clients[cliValid].TLS
 	host := "d1.devices.example.com"
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -118,7 +118,7 @@ func TestWFRefusalBody(t *testing.T) {
 			e, _, _ := wfSetupMod(t, failover, func(cfg cfgMap) {
 				backendCfg(t, cfg, "ws")["servers"] = []any{cfgMap{"address": ln.Addr().String()}}
 			}, "ws-a")
-			cert := getTermPKI(t).clients[cliValid].TLS
+			cert := thePKI.term.clients[cliValid].TLS
 			tc, err := tls.Dial("tcp", e.addr, &tls.Config{ServerName: "d1.devices.example.com", RootCAs: thePKI.serverCA.Pool(),
 				Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
 			if err != nil {
@@ -285,7 +285,7 @@ func TestWFReencryptTLSFailureEjects(t *testing.T) {
 		b["outlier"] = cfgMap{"consecutive_failures": 2, "base_ejection_time": "10m", "max_ejection_percent": 50}
 		b["servers"] = append(b["servers"].([]any), cfgMap{"address": bad.addr})
 	}, "sws-a")
-	cert := getTermPKI(t).clients[cliValid].TLS
+	cert := thePKI.term.clients[cliValid].TLS
 	for i := 0; bad.n.Load() < 2; i++ {
 		if i == 20 {
 			t.Fatalf("20 handshakes, the failing server saw %d connections; want 2", bad.n.Load())

@@ -161,7 +161,7 @@ func TestWFServerCloseFramePassed(t *testing.T) {
 	t.Parallel()
 	ids := []string{"ws-a", "ws-b"}
 	e, servers, _ := wfSetup(t, true, ids...)
-	ws, backend, _ := wsDialCert(t, e.addr, "d1.devices.example.com", "/wf/close", getTermPKI(t).clients[cliValid].TLS)
+	ws, backend, _ := wsDialCert(t, e.addr, "d1.devices.example.com", "/wf/close", thePKI.term.clients[cliValid].TLS)
 	if servers[backend] == nil {
 		t.Fatalf("the 101 came from %q; want one of %v", backend, ids)
 	}
