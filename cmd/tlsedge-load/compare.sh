@@ -2,15 +2,16 @@
 # compare.sh: tlsedge, HAProxy and nginx side by side, and the servers
 # directly, in one run on this machine, for the three proxy modes
 # (passthrough; terminate with client certificates and the client's identity
-# forwarded as a header; reencrypt) and four workloads; then one markdown
+# forwarded as a header; reencrypt) and five workloads; then one markdown
 # table and a JSON file of every figure. BENCHMARKS.md at the top of the
 # repository says what is measured and how; this is what runs.
 #
 #   bash cmd/tlsedge-load/compare.sh             # or: make compare
 #   D=2s ROUNDS=1 IDLE=1000 bash cmd/tlsedge-load/compare.sh   # make compare-quick
 #   PROXIES=terminate SETUPS="tlsedge haproxy" MODES="keepalive idle" bash cmd/tlsedge-load/compare.sh
+#   PROFILE=/tmp/prof PROXIES=terminate MODES="keepalive idle" bash cmd/tlsedge-load/compare.sh
 #
-# Workloads (MODES, default "keepalive newconn bulk idle"):
+# Workloads (MODES, default "keepalive newconn bulk idle idlews"):
 #   keepalive  KA_C connections kept open, one request after another on each:
 #              passthrough a ECHO_SIZE-byte echo round trip, terminate and
 #              reencrypt an HTTP/1.1 GET (100-byte answer)
@@ -25,11 +26,15 @@
 #              the same process just before (each proxy is restarted before
 #              its idle run, so the figures are of a fresh process); then
 #              one more round trip on each tells how many the proxy held
+#   idlews     terminate and reencrypt only: as idle, but each connection is
+#              an HTTP/1.1 WebSocket upgrade (GET with Upgrade: websocket)
+#              through the proxy to the HTTP server, one message echoed each
+#              way, then held; the final round trip is another message
 #
 # Setups (SETUPS, default "direct tlsedge haproxy nginx"):
 #   direct   no proxy: passthrough loads the TLS echo server, terminate the Go
 #            HTTPS server that requires client certificates itself; not run
-#            for reencrypt (it would be terminate's) nor for idle
+#            for reencrypt (it would be terminate's) nor for idle and idlews
 #   tlsedge  this checkout (SRC), GOMAXPROCS=THREADS
 #   haproxy  the Debian package, nbthread THREADS; passthrough with
 #            req_ssl_sni routing (option splice-auto with HAPROXY_SPLICE=1),
@@ -71,6 +76,18 @@
 #   OUT [/tmp/tlsedge-compare.json]   the JSON of every run and the table
 #   TABLE [/tmp/tlsedge-compare.md]   the markdown table (also printed)
 #   KEEP [0]         1: keep the temp folder (configs, logs, results)
+#   PROFILE [off]    a folder: tlsedge gets an admin listener on 127.0.0.1
+#                    (it serves /debug/pprof/), and the script saves there
+#                    a CPU profile of each tlsedge keepalive and newconn run,
+#                    PROFILE/<proxy mode>-<workload>-r<round>.pprof (the
+#                    run's length minus a second, at least 1 s, at most 59),
+#                    and a heap profile (after a GC) of each tlsedge idle and
+#                    idlews run while its connections are held (after the RSS
+#                    and fds are read),
+#                    PROFILE/<proxy mode>-<workload>-r<round>.heap.pprof.
+#                    Read one with: go tool pprof -top FILE. The profiler
+#                    adds a little to tlsedge's CPU figures of those runs.
+#                    Off: no admin listener
 #
 # Per run the script reads, from /proc/PID/stat, the CPU ticks of the proxy
 # (nginx: master and workers), of the servers behind it, and of the whole
@@ -83,7 +100,7 @@ set -euo pipefail
 D=${D:-5s}
 ROUNDS=${ROUNDS:-3}
 PROXIES=${PROXIES:-passthrough terminate reencrypt}
-MODES=${MODES:-keepalive newconn bulk idle}
+MODES=${MODES:-keepalive newconn bulk idle idlews}
 SETUPS=${SETUPS:-direct tlsedge haproxy nginx}
 KA_C=${KA_C:-16}
 NC_C=${NC_C:-8}
@@ -104,6 +121,7 @@ QUIET_MAX=${QUIET_MAX:-3}
 OUT=${OUT:-/tmp/tlsedge-compare.json}
 TABLE=${TABLE:-/tmp/tlsedge-compare.md}
 KEEP=${KEEP:-0}
+PROFILE=${PROFILE:-}
 SNI=bench.tlsedge.test
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -115,7 +133,7 @@ for p in $PROXIES; do
 	case $p in passthrough | terminate | reencrypt) ;; *) say "unknown proxy mode $p (passthrough, terminate, reencrypt)"; exit 2 ;; esac
 done
 for m in $MODES; do
-	case $m in keepalive | newconn | bulk | idle) ;; *) say "unknown workload $m (keepalive, newconn, bulk, idle)"; exit 2 ;; esac
+	case $m in keepalive | newconn | bulk | idle | idlews) ;; *) say "unknown workload $m (keepalive, newconn, bulk, idle, idlews)"; exit 2 ;; esac
 done
 for s in $SETUPS; do
 	case $s in direct | tlsedge | haproxy | nginx) ;; *) say "unknown setup $s (direct, tlsedge, haproxy, nginx)"; exit 2 ;; esac
@@ -128,6 +146,15 @@ has haproxy && need haproxy haproxy
 if has nginx; then
 	need nginx nginx
 	[[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] || need /nonexistent libnginx-mod-stream
+fi
+if [[ -n $PROFILE ]]; then
+	need curl curl
+	mkdir -p "$PROFILE"
+	PROFILE=$(cd "$PROFILE" && pwd)
+	# The CPU profile's seconds: the run's length minus one, at least 1, and
+	# under the admin server's 60 s write timeout.
+	PSECS=$(seconds "$D") || { say "PROFILE: D=$D is not a duration like 5s"; exit 2; }
+	PSECS=$((PSECS - 1 < 1 ? 1 : PSECS - 1 > 59 ? 59 : PSECS - 1))
 fi
 
 # The file descriptor budget, the same for every process started below.
@@ -159,6 +186,7 @@ for s in tlsedge haproxy nginx; do
 done
 PORT[direct.passthrough]=$BP
 PORT[direct.terminate]=$DP
+if [[ -n $PROFILE ]]; then AP=$(free_port); fi # tlsedge's admin listener (/debug/pprof/)
 
 # The servers; -d is a backstop should this script be killed hard.
 SERVERS=()
@@ -184,7 +212,15 @@ server_ticks() {
 	echo "$sum"
 }
 
-# --- tlsedge: one listener per proxy mode, no limit the peers do not have.
+# --- The configurations: per proxy, one generator for passthrough and one
+# for the modes that end TLS (terminate and reencrypt), each called once per
+# mode; what differs between the modes is in the arguments of the calls.
+
+# tlsedge: a listener and a backend per mode, no limit the peers do not have.
+# Its config has a folder of its own: tlsedge watches the config's folder
+# for changes, and would otherwise wake up for each line of its own log
+# (and the others') written next to it.
+mkdir -p "$TMP/tlsedge"
 if [[ $LOGS == 1 ]]; then LEVEL=info ACCESS=true; else LEVEL=warn ACCESS=false; fi
 edge_listener() { # edge_listener NAME PORT MODE BACKEND
 	cat <<EOF
@@ -202,7 +238,7 @@ edge_listener() { # edge_listener NAME PORT MODE BACKEND
         mode: $3
         backend: $4
 EOF
-	[[ $3 == passthrough ]] && return
+	[[ $3 == passthrough ]] && return # the bytes as they come: no TLS, no HTTP here
 	cat <<EOF
         protocol: http
         identity: xfcc
@@ -216,7 +252,7 @@ EOF
           session_ticket_rotation: "off"
 EOF
 }
-edge_backend() { # edge_backend NAME PORT [tls]
+edge_backend() { # edge_backend NAME PORT [TLS-KEY...]: TLS-KEY "key: value" lines of its tls map
 	cat <<EOF
   - name: $1
     max_connections_per_server: 0
@@ -225,14 +261,17 @@ edge_backend() { # edge_backend NAME PORT [tls]
     health:
       type: none       # as the peers: no checks
 EOF
-	[[ ${3:-} == tls ]] || return 0
-	cat <<EOF
-    tls:
-      ca: $PKI/ca.pem
-      server_name: $SNI
-EOF
+	(($# > 2)) || return 0
+	echo "    tls:"
+	printf '      %s\n' "${@:3}"
 }
 {
+	if [[ -n $PROFILE ]]; then
+		cat <<EOF
+admin:
+  address: "127.0.0.1:$AP"
+EOF
+	fi
 	cat <<EOF
 log:
   level: $LEVEL
@@ -242,21 +281,66 @@ certs:
   storage: $TMP/certmagic
 listeners:
 EOF
-	edge_listener pt "${PORT[tlsedge.passthrough]}" passthrough echo
-	edge_listener term "${PORT[tlsedge.terminate]}" terminate plain
-	edge_listener reenc "${PORT[tlsedge.reencrypt]}" reencrypt tlsback
+	#             name  port                            mode        backend
+	edge_listener pt    "${PORT[tlsedge.passthrough]}"  passthrough echo
+	edge_listener term  "${PORT[tlsedge.terminate]}"    terminate   plain
+	edge_listener reenc "${PORT[tlsedge.reencrypt]}"    reencrypt   tlsback
 	echo "backends:"
-	edge_backend echo "$BP"
-	edge_backend plain "$PP"
-	edge_backend tlsback "$TP" tls
-} >"$TMP/tlsedge.yaml"
+	#            name    port  reencrypt: TLS to the server, verified
+	edge_backend echo    "$BP"
+	edge_backend plain   "$PP"
+	edge_backend tlsback "$TP" "ca: $PKI/ca.pem" "server_name: $SNI"
+} >"$TMP/tlsedge/tlsedge.yaml"
 
-# --- HAProxy: the same three, its maxconn from the budget.
+# HAProxy: the same three, its maxconn from the budget.
 if [[ $LOGS == 1 ]]; then HLOG="log stdout format raw local0 info"; else HLOG=""; fi
 if [[ $HAPROXY_SPLICE == 1 ]]; then HSPLICE="option splice-auto"; else HSPLICE=""; fi
+haproxy_passthrough() { # haproxy_passthrough FRONTEND PORT BACKEND SERVER: req_ssl_sni routing
+	cat <<EOF
+
+frontend $1
+    mode tcp
+    option tcplog
+    bind 127.0.0.1:$2
+    $HSPLICE
+    tcp-request inspect-delay 5s
+    tcp-request content accept if { req_ssl_hello_type 1 }
+    use_backend $3 if { req_ssl_sni -i $SNI }
+
+backend $3
+    mode tcp
+    $HSPLICE
+    server echo1 $4
+EOF
+}
 # X-Forwarded-Client-Cert as close to tlsedge's (Envoy's) as HAProxy 2.6's
-# sample fetches go; a client's own header is removed first.
-cat >"$TMP/haproxy.cfg" <<EOF
+# sample fetches go; a client's own header is removed first. WebSocket
+# upgrades pass as they are; timeout tunnel keeps idle ones for an hour.
+haproxy_http() { # haproxy_http FRONTEND PORT BACKEND SERVER [SERVER-OPTION...]
+	cat <<EOF
+
+frontend $1
+    mode http
+    option httplog
+    timeout http-request 10s
+    timeout http-keep-alive 10m
+    bind 127.0.0.1:$2 ssl crt $PKI/haproxy.pem ca-file $PKI/ca.pem verify required alpn h2,http/1.1 curves X25519:P-256
+    http-request del-header X-Forwarded-Client-Cert
+    http-request set-header X-Forwarded-Client-Cert "Hash=%[ssl_c_der,sha2(256),hex,lower];Cert=\\"%[ssl_c_der,base64,url_enc]\\";Subject=\\"%[ssl_c_s_dn(,0,rfc2253)]\\"" if { ssl_c_used } { ssl_c_verify 0 }
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    default_backend $3
+
+backend $3
+    mode http
+    http-reuse $HAPROXY_REUSE
+    timeout tunnel 1h
+    server app1 ${*:4}
+EOF
+}
+{
+	cat <<EOF
 global
     nbthread $THREADS
     ulimit-n $FDLIM
@@ -272,57 +356,14 @@ defaults
     timeout connect 5s
     timeout client 10m
     timeout server 10m
-
-frontend pt
-    mode tcp
-    option tcplog
-    bind 127.0.0.1:${PORT[haproxy.passthrough]}
-    $HSPLICE
-    tcp-request inspect-delay 5s
-    tcp-request content accept if { req_ssl_hello_type 1 }
-    use_backend echo if { req_ssl_sni -i $SNI }
-
-backend echo
-    mode tcp
-    $HSPLICE
-    server echo1 127.0.0.1:$BP
-
-frontend term
-    mode http
-    option httplog
-    timeout http-request 10s
-    timeout http-keep-alive 10m
-    bind 127.0.0.1:${PORT[haproxy.terminate]} ssl crt $PKI/haproxy.pem ca-file $PKI/ca.pem verify required alpn h2,http/1.1 curves X25519:P-256
-    http-request del-header X-Forwarded-Client-Cert
-    http-request set-header X-Forwarded-Client-Cert "Hash=%[ssl_c_der,sha2(256),hex,lower];Cert=\\"%[ssl_c_der,base64,url_enc]\\";Subject=\\"%[ssl_c_s_dn(,0,rfc2253)]\\"" if { ssl_c_used } { ssl_c_verify 0 }
-    option forwardfor
-    http-request set-header X-Forwarded-Proto https
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
-    default_backend plain
-
-backend plain
-    mode http
-    http-reuse $HAPROXY_REUSE
-    server app1 127.0.0.1:$PP
-
-frontend reenc
-    mode http
-    option httplog
-    timeout http-request 10s
-    timeout http-keep-alive 10m
-    bind 127.0.0.1:${PORT[haproxy.reencrypt]} ssl crt $PKI/haproxy.pem ca-file $PKI/ca.pem verify required alpn h2,http/1.1 curves X25519:P-256
-    http-request del-header X-Forwarded-Client-Cert
-    http-request set-header X-Forwarded-Client-Cert "Hash=%[ssl_c_der,sha2(256),hex,lower];Cert=\\"%[ssl_c_der,base64,url_enc]\\";Subject=\\"%[ssl_c_s_dn(,0,rfc2253)]\\"" if { ssl_c_used } { ssl_c_verify 0 }
-    option forwardfor
-    http-request set-header X-Forwarded-Proto https
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
-    default_backend tlsback
-
-backend tlsback
-    mode http
-    http-reuse $HAPROXY_REUSE
-    server app1 127.0.0.1:$TP ssl verify required ca-file $PKI/ca.pem sni str($SNI) verifyhost $SNI alpn http/1.1
 EOF
+	#                   frontend port                            backend server
+	haproxy_passthrough pt       "${PORT[haproxy.passthrough]}"  echo    "127.0.0.1:$BP"
+	#            frontend port                            backend server           reencrypt: TLS to the server, verified
+	haproxy_http term     "${PORT[haproxy.terminate]}"    plain   "127.0.0.1:$PP"
+	haproxy_http reenc    "${PORT[haproxy.reencrypt]}"    tlsback "127.0.0.1:$TP" \
+		ssl verify required ca-file "$PKI/ca.pem" sni "str($SNI)" verifyhost "$SNI" alpn http/1.1
+} >"$TMP/haproxy.cfg"
 # OpenSSL (HAProxy, nginx) sends no TLS 1.3 session tickets, as the Go
 # servers send none to a client that cannot resume.
 cat >"$TMP/openssl.cnf" <<EOF
@@ -336,17 +377,42 @@ MinProtocol = TLSv1.2
 NumTickets = 0
 EOF
 
-# --- nginx: stream for passthrough, http for terminate and reencrypt.
+# nginx: stream for passthrough, http for terminate and reencrypt.
 mkdir -p "$TMP/nginx"
 if [[ $LOGS == 1 ]]; then
 	NSLOG="access_log $TMP/nginx/stream.log basic;" NHLOG="access_log $TMP/nginx/access.log;"
 else
 	NSLOG="access_log off;" NHLOG="access_log off;"
 fi
-nginx_http_server() { # nginx_http_server PORT UPSTREAM SCHEME
+nginx_passthrough() { # nginx_passthrough PORT SERVER: ssl_preread and a map on the SNI
 	cat <<EOF
+stream {
+    log_format basic '\$remote_addr [\$time_local] \$ssl_preread_server_name \$status \$bytes_sent \$bytes_received \$session_time';
+    $NSLOG
+    map \$ssl_preread_server_name \$pt_backend {
+        $SNI $2;
+        default 127.0.0.1:1;
+    }
     server {
-        listen 127.0.0.1:$1 ssl;
+        listen 127.0.0.1:$1;
+        ssl_preread on;
+        proxy_pass \$pt_backend;
+        proxy_timeout 10m;
+    }
+}
+EOF
+}
+# A WebSocket upgrade is passed on (Upgrade, and Connection: upgrade from the
+# map in http {}); other requests send no Connection header, so the upstream
+# connections are kept alive.
+nginx_http() { # nginx_http UPSTREAM PORT SERVER SCHEME [DIRECTIVE...]: DIRECTIVEs go into the location
+	cat <<EOF
+    upstream $1 {
+        server $3;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$2 ssl;
         ssl_certificate $PKI/server.pem;
         ssl_certificate_key $PKI/server-key.pem;
         ssl_client_certificate $PKI/ca.pem;
@@ -358,26 +424,19 @@ nginx_http_server() { # nginx_http_server PORT UPSTREAM SCHEME
         keepalive_timeout 10m;
         keepalive_requests 100000000;
         location / {
-            proxy_pass $3://$2;
+            proxy_pass $4://$1;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection \$connection_upgrade;
             proxy_set_header Host \$host;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto https;
             proxy_set_header X-Forwarded-Host \$host;
             proxy_set_header X-Forwarded-Client-Cert "Hash=\$ssl_client_fingerprint;Cert=\"\$ssl_client_escaped_cert\";Subject=\"\$ssl_client_s_dn\"";
             proxy_max_temp_file_size 0;
-            proxy_read_timeout 10m;
+            proxy_read_timeout 1h;
 EOF
-	if [[ $3 == https ]]; then
-		cat <<EOF
-            proxy_ssl_verify on;
-            proxy_ssl_trusted_certificate $PKI/ca.pem;
-            proxy_ssl_name $SNI;
-            proxy_ssl_server_name on;
-            proxy_ssl_session_reuse on;
-EOF
-	fi
+	(($# > 4)) && printf '            %s\n' "${@:5}"
 	echo "        }"
 	echo "    }"
 }
@@ -394,20 +453,10 @@ error_log $TMP/nginx/error.log warn;
 events {
     worker_connections $FDLIM;
 }
-stream {
-    log_format basic '\$remote_addr [\$time_local] \$ssl_preread_server_name \$status \$bytes_sent \$bytes_received \$session_time';
-    $NSLOG
-    map \$ssl_preread_server_name \$pt_backend {
-        $SNI 127.0.0.1:$BP;
-        default 127.0.0.1:1;
-    }
-    server {
-        listen 127.0.0.1:${PORT[nginx.passthrough]};
-        ssl_preread on;
-        proxy_pass \$pt_backend;
-        proxy_timeout 10m;
-    }
-}
+EOF
+	#                 port                         server
+	nginx_passthrough "${PORT[nginx.passthrough]}" "127.0.0.1:$BP"
+	cat <<EOF
 http {
     $NHLOG
     client_body_temp_path $TMP/nginx/body;
@@ -415,17 +464,16 @@ http {
     fastcgi_temp_path $TMP/nginx/fastcgi;
     uwsgi_temp_path $TMP/nginx/uwsgi;
     scgi_temp_path $TMP/nginx/scgi;
-    upstream plain {
-        server 127.0.0.1:$PP;
-        keepalive 64;
-    }
-    upstream tlsback {
-        server 127.0.0.1:$TP;
-        keepalive 64;
+    map \$http_upgrade \$connection_upgrade {
+        default upgrade;
+        '' '';
     }
 EOF
-	nginx_http_server "${PORT[nginx.terminate]}" plain http
-	nginx_http_server "${PORT[nginx.reencrypt]}" tlsback https
+	#          upstream port                        server          scheme reencrypt: TLS to the server, verified
+	nginx_http plain    "${PORT[nginx.terminate]}"  "127.0.0.1:$PP" http
+	nginx_http tlsback  "${PORT[nginx.reencrypt]}"  "127.0.0.1:$TP" https \
+		"proxy_ssl_verify on;" "proxy_ssl_trusted_certificate $PKI/ca.pem;" "proxy_ssl_name $SNI;" \
+		"proxy_ssl_server_name on;" "proxy_ssl_session_reuse on;"
 	echo "}"
 } >"$TMP/nginx.conf"
 
@@ -436,7 +484,7 @@ start_proxy() { # start_proxy SETUP
 	# shellcheck disable=SC2046 # $(cpu) is a prefix of words, or none
 	case $1 in
 	tlsedge)
-		env GOMAXPROCS="$THREADS" $(cpu balancer) "$TMP/bin/tlsedge" run -c "$TMP/tlsedge.yaml" 2>>"$TMP/tlsedge.log" &
+		env GOMAXPROCS="$THREADS" $(cpu balancer) "$TMP/bin/tlsedge" run -c "$TMP/tlsedge/tlsedge.yaml" 2>>"$TMP/tlsedge.log" &
 		BAL[tlsedge]=$!
 		;;
 	haproxy)
@@ -453,6 +501,7 @@ start_proxy() { # start_proxy SETUP
 	PIDS+=("${BAL[$1]}")
 	local p
 	for p in $PROXIES; do wait_port "${PORT[$1.$p]}" "$1" "$TMP/$1.log"; done
+	if [[ $1 == tlsedge && -n $PROFILE ]]; then wait_port "$AP" "tlsedge's admin listener" "$TMP/tlsedge.log"; fi
 }
 stop_proxy() { # stop_proxy SETUP
 	local pid=${BAL[$1]} p
@@ -465,7 +514,7 @@ stop_proxy() { # stop_proxy SETUP
 		done
 	done
 }
-if has tlsedge; then "$TMP/bin/tlsedge" validate -c "$TMP/tlsedge.yaml" >/dev/null; fi
+if has tlsedge; then "$TMP/bin/tlsedge" validate -c "$TMP/tlsedge/tlsedge.yaml" >/dev/null; fi
 if has haproxy; then env "OPENSSL_CONF=$TMP/openssl.cnf" haproxy -c -q -f "$TMP/haproxy.cfg"; fi
 if has nginx; then env "OPENSSL_CONF=$TMP/openssl.cnf" nginx -t -q -c "$TMP/nginx.conf" -e "$TMP/nginx/error.log"; fi
 for s in tlsedge haproxy nginx; do if has "$s"; then start_proxy "$s"; fi; done
@@ -478,7 +527,7 @@ jq -n --arg nproc "$NCPU" --arg cpu "$(awk -F': ' '/^model name/ { print $2; exi
 	--arg haproxy "$( (haproxy -v 2>/dev/null || true) | head -1)" --arg nginx "$( (nginx -v 2>&1 || true) | head -1)" \
 	--arg tlsedge "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo no-git) (SRC=$SRC)" \
 	--arg date "$(date -u +%FT%TZ)" --arg loadavg "$(cut -d' ' -f1-3 /proc/loadavg)" \
-	--arg knobs "D=$D ROUNDS=$ROUNDS PROXIES=\"$PROXIES\" MODES=\"$MODES\" SETUPS=\"$SETUPS\" KA_C=$KA_C NC_C=$NC_C BULK_C=$BULK_C SIZE=$SIZE ECHO_SIZE=$ECHO_SIZE IDLE=$IDLE FDS=$FDLIM THREADS=$THREADS CURVE=$CURVE HAPROXY_SPLICE=$HAPROXY_SPLICE HAPROXY_REUSE=$HAPROXY_REUSE LOGS=$LOGS PIN=$PIN" \
+	--arg knobs "D=$D ROUNDS=$ROUNDS PROXIES=\"$PROXIES\" MODES=\"$MODES\" SETUPS=\"$SETUPS\" KA_C=$KA_C NC_C=$NC_C BULK_C=$BULK_C SIZE=$SIZE ECHO_SIZE=$ECHO_SIZE IDLE=$IDLE FDS=$FDLIM THREADS=$THREADS CURVE=$CURVE HAPROXY_SPLICE=$HAPROXY_SPLICE HAPROXY_REUSE=$HAPROXY_REUSE LOGS=$LOGS PIN=$PIN${PROFILE:+ PROFILE=$PROFILE}" \
 	'{nproc: ($nproc | tonumber), cpu: $cpu, kernel: $kernel, go: $go, haproxy: $haproxy, nginx: $nginx,
 	  tlsedge: $tlsedge, date: $date, loadavg_at_start: $loadavg, knobs: $knobs}' >"$RES/meta.json"
 say "$NCPU CPUs, $FDLIM fds each, IDLE=$IDLE, THREADS=$THREADS, PIN=$PIN, LOGS=$LOGS, D=$D, ROUNDS=$ROUNDS, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -496,21 +545,30 @@ flags() {
 	*.newconn) echo "-mode handshake-http -c $NC_C -d $D" ;;
 	*.bulk) echo "-mode http -c $BULK_C -path /?bytes=$(bytes "$SIZE") -d $D" ;;
 	*.idle) echo "-mode idle-http -c $IDLE -d 5m" ;;
+	*.idlews) echo "-mode idle-ws -c $IDLE -d 5m" ;;
 	esac
+}
+
+# pprof NAME WHAT: with PROFILE, save tlsedge's /debug/pprof/WHAT as
+# PROFILE/NAME (curl fails on an HTTP error; a warning, not the end).
+pprof() {
+	curl -fsS -m $((PSECS + 30)) -o "$PROFILE/$1" "http://127.0.0.1:$AP/debug/pprof/$2" 2>>"$TMP/pprof.log" ||
+		say "PROFILE: $2 failed: $(tail -1 "$TMP/pprof.log")"
 }
 
 # one PROXY WORKLOAD SETUP ROUND: one run, recorded in $RES.
 one() {
-	local proxy=$1 work=$2 s=$3 round=$4 out bal b0 t0 b1 t1 e0 e1 l0 l1 lpid
+	local proxy=$1 work=$2 s=$3 round=$4 out bal b0 t0 b1 t1 e0 e1 l0 l1 lpid ppid="" idle=0
 	local rss0=null rss1=null fd0=null fd1=null
 	out=$RES/$proxy.$work.$s.$round
-	if [[ $work == idle && $s != direct ]]; then
+	if [[ $work == idle || $work == idlews ]]; then idle=1; fi
+	if ((idle)) && [[ $s != direct ]]; then
 		stop_proxy "$s"
 		start_proxy "$s"
 	fi
 	quiet
 	bal=${BAL[$s]:-}
-	if [[ $work == idle ]]; then
+	if ((idle)); then
 		rss0=$(rss_kb "$bal") fd0=$(fds "$bal")
 	fi
 	read -r b0 t0 < <(sysbusy)
@@ -522,7 +580,12 @@ one() {
 	$(cpu rest) timeout -k 120 400 "$LOAD" -addr "127.0.0.1:${PORT[$s.$proxy]}" -label "$s" "${COMMON[@]}" \
 		$(flags "$proxy" "$work") >"$out.load.json" 2>"$out.load.log" &
 	lpid=$!
-	if [[ $work == idle ]]; then
+	if [[ -n $PROFILE && $s == tlsedge && ($work == keepalive || $work == newconn) ]]; then
+		pprof "$proxy-$work-r$round.pprof" "profile?seconds=$PSECS" &
+		ppid=$!
+		PIDS+=("$ppid")
+	fi
+	if ((idle)); then
 		# Wait for the load's ready line, read the proxy's figures, then
 		# end the hold (SIGINT: the load checks every connection and exits).
 		for _ in $(seq 1 3300); do
@@ -531,9 +594,11 @@ one() {
 			sleep 0.1
 		done
 		rss1=$(rss_kb "$bal") fd1=$(fds "$bal")
+		if [[ -n $PROFILE && $s == tlsedge ]]; then pprof "$proxy-$work-r$round.heap.pprof" "heap?gc=1"; fi
 		kill -INT "$lpid" 2>/dev/null || true
 	fi
 	wait "$lpid" || say "$proxy $work $s: tlsedge-load exited $? ($(tail -1 "$out.load.log"))"
+	if [[ -n $ppid ]]; then wait "$ppid" || true; fi
 	read -r b1 t1 < <(sysbusy)
 	e1=$(server_ticks)
 	l1=$(treeticks "$bal")
@@ -557,7 +622,8 @@ for round in $(seq 1 "$ROUNDS"); do
 		for work in $MODES; do
 			for i in $(seq 0 $((NSETUPS - 1))); do
 				s=${SETUP_LIST[$(((i + round - 1) % NSETUPS))]}
-				if [[ $s == direct && ($proxy == reencrypt || $work == idle) ]]; then continue; fi
+				if [[ $s == direct && ($proxy == reencrypt || $work == idle || $work == idlews) ]]; then continue; fi
+				if [[ $proxy == passthrough && $work == idlews ]]; then continue; fi # no HTTP to upgrade
 				one "$proxy" "$work" "$s" "$round"
 			done
 		done
@@ -572,6 +638,7 @@ say "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo
 	echo "Rates are the client's; CPU, RSS and fds are the proxy's own (/proc), per operation or per idle connection."
 	echo "passthrough keep-alive requests are $ECHO_SIZE-byte echo round trips; terminate and reencrypt ones HTTP/1.1 GETs."
+	echo "Idle WebSockets: an HTTP/1.1 upgrade through the proxy each, one message echoed each way, then held; the final round trip is another message."
 	echo "Ratios are tlsedge / the best of the other proxies: above 1 is worse for CPU, RSS and fds, better for rates and held."
 	echo "other CPU %: the highest share of both CPUs used by processes outside a run, of the runs behind the row."
 	for p in $PROXIES; do

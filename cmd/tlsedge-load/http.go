@@ -38,16 +38,10 @@ func (c *countConn) Write(p []byte) (int, error) {
 // httpSetup prepares the http and handshake-http modes: the request URL and
 // the transports the workers share (see the package comment).
 func (r *runner) httpSetup() error {
-	host := r.tls.ServerName
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
+	var err error
+	if r.url, err = r.targetURL("https"); err != nil {
+		return err
 	}
-	_, port, err := net.SplitHostPort(r.o.addr)
-	if err != nil {
-		return fmt.Errorf("-addr %q: %w", r.o.addr, err)
-	}
-	// The URL names the server (Host and SNI); dialTLS goes to -addr.
-	r.url = "https://" + host + ":" + port + r.o.path
 	// ALPN offers only the protocol asked for, so a server that cannot speak
 	// it fails the handshake or the check in dialTLS instead of quietly
 	// measuring the other one.
@@ -93,6 +87,21 @@ func (r *runner) httpSetup() error {
 		r.transports = []*http.Transport{newTransport(r.o.conc)}
 	}
 	return nil
+}
+
+// targetURL is scheme://server:port/path: the server name of the TLS config
+// (Host and SNI), the port of -addr, -path. dialTLS goes to -addr whatever
+// the URL names.
+func (r *runner) targetURL(scheme string) (string, error) {
+	host := r.tls.ServerName
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	_, port, err := net.SplitHostPort(r.o.addr)
+	if err != nil {
+		return "", fmt.Errorf("-addr %q: %w", r.o.addr, err)
+	}
+	return scheme + "://" + host + ":" + port + r.o.path, nil
 }
 
 // httpClose drops the transports' idle connections at the end.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -11,11 +12,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // The idle modes open -c connections, do one round trip on each (idle: a
-// 1-byte echo; idle-http: one HTTP/1.1 keep-alive GET of -path), hold them
-// without a goroutine each, print idleReady on stderr once every connection
+// 1-byte echo; idle-http: one HTTP/1.1 keep-alive GET of -path; idle-ws: a
+// WebSocket upgrade of -path, then one message echoed), hold them without a
+// goroutine each, print idleReady on stderr once every connection
 // is up (or given up on), and wait for SIGINT/SIGTERM or the end of -d. Then
 // they do one more round trip on every held connection: those that answer
 // are the connections the server (or balancer) held, the result's held.
@@ -36,11 +40,25 @@ const idleOpTimeout = 10 * time.Second
 const idleGiveUp = 200
 
 // idleConn is one held connection: the TLS conn and, for idle-http, the
-// reader its response came through (it may hold read-ahead bytes).
+// reader its response came through (it may hold read-ahead bytes); for
+// idle-ws the WebSocket alone (it owns its connection).
 type idleConn struct {
 	c  *tls.Conn
 	br *bufio.Reader
+	ws *websocket.Conn
 }
+
+// close closes the connection.
+func (ic idleConn) close() {
+	if ic.ws != nil {
+		ic.ws.CloseNow()
+		return
+	}
+	ic.c.Close()
+}
+
+// wsMessage is the message idle-ws sends on each WebSocket, and wants back.
+var wsMessage = []byte("idle")
 
 // idleTally is what the idle modes count.
 type idleTally struct {
@@ -123,7 +141,7 @@ func (r *runner) idleRun(ctx context.Context, res *result, giveUp int64, ready f
 				if r.idleTrip(ic) == nil {
 					held.Add(1)
 				}
-				ic.c.Close()
+				ic.close()
 			}
 		})
 	}
@@ -143,6 +161,9 @@ func (r *runner) idleRun(ctx context.Context, res *result, giveUp int64, ready f
 func (r *runner) idleOpen(ctx context.Context) (idleConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, idleOpTimeout)
 	defer cancel()
+	if r.o.mode == "idle-ws" {
+		return r.wsOpen(ctx)
+	}
 	c, err := r.dial(ctx)
 	if err != nil {
 		return idleConn{}, err
@@ -165,6 +186,9 @@ func (r *runner) idleOpen(ctx context.Context) (idleConn, error) {
 // idleTrip is one round trip on a held connection: a byte echoed, or a GET
 // answered 200 with its whole body (the connection stays open).
 func (r *runner) idleTrip(ic idleConn) error {
+	if ic.ws != nil {
+		return r.wsTrip(ic.ws)
+	}
 	_ = ic.c.SetDeadline(time.Now().Add(idleOpTimeout))
 	defer ic.c.SetDeadline(time.Time{})
 	if ic.br == nil {
@@ -200,6 +224,63 @@ func (r *runner) idleTrip(ic idleConn) error {
 		r.proto = resp.Proto
 		r.identity = resp.Header.Get(identityHeader)
 	})
+	return nil
+}
+
+// wsSetup prepares idle-ws: the wss:// URL of -path and the HTTP client of
+// the handshakes, whose every request dials its own connection (dialTLS:
+// counted, HTTP/1.1 by ALPN) and hands it to the WebSocket.
+func (r *runner) wsSetup() error {
+	var err error
+	if r.url, err = r.targetURL("wss"); err != nil {
+		return err
+	}
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	r.wsClient = &http.Client{Transport: &http.Transport{
+		DialTLSContext:        r.dialTLS,
+		Protocols:             protos,
+		DisableKeepAlives:     true,
+		DisableCompression:    true,
+		ResponseHeaderTimeout: idleOpTimeout,
+	}}
+	return nil
+}
+
+// wsOpen is idleOpen for idle-ws: the WebSocket handshake (coder/websocket
+// checks the 101 and its Sec-WebSocket-Accept), then one message echoed.
+func (r *runner) wsOpen(ctx context.Context) (idleConn, error) {
+	ws, resp, err := websocket.Dial(ctx, r.url, &websocket.DialOptions{HTTPClient: r.wsClient})
+	if err != nil {
+		return idleConn{}, err
+	}
+	ic := idleConn{ws: ws}
+	if err := r.wsTrip(ws); err != nil {
+		ws.CloseNow()
+		return idleConn{}, err
+	}
+	r.firstOnce.Do(func() {
+		r.proto = resp.Proto
+		r.identity = resp.Header.Get(identityHeader)
+	})
+	return ic, nil
+}
+
+// wsTrip sends wsMessage as a text message and wants it back as it went.
+func (r *runner) wsTrip(ws *websocket.Conn) error {
+	ctx, cancel := context.WithTimeout(context.Background(), idleOpTimeout)
+	defer cancel()
+	if err := ws.Write(ctx, websocket.MessageText, wsMessage); err != nil {
+		return fmt.Errorf("websocket write: %w", err)
+	}
+	typ, msg, err := ws.Read(ctx)
+	if err != nil {
+		return fmt.Errorf("websocket read: %w", err)
+	}
+	if typ != websocket.MessageText || !bytes.Equal(msg, wsMessage) {
+		return fmt.Errorf("websocket: got %v %q back; want text %q", typ, msg, wsMessage)
+	}
+	r.bytes.Add(int64(len(msg)))
 	return nil
 }
 

@@ -240,6 +240,9 @@ func TestIdleModeFlags(t *testing.T) {
 		{"dialers 0", func(o *options) { o.dialers = 0 }, false},
 		{"path", func(o *options) { o.mode, o.path = "idle-http", "x" }, false},
 		{"h2", func(o *options) { o.h2 = true }, false},
+		{"idle-ws", func(o *options) { o.mode = "idle-ws" }, true},
+		{"idle-ws size", func(o *options) { o.mode, o.size = "idle-ws", 4 }, false},
+		{"idle-ws path", func(o *options) { o.mode, o.path = "idle-ws", "ws" }, false},
 	} {
 		o := idleOpts("d", "127.0.0.1:1", "x", "idle", 10)
 		tc.edit(o)

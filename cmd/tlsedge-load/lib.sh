@@ -146,6 +146,24 @@ fds() {
 	for p in $(tree "$1"); do sum=$((sum + $(find "/proc/$p/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l))); done
 	echo "$sum"
 }
+# seconds DURATION: a Go duration (5s, 500ms, 1m30s) in whole seconds,
+# rounded down; fails on anything else.
+seconds() {
+	awk -v d="$1" 'BEGIN {
+		t = 0
+		if (d == "") exit 1
+		while (match(d, /^[0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h)/)) {
+			p = substr(d, 1, RLENGTH)
+			d = substr(d, RLENGTH + 1)
+			match(p, /^[0-9.]+/)
+			n = substr(p, 1, RLENGTH)
+			u = substr(p, RLENGTH + 1)
+			t += n * (u == "h" ? 3600 : u == "m" ? 60 : u == "s" ? 1 : u == "ms" ? 0.001 : u == "us" ? 1e-6 : 1e-9)
+		}
+		if (d != "") exit 1
+		printf "%d\n", t
+	}'
+}
 # bytes SIZE: 64, 64KiB, 64MiB, 1GiB as a number of bytes.
 bytes() {
 	case $1 in

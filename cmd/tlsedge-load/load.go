@@ -52,6 +52,9 @@ type runner struct {
 	transports      []*http.Transport
 	firstOnce       sync.Once
 	proto, identity string // of the first good response
+
+	// idle-ws: the client of the WebSocket handshakes
+	wsClient *http.Client
 }
 
 // load runs o.mode with o.conc workers for o.dur and sums them up. It returns
@@ -74,9 +77,14 @@ func load(ctx context.Context, o *options) (*result, error) {
 	}
 	r := &runner{o: o, tls: cfg}
 	nworkers := o.conc
-	if o.mode == "idle" || o.mode == "idle-http" {
-		if o.mode == "idle-http" {
+	if isIdle(o.mode) {
+		if o.mode == "idle-http" || o.mode == "idle-ws" {
 			r.tls.NextProtos = []string{"http/1.1"}
+		}
+		if o.mode == "idle-ws" {
+			if err := r.wsSetup(); err != nil {
+				return nil, err
+			}
 		}
 		r.start = time.Now()
 		r.end = r.start.Add(o.dur)

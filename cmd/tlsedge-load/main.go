@@ -17,12 +17,14 @@
 //	tlsedge-load -mode handshake-http -addr ... -c 8 -d 10s
 //
 // Idle connections: open -c (-dialers at a time), one round trip each (a
-// byte echoed; idle-http: one keep-alive GET of -path), hold them, print
+// byte echoed; idle-http: one keep-alive GET of -path; idle-ws: a WebSocket
+// upgrade of -path and one message echoed), hold them, print
 // "tlsedge-load: idle ready: N connections up, F failed" on stderr, wait for
 // SIGINT/SIGTERM or -d, then one more round trip on each (held):
 //
 //	tlsedge-load -mode idle      -addr ... -c 9000 -d 5m
 //	tlsedge-load -mode idle-http -addr ... -c 9000 -d 5m
+//	tlsedge-load -mode idle-ws   -addr ... -c 9000 -d 5m
 //
 // The table of compare.sh's recorded runs (see report.go):
 //
@@ -82,7 +84,16 @@
 // X-Load-Identity header saying who they think the client is ("tls CN=..."
 // from a verified client certificate, "xfcc <length>B Subject=..." from an
 // X-Forwarded-Client-Cert a balancer set, or "none"); the result carries the
-// first response's value, so a run shows the identity went through.
+// first response's value, so a run shows the identity went through. They
+// accept WebSocket upgrades (github.com/coder/websocket; the 101 carries
+// the same header) and echo every message back.
+//
+// idle-ws opens each connection with an HTTP/1.1 WebSocket handshake (GET
+// -path with Upgrade: websocket, Sec-WebSocket-Key and -Version;
+// coder/websocket's client over the same crypto/tls client, ALPN http/1.1)
+// that must be answered 101 with the right Sec-WebSocket-Accept, then sends
+// a 4-byte text message that must come back as it went; the final check
+// sends another.
 //
 // Output: one human line on stdout; with -json a JSON object on stdout and
 // the human line on stderr. The JSON carries cpu_s, the CPU seconds the load
@@ -153,7 +164,7 @@ func run(args []string) int {
 	fs.BoolVar(&o.insecure, "insecure", false, "do not verify the server certificate")
 	fs.IntVar(&o.conc, "c", 4, "concurrency: workers, each with its own connection")
 	fs.DurationVar(&o.dur, "d", 0, "duration of the load (required, at most 5m); with -serve, stop after it (0 = at SIGINT/SIGTERM)")
-	fs.StringVar(&o.mode, "mode", "throughput", "handshake | throughput | echo | http | handshake-http | idle | idle-http")
+	fs.StringVar(&o.mode, "mode", "throughput", "handshake | throughput | echo | http | handshake-http | idle | idle-http | idle-ws")
 	fs.Var(&o.size, "size", "bytes per connection (throughput, default 64MiB) or per round trip (echo, default 64); suffixes KiB MiB GiB")
 	fs.StringVar(&o.tlsVersion, "tls", "", "force the TLS version: 1.2 or 1.3 (default: negotiate, which is 1.3)")
 	fs.StringVar(&o.curve, "curve", "", "offer only this key exchange: X25519, X25519MLKEM768, P256 (default: Go's list)")
@@ -273,9 +284,9 @@ func (o *options) checkLoad() error {
 		if o.mode == "handshake-http" && o.h2 {
 			return errors.New("-h2 goes with -mode http: handshake-http does one HTTP/1.1 request per connection")
 		}
-	case "idle", "idle-http":
+	case "idle", "idle-http", "idle-ws":
 		if o.size != 0 {
-			return errors.New("-size does not apply to the idle modes: one byte (idle) or one GET (idle-http) per connection")
+			return errors.New("-size does not apply to the idle modes: one byte (idle), one GET (idle-http) or one message (idle-ws) per connection")
 		}
 		if !strings.HasPrefix(o.path, "/") {
 			return fmt.Errorf("-path %q must start with /", o.path)
@@ -284,7 +295,7 @@ func (o *options) checkLoad() error {
 			return errors.New("-dialers must be 1 or more")
 		}
 	default:
-		return fmt.Errorf("-mode %q: use handshake, throughput, echo, http, handshake-http, idle or idle-http", o.mode)
+		return fmt.Errorf("-mode %q: use handshake, throughput, echo, http, handshake-http, idle, idle-http or idle-ws", o.mode)
 	}
 	if o.h2 && o.mode != "http" {
 		return errors.New("-h2 goes with -mode http")
@@ -298,7 +309,7 @@ func (o *options) checkLoad() error {
 	return nil
 }
 
-func isIdle(mode string) bool { return mode == "idle" || mode == "idle-http" }
+func isIdle(mode string) bool { return mode == "idle" || mode == "idle-http" || mode == "idle-ws" }
 
 // byteSize is a flag value taking 64, 64KiB, 64MiB, 1GiB (also K, M, G, KB...
 // all binary).

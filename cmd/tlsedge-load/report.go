@@ -24,7 +24,7 @@ import (
 type runRec struct {
 	Setup    string `json:"setup"`    // direct, tlsedge, haproxy, nginx
 	Proxy    string `json:"proxy"`    // passthrough, terminate, reencrypt
-	Workload string `json:"workload"` // keepalive, newconn, bulk, idle
+	Workload string `json:"workload"` // keepalive, newconn, bulk, idle, idlews
 	Round    int    `json:"round"`
 
 	Concurrency int     `json:"concurrency"`
@@ -47,11 +47,13 @@ type runRec struct {
 	FDsHeld *float64 `json:"fds_held"`
 }
 
-// figure is one row of the table.
+// figure is one row of the table. held marks the connections-held rows of
+// the idle workloads: their name says how many were asked for.
 type figure struct {
 	workload, name string
 	dec            int
 	lowerIsBetter  bool
+	held           bool
 	value          func(*runRec) (float64, bool)
 }
 
@@ -71,22 +73,37 @@ func perConn(base, held *float64, ops int64) (float64, bool) {
 	return (*held - *base) / float64(ops), true
 }
 
+// heldFig, rssFig and fdsFig are the figures of the idle workloads: the
+// connections that answered the final round trip, and the proxy's RSS and
+// file descriptors per connection opened.
+func heldFig(r *runRec) (float64, bool) { return float64(r.Held), r.Concurrency > 0 }
+func rssFig(r *runRec) (float64, bool)  { return perConn(r.RSSBase, r.RSSHeld, r.Ops) }
+func fdsFig(r *runRec) (float64, bool)  { return perConn(r.FDsBase, r.FDsHeld, r.Ops) }
+
 var figures = []figure{
-	{"keepalive", "keep-alive requests/s", 0, false, func(r *runRec) (float64, bool) { return r.OpsPerSec, r.Ops > 0 }},
-	{"keepalive", "proxy CPU µs per keep-alive request", 1, true, cpuPer},
-	{"newconn", "new connections/s (full handshake)", 0, false, func(r *runRec) (float64, bool) { return r.OpsPerSec, r.Ops > 0 }},
-	{"newconn", "proxy CPU µs per new connection", 0, true, cpuPer},
-	{"bulk", "bulk MB/s", 0, false, func(r *runRec) (float64, bool) { return r.MBPerSec, r.Bytes > 0 }},
-	{"bulk", "proxy CPU s per GiB", 2, true, func(r *runRec) (float64, bool) {
+	{"keepalive", "keep-alive requests/s", 0, false, false, func(r *runRec) (float64, bool) { return r.OpsPerSec, r.Ops > 0 }},
+	{"keepalive", "proxy CPU µs per keep-alive request", 1, true, false, cpuPer},
+	{"newconn", "new connections/s (full handshake)", 0, false, false, func(r *runRec) (float64, bool) { return r.OpsPerSec, r.Ops > 0 }},
+	{"newconn", "proxy CPU µs per new connection", 0, true, false, cpuPer},
+	{"bulk", "bulk MB/s", 0, false, false, func(r *runRec) (float64, bool) { return r.MBPerSec, r.Bytes > 0 }},
+	{"bulk", "proxy CPU s per GiB", 2, true, false, func(r *runRec) (float64, bool) {
 		if r.BalancerCPU == nil || r.Bytes <= 0 {
 			return 0, false
 		}
 		return *r.BalancerCPU / (float64(r.Bytes) / (1 << 30)), true
 	}},
-	{"idle", "idle connections held", 0, false, func(r *runRec) (float64, bool) { return float64(r.Held), r.Concurrency > 0 }},
-	{"idle", "proxy RSS KiB per idle connection", 1, true, func(r *runRec) (float64, bool) { return perConn(r.RSSBase, r.RSSHeld, r.Ops) }},
-	{"idle", "proxy fds per idle connection", 2, true, func(r *runRec) (float64, bool) { return perConn(r.FDsBase, r.FDsHeld, r.Ops) }},
+	{"idle", "idle connections held", 0, false, true, heldFig},
+	{"idle", "proxy RSS KiB per idle connection", 1, true, false, rssFig},
+	{"idle", "proxy fds per idle connection", 2, true, false, fdsFig},
+	// idlews: WebSockets upgraded through the proxy, one message each way, held.
+	{"idlews", "idle WebSockets held", 0, false, true, heldFig},
+	{"idlews", "proxy RSS KiB per idle WebSocket", 1, true, false, rssFig},
+	{"idlews", "proxy fds per idle WebSocket", 2, true, false, fdsFig},
 }
+
+// idleWorkload says whether runs of workload w hold connections (their
+// Concurrency is the connections asked for).
+func idleWorkload(w string) bool { return w == "idle" || w == "idlews" }
 
 var (
 	proxyOrder = []string{"passthrough", "terminate", "reencrypt"}
@@ -106,6 +123,7 @@ type tableRow struct {
 	OtherCPU  float64            `json:"other_cpu_pct_max"`
 	Requested int                `json:"requested,omitempty"` // idle connections asked for
 	dec       int
+	held      bool
 }
 
 // median of vs (not empty); sorts vs.
@@ -146,7 +164,7 @@ func buildTable(runs []runRec) []tableRow {
 	proxies := orderOf(runs, func(r *runRec) string { return r.Proxy }, proxyOrder)
 	for _, p := range proxies {
 		for _, f := range figures {
-			row := tableRow{Proxy: p, Workload: f.workload, Figure: f.name, Lower: f.lowerIsBetter, dec: f.dec,
+			row := tableRow{Proxy: p, Workload: f.workload, Figure: f.name, Lower: f.lowerIsBetter, dec: f.dec, held: f.held,
 				Values: map[string]float64{}, Rounds: map[string]int{}}
 			per := map[string][]float64{}
 			any := false
@@ -165,7 +183,7 @@ func buildTable(runs []runRec) []tableRow {
 			if !any {
 				continue
 			}
-			if f.workload != "idle" {
+			if !idleWorkload(f.workload) {
 				row.Requested = 0
 			}
 			for s, vs := range per {
@@ -222,8 +240,8 @@ func writeMarkdown(w io.Writer, runs []runRec, rows []tableRow) {
 	fmt.Fprintln(w, "---:|---:|")
 	for _, row := range rows {
 		name := row.Figure
-		if row.Requested > 0 && row.Figure == "idle connections held" {
-			name = fmt.Sprintf("idle connections held (of %d)", row.Requested)
+		if row.Requested > 0 && row.held {
+			name = fmt.Sprintf("%s (of %d)", row.Figure, row.Requested)
 		}
 		fmt.Fprintf(w, "| %s | %s |", row.Proxy, name)
 		for _, s := range setups {

@@ -143,6 +143,52 @@ func TestReport(t *testing.T) {
 	}
 }
 
+// TestReportIdleWebSocketRows: idlews runs get their own three rows, after
+// idle's, with the WebSockets asked for in the held row's name.
+func TestReportIdleWebSocketRows(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for i, r := range []map[string]any{
+		{"setup": "tlsedge", "proxy": "terminate", "workload": "idle", "round": 1, "concurrency": 2000, "ops": 2000, "held": 2000,
+			"rss_kb_base": 8000.0, "rss_kb_held": 8000.0 + 2000*40, "fds_base": 12.0, "fds_held": 12.0 + 2000*1},
+		{"setup": "tlsedge", "proxy": "terminate", "workload": "idlews", "round": 1, "concurrency": 2000, "ops": 2000, "held": 1990,
+			"rss_kb_base": 8000.0, "rss_kb_held": 8000.0 + 2000*30, "fds_base": 12.0, "fds_held": 12.0 + 2000*2},
+		{"setup": "nginx", "proxy": "terminate", "workload": "idlews", "round": 1, "concurrency": 2000, "ops": 2000, "held": 2000,
+			"rss_kb_base": 3000.0, "rss_kb_held": 3000.0 + 2000*12, "fds_base": 30.0, "fds_held": 30.0 + 2000*2},
+		{"setup": "haproxy", "proxy": "reencrypt", "workload": "idlews", "round": 1, "concurrency": 2000, "ops": 1000, "held": 1000,
+			"rss_kb_base": 5000.0, "rss_kb_held": 5000.0 + 1000*25, "fds_base": 20.0, "fds_held": 20.0 + 1000*2},
+	} {
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%d.run.json", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	if err := report(dir, "", &out); err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Join([]string{
+		"| mode | figure | tlsedge | haproxy | nginx | tlsedge / best peer | other CPU % (max) |",
+		"|---|---|---:|---:|---:|---:|---:|",
+		"| terminate | idle connections held (of 2000) | **2,000** | - | - | - | 0 |",
+		"| terminate | proxy RSS KiB per idle connection | **40.0** | - | - | - | 0 |",
+		"| terminate | proxy fds per idle connection | **1.00** | - | - | - | 0 |",
+		"| terminate | idle WebSockets held (of 2000) | **1,990** | - | 2,000 | 0.99 (nginx) | 0 |",
+		"| terminate | proxy RSS KiB per idle WebSocket | **30.0** | - | 12.0 | 2.50 (nginx) | 0 |",
+		"| terminate | proxy fds per idle WebSocket | **2.00** | - | 2.00 | 1.00 (nginx) | 0 |",
+		"| reencrypt | idle WebSockets held (of 2000) | - | 1,000 | - | - | 0 |",
+		"| reencrypt | proxy RSS KiB per idle WebSocket | - | 25.0 | - | - | 0 |",
+		"| reencrypt | proxy fds per idle WebSocket | - | 2.00 | - | - | 0 |",
+		"",
+	}, "\n")
+	if got := out.String(); got != want {
+		t.Errorf("table:\n%s\nwant:\n%s", got, want)
+	}
+}
+
 func TestReportNeedsRuns(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer

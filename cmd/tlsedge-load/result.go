@@ -106,7 +106,7 @@ func (r *result) human() string {
 		}
 		fmt.Fprintf(&b, "%.0f connections/s (full handshake + 1 GET each, %dB read per connection), p50 %.3fms p90 %.3fms p99 %.3fms max %.3fms",
 			r.OpsPerSec, perConn, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs)
-	case "idle", "idle-http":
+	case "idle", "idle-http", "idle-ws":
 		fmt.Fprintf(&b, "%d of %d connections opened (%.0f/s, %d attempted), %d held to the end, open p50 %.3fms p99 %.3fms",
 			r.Ops, r.Concurrency, r.OpsPerSec, r.Attempted, r.Held, r.P50Ms, r.P99Ms)
 		if r.GaveUp {

@@ -12,8 +12,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // httpBody is every answer of the HTTP servers: "ok" and padding, 100 bytes.
@@ -27,12 +30,19 @@ const xfccHeader = "X-Forwarded-Client-Cert"
 // or the "direct" HTTPS server with client certificates required.
 type httpServer struct {
 	requests, withIdentity atomic.Int64
+	// The WebSockets it accepted (upgrades), the messages it echoed, and
+	// those open now; closed tells new upgrades the server is stopping.
+	wsAccepted, wsEchoed atomic.Int64
+	wsMu                 sync.Mutex
+	wsOpen               map[*websocket.Conn]struct{}
+	closed               bool
 }
 
 // ServeHTTP answers httpBody (with ?bytes=N: N zero bytes instead), and in the X-Load-Identity header who the
 // client is: "tls CN=..." from a verified client certificate (HTTPS),
 // "xfcc 1234B Subject=..." from an X-Forwarded-Client-Cert a balancer set,
-// or "none".
+// or "none". A WebSocket upgrade (Upgrade: websocket) is accepted, with the
+// same header on its 101 answer, and every message on it is echoed back.
 func (s *httpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	id := "none"
@@ -48,8 +58,12 @@ func (s *httpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.withIdentity.Add(1)
 	}
 	h := w.Header()
-	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
 	h[identityHeader] = []string{id}
+	if headerHasToken(r.Header, "Upgrade", "websocket") {
+		s.serveWebSocket(w, r)
+		return
+	}
+	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
 	if n, ok := bulkSize(r); ok {
 		// ?bytes=N: N bytes of zeros (the bulk runs of compare.sh).
 		h["Content-Type"] = []string{"application/octet-stream"}
@@ -64,6 +78,92 @@ func (s *httpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = w.Write(httpBody)
+}
+
+// headerHasToken says whether one of the comma-separated values of header
+// name is token (case-insensitive), as in Upgrade: websocket.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// serveWebSocket accepts the upgrade (coder/websocket checks the request and
+// answers 101) and echoes each message back as it came, text or binary,
+// until the client or stop closes the WebSocket. An echo that cannot be
+// written within opTimeout ends it.
+func (s *httpServer) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return // Accept answered the client with the reason
+	}
+	if !s.trackWebSocket(c, true) {
+		c.CloseNow()
+		return
+	}
+	defer s.trackWebSocket(c, false)
+	defer c.CloseNow()
+	s.wsAccepted.Add(1)
+	ctx := context.Background()
+	for {
+		typ, msg, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		wctx, cancel := context.WithTimeout(ctx, opTimeout)
+		err = c.Write(wctx, typ, msg)
+		cancel()
+		if err != nil {
+			return
+		}
+		s.wsEchoed.Add(1)
+	}
+}
+
+// trackWebSocket adds c to the open WebSockets (false once the server is
+// stopping) or removes it.
+func (s *httpServer) trackWebSocket(c *websocket.Conn, add bool) bool {
+	s.wsMu.Lock()
+	defer s.wsMu.Unlock()
+	if !add {
+		delete(s.wsOpen, c)
+		return true
+	}
+	if s.closed {
+		return false
+	}
+	if s.wsOpen == nil {
+		s.wsOpen = map[*websocket.Conn]struct{}{}
+	}
+	s.wsOpen[c] = struct{}{}
+	return true
+}
+
+// openWebSockets is the number of WebSockets open now.
+func (s *httpServer) openWebSockets() int {
+	s.wsMu.Lock()
+	defer s.wsMu.Unlock()
+	return len(s.wsOpen)
+}
+
+// closeWebSockets ends every open WebSocket (http.Server.Close does not know
+// the connections it handed over) and refuses new ones.
+func (s *httpServer) closeWebSockets() {
+	s.wsMu.Lock()
+	s.closed = true
+	open := make([]*websocket.Conn, 0, len(s.wsOpen))
+	for c := range s.wsOpen {
+		open = append(open, c)
+	}
+	s.wsMu.Unlock()
+	for _, c := range open {
+		c.CloseNow()
+	}
 }
 
 // zeros is the bulk answer's buffer.
@@ -134,8 +234,11 @@ func startHTTP(o *options) (*httpServing, error) {
 	return h, nil
 }
 
-// stop closes the listener and every connection.
-func (h *httpServing) stop() { h.srv.Close() }
+// stop closes the listener and every connection, WebSockets included.
+func (h *httpServing) stop() {
+	h.srv.Close()
+	h.s.closeWebSockets()
+}
 
 // quoted is s up to its first " that no backslash escapes.
 func quoted(s string) string {
@@ -172,7 +275,7 @@ func serveHTTP(ctx context.Context, o *options) error {
 		}
 	}
 	h.stop()
-	fmt.Fprintf(os.Stderr, "tlsedge-load: HTTP server stopped: %d requests answered, %d with a client identity\n",
-		h.s.requests.Load(), h.s.withIdentity.Load())
+	fmt.Fprintf(os.Stderr, "tlsedge-load: HTTP server stopped: %d requests answered, %d with a client identity, %d WebSockets accepted, %d messages echoed\n",
+		h.s.requests.Load(), h.s.withIdentity.Load(), h.s.wsAccepted.Load(), h.s.wsEchoed.Load())
 	return nil
 }
