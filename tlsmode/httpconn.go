@@ -96,6 +96,9 @@ func (cs *connState) clientKey(l *ClientLimiter) string {
 type reqState struct {
 	up   *upgradedConn // the upgraded stream, once the server said 101
 	body *timedBody    // the request body, nil = none
+	// buffered is the request body read whole (readBody), nil when it
+	// was not: a request with one or none can take the lean forward.
+	buffered []byte
 	// closeUnless101 is the response header holding "Connection: close"
 	// for an HTTP/1 request the guard stopped checking after (Upgrade,
 	// CONNECT): removed only when the server switches protocols.
@@ -124,23 +127,29 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 	st := tc.ConnectionState()
 	cs := &connState{c: c, tls: &st}
 	cs.zero = sync.NewCond(&cs.mu)
+	if st.NegotiatedProtocol != "h2" {
+		// HTTP/1.x: served here, through the smuggling guard (h1guard.go,
+		// h1server.go).
+		p.serveH1(ctx, tc, c, cs)
+	} else {
+		p.serveH2(ctx, tc, c, cs)
+	}
+	cs.wait()
+	return p.connEnded(c, cs)
+}
+
+// serveH2 serves HTTP/2 (ALPN h2) on tc with a net/http.Server of its own,
+// which checks HTTP/2's framing, until the connection ends.
+func (p *HTTPProxy) serveH2(ctx context.Context, tc *tls.Conn, c *Conn, cs *connState) {
 	done := make(chan struct{})
 	var once sync.Once
 	finish := func() { once.Do(func() { close(done) }) }
-	// HTTP/2 (ALPN h2) checks its own framing, and http.Server speaks it
-	// only on a *tls.Conn; every other connection is HTTP/1.x, read through
-	// the smuggling guard (h1guard.go).
-	var conn net.Conn = tc
-	if st.NegotiatedProtocol != "h2" {
-		cs.guard = newH1Guard(tc, p.limits.MaxHeaderBytes, p.limits.ReadHeaderTimeout)
-		conn = cs.guard
-	}
 	h2 := p.limits.H2
 	ping := h2.PingInterval
 	if ping < 0 {
 		ping = 0 // HTTP2Config: no pings
 	}
-	ln := newOneConnListener(conn)
+	ln := newOneConnListener(tc)
 	srv := &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: p.limits.ReadHeaderTimeout,
@@ -203,8 +212,13 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 		go func() { _ = srv.Shutdown(context.Background()) }()
 		<-done
 	}
-	cs.wait()
 	ln.Close()
+}
+
+// connEnded names why the connection ended, for its log line, and returns
+// the error its client earned (a refused request, a timeout, a protocol
+// error), nil for none.
+func (p *HTTPProxy) connEnded(c *Conn, cs *connState) error {
 	c.Requests = c.RequestCount()
 	if why := cs.why.Load(); why != nil {
 		c.Reason = *why

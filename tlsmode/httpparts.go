@@ -250,7 +250,8 @@ func (p *HTTPProxy) readBody(w http.ResponseWriter, r *http.Request, rs *reqStat
 		err = errors.New("more DATA than its content-length")
 	}
 	if err == nil {
-		r.Body = io.NopCloser(bytes.NewReader(buf.Bytes()))
+		rs.buffered = buf.Bytes()
+		r.Body = io.NopCloser(bytes.NewReader(rs.buffered))
 		return true
 	}
 	rs.err = err

@@ -97,7 +97,9 @@ type HTTPProxy struct {
 
 	reqMu    sync.Mutex
 	requests map[string]map[*inflight]struct{} // plain requests in flight, by server address
-	servers  map[*http.Server]struct{}         // one per live client connection
+	servers  map[*http.Server]struct{}         // one per live HTTP/2 client connection
+	h1conns  map[*h1Conn]struct{}              // the live HTTP/1.x client connections
+	up       upPools                           // the lean forward's server connections
 	closed   bool
 }
 
@@ -113,6 +115,7 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 		transports: map[transportKey]*http.Transport{},
 		requests:   map[string]map[*inflight]struct{}{},
 		servers:    map[*http.Server]struct{}{},
+		h1conns:    map[*h1Conn]struct{}{},
 		strip:      identity.NewStripList(opt.StripHeaders),
 		upgrades:   opt.Upgrades,
 	}
@@ -181,10 +184,14 @@ func (p *HTTPProxy) Close() error {
 	for srv := range p.servers {
 		go func() { _ = srv.Shutdown(context.Background()) }()
 	}
+	for h := range p.h1conns {
+		go h.shutdownNow()
+	}
 	for _, t := range p.transports {
 		t.CloseIdleConnections()
 	}
 	p.mu.Unlock()
+	p.up.closeIdle("", false)
 	return nil
 }
 
@@ -311,6 +318,10 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(context.WithValue(r.Context(), reqKey{}, rs))
 	if p.opt.WSFailover && r.ProtoMajor == 1 && sameToken(upgradeType(r.Header), "websocket") {
 		p.serveWSFailover(rw, r, cs, rs)
+		return
+	}
+	if p.leanOK(r, rs) {
+		p.forward(rw, r, cs, rs)
 		return
 	}
 	p.proxy.ServeHTTP(rw, r)

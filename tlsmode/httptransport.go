@@ -97,12 +97,13 @@ func (p *HTTPProxy) dialUpstreamTLS(ctx context.Context, network, addr, sni stri
 // addr (a drain: requests in flight finish, nothing new goes there).
 func (p *HTTPProxy) CloseIdleFor(addr string) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	for k, t := range p.transports {
 		if k.addr == addr {
 			t.CloseIdleConnections()
 		}
 	}
+	p.mu.Unlock()
+	p.up.closeIdle(addr, false)
 }
 
 // poolTransport picks a server of the pool for each request, dials it

@@ -28,3 +28,32 @@ func upReadWaiter(c net.Conn) func() error {
 	}
 	return func() error { return rc.Read(ready) }
 }
+
+// upIdleClosed reports whether the server closed (or reset) c, an idle
+// keep-alive connection, without reading from it: a non-blocking peek
+// that finds EOF or an error. false when it cannot tell (not TCP).
+func upIdleClosed(c net.Conn) bool {
+	for {
+		nc, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = nc.NetConn()
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	closed := false
+	var peek [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		closed = (err == nil && n == 0) || (err != nil && err != unix.EAGAIN)
+		return true
+	})
+	return closed || err != nil
+}

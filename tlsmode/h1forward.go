@@ -1,0 +1,432 @@
+package tlsmode
+
+// The lean forward: a request with no body or a buffered one (the usual
+// API call) goes to its server without httputil.ReverseProxy and
+// http.Transport: the rewritten head is written straight to a pooled
+// HTTP/1.1 connection (h1upstream.go), the response head is read with
+// http.ReadResponse and relayed, the body copied with its framing kept by
+// the ResponseWriter. Everything else (upgrades, streamed request bodies,
+// Expect: 100-continue, request trailers) goes through ReverseProxy as
+// before. The rules are ReverseProxy's and the transport's: hop-by-hop
+// fields removed both ways (and those the Connection field names), the
+// route's rewrite (identity, X-Forwarded-*), 1xx relayed, trailers
+// announced and relayed, a copy that fails half way aborts the answer
+// (http.ErrAbortHandler), a reused connection the server had closed is
+// retried for idempotent requests, response_header_timeout and
+// max_response_header_bytes bound the answer.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tlsedge/tlsedge/affinity"
+)
+
+// hopHeaders are removed from forwarded requests and responses
+// (ReverseProxy's list).
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func removeHopByHop(h http.Header) {
+	for _, f := range h["Connection"] {
+		for sf := range strings.SplitSeq(f, ",") {
+			if sf = textproto.TrimString(sf); sf != "" {
+				h.Del(sf)
+			}
+		}
+	}
+	for _, f := range hopHeaders {
+		delete(h, f)
+	}
+}
+
+// leanOK reports whether r can take the lean forward.
+func (p *HTTPProxy) leanOK(r *http.Request, rs *reqState) bool {
+	if upgradeType(r.Header) != "" || r.Method == http.MethodConnect || r.Trailer != nil {
+		return false
+	}
+	if _, ok := r.Header["Expect"]; ok {
+		return false
+	}
+	return r.Body == nil || r.Body == http.NoBody || rs.buffered != nil
+}
+
+// forward sends r to a server of the pool and relays the answer to w.
+func (p *HTTPProxy) forward(w http.ResponseWriter, r *http.Request, cs *connState, rs *reqState) {
+	ctx := r.Context()
+	// The outgoing request: r's header rewritten in place (r is ours and
+	// is not read again but by the access log: method, path, proto).
+	out := *r
+	outURL := *r.URL
+	out.URL = &outURL
+	in := &http.Request{Host: r.Host, Header: http.Header{}}
+	in = in.WithContext(ctx)
+	if cs.c.PeerTrusted {
+		for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"} {
+			if v, ok := r.Header[k]; ok {
+				in.Header[k] = slices.Clone(v)
+			}
+		}
+	}
+	h := out.Header
+	te := httpTrailersWanted(h)
+	removeHopByHop(h)
+	if te {
+		h.Set("Te", "trailers")
+	}
+	for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+		delete(h, k)
+	}
+	p.rewrite(&httputil.ProxyRequest{In: in, Out: &out})
+
+	c := cs.c
+	sni := ""
+	if c.Hello != nil {
+		sni = c.Hello.ServerName
+	}
+	var resp *http.Response
+	var uc *upConn
+	var release func()
+	var stopAbort func() bool
+	err := p.tryServers(&out, c, p.opt.Retries+1, nil, func(s *affinity.Server) (bool, error) {
+		rctx, cancel := context.WithCancel(ctx)
+		fl := p.startRequest(s.Address, cancel)
+		c.live.last.Store(s)
+		rs.server = s
+		key := transportKey{addr: s.Address}
+		if p.opt.Upstream != nil && p.opt.Upstream.ServerName == "" {
+			key.sni = sni
+		}
+		// A cancelled request (the client went away, a drain's
+		// CancelRequest) unblocks whatever waits on its server connection,
+		// the answer's body included.
+		ab := &upAbort{}
+		stop := context.AfterFunc(rctx, ab.fire)
+		res, u, err := p.roundTrip(rctx, w, &out, rs.buffered, key, ab)
+		if err == nil {
+			resp, uc, stopAbort = res, u, stop
+			release = func() { s.Release(); p.endRequest(fl) }
+			return false, nil
+		}
+		stop()
+		if rctx.Err() != nil && ctx.Err() == nil {
+			err = context.Canceled // cancelled by a drain (CancelRequest)
+		}
+		s.Release()
+		p.endRequest(fl)
+		return isConnectError(err) && ctx.Err() == nil && len(rs.buffered) == 0, err
+	})
+	if err != nil {
+		p.errorHandler(w, &out, err)
+		return
+	}
+	p.relay(w, rs, resp, uc, stopAbort, release)
+}
+
+// upHeaderTimeout: no response head within response_header_timeout (a
+// timeout: 504), in http.Transport's words.
+type upHeaderTimeout struct{}
+
+func (upHeaderTimeout) Error() string   { return "net/http: timeout awaiting response headers" }
+func (upHeaderTimeout) Timeout() bool   { return true }
+func (upHeaderTimeout) Temporary() bool { return true }
+
+// upAbort ends the waits on a request's current server connection once
+// fired.
+type upAbort struct {
+	mu    sync.Mutex
+	c     net.Conn
+	fired bool
+}
+
+func (a *upAbort) set(c net.Conn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.c = c
+	if a.fired {
+		_ = c.SetDeadline(aLongTimeAgo)
+	}
+}
+
+// readDeadline sets the connection's read deadline unless the request
+// was cancelled (its deadline stays in the past).
+func (a *upAbort) readDeadline(t time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.fired && a.c != nil {
+		_ = a.c.SetReadDeadline(t)
+	}
+}
+
+func (a *upAbort) fire() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.fired = true
+	if a.c != nil {
+		_ = a.c.SetDeadline(aLongTimeAgo)
+	}
+}
+
+// httpTrailersWanted: the client said "TE: trailers" (kept, as ReverseProxy).
+func httpTrailersWanted(h http.Header) bool {
+	for _, v := range h["Te"] {
+		if hasToken(v, "trailers") {
+			return true
+		}
+	}
+	return false
+}
+
+// roundTrip writes out to a connection to key's server and reads the
+// response head; 1xx answers are relayed to w. A reused connection that
+// the server had closed is replaced once for a request that may be sent
+// again.
+func (p *HTTPProxy) roundTrip(ctx context.Context, w http.ResponseWriter, out *http.Request, body []byte, key transportKey, ab *upAbort) (*http.Response, *upConn, error) {
+	for attempt := 0; ; attempt++ {
+		uc := p.up.get(key)
+		if uc == nil {
+			var err error
+			if uc, err = p.dialUp(ctx, key); err != nil {
+				return nil, nil, err
+			}
+		}
+		ab.set(uc.c)
+		resp, started, err := p.exchange(w, out, body, uc, ab)
+		if err == nil {
+			return resp, uc, nil
+		}
+		uc.c.Close()
+		if uc.br != nil {
+			uc.br.Reset(nil)
+			uc.br = nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		if uc.reused && !started && attempt < 2 && replayable(out) {
+			continue // the server closed it while it was idle
+		}
+		return nil, nil, err
+	}
+}
+
+// replayable: http.Transport's rule for sending a request again.
+func replayable(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, a := r.Header["Idempotency-Key"]
+	_, b := r.Header["X-Idempotency-Key"]
+	return a || b
+}
+
+// exchange sends the request on uc and reads the final response head;
+// started: the server sent some of an answer (no retry then).
+func (p *HTTPProxy) exchange(w http.ResponseWriter, out *http.Request, body []byte, uc *upConn, ab *upAbort) (resp *http.Response, started bool, err error) {
+	bw := h1Writers.Get().(*bufio.Writer)
+	bw.Reset(uc.c)
+	writeRequestHead(bw, out, len(body))
+	_, _ = bw.Write(body)
+	err = bw.Flush()
+	bw.Reset(nil)
+	h1Writers.Put(bw)
+	if err != nil {
+		return nil, false, err
+	}
+	if d := p.limits.ResponseHeaderTimeout; d > 0 {
+		ab.readDeadline(time.Now().Add(d))
+	}
+	br := uc.reader(p.limits.MaxResponseHeader)
+	limit := uc.remain
+	for n1xx := 0; ; n1xx++ {
+		resp, err = http.ReadResponse(br, out)
+		if err != nil {
+			started = started || uc.remain < limit
+			switch {
+			case errors.Is(err, errUpHeadTooLarge):
+				err = fmt.Errorf("net/http: server response headers exceeded %d bytes; aborted", p.limits.MaxResponseHeader)
+			case isTimeout(err):
+				err = upHeaderTimeout{}
+			}
+			return nil, started, err
+		}
+		started = true
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		if n1xx >= 5 {
+			return nil, true, errors.New("too many 1xx informational responses")
+		}
+		if resp.StatusCode != http.StatusContinue {
+			hd := w.Header()
+			for k, vv := range resp.Header {
+				hd[k] = append(hd[k], vv...)
+			}
+			w.WriteHeader(resp.StatusCode)
+			clear(hd)
+		}
+	}
+	uc.remain = h1NoLimit
+	ab.readDeadline(time.Time{})
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		resp.Body.Close()
+		return nil, true, errUpgradeMismatch
+	}
+	return resp, true, nil
+}
+
+// writeRequestHead writes out's head as http.Transport does: request
+// line, Host, the fields sorted, Content-Length for a body (and 0 for a
+// POST, PUT or PATCH without one).
+func writeRequestHead(bw *bufio.Writer, out *http.Request, bodyLen int) {
+	_, _ = bw.WriteString(out.Method)
+	_ = bw.WriteByte(' ')
+	_, _ = bw.WriteString(out.URL.RequestURI())
+	_, _ = bw.WriteString(" HTTP/1.1\r\nHost: ")
+	_, _ = bw.WriteString(headerValue(out.Host))
+	_, _ = bw.WriteString("\r\n")
+	var keyBuf [32]string
+	keys := keyBuf[:0]
+	for k := range out.Header {
+		switch k {
+		case "Host", "Content-Length", "Transfer-Encoding", "Trailer":
+			continue
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range out.Header[k] {
+			if k == "User-Agent" && v == "" {
+				continue
+			}
+			_, _ = bw.WriteString(k)
+			_, _ = bw.WriteString(": ")
+			_, _ = bw.WriteString(headerValue(v))
+			_, _ = bw.WriteString("\r\n")
+		}
+	}
+	if bodyLen > 0 || out.Method == http.MethodPost || out.Method == http.MethodPut || out.Method == http.MethodPatch {
+		_, _ = bw.WriteString("Content-Length: ")
+		var b [20]byte
+		_, _ = bw.Write(strconv.AppendInt(b[:0], int64(bodyLen), 10))
+		_, _ = bw.WriteString("\r\n")
+	}
+	_, _ = bw.WriteString("\r\n")
+}
+
+// headerValue is v trimmed, with CR and LF as spaces (net/http's writing).
+func headerValue(v string) string {
+	v = textproto.TrimString(v)
+	if strings.ContainsAny(v, "\r\n") {
+		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+	}
+	return v
+}
+
+// relay writes the server's answer to w: head (hop-by-hop fields removed,
+// the affinity cookie, trailers announced), body, trailers; uc goes back
+// to the pool when the answer was read whole and the server keeps it.
+func (p *HTTPProxy) relay(w http.ResponseWriter, rs *reqState, resp *http.Response, uc *upConn, stopAbort func() bool, release func()) {
+	keep := false
+	defer func() {
+		if !stopAbort() {
+			keep = false // cancelled: its deadline may be set on uc
+		}
+		if !keep {
+			uc.c.Close() // first: Close would read the rest of the body
+		}
+		resp.Body.Close()
+		if keep {
+			p.up.put(uc)
+		}
+		release()
+	}()
+	rs.status = resp.StatusCode
+	removeHopByHop(resp.Header)
+	p.cookieResponse(resp, rs)
+	hd := w.Header()
+	for k, vv := range resp.Header {
+		hd[k] = append(hd[k], vv...)
+	}
+	announced := len(resp.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		hd.Add("Trailer", strings.Join(keys, ", "))
+	}
+	w.WriteHeader(resp.StatusCode)
+	flush := resp.ContentLength == -1
+	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct == "text/event-stream" {
+		flush = true
+	}
+	if flush {
+		// A stream: its head goes now, whenever its body comes
+		// (ReverseProxy's first flush).
+		_ = http.NewResponseController(w).Flush()
+	}
+	if err := copyBody(w, resp.Body, flush); err != nil {
+		if !errors.Is(err, context.Canceled) {
+			p.errorLog.Printf("httputil: ReverseProxy read error during body copy: %v", err)
+		}
+		panic(http.ErrAbortHandler) // the client must not take a cut answer for a whole one
+	}
+	keep = !resp.Close && resp.ProtoAtLeast(1, 1)
+	if len(resp.Trailer) > 0 {
+		_ = http.NewResponseController(w).Flush()
+		if len(resp.Trailer) == announced {
+			for k, vv := range resp.Trailer {
+				hd[k] = append(hd[k], vv...)
+			}
+		} else {
+			for k, vv := range resp.Trailer {
+				for _, v := range vv {
+					hd.Add(http.TrailerPrefix+k, v)
+				}
+			}
+		}
+	}
+}
+
+// copyBody copies a response body to w (flush: after every write).
+func copyBody(w http.ResponseWriter, body io.Reader, flush bool) error {
+	buf := copyBuffers.Get()
+	defer copyBuffers.Put(buf)
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if flush {
+				if err := http.NewResponseController(w).Flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}

@@ -1,0 +1,458 @@
+package tlsmode
+
+// The HTTP/1.x side of a terminated connection, served by tlsedge itself
+// instead of a net/http.Server per connection: one goroutine (the
+// connection's own) reads a request head with http.ReadRequest (behind the
+// smuggling guard, h1guard.go), calls the route's handler (ServeHTTP) with
+// h1Response (h1response.go), and waits for the next request holding no
+// buffer: the bufio reader and writer are pooled and taken only while a
+// request is in progress, and the wait is a 1-byte read into the
+// connection's state. Semantics follow net/http's server (its conn.serve,
+// readRequest, finishRequest, Shutdown): the same timeouts, answers to
+// unreadable requests, Expect: 100-continue, keep-alive rules, background
+// read (a client that goes away cancels its request), hijacking for
+// upgrades, and a drain that closes a connection once idle (a new one gets
+// 5 s for its first request).
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// h1 connection states, as net/http's StateNew, StateActive, StateIdle.
+const (
+	h1New = iota
+	h1Active
+	h1Idle
+	h1Done
+)
+
+// h1NewGrace is how long a connection that has not sent its first request
+// is spared by a drain (net/http's Shutdown: 5 s).
+const h1NewGrace = 5 * time.Second
+
+// aLongTimeAgo is the read deadline that aborts a pending read (the
+// guard knows it: an aborted read is no client timeout).
+var aLongTimeAgo = time.Unix(1, 0)
+
+// h1Conn is one HTTP/1.x client connection.
+type h1Conn struct {
+	p       *HTTPProxy   // its limits and error log
+	handler http.Handler // p, but for tests
+	cs      *connState
+	g       *h1Guard
+	base    context.Context // requests' parent: not cancelled by a drain, carries cs
+	remote  string
+	start   time.Time
+
+	br     *bufio.Reader // nil while no request is in progress and nothing is buffered
+	bw     *bufio.Writer // nil while idle
+	one    [1]byte       // the wait for the next request reads here
+	hasOne bool          // one[0] is the first byte of the next read
+	remain int64         // bytes a head may still take (net/http's read limit)
+	last   string        // the previous request's method
+
+	mu       sync.Mutex
+	state    int
+	shutdown bool // drain: close when idle, no keep-alive after the request in flight
+	forced   bool // closed from outside
+	hijacked bool
+
+	// The background read: while a request is handled with its body
+	// read, a goroutine reads the next byte, so that a client that goes
+	// away cancels the request (net/http's connReader.backgroundRead).
+	bgMu     sync.Mutex
+	bgOn     bool
+	bgDone   chan struct{}
+	bgByte   [1]byte
+	bgCancel context.CancelFunc
+	gone     bool // the background read saw the client go away
+}
+
+// h1Src is what the bufio reader reads: the byte of the wait or of the
+// background read, then the guard, within the head's read limit.
+type h1Src struct{ h *h1Conn }
+
+func (s h1Src) Read(p []byte) (int, error) {
+	h := s.h
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if h.hasOne {
+		h.hasOne = false
+		p[0] = h.one[0]
+		h.remain--
+		return 1, nil
+	}
+	if h.remain <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > h.remain {
+		p = p[:h.remain]
+	}
+	n, err := h.g.Read(p)
+	h.remain -= int64(n)
+	return n, err
+}
+
+const h1NoLimit = 1 << 62
+
+// h1Server is what requests served by h1Conn find under
+// http.ServerContextKey (only its presence matters).
+var h1Server = &http.Server{}
+
+var (
+	h1Readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	h1Writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+)
+
+// serveH1 serves HTTP/1.x on tc through the guard until the client closes,
+// the connection idles out, or a drain closes it; then every request on it
+// is done.
+func (p *HTTPProxy) serveH1(ctx context.Context, tc *tls.Conn, c *Conn, cs *connState) {
+	cs.guard = newH1Guard(tc, p.limits.MaxHeaderBytes, p.limits.ReadHeaderTimeout)
+	h := &h1Conn{p: p, handler: p, cs: cs, g: cs.guard, start: time.Now(), remain: h1NoLimit}
+	// ServerContextKey: ReverseProxy aborts (http.ErrAbortHandler) a
+	// response it cannot copy whole only when it sees a server there.
+	h.base = context.WithValue(context.WithValue(context.WithoutCancel(ctx), http.ServerContextKey, h1Server), connKey{}, cs)
+	if ra := tc.RemoteAddr(); ra != nil {
+		h.remote = ra.String()
+	}
+	open := p.trackH1(h, true)
+	defer p.trackH1(h, false)
+	c.setHTTPEnd(func(why string) {
+		cs.endWith(why)
+		h.shutdownNow()
+		// Requests in flight get EndGrace, then the connection closes.
+		time.AfterFunc(EndGrace, h.forceClose)
+	})
+	defer c.setHTTPEnd(nil)
+	if !open {
+		h.shutdownNow()
+	}
+	stop := context.AfterFunc(ctx, h.shutdownNow) // draining: close when idle
+	defer stop()
+	h.serve()
+}
+
+// shutdownNow makes the connection close once idle (at once if idle now,
+// after h1NewGrace for one that has sent nothing yet).
+func (h *h1Conn) shutdownNow() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.shutdown = true
+	switch h.state {
+	case h1Idle:
+		h.closeLocked()
+	case h1New:
+		wait := h1NewGrace - time.Since(h.start)
+		if wait <= 0 {
+			h.closeLocked()
+			return
+		}
+		time.AfterFunc(wait, h.shutdownNow)
+	}
+}
+
+// forceClose closes the connection whatever it is doing.
+func (h *h1Conn) forceClose() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.state != h1Done && !h.hijacked {
+		h.closeLocked()
+	}
+}
+
+func (h *h1Conn) closeLocked() {
+	if !h.forced {
+		h.forced = true
+		_ = h.g.Close()
+	}
+}
+
+// setState moves to state s; false when a drain wants the connection
+// closed instead (it was idle).
+func (h *h1Conn) setState(s int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.forced {
+		return false
+	}
+	if s == h1Idle && h.shutdown {
+		return false
+	}
+	h.state = s
+	return true
+}
+
+// serve is the request loop (net/http's conn.serve for HTTP/1.x).
+func (h *h1Conn) serve() {
+	var inFlight *h1Response
+	defer func() {
+		if err := recover(); err != nil && err != http.ErrAbortHandler {
+			const size = 64 << 10
+			buf := make([]byte, size)
+			buf = buf[:runtime.Stack(buf, false)]
+			h.p.errorLog.Printf("http: panic serving %v: %v\n%s", h.remote, err, buf)
+		}
+		if inFlight != nil {
+			inFlight.cancel()
+			h.abortBackgroundRead()
+		}
+		h.mu.Lock()
+		hijacked := h.hijacked
+		h.state = h1Done
+		h.mu.Unlock()
+		if !hijacked {
+			h.release()
+			h.mu.Lock()
+			h.closeLocked()
+			h.mu.Unlock()
+		}
+	}()
+	if d := h.p.limits.ReadHeaderTimeout; d > 0 {
+		_ = h.g.SetReadDeadline(time.Now().Add(d))
+	}
+	for first := true; ; first = false {
+		if !first {
+			if !h.setState(h1Idle) {
+				return
+			}
+			if d := h.p.limits.IdleTimeout; d > 0 {
+				_ = h.g.SetReadDeadline(time.Now().Add(d))
+			} else {
+				_ = h.g.SetReadDeadline(time.Time{})
+			}
+		}
+		// Wait for the next request holding no buffer of our own.
+		if !h.hasOne && (h.br == nil || h.br.Buffered() == 0) {
+			if _, err := h.g.Read(h.one[:]); err != nil {
+				return
+			}
+			h.hasOne = true
+		}
+		if !h.setState(h1Active) {
+			return
+		}
+		if !first {
+			if d := h.p.limits.ReadHeaderTimeout; d > 0 {
+				_ = h.g.SetReadDeadline(time.Now().Add(d))
+			} else {
+				_ = h.g.SetReadDeadline(time.Time{})
+			}
+		}
+		w, err := h.readRequest()
+		if err != nil {
+			h.answerUnreadable(err)
+			return
+		}
+		inFlight = w
+		if !w.serve() {
+			return
+		}
+		inFlight = nil
+		h.mu.Lock()
+		shutdown := h.shutdown
+		h.mu.Unlock()
+		if shutdown {
+			return
+		}
+	}
+}
+
+// readRequest reads the next request head (net/http's conn.readRequest).
+func (h *h1Conn) readRequest() (*h1Response, error) {
+	if h.br == nil {
+		h.br = h1Readers.Get().(*bufio.Reader)
+		h.br.Reset(h1Src{h})
+	}
+	h.remain = int64(h.p.limits.MaxHeaderBytes) + 4096
+	if h.last == http.MethodPost {
+		// RFC 9112 §2.2 tolerance for old clients, as net/http.
+		peek, _ := h.br.Peek(4)
+		n := 0
+		for n < len(peek) && (peek[n] == '\r' || peek[n] == '\n') {
+			n++
+		}
+		_, _ = h.br.Discard(n)
+	}
+	req, err := http.ReadRequest(h.br)
+	if err != nil {
+		if h.remain <= 0 {
+			return nil, errH1TooLarge
+		}
+		return nil, err
+	}
+	h.remain = h1NoLimit
+	h.last = req.Method
+	if req.ProtoMajor != 1 {
+		return nil, h1StatusError{http.StatusHTTPVersionNotSupported, "unsupported protocol version"}
+	}
+	if req.Host == "" && req.ProtoAtLeast(1, 1) && req.Method != http.MethodConnect {
+		return nil, h1StatusError{http.StatusBadRequest, "missing required Host header"}
+	}
+	if !httpguts.ValidHostHeader(req.Host) {
+		return nil, h1StatusError{http.StatusBadRequest, "malformed Host header"}
+	}
+	for k, vv := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return nil, h1StatusError{http.StatusBadRequest, "invalid header name"}
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return nil, h1StatusError{http.StatusBadRequest, "invalid header value"}
+			}
+		}
+	}
+	req.RemoteAddr = h.remote
+	ctx, cancel := context.WithCancel(h.base)
+	req = req.WithContext(ctx)
+	// The head is read: no deadline until the handler sets one (net/http
+	// without ReadTimeout).
+	_ = h.g.SetReadDeadline(time.Time{})
+	return newH1Response(h, req, cancel), nil
+}
+
+var errH1TooLarge = errors.New("http: request too large")
+
+// h1StatusError is a request refused with its status and the reason
+// net/http gives.
+type h1StatusError struct {
+	code int
+	text string
+}
+
+func (e h1StatusError) Error() string { return fmt.Sprintf("%d %s", e.code, e.text) }
+
+// answerUnreadable answers a request that could not be read, as net/http
+// does, and the connection closes.
+func (h *h1Conn) answerUnreadable(err error) {
+	const errorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+	var se h1StatusError
+	switch {
+	case err == errH1TooLarge:
+		const publicErr = "431 Request Header Fields Too Large"
+		_, _ = io.WriteString(h.g, "HTTP/1.1 "+publicErr+errorHeaders+publicErr)
+		h.closeWriteAndWait()
+	case strings.Contains(err.Error(), "unsupported transfer encoding"):
+		_, _ = io.WriteString(h.g, "HTTP/1.1 501 Not Implemented"+errorHeaders+"Unsupported transfer encoding")
+	case isCommonNetReadError(err):
+	case errors.As(err, &se):
+		_, _ = fmt.Fprintf(h.g, "HTTP/1.1 %d %s: %s%s%d %s: %s", se.code, http.StatusText(se.code), se.text, errorHeaders, se.code, http.StatusText(se.code), se.text)
+	default:
+		const publicErr = "400 Bad Request"
+		_, _ = io.WriteString(h.g, "HTTP/1.1 "+publicErr+errorHeaders+publicErr)
+	}
+}
+
+// isCommonNetReadError: the client went away or timed out while a head
+// was awaited: no answer (net/http's rule).
+func isCommonNetReadError(err error) bool {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "read"
+}
+
+// closeWriteAndWait ends the stream to the client and gives it time to
+// read the answer before the close (net/http's rstAvoidanceDelay).
+func (h *h1Conn) closeWriteAndWait() {
+	if h.bw != nil {
+		_ = h.bw.Flush()
+	}
+	_ = h.g.CloseWrite()
+	time.Sleep(500 * time.Millisecond)
+}
+
+// release gives the request buffers back when nothing is buffered in them.
+func (h *h1Conn) release() {
+	if h.bw != nil {
+		h.bw.Reset(nil)
+		h1Writers.Put(h.bw)
+		h.bw = nil
+	}
+	if h.br != nil && h.br.Buffered() == 0 {
+		h.br.Reset(nil)
+		h1Readers.Put(h.br)
+		h.br = nil
+	}
+}
+
+// startBackgroundRead starts the read that notices a client going away
+// while its request is handled (called once the request body is read).
+func (h *h1Conn) startBackgroundRead(cancel context.CancelFunc) {
+	h.bgMu.Lock()
+	defer h.bgMu.Unlock()
+	if h.bgOn || h.hasOne {
+		return
+	}
+	h.bgOn = true
+	h.bgCancel = cancel
+	h.bgDone = make(chan struct{})
+	_ = h.g.SetReadDeadline(time.Time{})
+	go h.backgroundRead(h.bgDone)
+}
+
+func (h *h1Conn) backgroundRead(done chan struct{}) {
+	defer close(done)
+	n, err := h.g.Read(h.bgByte[:])
+	h.bgMu.Lock()
+	defer h.bgMu.Unlock()
+	if n == 1 {
+		h.one[0], h.hasOne = h.bgByte[0], true
+	}
+	var ne net.Error
+	if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+		// The client closed or reset: the request in flight is for
+		// nobody (net/http's handleReadError).
+		h.gone = true
+		h.bgCancel()
+	}
+}
+
+// abortBackgroundRead stops the background read and waits for it.
+func (h *h1Conn) abortBackgroundRead() {
+	h.bgMu.Lock()
+	if !h.bgOn {
+		h.bgMu.Unlock()
+		return
+	}
+	done := h.bgDone
+	_ = h.g.SetReadDeadline(aLongTimeAgo)
+	h.bgMu.Unlock()
+	<-done
+	h.bgMu.Lock()
+	h.bgOn, h.bgDone, h.bgCancel = false, nil, nil
+	h.bgMu.Unlock()
+	_ = h.g.SetReadDeadline(time.Time{})
+}
+
+// trackH1 registers a connection with the proxy (its Close drains it);
+// false when the proxy is closed.
+func (p *HTTPProxy) trackH1(h *h1Conn, add bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if add {
+		p.h1conns[h] = struct{}{}
+	} else {
+		delete(p.h1conns, h)
+	}
+	return !p.closed
+}
