@@ -31,7 +31,7 @@ type h1ReqBody struct {
 	w           *h1Response
 	mu          sync.Mutex
 	expect      bool
-	closed      bool
+	closed      atomic.Bool
 	reading     atomic.Bool
 	sawEOF      atomic.Bool
 	earlyClosed atomic.Bool // left unread: the connection must close
@@ -40,11 +40,14 @@ type h1ReqBody struct {
 var errBodyReadAfterClose = errors.New("http: invalid Read on closed Body")
 
 func (b *h1ReqBody) Read(p []byte) (int, error) {
+	if b.closed.Load() {
+		return 0, errBodyReadAfterClose
+	}
 	b.reading.Store(true)
 	defer b.reading.Store(false)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
+	if b.closed.Load() {
 		return 0, errBodyReadAfterClose
 	}
 	if b.expect && !b.w.continued.Load() {
@@ -60,15 +63,12 @@ func (b *h1ReqBody) Read(p []byte) (int, error) {
 }
 
 func (b *h1ReqBody) Close() error {
+	b.closed.Store(true)
 	if b.reading.Load() {
 		// Another goroutine is in Read (the transport sending the body):
 		// it ends with the connection.
 		b.earlyClosed.Store(true)
-		return nil
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.closed = true
 	return nil
 }
 

@@ -30,6 +30,8 @@ package tlsmode
 //     chunked (gzip, chunked) get 501 Not Implemented (§6.1 SHOULD).
 //   - Content-Length is digits only; several field lines must be identical
 //     (RFC 9110 §8.6).
+//   - An HTTP/1.1 request has exactly one Host field line (RFC 9112 §3.2),
+//     CONNECT aside.
 //   - A head larger than max_header_bytes (+4 KiB, net/http's own bound)
 //     gets 431.
 //   - Chunked bodies (RFC 9112 §7.1): hex size (15 digits at most, so it
@@ -117,6 +119,7 @@ type h1HeadInfo struct {
 	te      int    // Transfer-Encoding field lines
 	teValue string
 	upgrade bool // an Upgrade field
+	hosts   int  // Host field lines
 }
 
 // h1Guard wraps the *tls.Conn of an HTTP/1.x client for http.Server (see

@@ -180,6 +180,8 @@ func (g *h1Guard) fieldLine(line []byte, h *h1HeadInfo) *h1Violation {
 		h.teValue = string(value)
 	case h1Is(name, "upgrade"):
 		h.upgrade = true
+	case h1Is(name, "host"):
+		h.hosts++
 	}
 	return nil
 }
@@ -193,6 +195,12 @@ func (g *h1Guard) finishHead() *h1Violation {
 	g.afterPOST = h.method == "POST"
 	var chunked bool
 	switch {
+	case h.hosts == 0 && !h.http10 && h.method != "CONNECT":
+		// RFC 9112 §3.2: an HTTP/1.1 request without a Host field gets
+		// 400, whatever its target (net/http's "missing required Host").
+		return h1Bad("no Host field")
+	case h.hosts > 1:
+		return h1Bad("several Host field lines")
 	case h.te > 0 && h.cl != "":
 		return h1Bad("Transfer-Encoding with Content-Length")
 	case h.te > 1:

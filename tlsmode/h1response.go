@@ -22,6 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // h1Pending is how many body bytes are held back before the framing is
@@ -49,9 +51,12 @@ type h1Response struct {
 	closeAfter  bool
 	keepAlive10 bool // an HTTP/1.0 keep-alive answer
 	pending     []byte
-	trailers    []string // announced in Trailer
-	handlerDone bool
-	werr        error // a write to the client failed
+	// upgradeAsked: the request had an Upgrade field or was a CONNECT (the
+	// guard checks nothing after its head).
+	upgradeAsked bool
+	trailers     []string // announced in Trailer
+	handlerDone  bool
+	werr         error // a write to the client failed
 
 	wmu       sync.Mutex  // the 100 Continue vs the head
 	continued atomic.Bool // 100 Continue was sent
@@ -60,6 +65,8 @@ type h1Response struct {
 func newH1Response(h *h1Conn, req *http.Request, cancel context.CancelFunc) *h1Response {
 	w := &h1Response{h: h, req: req, cancel: cancel, header: make(http.Header), declared: -1}
 	w.closeAfter = req.Close
+	_, up := req.Header["Upgrade"]
+	w.upgradeAsked = up || req.Method == http.MethodConnect
 	if req.Body != nil && req.Body != http.NoBody {
 		w.body = &h1ReqBody{rc: req.Body, w: w}
 		req.Body = w.body
@@ -73,7 +80,7 @@ func (w *h1Response) serve() bool {
 	h := w.h
 	req := w.req
 	if exp := req.Header.Get("Expect"); exp != "" {
-		if strings.EqualFold(exp, "100-continue") {
+		if hasToken(exp, "100-continue") {
 			if w.body != nil && req.ProtoAtLeast(1, 1) {
 				w.body.expect = true
 			}
@@ -155,7 +162,7 @@ func (w *h1Response) informational(code int) {
 	bw := w.h.bw
 	w.statusLine(bw, code)
 	if code != http.StatusContinue {
-		w.writeFields(bw, false)
+		w.writeFields(bw)
 	}
 	_, _ = bw.WriteString("\r\n")
 	w.flushErr(bw.Flush())
@@ -178,17 +185,15 @@ func (w *h1Response) statusLine(bw *bufio.Writer, code int) {
 	_, _ = bw.WriteString("\r\n")
 }
 
-// writeFields writes the handler's header fields (not the framing ones,
-// not the trailers), in sorted order as net/http does.
-func (w *h1Response) writeFields(bw *bufio.Writer, all bool) {
+// writeFields writes the handler's header fields but the framing ones and
+// the trailers, sorted by name as net/http does.
+func (w *h1Response) writeFields(bw *bufio.Writer) {
 	var keyBuf [24]string
 	keys := keyBuf[:0]
 	for k := range w.header {
-		if !all {
-			switch k {
-			case "Content-Length", "Transfer-Encoding", "Connection", "Trailer":
-				continue
-			}
+		switch k {
+		case "Content-Length", "Transfer-Encoding", "Connection", "Trailer":
+			continue
 		}
 		if strings.HasPrefix(k, http.TrailerPrefix) {
 			continue
@@ -198,12 +203,9 @@ func (w *h1Response) writeFields(bw *bufio.Writer, all bool) {
 	slices.Sort(keys)
 	for _, k := range keys {
 		for _, v := range w.header[k] {
-			if strings.ContainsAny(v, "\r\n") {
-				v = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ").Replace(v)
-			}
 			_, _ = bw.WriteString(k)
 			_, _ = bw.WriteString(": ")
-			_, _ = bw.WriteString(strings.TrimSpace(v))
+			_, _ = bw.WriteString(headerValue(v))
 			_, _ = bw.WriteString("\r\n")
 		}
 	}
@@ -222,6 +224,16 @@ func (w *h1Response) commit(length int64, first []byte) {
 	if w.body != nil && !w.closeAfter && w.req.ContentLength != 0 {
 		w.body.settle()
 	}
+	if w.body != nil && w.body.earlyClosed.Load() {
+		w.closeAfter = true
+	}
+	if w.upgradeAsked && code != http.StatusSwitchingProtocols {
+		// The guard stopped checking after this head (what follows could
+		// be another protocol): unless the server switched, nothing more
+		// is read on this connection, whatever the handler's fields say
+		// (a 1xx relayed before may have cleared them).
+		w.closeAfter = true
+	}
 	h.mu.Lock()
 	if h.shutdown {
 		w.closeAfter = true
@@ -239,7 +251,7 @@ func (w *h1Response) commit(length int64, first []byte) {
 	w.trailers = w.trailers[:0]
 	for _, v := range w.header["Trailer"] {
 		for k := range strings.SplitSeq(v, ",") {
-			if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" {
+			if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" && httpguts.ValidTrailerHeader(k) && httpguts.ValidHeaderFieldName(k) {
 				w.trailers = append(w.trailers, k)
 			}
 		}
@@ -253,7 +265,7 @@ func (w *h1Response) commit(length int64, first []byte) {
 		if code == http.StatusNotModified {
 			w.header.Del("Content-Type")
 		}
-	} else if _, ok := w.header["Content-Type"]; !ok && !te && len(first) > 0 {
+	} else if _, ok := w.header["Content-Type"]; !ok && !te && len(first) > 0 && w.header.Get("Content-Encoding") == "" {
 		w.header.Set("Content-Type", http.DetectContentType(first))
 	}
 	cl := w.declared
@@ -279,7 +291,7 @@ func (w *h1Response) commit(length int64, first []byte) {
 	}
 	bw := h.bw
 	w.statusLine(bw, code)
-	w.writeFields(bw, false)
+	w.writeFields(bw)
 	if _, ok := w.header["Date"]; !ok {
 		_, _ = bw.WriteString("Date: ")
 		_, _ = bw.WriteString(httpDate())
@@ -302,7 +314,7 @@ func (w *h1Response) commit(length int64, first []byte) {
 	switch {
 	case w.keepAlive10:
 		_, _ = bw.WriteString("Connection: keep-alive\r\n")
-	case w.closeAfter && w.req.ProtoAtLeast(1, 1):
+	case w.closeAfter && w.req.ProtoAtLeast(1, 1) && code != http.StatusSwitchingProtocols:
 		_, _ = bw.WriteString("Connection: close\r\n")
 	default:
 		for _, v := range w.header["Connection"] {
@@ -419,13 +431,17 @@ func (w *h1Response) finish() {
 		_, _ = bw.WriteString("0\r\n")
 		for _, k := range w.trailers {
 			for _, v := range w.header[k] {
-				_, _ = bw.WriteString(k + ": " + strings.TrimSpace(v) + "\r\n")
+				_, _ = bw.WriteString(k + ": " + headerValue(v) + "\r\n")
 			}
 		}
 		for k, vv := range w.header {
 			if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+				name = http.CanonicalHeaderKey(name)
+				if !httpguts.ValidTrailerHeader(name) || !httpguts.ValidHeaderFieldName(name) {
+					continue
+				}
 				for _, v := range vv {
-					_, _ = bw.WriteString(http.CanonicalHeaderKey(name) + ": " + strings.TrimSpace(v) + "\r\n")
+					_, _ = bw.WriteString(name + ": " + headerValue(v) + "\r\n")
 				}
 			}
 		}

@@ -74,6 +74,8 @@ type h1Conn struct {
 	// read, a goroutine reads the next byte, so that a client that goes
 	// away cancels the request (net/http's connReader.backgroundRead).
 	bgMu     sync.Mutex
+	bgTimer  *time.Timer // starts the background read of the request in flight
+	bgArmed  bool        // a request is past its body: the read may start
 	bgOn     bool
 	bgDone   chan struct{}
 	bgByte   [1]byte
@@ -214,12 +216,15 @@ func (h *h1Conn) serve() {
 		h.mu.Lock()
 		hijacked := h.hijacked
 		h.state = h1Done
-		h.mu.Unlock()
 		if !hijacked {
-			h.release()
-			h.mu.Lock()
 			h.closeLocked()
-			h.mu.Unlock()
+		}
+		h.mu.Unlock()
+		if !hijacked && inFlight == nil {
+			// Between requests nothing else reads or writes the buffers.
+			// A request that ended the connection may still have its
+			// body read by the transport: its buffers are left to the GC.
+			h.release()
 		}
 	}()
 	if d := h.p.limits.ReadHeaderTimeout; d > 0 {
@@ -299,9 +304,6 @@ func (h *h1Conn) readRequest() (*h1Response, error) {
 	h.last = req.Method
 	if req.ProtoMajor != 1 {
 		return nil, h1StatusError{http.StatusHTTPVersionNotSupported, "unsupported protocol version"}
-	}
-	if req.Host == "" && req.ProtoAtLeast(1, 1) && req.Method != http.MethodConnect {
-		return nil, h1StatusError{http.StatusBadRequest, "missing required Host header"}
 	}
 	if !httpguts.ValidHostHeader(req.Host) {
 		return nil, h1StatusError{http.StatusBadRequest, "malformed Host header"}
@@ -395,16 +397,41 @@ func (h *h1Conn) release() {
 	}
 }
 
-// startBackgroundRead starts the read that notices a client going away
-// while its request is handled (called once the request body is read).
+// h1BackgroundReadDelay is how long a request is handled before the
+// background read starts: most answers come sooner, and the read (a
+// goroutine, a read that finds nothing, two deadline changes to stop it)
+// is then saved; a client that goes away is noticed that much later.
+const h1BackgroundReadDelay = 50 * time.Millisecond
+
+// startBackgroundRead arms the read that notices a client going away while
+// its request is handled (called once the request body is read): it starts
+// after h1BackgroundReadDelay unless the request is done by then.
 func (h *h1Conn) startBackgroundRead(cancel context.CancelFunc) {
 	h.bgMu.Lock()
+	if h.bgArmed || h.bgOn {
+		h.bgMu.Unlock()
+		return
+	}
+	h.bgArmed = true
+	h.bgCancel = cancel
+	if h.bgTimer == nil {
+		h.bgTimer = time.AfterFunc(h1BackgroundReadDelay, h.backgroundReadDue)
+	} else {
+		h.bgTimer.Reset(h1BackgroundReadDelay)
+	}
+	h.bgMu.Unlock()
+}
+
+// backgroundReadDue starts the background read of the request armed now,
+// if any (a late timer of an earlier request finds none, or starts the
+// current one's a little early: it too is past its body).
+func (h *h1Conn) backgroundReadDue() {
+	h.bgMu.Lock()
 	defer h.bgMu.Unlock()
-	if h.bgOn || h.hasOne {
+	if !h.bgArmed || h.bgOn || h.hasOne {
 		return
 	}
 	h.bgOn = true
-	h.bgCancel = cancel
 	h.bgDone = make(chan struct{})
 	_ = h.g.SetReadDeadline(time.Time{})
 	go h.backgroundRead(h.bgDone)
@@ -427,9 +454,14 @@ func (h *h1Conn) backgroundRead(done chan struct{}) {
 	}
 }
 
-// abortBackgroundRead stops the background read and waits for it.
+// abortBackgroundRead stops the background read (or its timer) and waits
+// for it.
 func (h *h1Conn) abortBackgroundRead() {
 	h.bgMu.Lock()
+	if h.bgArmed && h.bgTimer != nil {
+		h.bgTimer.Stop()
+	}
+	h.bgArmed = false
 	if !h.bgOn {
 		h.bgMu.Unlock()
 		return
