@@ -13,10 +13,11 @@ import (
 	"time"
 )
 
-// hasToken reports whether the comma-separated list v holds token t.
+// hasToken reports whether the comma-separated list v holds token t
+// (ASCII case folding only, as sameToken).
 func hasToken(v, t string) bool {
 	for part := range strings.SplitSeq(v, ",") {
-		if strings.EqualFold(strings.TrimSpace(part), t) {
+		if sameToken(strings.Trim(part, " \t"), t) {
 			return true
 		}
 	}
