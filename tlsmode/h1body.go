@@ -4,25 +4,32 @@ package tlsmode
 // handler, and small helpers of h1Response.
 
 import (
-	"errors"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// hasToken reports whether the comma-separated list v holds token t
-// (ASCII case folding only, as sameToken).
-func hasToken(v, t string) bool {
-	for part := range strings.SplitSeq(v, ",") {
-		if sameToken(strings.Trim(part, " \t"), t) {
+// hasToken reports whether token appears in v between spaces, tabs or
+// commas (net/http's hasToken: "Connection: close x" holds close), with
+// ASCII case folding only (sameToken).
+func hasToken(v, token string) bool {
+	for sp := 0; sp+len(token) <= len(v); sp++ {
+		if sp > 0 && !h1TokenBoundary(v[sp-1]) {
+			continue
+		}
+		if end := sp + len(token); end != len(v) && !h1TokenBoundary(v[end]) {
+			continue
+		}
+		if sameToken(v[sp:sp+len(token)], token) {
 			return true
 		}
 	}
 	return false
 }
+
+func h1TokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
 
 // h1ReqBody is a request body as the handler reads it: its first read sends
 // 100 Continue when the client asked for it; its end starts the
@@ -38,21 +45,19 @@ type h1ReqBody struct {
 	earlyClosed atomic.Bool // left unread: the connection must close
 }
 
-var errBodyReadAfterClose = errors.New("http: invalid Read on closed Body")
-
 func (b *h1ReqBody) Read(p []byte) (int, error) {
 	if b.closed.Load() {
-		return 0, errBodyReadAfterClose
+		return 0, http.ErrBodyReadAfterClose
 	}
 	b.reading.Store(true)
 	defer b.reading.Store(false)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed.Load() {
-		return 0, errBodyReadAfterClose
+		return 0, http.ErrBodyReadAfterClose
 	}
 	if b.expect && !b.w.continued.Load() {
-		b.w.informational(http.StatusContinue)
+		b.w.informational(http.StatusContinue, false)
 	}
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
@@ -64,30 +69,35 @@ func (b *h1ReqBody) Read(p []byte) (int, error) {
 }
 
 func (b *h1ReqBody) Close() error {
-	b.closed.Store(true)
 	if b.reading.Load() {
 		// Another goroutine is in Read (the transport sending the body):
 		// it ends with the connection.
+		b.closed.Store(true)
 		b.earlyClosed.Store(true)
+		return nil
 	}
-	return nil
+	// As net/http's body.Close in a server: what is left of a small body is
+	// read now (so the connection can be kept) and its error returned.
+	err := b.settle()
+	b.closed.Store(true)
+	return err
 }
 
 // settle reads and drops the rest of an unread body, up to
 // h1MaxPostHandlerRead, so the connection can be kept; more, a body being
 // read by another goroutine, or one whose client was never told to send
 // it (Expect: 100-continue) closes the connection instead.
-func (b *h1ReqBody) settle() {
-	if b.sawEOF.Load() || b.earlyClosed.Load() {
-		return
+func (b *h1ReqBody) settle() error {
+	if b.sawEOF.Load() || b.earlyClosed.Load() || b.closed.Load() {
+		return nil
 	}
 	if b.reading.Load() || (b.expect && !b.w.continued.Load()) {
 		b.earlyClosed.Store(true)
-		return
+		return nil
 	}
 	if cl := b.w.req.ContentLength; cl > h1MaxPostHandlerRead {
 		b.earlyClosed.Store(true)
-		return
+		return nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -96,10 +106,11 @@ func (b *h1ReqBody) settle() {
 	_ = b.w.h.g.SetReadDeadline(time.Time{})
 	if err == io.EOF {
 		b.sawEOF.Store(true)
-		return
+		return nil
 	}
 	_ = n
 	b.earlyClosed.Store(true)
+	return err
 }
 
 // httpDate is the Date header value, formatted once per second.

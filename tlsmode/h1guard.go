@@ -118,8 +118,9 @@ type h1HeadInfo struct {
 	cl      string // the Content-Length value, "" = none
 	te      int    // Transfer-Encoding field lines
 	teValue string
-	upgrade bool // an Upgrade field
-	hosts   int  // Host field lines
+	upgrade bool   // an Upgrade field
+	hosts   int    // Host field lines
+	host    string // the Host field's value
 }
 
 // h1Guard wraps the *tls.Conn of an HTTP/1.x client for http.Server (see
@@ -140,10 +141,11 @@ type h1Guard struct {
 	scan      int // offset from r up to which the current unit's lines are checked
 	st        h1State
 	head      h1HeadInfo
-	left      int64 // body or chunk data bytes still to pass
-	excess    int64 // non-data bytes of the current chunked body, as net/http counts them
-	afterPOST bool  // the previous request was a POST
-	skipped   int   // empty-line bytes let through before this head
+	left      int64  // body or chunk data bytes still to pass
+	excess    int64  // non-data bytes of the current chunked body, as net/http counts them
+	afterPOST bool   // the previous request was a POST
+	lastHost  string // the Host value of the last complete head (h1Conn checks it)
+	skipped   int    // empty-line bytes let through before this head
 	sub       []byte
 	subFill   bool // after sub, an endless header value (431)
 

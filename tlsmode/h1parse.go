@@ -182,6 +182,7 @@ func (g *h1Guard) fieldLine(line []byte, h *h1HeadInfo) *h1Violation {
 		h.upgrade = true
 	case h1Is(name, "host"):
 		h.hosts++
+		h.host = string(value)
 	}
 	return nil
 }
@@ -193,6 +194,7 @@ func (g *h1Guard) finishHead() *h1Violation {
 	g.skipped = 0
 	g.setHeadClock(false)
 	g.afterPOST = h.method == "POST"
+	g.lastHost = h.host
 	var chunked bool
 	switch {
 	case h.hosts == 0 && !h.http10 && h.method != "CONNECT":

@@ -36,11 +36,14 @@ const h1Pending = 2048
 const h1MaxPostHandlerRead = 256 << 10
 
 type h1Response struct {
-	h      *h1Conn
-	req    *http.Request
-	cancel context.CancelFunc
-	body   *h1ReqBody // nil for none
-	header http.Header
+	h        *h1Conn
+	req      *http.Request
+	cancel   context.CancelFunc
+	body     *h1ReqBody // nil for none
+	header   http.Header
+	sent     http.Header // the header as of WriteHeader, when changed after it: what the head carries (net/http's cw.header)
+	wants10  bool        // an HTTP/1.0 request asked for keep-alive (read before the handler runs)
+	overflow bool        // a write past the declared Content-Length was refused: close after
 
 	status      int   // the final status once written, 0 before
 	committed   bool  // the head is in the writer
@@ -64,7 +67,14 @@ type h1Response struct {
 
 func newH1Response(h *h1Conn, req *http.Request, cancel context.CancelFunc) *h1Response {
 	w := &h1Response{h: h, req: req, cancel: cancel, header: make(http.Header), declared: -1}
-	w.closeAfter = req.Close
+	// As net/http, decided by the request's header as sent: HTTP/1.1
+	// closes on a close token; HTTP/1.0 keeps the connection only when it
+	// asked for keep-alive.
+	if req.ProtoAtLeast(1, 1) {
+		w.closeAfter = req.Close || hasToken(req.Header.Get("Connection"), "close")
+	} else {
+		w.wants10 = hasToken(req.Header.Get("Connection"), "keep-alive")
+	}
 	_, up := req.Header["Upgrade"]
 	w.upgradeAsked = up || req.Method == http.MethodConnect
 	if req.Body != nil && req.Body != http.NoBody {
@@ -86,7 +96,11 @@ func (w *h1Response) serve() bool {
 			}
 		} else {
 			// net/http: 417, and the connection closes.
-			_, _ = io.WriteString(h.g, "HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			proto := "HTTP/1.1"
+			if !req.ProtoAtLeast(1, 1) {
+				proto = "HTTP/1.0"
+			}
+			_, _ = io.WriteString(h.g, proto+" 417 Expectation Failed\r\nConnection: close\r\nDate: "+httpDate()+"\r\nContent-Length: 0\r\n\r\n")
 			w.cancel()
 			return false
 		}
@@ -98,7 +112,11 @@ func (w *h1Response) serve() bool {
 	if w.body == nil {
 		h.startBackgroundRead(w.cancel)
 	}
-	h.handler.ServeHTTP(w, req)
+	if req.RequestURI == "*" && req.Method == http.MethodOptions {
+		h1OptionsStar(w, req) // net/http's globalOptionsHandler: the handler never sees it
+	} else {
+		h.handler.ServeHTTP(w, req)
+	}
 	w.handlerDone = true
 	w.cancel()
 	h.abortBackgroundRead()
@@ -122,7 +140,16 @@ func (w *h1Response) serve() bool {
 	return true
 }
 
-func (w *h1Response) Header() http.Header { return w.header }
+// Header is the handler's header. Once the status is written, changes no
+// longer reach the head (net/http): the first call after WriteHeader and
+// before the head goes out keeps a copy of it for the head (the later
+// changes are for the trailers).
+func (w *h1Response) Header() http.Header {
+	if w.status != 0 && !w.committed && w.sent == nil {
+		w.sent = w.header.Clone()
+	}
+	return w.header
+}
 
 func (w *h1Response) WriteHeader(code int) {
 	if w.status != 0 || w.h.isHijacked() {
@@ -132,7 +159,7 @@ func (w *h1Response) WriteHeader(code int) {
 		panic("invalid WriteHeader code " + strconv.Itoa(code))
 	}
 	if code < 200 && code != http.StatusSwitchingProtocols {
-		w.informational(code)
+		w.informational(code, true)
 		return
 	}
 	w.status = code
@@ -147,7 +174,7 @@ func (w *h1Response) WriteHeader(code int) {
 
 // informational writes a 1xx answer with the handler's header now (103
 // Early Hints; 100 Continue after the body was asked for is ours).
-func (w *h1Response) informational(code int) {
+func (w *h1Response) informational(code int, fields bool) {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 	if w.committed {
@@ -161,8 +188,8 @@ func (w *h1Response) informational(code int) {
 	}
 	bw := w.h.bw
 	w.statusLine(bw, code)
-	if code != http.StatusContinue {
-		w.writeFields(bw)
+	if fields {
+		h1WriteFields(bw, w.header, h1Exclude1xx)
 	}
 	_, _ = bw.WriteString("\r\n")
 	w.flushErr(bw.Flush())
@@ -185,24 +212,29 @@ func (w *h1Response) statusLine(bw *bufio.Writer, code int) {
 	_, _ = bw.WriteString("\r\n")
 }
 
-// writeFields writes the handler's header fields but the framing ones and
-// the trailers, sorted by name as net/http does.
-func (w *h1Response) writeFields(bw *bufio.Writer) {
+// h1Exclude1xx and h1ExcludeFinal are the fields h1WriteFields leaves out
+// of a 1xx head and of a final one (whose framing commit writes itself).
+var (
+	h1Exclude1xx   = map[string]bool{"Content-Length": true, "Transfer-Encoding": true}
+	h1ExcludeFinal = map[string]bool{"Content-Length": true, "Transfer-Encoding": true, "Connection": true}
+)
+
+// h1WriteFields writes hdr's fields sorted by name, as net/http's
+// Header.WriteSubset: names that are not tokens are dropped (a handler's
+// "X\r\nY" must not become two fields), and so are the TrailerPrefix keys
+// and those in exclude.
+func h1WriteFields(bw *bufio.Writer, hdr http.Header, exclude map[string]bool) {
 	var keyBuf [24]string
 	keys := keyBuf[:0]
-	for k := range w.header {
-		switch k {
-		case "Content-Length", "Transfer-Encoding", "Connection", "Trailer":
-			continue
-		}
-		if strings.HasPrefix(k, http.TrailerPrefix) {
+	for k := range hdr {
+		if exclude[k] || strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		for _, v := range w.header[k] {
+		for _, v := range hdr[k] {
 			_, _ = bw.WriteString(k)
 			_, _ = bw.WriteString(": ")
 			_, _ = bw.WriteString(headerValue(v))
@@ -220,6 +252,16 @@ func (w *h1Response) commit(length int64, first []byte) {
 	}
 	h := w.h
 	code := w.status
+	hdr := w.sent
+	if hdr == nil {
+		hdr = w.header // not touched since WriteHeader
+	}
+	if w.body != nil && w.body.expect && !w.body.sawEOF.Load() {
+		// net/http: a body announced with Expect: 100-continue and not
+		// read whole by the handler (even after a 100 it wrote itself)
+		// closes the connection; it is not read here.
+		w.closeAfter = true
+	}
 	// An unread body: read what is left now if small, or close after.
 	if w.body != nil && !w.closeAfter && w.req.ContentLength != 0 {
 		w.body.settle()
@@ -242,48 +284,56 @@ func (w *h1Response) commit(length int64, first []byte) {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 	w.committed = true
-	if w.body != nil && w.body.expect && !w.body.sawEOF.Load() {
-		w.closeAfter = true // the client may or may not send the body now
-	}
 	bodyAllowed := code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
 	head := w.req.Method == http.MethodHead
 	w.noBody = head || !bodyAllowed
 	w.trailers = w.trailers[:0]
-	for _, v := range w.header["Trailer"] {
+	for _, v := range hdr["Trailer"] {
 		for k := range strings.SplitSeq(v, ",") {
 			if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" && httpguts.ValidTrailerHeader(k) && httpguts.ValidHeaderFieldName(k) {
 				w.trailers = append(w.trailers, k)
 			}
 		}
 	}
-	te := w.header.Get("Transfer-Encoding") != ""
+	prefixed := false // TrailerPrefix keys: trailers too (net/http)
+	for k := range hdr {
+		prefixed = prefixed || strings.HasPrefix(k, http.TrailerPrefix)
+	}
+	te := hdr.Get("Transfer-Encoding")
 	if !bodyAllowed {
 		// net/http's suppressedHeaders.
-		w.header.Del("Transfer-Encoding")
-		w.header.Del("Content-Length")
+		hdr.Del("Transfer-Encoding")
+		hdr.Del("Content-Length")
+		te = ""
 		w.declared = -1
 		if code == http.StatusNotModified {
-			w.header.Del("Content-Type")
+			hdr.Del("Content-Type")
 		}
-	} else if _, ok := w.header["Content-Type"]; !ok && !te && len(first) > 0 && w.header.Get("Content-Encoding") == "" {
-		w.header.Set("Content-Type", http.DetectContentType(first))
+	} else if _, ok := hdr["Content-Type"]; !ok && te == "" && len(first) > 0 && hdr.Get("Content-Encoding") == "" {
+		hdr.Set("Content-Type", http.DetectContentType(first))
 	}
 	cl := w.declared
-	if cl < 0 && length >= 0 && bodyAllowed && len(w.trailers) == 0 && !te && (!head || length > 0) {
+	if cl >= 0 && te != "" && te != "identity" {
+		cl = -1 // net/http: a Transfer-Encoding wins over a declared length
+	}
+	if cl < 0 && length >= 0 && bodyAllowed && len(w.trailers) == 0 && !prefixed && te == "" && (!head || length > 0) {
 		cl = length
 	}
-	if hasToken(w.header.Get("Connection"), "close") {
+	if hasToken(hdr.Get("Connection"), "close") {
 		w.closeAfter = true
 	}
 	switch {
 	case w.noBody || cl >= 0:
-	case w.req.ProtoAtLeast(1, 1):
+	case w.req.ProtoAtLeast(1, 1) && te != "identity":
 		w.chunked = true
 	default:
-		w.closeAfter = true // HTTP/1.0: the body ends with the connection
+		// HTTP/1.0, or identity asked: the body ends with the connection.
+		w.closeAfter = true
 	}
 	if !w.req.ProtoAtLeast(1, 1) {
-		if !w.closeAfter && cl >= 0 && hasToken(w.req.Header.Get("Connection"), "keep-alive") {
+		// net/http: keep-alive when asked and the end of the answer is
+		// known (a length, HEAD, or no body).
+		if !w.closeAfter && w.wants10 && (cl >= 0 || head || !bodyAllowed) {
 			w.keepAlive10 = true
 		} else {
 			w.closeAfter = true
@@ -291,8 +341,8 @@ func (w *h1Response) commit(length int64, first []byte) {
 	}
 	bw := h.bw
 	w.statusLine(bw, code)
-	w.writeFields(bw)
-	if _, ok := w.header["Date"]; !ok {
+	h1WriteFields(bw, hdr, h1ExcludeFinal)
+	if _, ok := hdr["Date"]; !ok {
 		_, _ = bw.WriteString("Date: ")
 		_, _ = bw.WriteString(httpDate())
 		_, _ = bw.WriteString("\r\n")
@@ -305,11 +355,6 @@ func (w *h1Response) commit(length int64, first []byte) {
 	}
 	if w.chunked {
 		_, _ = bw.WriteString("Transfer-Encoding: chunked\r\n")
-		if len(w.trailers) > 0 {
-			_, _ = bw.WriteString("Trailer: ")
-			_, _ = bw.WriteString(strings.Join(w.trailers, ", "))
-			_, _ = bw.WriteString("\r\n")
-		}
 	}
 	switch {
 	case w.keepAlive10:
@@ -317,7 +362,7 @@ func (w *h1Response) commit(length int64, first []byte) {
 	case w.closeAfter && w.req.ProtoAtLeast(1, 1) && code != http.StatusSwitchingProtocols:
 		_, _ = bw.WriteString("Connection: close\r\n")
 	default:
-		for _, v := range w.header["Connection"] {
+		for _, v := range hdr["Connection"] {
 			_, _ = bw.WriteString("Connection: ")
 			_, _ = bw.WriteString(v)
 			_, _ = bw.WriteString("\r\n")
@@ -340,6 +385,7 @@ func (w *h1Response) Write(p []byte) (int, error) {
 		return 0, w.werr
 	}
 	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+		w.overflow = true // net/http counts the refused bytes: the connection closes
 		return 0, http.ErrContentLength
 	}
 	if !w.committed {
@@ -448,7 +494,7 @@ func (w *h1Response) finish() {
 		_, err := bw.WriteString("\r\n")
 		w.flushErr(err)
 	}
-	if w.declared >= 0 && w.written != w.declared && !w.noBody {
+	if w.declared >= 0 && (w.written != w.declared || w.overflow) && !w.noBody {
 		w.closeAfter = true // the client cannot tell where this answer ends
 	}
 	if w.werr == nil {
@@ -501,4 +547,13 @@ func (h *h1Conn) isHijacked() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.hijacked
+}
+
+// h1OptionsStar answers "OPTIONS *" as net/http's globalOptionsHandler:
+// 200 with no body, after reading up to 4 KiB of a request body.
+func h1OptionsStar(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Length", "0")
+	if r.ContentLength != 0 {
+		_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 4<<10))
+	}
 }

@@ -213,6 +213,11 @@ func (h *h1Conn) serve() {
 			inFlight.cancel()
 			h.abortBackgroundRead()
 		}
+		if inFlight != nil && inFlight.committed && h.bw != nil && !h.isHijacked() {
+			// A handler that panicked after its head went out: what is
+			// buffered goes out before the close (net/http's finalFlush).
+			_ = h.bw.Flush()
+		}
 		h.mu.Lock()
 		hijacked := h.hijacked
 		h.state = h1Done
@@ -305,7 +310,14 @@ func (h *h1Conn) readRequest() (*h1Response, error) {
 	if req.ProtoMajor != 1 {
 		return nil, h1StatusError{http.StatusHTTPVersionNotSupported, "unsupported protocol version"}
 	}
-	if !httpguts.ValidHostHeader(req.Host) {
+	// net/http checks the Host field as sent (for an absolute-form target
+	// req.Host is the target's); http.ReadRequest drops the field, the
+	// guard kept it. After an Upgrade or CONNECT the guard reads no heads.
+	host := req.Host
+	if req.URL.Host != "" && h.g.st != h1Pass {
+		host = h.g.lastHost // an absolute-form target: req.Host is the target's
+	}
+	if !httpguts.ValidHostHeader(host) {
 		return nil, h1StatusError{http.StatusBadRequest, "malformed Host header"}
 	}
 	for k, vv := range req.Header {
