@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +74,7 @@ func (p *HTTPProxy) forward(w http.ResponseWriter, r *http.Request, cs *connStat
 	// is not read again but by the access log: method, path, proto).
 	out := *r
 	outURL := *r.URL
+	outURL.RawQuery = cleanQueryParams(outURL.RawQuery) // as ReverseProxy
 	out.URL = &outURL
 	in := &http.Request{Host: r.Host, Header: http.Header{}}
 	in = in.WithContext(ctx)
@@ -125,7 +127,7 @@ func (p *HTTPProxy) forward(w http.ResponseWriter, r *http.Request, cs *connStat
 		}
 		stop()
 		if rctx.Err() != nil && ctx.Err() == nil {
-			err = context.Canceled // cancelled by a drain (CancelRequest)
+			err = errDrainCancelled
 		}
 		s.Release()
 		p.endRequest(fl)
@@ -180,6 +182,34 @@ func (a *upAbort) fire() {
 	if a.c != nil {
 		_ = a.c.SetDeadline(aLongTimeAgo)
 	}
+}
+
+// cleanQueryParams is ReverseProxy's (CVE-2022-2880): a query with a
+// semicolon or a bad escape is re-encoded from what Go parses of it, so
+// the server reads the same parameters tlsedge would.
+func cleanQueryParams(s string) string {
+	reencode := func(s string) string {
+		v, _ := url.ParseQuery(s)
+		return v.Encode()
+	}
+	for i := 0; i < len(s); {
+		switch s[i] {
+		case ';':
+			return reencode(s)
+		case '%':
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return reencode(s)
+			}
+			i += 3
+		default:
+			i++
+		}
+	}
+	return s
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // httpTrailersWanted: the client said "TE: trailers" (kept, as ReverseProxy).
@@ -267,6 +297,9 @@ func (p *HTTPProxy) exchange(w http.ResponseWriter, out *http.Request, body []by
 			return nil, started, err
 		}
 		started = true
+		if resp.StatusCode < 100 {
+			return nil, true, fmt.Errorf("the server answered status %d", resp.StatusCode)
+		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
 		}
@@ -312,9 +345,9 @@ func writeRequestHead(bw *bufio.Writer, out *http.Request, bodyLen int) {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		for _, v := range out.Header[k] {
-			if k == "User-Agent" && v == "" {
-				continue
+		for i, v := range out.Header[k] {
+			if k == "User-Agent" && (v == "" || i > 0) {
+				continue // as http.Transport: the first one, when not empty
 			}
 			_, _ = bw.WriteString(k)
 			_, _ = bw.WriteString(": ")

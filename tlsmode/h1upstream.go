@@ -10,6 +10,7 @@ package tlsmode
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"sync"
@@ -156,6 +157,18 @@ func (u *upPools) closeIdle(addr string, close bool) {
 			delete(u.idle, k)
 		}
 	}
+}
+
+// tlsBuffered reports whether an idle TLS connection has something read
+// already (a record past the last answer, an alert): a read with its
+// deadline passed returns what crypto/tls holds, or a timeout when it
+// holds nothing (then the connection is as it was).
+func tlsBuffered(tc *tls.Conn) bool {
+	var one [1]byte
+	_ = tc.SetReadDeadline(aLongTimeAgo)
+	n, err := tc.Read(one[:])
+	_ = tc.SetReadDeadline(time.Time{})
+	return n > 0 || !isTimeout(err)
 }
 
 var upReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}

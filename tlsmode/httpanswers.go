@@ -33,6 +33,8 @@ func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 	switch {
 	case errors.Is(err, ErrNoServer):
 		status, msg = http.StatusServiceUnavailable, "503 service unavailable: no server available"
+	case errors.Is(err, errDrainCancelled):
+		status, msg = http.StatusServiceUnavailable, "503 service unavailable: the server was drained before it answered"
 	case errors.As(err, &maxErr):
 		status, msg = http.StatusRequestEntityTooLarge, "413 request body too large"
 	case errors.As(err, &tlsErr):
@@ -63,6 +65,10 @@ func serverFailed(rs *reqState, status int) bool {
 	return !isConnectError(rs.err) && !errors.As(rs.err, &tlsErr) && !errors.As(rs.err, &maxErr) &&
 		!errors.Is(rs.err, ErrNoServer) && !errors.Is(rs.err, context.Canceled)
 }
+
+// errDrainCancelled: a request in flight ended by a drain past its
+// drain_timeout (CancelRequest) before its server answered.
+var errDrainCancelled = errors.New("drained: drain_timeout passed before the server answered")
 
 func isTimeout(err error) bool {
 	var ne net.Error

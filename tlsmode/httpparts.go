@@ -31,8 +31,8 @@ type statusWriter struct {
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		w.status = code // a 1xx relayed before the answer is not its status
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

@@ -137,6 +137,11 @@ func NewHTTPProxy(opt HTTPOptions) *HTTPProxy {
 			if rs != nil {
 				rs.status = resp.StatusCode
 			}
+			if resp.StatusCode < 100 {
+				// ReverseProxy's WriteHeader would panic with the
+				// server's slot held.
+				return fmt.Errorf("the server answered status %d", resp.StatusCode)
+			}
 			p.cookieResponse(resp, rs)
 			// A 101 for another protocol than the one asked for (or for a
 			// request that asked for none): ReverseProxy would give up

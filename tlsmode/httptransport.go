@@ -57,6 +57,9 @@ func (p *HTTPProxy) transportFor(sni, addr string) *http.Transport {
 		MaxResponseHeaderBytes: int64(p.limits.MaxResponseHeader),
 		ExpectContinueTimeout:  time.Second,
 		ForceAttemptHTTP2:      false, // HTTP/1.1 keep-alive pools to servers
+		// No Accept-Encoding added, no answer decompressed: the client's
+		// own encodings pass as they are (as the lean forward does).
+		DisableCompression: true,
 	}
 	if p.opt.Upstream != nil {
 		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -198,6 +201,9 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			resp = r
 			return false, nil
+		}
+		if fl != nil && out.Context().Err() != nil && req.Context().Err() == nil {
+			err = errDrainCancelled // CancelRequest: answered 503, not an empty 200
 		}
 		s.Release()
 		t.p.endRequest(fl)

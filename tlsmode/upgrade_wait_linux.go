@@ -1,6 +1,7 @@
 package tlsmode
 
 import (
+	"crypto/tls"
 	"net"
 
 	"golang.org/x/sys/unix"
@@ -29,10 +30,17 @@ func upReadWaiter(c net.Conn) func() error {
 	return func() error { return rc.Read(ready) }
 }
 
-// upIdleClosed reports whether the server closed (or reset) c, an idle
-// keep-alive connection, without reading from it: a non-blocking peek
-// that finds EOF or an error. false when it cannot tell (not TCP).
+// upIdleClosed reports whether c, an idle keep-alive connection to a
+// server, can no longer carry a request: the server closed or reset it, or
+// sent something while it was idle (an unsolicited answer, a 408, a TLS
+// close_notify), which would be read as the next request's answer
+// (http.Transport drops such connections too). For TLS, what crypto/tls
+// has buffered counts as well. A non-blocking peek; false when it cannot
+// tell (not TCP).
 func upIdleClosed(c net.Conn) bool {
+	if tc, ok := c.(*tls.Conn); ok && tlsBuffered(tc) {
+		return true
+	}
 	for {
 		nc, ok := c.(interface{ NetConn() net.Conn })
 		if !ok {
@@ -52,7 +60,9 @@ func upIdleClosed(c net.Conn) bool {
 	var peek [1]byte
 	err = rc.Read(func(fd uintptr) bool {
 		n, _, err := unix.Recvfrom(int(fd), peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		closed = (err == nil && n == 0) || (err != nil && err != unix.EAGAIN)
+		_ = n
+		closed = err != unix.EAGAIN // data, EOF or an error
+
 		return true
 	})
 	return closed || err != nil
