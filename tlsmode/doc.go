@@ -17,9 +17,9 @@
 // The HTTP proxy of an http route: httpproxy.go (options, ServeHTTP, the
 // rewrite of requests), httpanswers.go (its own error answers and the
 // access log), httpconn.go (one client connection's lifecycle: HTTP/2 on a
-// net/http.Server of its own), h1server.go, h1response.go and h1body.go
-// (HTTP/1.x served by tlsedge itself: no buffer and one goroutine per idle
-// connection), h1guard.go and h1parse.go (the HTTP/1 smuggling guard),
+// net/http.Server of its own), h1server.go, h1response.go, h1head.go and
+// h1body.go (HTTP/1.x served by tlsedge itself: no buffer and one
+// goroutine per idle connection), h1guard.go and h1parse.go (the HTTP/1 smuggling guard),
 // httpparts.go and httplimits.go (bodies, timeouts, HTTP/2 settings),
 // h1forward.go and h1upstream.go (the lean forward of requests with no
 // body or a buffered one, on tlsedge's own keep-alive server
