@@ -157,14 +157,25 @@ func (h *h1Conn) shutdownNow() {
 	h.shutdown = true
 	switch h.state {
 	case h1Idle:
-		h.closeLocked()
+		h.closeAsyncLocked()
 	case h1New:
 		wait := h1NewGrace - time.Since(h.start)
 		if wait <= 0 {
-			h.closeLocked()
+			h.closeAsyncLocked()
 			return
 		}
 		time.AfterFunc(wait, h.shutdownNow)
+	}
+}
+
+// closeAsyncLocked closes the connection on a goroutine of its own: the
+// close_notify to a client that does not read may take crypto/tls's 5 s,
+// and the caller may be a reload going through many connections. The
+// loop's read fails at once.
+func (h *h1Conn) closeAsyncLocked() {
+	if !h.forced {
+		h.forced = true
+		go h.g.Close()
 	}
 }
 
@@ -173,7 +184,7 @@ func (h *h1Conn) forceClose() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.state != h1Done && !h.hijacked {
-		h.closeLocked()
+		h.closeAsyncLocked()
 	}
 }
 
