@@ -76,9 +76,11 @@ func (p *HTTPProxy) forward(w http.ResponseWriter, r *http.Request, cs *connStat
 	outURL := *r.URL
 	outURL.RawQuery = cleanQueryParams(outURL.RawQuery) // as ReverseProxy
 	out.URL = &outURL
-	in := &http.Request{Host: r.Host, Header: http.Header{}}
-	in = in.WithContext(ctx)
+	// The rewrite reads the client's X-Forwarded-* (removed below from
+	// the shared header) only from a trusted proxy: a copy of them then.
+	in := r
 	if cs.c.PeerTrusted {
+		in = (&http.Request{Host: r.Host, Header: http.Header{}}).WithContext(ctx)
 		for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"} {
 			if v, ok := r.Header[k]; ok {
 				in.Header[k] = slices.Clone(v)
