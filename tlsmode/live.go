@@ -314,9 +314,6 @@ func (c *Conn) WatchIdle(d time.Duration) {
 	c.live.idle = t
 }
 
-// ReasonHandshakeTimeout is the reason of a connection WatchHandshake ends.
-const ReasonHandshakeTimeout = "handshake timeout"
-
 // WatchHandshake ends the connection with reason ReasonHandshakeTimeout
 // unless, within d, the client has sent more than consumed bytes on its
 // socket: for passthrough, its next handshake flight after the hello

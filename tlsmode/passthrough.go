@@ -20,11 +20,31 @@ type Passthrough struct {
 // c.Ended is called when it has ended; without c.Ended it returns when the
 // stream has ended.
 func (p *Passthrough) Serve(ctx context.Context, c *Conn) error {
+	// Until the relay has the stream, undo (set by serve) is this
+	// goroutine's to call: on every return and on a panic, after the
+	// reason is set (the server's Release may read it).
+	var undo func()
+	defer func() {
+		if undo != nil {
+			undo()
+		}
+	}()
+	err := p.serve(ctx, c, &undo)
+	if r := reasonOf(err); r != "" { // a failure before the stream began
+		c.Reason = r
+	}
+	return err
+}
+
+// serve is Serve but for the reason: a failure is returned as a *Failure;
+// a stream's end sets c.Reason itself. Once connected, it sets *undo to
+// what ends the server's side, and clears it when the relay takes that
+// over.
+func (p *Passthrough) serve(ctx context.Context, c *Conn, undo *func()) error {
 	up, err := p.Backend.Connect(ctx, c)
 	if err != nil {
 		c.Conn.Close()
-		c.Reason = connectFailure(err)
-		return err
+		return fail(KindConnect, SideServer, err)
 	}
 	c.Server = up.Server.Address
 	c.Bind(up.Server)
@@ -36,29 +56,20 @@ func (p *Passthrough) Serve(ctx context.Context, c *Conn) error {
 		defer c.Bind(nil)
 		c.SetEnder(nil)
 	}
-	// Until the relay has the stream, done is this goroutine's to call:
-	// on every return and on a panic.
-	handed := false
-	defer func() {
-		if !handed {
-			done()
-		}
-	}()
+	*undo = done
 	first := net.Buffers{c.Peeked}
 	if up.Proxy != 0 {
 		h, err := proxyHeader(up.Proxy, c)
 		if err != nil {
 			c.Conn.Close()
-			c.Reason = "internal error: " + err.Error()
-			return err
+			return fail(KindInternal, SideServer, err)
 		}
 		first = net.Buffers{h, c.Peeked}
 	}
 	// One write (writev) for the PROXY header and the hello.
 	if _, err := first.WriteTo(up.Conn); err != nil {
 		c.Conn.Close()
-		c.Reason = "server error: writing client hello: " + err.Error()
-		return fmt.Errorf("replaying client hello: %w", err)
+		return fail(KindServerError, SideServer, fmt.Errorf("writing client hello: %w", err))
 	}
 	if c.WatchAfterReplay != nil {
 		c.WatchAfterReplay()
@@ -93,7 +104,7 @@ func (p *Passthrough) Serve(ctx context.Context, c *Conn) error {
 		done()
 	})
 	if rc != nil {
-		handed = true
+		*undo = nil // the relay calls done
 		if ended != nil {
 			c.detached = true
 			return nil

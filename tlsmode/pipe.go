@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -68,25 +67,6 @@ func copyHalf(dst, src net.Conn, done func(int64, error)) {
 		}
 	}
 	done(n, err)
-}
-
-func closeReason(upFirst bool, err error) string {
-	side := "server"
-	if upFirst {
-		side = "client"
-	}
-	switch {
-	case err == nil:
-		return side + " closed"
-	case errors.Is(err, net.ErrClosed):
-		return "closed"
-	case errors.Is(err, syscall.ECONNRESET):
-		return side + " reset"
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return side + " timeout"
-	default:
-		return side + " error: " + err.Error()
-	}
 }
 
 // endStream ends a stream from outside its copiers (Conn.Shutdown): each

@@ -9,11 +9,6 @@ import (
 	"strings"
 )
 
-// ReasonAccessDenied starts the reason of a connection ended because its
-// client is not (or no longer) allowed on its route; a WebSocket ended so
-// gets close code 1008 (policy violation) instead of 1001.
-const ReasonAccessDenied = "access denied"
-
 // SetTLSState records the client's TLS connection state.
 func (c *Conn) SetTLSState(cs *tls.ConnectionState) { c.live.tls.Store(cs) }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -83,6 +82,25 @@ func (c *replayConn) Read(p []byte) (int, error) {
 
 // Serve implements Handler.
 func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
+	// up is the server serveTCP connected to. It is closed last, after the
+	// reason is set: its Release may judge the server by c.Reason (edge's
+	// passive ejection counts "server tls handshake" failures).
+	var up *Upstream
+	defer func() {
+		if up != nil {
+			up.Close()
+		}
+	}()
+	err := t.serve(ctx, c, &up)
+	if r := reasonOf(err); r != "" { // a failure; a stream's or HTTP's end set c.Reason itself
+		c.Reason = r
+	}
+	return err
+}
+
+// serve is Serve but for the reason: a failure is returned as a *Failure.
+// serveTCP sets *up to the server it connects to.
+func (t *Terminate) serve(ctx context.Context, c *Conn, up **Upstream) error {
 	var writeTimeout time.Duration
 	if t.HTTP != nil {
 		writeTimeout = t.HTTP.limits.WriteTimeout
@@ -113,20 +131,16 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 		} else {
 			lingerClose(under) // the alert Go just sent must reach the client
 		}
-		c.Reason = "client tls handshake: " + err.Error()
-		if errors.Is(err, context.DeadlineExceeded) {
-			c.Reason = ReasonHandshakeTimeout // handshake_timeout, as for passthrough
-		}
 		if denied != nil && errors.Is(err, ErrAccessDenied) {
 			denied.mu.Lock()
 			c.Client = denied.client
 			denied.mu.Unlock()
-			c.Reason = "access denied: " + ErrAccessDenied.Error()
 			if errors.Is(err, ErrClientConnections) {
-				c.Reason = fmt.Sprintf("access denied: client has client_limits.connections (%d) open", t.ClientLimits.Settings().Connections)
+				err = &clientLimitError{Limit: t.ClientLimits.Settings().Connections, Err: err}
 			}
+			return fail(KindAccessDenied, SideClient, err)
 		}
-		return err
+		return fail(KindHandshake, SideClient, err)
 	}
 	c.forgetHello()
 	cs := tc.ConnectionState()
@@ -136,8 +150,7 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 			_ = tc.CloseWrite()
 			lingerClose(under)
 			c.Client = identity.DN(cs.PeerCertificates[0].RawSubject)
-			c.Reason = fmt.Sprintf("access denied: client has client_limits.connections (%d) open", t.ClientLimits.Settings().Connections)
-			return ErrClientConnections
+			return fail(KindAccessDenied, SideClient, &clientLimitError{Limit: t.ClientLimits.Settings().Connections, Err: ErrClientConnections})
 		}
 		denied.mu.Lock()
 		denied.secret = nil // only needed to rewrite a refusal alert
@@ -153,8 +166,7 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 			if len(cs.PeerCertificates) > 0 {
 				c.Client = identity.DN(cs.PeerCertificates[0].RawSubject)
 			}
-			c.Reason = ReasonAccessDenied + " after reload: " + why
-			return ErrAccessDenied
+			return fail(KindAccessDenied, SideClient, &reloadDenial{Why: why})
 		}
 	}
 	if len(cs.VerifiedChains) > 0 {
@@ -169,10 +181,9 @@ func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 		_ = tc.SetWriteDeadline(time.Now().Add(time.Second))
 		_ = tc.CloseWrite() // close_notify
 		lingerClose(under)
-		c.Reason = "access denied: no client certificate"
-		return ErrAccessDenied
+		return fail(KindAccessDenied, SideClient, errNoClientCert)
 	}
-	return t.serveTCP(ctx, tc, &cs, c)
+	return t.serveTCP(ctx, tc, &cs, c, up)
 }
 
 // lingerBytes and lingerTime bound what lingerClose reads and how long it
@@ -242,14 +253,15 @@ func handshake(ctx context.Context, tc *tls.Conn, timeout time.Duration) error {
 	return tc.NetConn().SetDeadline(time.Time{})
 }
 
-func (t *Terminate) serveTCP(ctx context.Context, tc *tls.Conn, cs *tls.ConnectionState, c *Conn) error {
+// serveTCP connects to a server, sets *upp to it (the caller closes it)
+// and copies bytes both ways.
+func (t *Terminate) serveTCP(ctx context.Context, tc *tls.Conn, cs *tls.ConnectionState, c *Conn, upp **Upstream) error {
 	up, err := t.Backend.Connect(ctx, c)
 	if err != nil {
 		tc.Close()
-		c.Reason = connectFailure(err)
-		return err
+		return fail(KindConnect, SideServer, err)
 	}
-	defer up.Close()
+	*upp = up
 	c.Server = up.Server.Address
 	c.Bind(up.Server)
 	defer c.Bind(nil)
@@ -258,8 +270,7 @@ func (t *Terminate) serveTCP(ctx context.Context, tc *tls.Conn, cs *tls.Connecti
 		if up.Proxy == 2 {
 			if tlvs, err = SSLTLVs(cs); err != nil {
 				tc.Close()
-				c.Reason = "internal error: " + err.Error()
-				return err
+				return fail(KindInternal, SideServer, err)
 			}
 		}
 		h, err := proxyHeaderTLVs(up.Proxy, c, tlvs)
@@ -268,8 +279,7 @@ func (t *Terminate) serveTCP(ctx context.Context, tc *tls.Conn, cs *tls.Connecti
 		}
 		if err != nil {
 			tc.Close()
-			c.Reason = "server error: " + err.Error()
-			return err
+			return fail(KindServerError, SideServer, err)
 		}
 	}
 	var server net.Conn = up.Conn
@@ -277,14 +287,13 @@ func (t *Terminate) serveTCP(ctx context.Context, tc *tls.Conn, cs *tls.Connecti
 		uc := tls.Client(up.Conn, upstreamConfig(t.Upstream, cs.ServerName, up.Server.Address))
 		if err := handshake(ctx, uc, t.timeout()); err != nil {
 			tc.Close()
-			c.Reason = "server tls handshake: " + err.Error()
 			if !serverTLSFault(err, t.Upstream.ServerName == "" && cs.ServerName != "" && clientChoseName(cs.ServerName, t.ExactNames)) {
 				// The client's name, not the server, failed the check: not a
 				// failure of the server's (passive ejection counts the
 				// reasons starting "server tls handshake").
-				c.Reason = "server certificate does not cover the client's name: " + err.Error()
+				return fail(KindNameNotCovered, SideServer, err)
 			}
-			return fmt.Errorf("server %s: %w", up.Server.Address, err)
+			return fail(KindHandshake, SideServer, err)
 		}
 		server = uc
 	}

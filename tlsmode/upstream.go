@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 
 	proxyproto "github.com/pires/go-proxyproto"
 
@@ -25,23 +24,6 @@ type queueTimeout struct{}
 
 func (queueTimeout) Error() string { return "tlsmode: server queue timeout" }
 func (queueTimeout) Unwrap() error { return ErrNoServer }
-
-// ReasonQueueTimeout is the close reason of a stream that got no server
-// slot within the queue timeout.
-const ReasonQueueTimeout = "server queue timeout"
-
-// connectFailure is the close reason of a stream whose Backend.Connect
-// failed with err.
-func connectFailure(err error) string {
-	switch {
-	case errors.Is(err, ErrQueueTimeout):
-		return ReasonQueueTimeout
-	case errors.Is(err, ErrNoServer):
-		return "no server available"
-	default:
-		return "connect failed: " + describeDialError(err)
-	}
-}
 
 // Backend is the pool a route sends its connections to.
 type Backend interface {
@@ -116,13 +98,4 @@ func proxyHeaderTLVs(version byte, c *Conn, tlvs []proxyproto.TLV) ([]byte, erro
 		return nil, fmt.Errorf("formatting PROXY header: %w", err)
 	}
 	return b, nil
-}
-
-// describeDialError turns a dial error into a short reason for logs.
-func describeDialError(err error) string {
-	s := err.Error()
-	if i := strings.LastIndex(s, ": "); i >= 0 && strings.HasPrefix(s, "dial ") {
-		return s[i+2:]
-	}
-	return s
 }
