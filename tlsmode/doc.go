@@ -29,6 +29,9 @@
 // the identity headers (package tlsmode/identity), redirect*.go (protocol redirect),
 // cookie.go (cookie affinity) and wsfailover*.go (WebSocket failover).
 //
+// reasons.go says why a connection ended (its access line's reason), from
+// the typed failures the handlers return, in one place.
+//
 // live.go holds what other goroutines read of a live connection (the
 // server it is bound to, its byte counts, how to end it). tlsmode reads no
 // config file; the only process-wide state is the passthrough relay and
