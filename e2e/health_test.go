@@ -315,7 +315,13 @@ func TestHealthTLSCheckCatchesBrokenTLS(t *testing.T) {
 	rogue := startFlipServerCert(t, "rogue", sniTLS, true, thePKI.term.rogueSrv.TLS) // another CA
 	mute := startSilentBackend(t)                                                    // accepts, never answers
 
-	byTLS := cfgMap{"name": "by-tls", "balance": "roundrobin", "health": hcFast("tls"), "tls": hcCheckTLS(),
+	// A TLS check's handshake (mutual, under -race, on 2 busy cores) may
+	// take more than hcFast's 500 ms: cut at the timeout, real-tls would
+	// see a failed handshake. 3 s leaves it room; the mute server is still
+	// down within 2 × (100 ms + 3 s).
+	tlsHealth := hcFast("tls")
+	tlsHealth["timeout"] = "3s"
+	byTLS := cfgMap{"name": "by-tls", "balance": "roundrobin", "health": tlsHealth, "tls": hcCheckTLS(),
 		"servers": servers(realTLS.Addr(), flaky.Addr(), rogue.Addr(), mute.Addr())}
 	byTCP := cfgMap{"name": "by-tcp", "balance": "roundrobin", "health": hcFast("tcp"),
 		"servers": servers(realTCP.Addr(), brokenTCP.Addr())}
