@@ -331,16 +331,9 @@ func (h *h1Conn) readRequest() (*h1Response, error) {
 	if !httpguts.ValidHostHeader(host) {
 		return nil, h1StatusError{http.StatusBadRequest, "malformed Host header"}
 	}
-	for k, vv := range req.Header {
-		if !httpguts.ValidHeaderFieldName(k) {
-			return nil, h1StatusError{http.StatusBadRequest, "invalid header name"}
-		}
-		for _, v := range vv {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return nil, h1StatusError{http.StatusBadRequest, "invalid header value"}
-			}
-		}
-	}
+	// Field names and values need no second look here: the guard refused
+	// bad names and control bytes, and http.ReadRequest (textproto) checks
+	// both again.
 	req.RemoteAddr = h.remote
 	ctx, cancel := context.WithCancel(h.base)
 	req = req.WithContext(ctx)
