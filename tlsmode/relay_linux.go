@@ -161,8 +161,9 @@ type rlDir struct {
 	off, end int32
 	pipe     *rlPipe // bulk path: inPipe bytes still to splice out
 	inPipe   int32
-	bulk     bool  // a read filled the buffer, or rlBulkAfter bytes went through it: splice from now on
-	copied   int64 // bytes read through the buffer so far
+	bulk     bool  // a read filled the buffer, or rlBulkAfter bytes went through it: splice until a small burst
+	copied   int64 // bytes read through the buffer in reads of at least rlBulkMin, since the last small burst
+	burst    int32 // bytes spliced in since the source last had nothing (counted up to rlBulkMin)
 	noSplice bool  // splice refused this source (EINVAL, ENOSYS): buffers only
 	eof      bool  // the source ended: half-close the destination once drained
 	done     bool

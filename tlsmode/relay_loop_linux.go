@@ -104,7 +104,7 @@ func rlNewLoop() (*rlLoop, error) {
 		if raw, err := l.file.SyscallConn(); err == nil {
 			l.raw = raw
 			l.poll = func(fd uintptr) bool {
-				l.n, l.err = unix.EpollWait(int(fd), l.events, 0)
+				l.n, l.err = rlPoll(int(fd), l.events)
 				return l.n > 0 || l.err != nil
 			}
 		}
@@ -154,7 +154,7 @@ func (l *rlLoop) run() {
 		var err error
 		switch {
 		case len(l.again) > 0: // streams with bytes still to move: only look
-			n, err = unix.EpollWait(l.epfd, events, 0)
+			n, err = rlPoll(l.epfd, events)
 		case l.raw != nil:
 			l.events = events
 			if werr := l.raw.Read(l.poll); werr != nil && l.err == nil {

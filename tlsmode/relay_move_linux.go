@@ -7,11 +7,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rlBulkAfter: a direction that has moved this much through the buffer
-// splices from then on, even when no single read filled the buffer (a
-// sender whose bytes arrive in small pieces at first, as on a loaded
-// machine), so user space copies at most this much of a bulk transfer.
+// rlBulkAfter: a direction that has moved this much through the buffer in
+// reads of at least rlBulkMin bytes splices from then on, even when no
+// single read filled the buffer (a sender whose bytes arrive in pieces at
+// first, as on a loaded machine), so user space copies at most this much
+// of a bulk transfer.
 const rlBulkAfter = 64 << 10
+
+// rlBulkMin: reads smaller than this do not count toward rlBulkAfter, and
+// a spliced burst (the bytes moved between two "nothing more now") smaller
+// than this ends splicing until bulk shows again: a long-lived stream of
+// small messages (a keep-alive API, a WebSocket) stays on the buffer path,
+// where a message costs one read and one write, not three splices.
+const rlBulkMin = 1 << 10
 
 // How bytes move (HAProxy's splice-auto): a direction starts on the small
 // path, read(2) into a 16 KiB buffer and write(2) straight on; a read that
@@ -110,6 +118,10 @@ func (rc *rlConn) fill(d int) int {
 		case err == unix.EAGAIN:
 			rc.ready[d] &^= rlReadable
 			rc.releasePipe(dir)
+			if dir.burst < rlBulkMin { // small messages, not bulk: back to the buffer
+				dir.bulk, dir.copied = false, 0
+			}
+			dir.burst = 0
 			return 0
 		case err == unix.EINVAL || err == unix.ENOSYS:
 			// This socket cannot splice (nothing moved: the pipe is
@@ -127,12 +139,13 @@ func (rc *rlConn) fill(d int) int {
 			return 0
 		}
 		dir.inPipe = int32(n)
+		dir.burst = int32(min(int(dir.burst)+n, rlBulkMin))
 		l.held.Add(int64(n))
 		return n
 	}
 	buf := l.getBuf()
 	for {
-		n, err := unix.Read(fd, buf)
+		n, err := rlRead(fd, buf)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -149,7 +162,9 @@ func (rc *rlConn) fill(d int) int {
 			dir.eof = true
 			return 0
 		}
-		dir.copied += int64(n)
+		if n >= rlBulkMin {
+			dir.copied += int64(n)
+		}
 		if n == len(buf) || dir.copied >= rlBulkAfter {
 			dir.bulk = !dir.noSplice && l.now >= l.noPipes
 		}
@@ -181,7 +196,7 @@ func (rc *rlConn) flush(d int) bool {
 			n, err = l.sys.splice(dir.pipe.r, fd, int(dir.inPipe))
 			call = "splice"
 		} else {
-			n, err = unix.Write(fd, dir.buf[dir.off:dir.end])
+			n, err = rlWrite(fd, dir.buf[dir.off:dir.end])
 		}
 		switch {
 		case err == unix.EINTR:
@@ -312,11 +327,4 @@ func rlNewPipe() (*rlPipe, error) {
 		}
 	}
 	return p, nil
-}
-
-// rlSplice moves up to n bytes from rfd to wfd without blocking. (The
-// count is an int64 on 64-bit systems, an int on 32-bit ones.)
-func rlSplice(rfd, wfd, n int) (int, error) {
-	k, err := unix.Splice(rfd, nil, wfd, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-	return int(k), err
 }

@@ -1,0 +1,61 @@
+package tlsmode
+
+import (
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The relay's calls on its non-blocking descriptors never wait, so they are
+// made without telling the scheduler (RawSyscall, no entersyscall): the
+// loop keeps its P. Through unix.Read and unix.Write the runtime's monitor
+// saw the P "in a system call" during the longer writes (a write to a
+// loopback socket runs the receiver's TCP input too) and handed it to
+// another thread, a futex wake-up and a thread switch each time, some
+// thousands a second under load. Only calls that cannot block go here:
+// the loop's wait in epoll (timeout -1) and the eventfd stay ordinary.
+
+// rlErrno turns a raw call's errno into the error unix's wrappers return
+// (nil for 0); errno values box without allocating.
+func rlErrno(e syscall.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+// rlRead is read(2) on a non-blocking descriptor.
+func rlRead(fd int, p []byte) (int, error) {
+	var ptr unsafe.Pointer
+	if len(p) > 0 {
+		ptr = unsafe.Pointer(&p[0])
+	}
+	n, _, e := syscall.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+	return int(n), rlErrno(e)
+}
+
+// rlWrite is write(2) on a non-blocking descriptor.
+func rlWrite(fd int, p []byte) (int, error) {
+	var ptr unsafe.Pointer
+	if len(p) > 0 {
+		ptr = unsafe.Pointer(&p[0])
+	}
+	n, _, e := syscall.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+	return int(n), rlErrno(e)
+}
+
+// rlSplice moves up to n bytes from rfd to wfd without blocking
+// (SPLICE_F_NONBLOCK, both descriptors non-blocking).
+func rlSplice(rfd, wfd, n int) (int, error) {
+	k, _, e := syscall.RawSyscall6(unix.SYS_SPLICE, uintptr(rfd), 0, uintptr(wfd), 0, uintptr(n),
+		unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	return int(k), rlErrno(e)
+}
+
+// rlPoll is epoll_wait(2) with timeout 0: what is ready now, no wait.
+func rlPoll(epfd int, events []unix.EpollEvent) (int, error) {
+	n, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), 0, 0, 0)
+	return int(n), rlErrno(e)
+}
