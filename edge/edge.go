@@ -208,7 +208,9 @@ func (e *Edge) apply(cfg *Config) error {
 		if _, ok := e.listeners[lc.Address]; ok {
 			continue
 		}
-		ln, err := net.Listen("tcp", lc.Address)
+		// KeepAlive -1: Go sets no keepalive on accepted connections;
+		// tcp_keepalive is the listener's (keepalive.go).
+		ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", lc.Address)
 		if err != nil {
 			for _, l := range opened {
 				l.ln.Close()
@@ -257,6 +259,7 @@ func (e *Edge) apply(cfg *Config) error {
 		if l == nil {
 			l = opened[lc.Address]
 		}
+		l.ka.set(l.ln, states[lc.Address].keepalive)
 		l.state.Store(states[lc.Address])
 		next[lc.Address] = l
 	}

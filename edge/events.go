@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"net"
 	"strings"
 	"time"
 
@@ -234,9 +233,4 @@ func reasonClass(reason string) string {
 		}
 	}
 	return "other"
-}
-
-// keepaliveOn applies tcp_keepalive to an accepted client connection.
-func keepaliveOn(c *net.TCPConn, d time.Duration) {
-	_ = c.SetKeepAliveConfig(keepalive(d))
 }

@@ -59,6 +59,7 @@ type listener struct {
 	// Kept across reloads (limits.go): per client address counts and
 	// buckets, the max_handshakes semaphore, the failure line budget.
 	ips   ipLimiter
+	ka    lnKeepalive // tcp_keepalive on the listening socket (keepalive.go)
 	hsSem atomic.Pointer[handshakeSlots]
 	fails failureLog
 
@@ -134,7 +135,7 @@ func (l *listener) serve(ctx context.Context) {
 		}
 		delay = 0
 		st := l.state.Load()
-		keepaliveOn(c, st.keepalive)
+		l.ka.on(c, st.keepalive)
 		if l.e.m != nil {
 			l.e.m.accepted.WithLabelValues(st.name).Inc()
 		}

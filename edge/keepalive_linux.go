@@ -1,0 +1,57 @@
+package edge
+
+import (
+	"net"
+
+	"golang.org/x/sys/unix"
+)
+
+// listenerKeepalive sets cfg's keepalive options on the listening socket;
+// false when one could not be set.
+func listenerKeepalive(ln *net.TCPListener, cfg net.KeepAliveConfig) bool {
+	raw, err := ln.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := true
+	cerr := raw.Control(func(fd uintptr) {
+		s := int(fd)
+		set := func(level, opt, v int) {
+			if unix.SetsockoptInt(s, level, opt, v) != nil {
+				ok = false
+			}
+		}
+		if !cfg.Enable {
+			set(unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0)
+			return
+		}
+		set(unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+		set(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepaliveSeconds(cfg.Idle))
+		set(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepaliveSeconds(cfg.Interval))
+		set(unix.IPPROTO_TCP, unix.TCP_KEEPCNT, cfg.Count)
+	})
+	return cerr == nil && ok
+}
+
+// keepaliveInherited reports whether an accepted connection carries cfg's
+// keepalive (on or off, and the idle time) from its listening socket.
+func keepaliveInherited(c *net.TCPConn, cfg net.KeepAliveConfig) bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	same := false
+	cerr := raw.Control(func(fd uintptr) {
+		on, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+		if err != nil || (on != 0) != cfg.Enable {
+			return
+		}
+		if !cfg.Enable {
+			same = true
+			return
+		}
+		idle, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+		same = err == nil && idle == keepaliveSeconds(cfg.Idle)
+	})
+	return cerr == nil && same
+}
