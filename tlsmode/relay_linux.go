@@ -223,8 +223,9 @@ func (r *rlRelay) start(c *Conn, server net.Conn, base int64, onEnd func(up, dow
 	return rc
 }
 
-// rlDup returns a non-blocking, close-on-exec duplicate of a TCP conn's
-// descriptor.
+// rlDup returns a close-on-exec duplicate of a TCP conn's descriptor. It
+// is non-blocking as Go's own is: O_NONBLOCK belongs to the open file, which
+// the two descriptors share.
 func rlDup(nc net.Conn) (int, bool) {
 	tc, ok := nc.(*net.TCPConn)
 	if !ok {
@@ -239,10 +240,6 @@ func rlDup(nc net.Conn) (int, bool) {
 	if err := raw.Control(func(s uintptr) {
 		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
 	}); err != nil || derr != nil {
-		return -1, false
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
 		return -1, false
 	}
 	return fd, true
