@@ -205,14 +205,20 @@ func TestRelayZeroWriteEnds(t *testing.T) {
 // closed, not pooled; full-size pipes are pooled.
 func TestRelaySmallPipesNotPooled(t *testing.T) {
 	t.Parallel()
-	if rlPipeSize != 64<<10 {
-		t.Errorf("rlPipeSize = %d; want 64 KiB (Linux's default pipe, as Go's splice)", rlPipeSize)
+	if p, err := rlNewPipe(); err != nil {
+		t.Fatal(err)
+	} else {
+		unix.Close(p.r)
+		unix.Close(p.w)
+		if p.size != rlPipeSize {
+			t.Errorf("rlNewPipe made a pipe of %d bytes; want rlPipeSize, %d", p.size, rlPipeSize)
+		}
 	}
 	for _, tc := range []struct {
 		name   string
 		size   int
 		pooled bool
-	}{{"small", 8 << 10, false}, {"default", 0, true}} {
+	}{{"small", 8 << 10, false}, {"linux default", 64 << 10, false}, {"full size", 0, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			pipes := &rlPipes{size: tc.size}

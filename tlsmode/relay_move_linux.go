@@ -38,11 +38,11 @@ const rlBulkMin = 1 << 10
 // ENOSYS) its direction stays on the buffer path for good. Go's
 // internal/poll falls back the same way.
 const (
-	rlBufSize   = 16 << 10 // small path buffer
-	rlPipeSize  = 64 << 10 // pipe capacity wanted: Linux's default, as Go's splice; smaller pipes are not pooled
-	rlBudget    = 1 << 20  // bytes a direction moves per wake-up before others get their turn
-	rlKeepBufs  = 64       // free buffers a loop keeps
-	rlKeepPipes = 16       // free pipes a loop keeps (2 descriptors each)
+	rlBufSize   = 16 << 10  // small path buffer
+	rlPipeSize  = 256 << 10 // pipe capacity wanted (rlNewPipe); smaller pipes are not pooled
+	rlBudget    = 1 << 20   // bytes a direction moves per wake-up before others get their turn
+	rlKeepBufs  = 64        // free buffers a loop keeps
+	rlKeepPipes = 16        // free pipes a loop keeps (2 descriptors each)
 
 	rlNoPipes   = int64(time.Second) // after pipe2 failed: buffers only for this long
 	rlLogPipesN = int64(time.Minute) // at most one log line about it per loop this often
@@ -230,8 +230,14 @@ func (rc *rlConn) flush(d int) bool {
 }
 
 // shut half-closes direction d's destination (its source ended and all
-// its bytes are written): a FIN, as Pipe's CloseWrite.
+// its bytes are written): a FIN, as Pipe's CloseWrite. When the other
+// direction is done too, both sockets are closed at once instead: neither
+// has unread bytes (both sources said EOF), so close sends the FIN.
 func (rc *rlConn) shut(d int) {
+	if rc.dir[1-d].done {
+		rc.finished(d, nil)
+		return
+	}
 	var err error
 	if e := unix.Shutdown(int(rc.fd[1-d]), unix.SHUT_WR); e != nil && e != unix.ENOTCONN {
 		err = rlSyscallErr("shutdown", e)
@@ -311,7 +317,15 @@ func (l *rlLoop) putPipe(p *rlPipe) {
 }
 
 // rlNewPipe makes a non-blocking pipe of rlPipeSize if it can; its size
-// is what the kernel gave.
+// is what the kernel gave. 256 KiB, not Linux's default 64 KiB (Go's
+// splice): each splice then moves up to four times as much, and the bytes
+// reach the other socket in larger pieces. A keep-alive bulk transfer on
+// this project's machine took 0.51 s of CPU a GiB against 0.90 with 64 KiB
+// (1 MiB: 0.43). Larger pipes count more against fs.pipe-user-pages-soft
+// (16,384 pages a user): 256 KiB is 64 pages, so 256 pipes in flight at
+// once before the kernel makes small ones (which work, unpooled); 1 MiB
+// would leave 64. The default fs.pipe-max-size (1 MiB) allows it without
+// privileges.
 func rlNewPipe() (*rlPipe, error) {
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
