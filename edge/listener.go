@@ -220,9 +220,10 @@ func (l *listener) closeConns() {
 // client must then send its next bytes within handshake_timeout) or until
 // the TLS handshake ended (terminate, reencrypt: Conn.HandshakeDone).
 //
-// A passthrough stream is handed to the relay and serveConn returns: what
-// follows the end of a connection (slots given back, the registry, the
-// access line, track) then runs from the relay's tc.Ended.
+// A passthrough stream is handed to the relay, and a terminated HTTP
+// connection to a goroutine of its own, and serveConn returns: what follows
+// the end of a connection (slots given back, the registry, the access
+// line, track) then runs from tc.Ended.
 func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	start := time.Now()
 	st := l.state.Load()
@@ -267,7 +268,7 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 			tc.Reason, failed = "internal error", true
 			l.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("connection handler crashed")
 		} else if tc.Detached() {
-			return // the relay calls tc.Ended
+			return // the relay or the handler's goroutine calls tc.Ended
 		}
 		finish()
 	}()
@@ -277,6 +278,12 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 				l.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("connection end crashed")
 			}
 		}()
+		if err := tc.EndErr(); err != nil {
+			failed = true
+			if l.log.Debug().Enabled() {
+				l.log.Debug().Err(err).Str("listener", st.name).Msg("handler error")
+			}
+		}
 		finish()
 	}
 	// admit applies the per-address limits to tc.Source; false: refused

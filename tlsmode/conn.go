@@ -45,12 +45,16 @@ type Conn struct {
 	// client's next flight is due from then on, not while a server is
 	// sought).
 	WatchAfterReplay func()
-	// Ended, when set, lets passthrough return from Serve while its stream
-	// goes on in the relay (see Detached): it is called once, on a
-	// goroutine of the relay's, when the stream has ended and BytesUp,
-	// BytesDown and Reason are set. nil: Serve returns when it has ended.
+	// Ended, when set, lets a handler return from Serve while the
+	// connection goes on (see Detached): a passthrough stream in the
+	// relay, an HTTP connection of terminate or reencrypt on a goroutine of
+	// its own. It is called once, on another goroutine, when the
+	// connection has ended and BytesUp, BytesDown, Reason and EndErr are
+	// set. nil: Serve returns when it has ended.
 	Ended    func()
 	detached bool
+	endErr   error    // what Serve would have returned (EndErr)
+	rec      *recConn // the record reader under a terminated connection's crypto/tls
 	live     live
 
 	// Filled by the handler for the access log.
@@ -98,3 +102,8 @@ type HandlerFunc func(ctx context.Context, c *Conn) error
 
 // Serve calls f(ctx, c).
 func (f HandlerFunc) Serve(ctx context.Context, c *Conn) error { return f(ctx, c) }
+
+// EndErr is, for a detached connection, the error Serve would have
+// returned (a failure worth a warning; nil for most ends). Read it in
+// c.Ended.
+func (c *Conn) EndErr() error { return c.endErr }

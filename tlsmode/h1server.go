@@ -57,12 +57,17 @@ type h1Conn struct {
 	remote  string
 	start   time.Time
 
-	br     *bufio.Reader // nil while no request is in progress and nothing is buffered
-	bw     *bufio.Writer // nil while idle
-	one    [1]byte       // the wait for the next request reads here
-	hasOne bool          // one[0] is the first byte of the next read
-	remain int64         // bytes a head may still take (net/http's read limit)
-	last   string        // the previous request's method
+	br  *bufio.Reader // nil while no request is in progress and nothing is buffered
+	bw  *bufio.Writer // nil while idle
+	one [1]byte       // the wait for the next request reads here
+	// rec is the record reader under crypto/tls and idleWait waits for the
+	// socket to become readable (h1idle.go); nil when not known.
+	rec      *recConn
+	idleWait func() error
+	end      func() // undoes startH1's registrations (run)
+	hasOne   bool   // one[0] is the first byte of the next read
+	remain   int64  // bytes a head may still take (net/http's read limit)
+	last     string // the previous request's method
 
 	mu       sync.Mutex
 	state    int
@@ -120,10 +125,11 @@ var (
 	h1Writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
 )
 
-// serveH1 serves HTTP/1.x on tc through the guard until the client closes,
-// the connection idles out, or a drain closes it; then every request on it
-// is done.
-func (p *HTTPProxy) serveH1(ctx context.Context, tc *tls.Conn, c *Conn, cs *connState) {
+// startH1 sets up HTTP/1.x on tc through the guard; run then serves it
+// until the client closes, the connection idles out, or a drain closes it.
+// Two steps so that the goroutine's stack under run holds little while
+// the connection waits for its next request (h1idle.go).
+func (p *HTTPProxy) startH1(ctx context.Context, tc *tls.Conn, c *Conn, cs *connState) *h1Conn {
 	cs.guard = newH1Guard(tc, p.limits.MaxHeaderBytes, p.limits.ReadHeaderTimeout)
 	h := &h1Conn{p: p, handler: p, cs: cs, g: cs.guard, start: time.Now(), remain: h1NoLimit}
 	// ServerContextKey: ReverseProxy aborts (http.ErrAbortHandler) a
@@ -132,20 +138,31 @@ func (p *HTTPProxy) serveH1(ctx context.Context, tc *tls.Conn, c *Conn, cs *conn
 	if ra := tc.RemoteAddr(); ra != nil {
 		h.remote = ra.String()
 	}
+	if c.rec != nil {
+		h.rec, h.idleWait = c.rec, upReadWaiter(c.Conn)
+	}
 	open := p.trackH1(h, true)
-	defer p.trackH1(h, false)
 	c.setHTTPEnd(func(why string) {
 		cs.endWith(why)
 		h.shutdownNow()
 		// Requests in flight get EndGrace, then the connection closes.
 		time.AfterFunc(EndGrace, h.forceClose)
 	})
-	defer c.setHTTPEnd(nil)
 	if !open {
 		h.shutdownNow()
 	}
 	stop := context.AfterFunc(ctx, h.shutdownNow) // draining: close when idle
-	defer stop()
+	h.end = func() {
+		stop()
+		c.setHTTPEnd(nil)
+		p.trackH1(h, false)
+	}
+	return h
+}
+
+// run serves the connection startH1 set up, then undoes what it set.
+func (h *h1Conn) run() {
+	defer h.end()
 	h.serve()
 }
 
@@ -247,19 +264,19 @@ func (h *h1Conn) serve() {
 		_ = h.g.SetReadDeadline(time.Now().Add(d))
 	}
 	for first := true; ; first = false {
+		var idleBy time.Time // the idle timeout's deadline; zero: none (or the first request)
 		if !first {
 			if !h.setState(h1Idle) {
 				return
 			}
 			if d := h.p.limits.IdleTimeout; d > 0 {
-				_ = h.g.SetReadDeadline(time.Now().Add(d))
-			} else {
-				_ = h.g.SetReadDeadline(time.Time{})
+				idleBy = time.Now().Add(d)
 			}
+			_ = h.g.SetReadDeadline(idleBy)
 		}
 		// Wait for the next request holding no buffer of our own.
 		if !h.hasOne && (h.br == nil || h.br.Buffered() == 0) {
-			if _, err := h.g.Read(h.one[:]); err != nil {
+			if err := h.readOne(!first, idleBy); err != nil {
 				return
 			}
 			h.hasOne = true

@@ -124,18 +124,29 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 		c.Reason = "shutting down"
 		return nil
 	}
-	st := tc.ConnectionState()
-	cs := &connState{c: c, tls: &st}
-	cs.zero = sync.NewCond(&cs.mu)
-	if st.NegotiatedProtocol != "h2" {
+	cs, h1 := p.openConn(ctx, tc, c)
+	if h1 != nil {
 		// HTTP/1.x: served here, through the smuggling guard (h1guard.go,
 		// h1server.go).
-		p.serveH1(ctx, tc, c, cs)
+		h1.run()
 	} else {
 		p.serveH2(ctx, tc, c, cs)
 	}
 	cs.wait()
 	return p.connEnded(c, cs)
+}
+
+// openConn makes the connection's state and, for HTTP/1.x, sets up its
+// loop (nil for HTTP/2). Apart from ServeConn so that ServeConn's frame
+// stays small: it lies under every idle HTTP/1 connection's wait.
+func (p *HTTPProxy) openConn(ctx context.Context, tc *tls.Conn, c *Conn) (*connState, *h1Conn) {
+	st := tc.ConnectionState()
+	cs := &connState{c: c, tls: &st}
+	cs.zero = sync.NewCond(&cs.mu)
+	if st.NegotiatedProtocol != "h2" {
+		return cs, p.startH1(ctx, tc, c, cs)
+	}
+	return cs, nil
 }
 
 // serveH2 serves HTTP/2 (ALPN h2) on tc with a net/http.Server of its own,

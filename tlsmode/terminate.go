@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -59,27 +60,6 @@ type Terminate struct {
 	Recheck func(c *Conn, cs *tls.ConnectionState) string
 }
 
-// replayConn gives back the peeked ClientHello before reading on, so
-// crypto/tls reads the handshake from its first byte.
-type replayConn struct {
-	net.Conn
-	buf []byte
-}
-
-// CloseWrite sends a FIN (see endStream).
-func (c *replayConn) CloseWrite() error { return closeWrite(c.Conn) }
-
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.buf) > 0 {
-		n := copy(p, c.buf)
-		if c.buf = c.buf[n:]; len(c.buf) == 0 {
-			c.buf = nil // the hello's bytes are not kept for the connection's life
-		}
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
-
 // Serve implements Handler.
 func (t *Terminate) Serve(ctx context.Context, c *Conn) error {
 	// up is the server serveTCP connected to. It is closed last, after the
@@ -105,18 +85,28 @@ func (t *Terminate) serve(ctx context.Context, c *Conn, up **Upstream) error {
 	if t.HTTP != nil {
 		writeTimeout = t.HTTP.limits.WriteTimeout
 	}
-	var under net.Conn = &replayConn{Conn: c.counted(writeTimeout), buf: c.Peeked}
+	rec := &recConn{Conn: c.counted(writeTimeout), buf: c.Peeked}
+	c.rec = rec
+	var under net.Conn = rec
 	cfg := t.TLS
 	var denied *denyConn
 	if t.Allow != nil || t.ClientLimits != nil {
 		denied = &denyConn{Conn: under}
 		under, cfg = denied, allowTLS(t.TLS, t.Allow, t.ClientLimits, denied)
-		defer denied.releaseSlot()
+		defer func() {
+			if !c.detached { // else the detached goroutine gives it back
+				denied.releaseSlot()
+			}
+		}()
 	}
 	tc := tls.Server(under, cfg)
 	// The log, metrics and directory count bytes on the client's socket,
 	// TLS records included, as for passthrough.
-	defer func() { c.BytesUp, c.BytesDown = c.live.up.Load(), c.live.down.Load() }()
+	defer func() {
+		if !c.detached { // else the detached goroutine counts them at the end
+			c.BytesUp, c.BytesDown = c.live.up.Load(), c.live.down.Load()
+		}
+	}()
 	start := time.Now()
 	err := handshake(ctx, tc, t.timeout())
 	if c.HandshakeDone != nil {
@@ -175,6 +165,10 @@ func (t *Terminate) serve(ctx context.Context, c *Conn, up **Upstream) error {
 		c.SetIdentity(NewClientIdentity(leaf))
 	}
 	if t.HTTP != nil {
+		if c.Ended != nil {
+			t.detachHTTP(ctx, tc, c, denied)
+			return nil
+		}
 		return t.HTTP.ServeConn(ctx, tc, c)
 	}
 	if t.Allow != nil && len(cs.VerifiedChains) == 0 {
@@ -184,6 +178,36 @@ func (t *Terminate) serve(ctx context.Context, c *Conn, up **Upstream) error {
 		return fail(KindAccessDenied, SideClient, errNoClientCert)
 	}
 	return t.serveTCP(ctx, tc, &cs, c, up)
+}
+
+// detachHTTP serves HTTP on tc on a goroutine of its own and marks c
+// detached: Serve returns, and with it the edge's goroutine, whose deep
+// stack (routing, the handshake) would otherwise stay with every idle
+// keep-alive connection. c.Ended is called when the connection has ended,
+// after c.Reason and c.EndErr are set; denied's client slot is held until
+// then.
+func (t *Terminate) detachHTTP(ctx context.Context, tc *tls.Conn, c *Conn, denied *denyConn) {
+	c.detached = true
+	go func() {
+		defer c.Ended()
+		defer func() {
+			if r := recover(); r != nil {
+				tc.NetConn().Close()
+				c.Reason, c.endErr = "internal error", fmt.Errorf("panic: %v", r)
+				c.BytesUp, c.BytesDown = c.live.up.Load(), c.live.down.Load()
+				rlLogPanic("connection handler crashed", r)
+			}
+		}()
+		if denied != nil {
+			defer denied.releaseSlot()
+		}
+		err := t.HTTP.ServeConn(ctx, tc, c)
+		if r := reasonOf(err); r != "" {
+			c.Reason = r
+		}
+		c.endErr = err
+		c.BytesUp, c.BytesDown = c.live.up.Load(), c.live.down.Load()
+	}()
 }
 
 // lingerBytes and lingerTime bound what lingerClose reads and how long it

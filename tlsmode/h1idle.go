@@ -1,0 +1,66 @@
+package tlsmode
+
+import (
+	"errors"
+	"os"
+	"time"
+)
+
+// h1QuietAfter: a keep-alive connection that has sent no request for this
+// long goes on waiting on the shallow path (readOne).
+const h1QuietAfter = 50 * time.Millisecond
+
+// readOne reads the first byte of the next request into h.one. On a
+// keep-alive connection (idle) that stays quiet for h1QuietAfter, and
+// holds nothing unread above the socket (the request reader, the guard,
+// crypto/tls's plaintext and the record reader under it are all empty),
+// the rest of the wait is for the socket to become readable, in a shallow
+// call rather than inside crypto/tls's read: the goroutine's stack can
+// then shrink to a few KiB while the connection idles (the GC halves a
+// stack that uses a quarter of it or less). The quiet period keeps the
+// busy connection's path as it was (the wait costs a peek at the socket
+// each time it ends). idleBy is the idle timeout's deadline (zero: none).
+func (h *h1Conn) readOne(idle bool, idleBy time.Time) error {
+	if !idle || h.idleWait == nil {
+		_, err := h.g.Read(h.one[:])
+		return err
+	}
+	quietBy := time.Now().Add(h1QuietAfter)
+	if !idleBy.IsZero() && idleBy.Before(quietBy) {
+		_, err := h.g.Read(h.one[:])
+		return err
+	}
+	// The guard's own deadline stays the idle timeout's: the short one is
+	// set on the connection under it, and a timeout of it leaves no state
+	// behind (crypto/tls takes a timeout as temporary; the guard and the
+	// record reader held nothing).
+	_ = h.g.Conn.SetReadDeadline(quietBy)
+	_, err := h.g.Read(h.one[:])
+	// The quiet period's timeout, only when no byte came: once the guard
+	// holds a head's first bytes its own head clock governs the deadline,
+	// and a timeout is the head's (read_header_timeout).
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || h.g.r != h.g.w || time.Now().Before(quietBy) {
+		return err
+	}
+	_ = h.g.Conn.SetReadDeadline(idleBy)
+	if h.g.idle() && h.rec.idle() {
+		h.g.dropBuf()
+		_ = h.idleWait() // an error (the idle timeout, a close) comes again from the read
+	}
+	_, err = h.g.Read(h.one[:])
+	return err
+}
+
+// idle reports whether the guard holds no byte and crypto/tls returned the
+// last plaintext it had (its last read came back short).
+func (g *h1Guard) idle() bool { return g.r == g.w && g.drained }
+
+// dropBuf gives the guard's buffer back while it holds no byte, as fill
+// does before it waits.
+func (g *h1Guard) dropBuf() {
+	if g.r == g.w {
+		g.r, g.w = 0, 0
+		h1PutBuf(g.buf)
+		g.buf = nil
+	}
+}
