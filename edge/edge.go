@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -209,8 +210,13 @@ func (e *Edge) apply(cfg *Config) error {
 			continue
 		}
 		// KeepAlive -1: Go sets no keepalive on accepted connections;
-		// tcp_keepalive is the listener's (keepalive.go).
-		ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", lc.Address)
+		// tcp_keepalive is the listening socket's (keepalive.go), set
+		// before listen(2) so that no connection comes without it.
+		ka := keepalive(lc.TCPKeepalive)
+		lcfg := net.ListenConfig{KeepAlive: -1, Control: func(_, _ string, raw syscall.RawConn) error {
+			return raw.Control(func(fd uintptr) { socketKeepalive(fd, ka) })
+		}}
+		ln, err := lcfg.Listen(context.Background(), "tcp", lc.Address)
 		if err != nil {
 			for _, l := range opened {
 				l.ln.Close()

@@ -12,13 +12,20 @@ import (
 // socket's SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT, so
 // setting them there once (and again when a reload changes them) saves
 // four setsockopt calls a connection. The first connection accepted after
-// each change is checked (keepaliveInherited); when the options did not
-// come with it, every connection gets them set, as on other systems.
+// each change is checked (keepaliveInherited); when kaMisses connections
+// in a row did not bring them, every connection gets them set, as on other
+// systems. (One that does not may have waited in the accept queue since
+// before a change: it gets its own set and the next one is checked.)
 type lnKeepalive struct {
 	mu      sync.Mutex   // serialises set
 	d       atomic.Int64 // tcp_keepalive the listening socket carries; 0: none set
 	inherit atomic.Int32 // kaUnknown, kaInherited, kaPerConn: for d
+	misses  atomic.Int32 // connections in a row found without d's options
 }
+
+// kaMisses connections in a row without the listener's options mean the
+// kernel does not pass them on.
+const kaMisses = 3
 
 const (
 	kaUnknown = iota
@@ -40,6 +47,7 @@ func (k *lnKeepalive) set(ln *net.TCPListener, d time.Duration) {
 		return
 	}
 	k.inherit.Store(kaUnknown)
+	k.misses.Store(0)
 	k.d.Store(int64(d))
 }
 
@@ -55,7 +63,9 @@ func (k *lnKeepalive) on(c *net.TCPConn, d time.Duration) {
 				k.inherit.CompareAndSwap(kaUnknown, kaInherited)
 				return
 			}
-			k.inherit.CompareAndSwap(kaUnknown, kaPerConn)
+			if k.misses.Add(1) >= kaMisses {
+				k.inherit.CompareAndSwap(kaUnknown, kaPerConn)
+			}
 		}
 	}
 	keepaliveOn(c, d)

@@ -13,24 +13,31 @@ func listenerKeepalive(ln *net.TCPListener, cfg net.KeepAliveConfig) bool {
 	if err != nil {
 		return false
 	}
-	ok := true
-	cerr := raw.Control(func(fd uintptr) {
-		s := int(fd)
-		set := func(level, opt, v int) {
-			if unix.SetsockoptInt(s, level, opt, v) != nil {
-				ok = false
-			}
-		}
-		if !cfg.Enable {
-			set(unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0)
-			return
-		}
-		set(unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-		set(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepaliveSeconds(cfg.Idle))
-		set(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepaliveSeconds(cfg.Interval))
-		set(unix.IPPROTO_TCP, unix.TCP_KEEPCNT, cfg.Count)
-	})
+	ok := false
+	cerr := raw.Control(func(fd uintptr) { ok = socketKeepalive(fd, cfg) })
 	return cerr == nil && ok
+}
+
+// socketKeepalive sets cfg's keepalive options on socket fd; false when
+// one could not be set. Also the listen Control of new listeners, so that
+// no connection is accepted before the options are there.
+func socketKeepalive(fd uintptr, cfg net.KeepAliveConfig) bool {
+	s := int(fd)
+	ok := true
+	set := func(level, opt, v int) {
+		if unix.SetsockoptInt(s, level, opt, v) != nil {
+			ok = false
+		}
+	}
+	if !cfg.Enable {
+		set(unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0)
+		return ok
+	}
+	set(unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	set(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepaliveSeconds(cfg.Idle))
+	set(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepaliveSeconds(cfg.Interval))
+	set(unix.IPPROTO_TCP, unix.TCP_KEEPCNT, cfg.Count)
+	return ok
 }
 
 // keepaliveInherited reports whether an accepted connection carries cfg's

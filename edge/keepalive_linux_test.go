@@ -94,12 +94,12 @@ func TestListenerKeepaliveInherited(t *testing.T) {
 	}
 
 	// The kernel did not pass the options on (here: the listening socket
-	// was changed behind set's back): the first connection is found out
-	// and set, and so is every one after it.
+	// was changed behind set's back): each connection is found out and
+	// set, and after kaMisses in a row every one is set without a check.
 	k.set(ln, 5*time.Second)
 	raw, _ := ln.SyscallConn()
 	_ = raw.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 99) })
-	for i := range 2 {
+	for i := range kaMisses + 1 {
 		a := kaAccept(t, ln)
 		k.on(a, 5*time.Second)
 		if got, want := kaOptions(t, a), [4]int{1, 5, 5, 9}; got != want {
@@ -108,5 +108,37 @@ func TestListenerKeepaliveInherited(t *testing.T) {
 	}
 	if got := k.inherit.Load(); got != kaPerConn {
 		t.Errorf("inherit state %d after a connection without the options; want %d (per connection)", got, kaPerConn)
+	}
+}
+
+// A client that connects between the listener's Listen and its first
+// set (apply's steps 3 and 4), or sits in the accept queue across a reload
+// that changes tcp_keepalive, is the first connection checked: it was made
+// with the listening socket's old options. Its own keepalive is then set
+// (correct), but the listener must not give up inheritance for good: a
+// connection made after set carries the options and needs no setsockopt.
+func TestListenerKeepaliveQueuedConnKeepsInheritance(t *testing.T) {
+	ln := kaListen(t)
+	var k lnKeepalive
+	early, err := net.Dial("tcp", ln.Addr().String()) // queued before set
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { early.Close() })
+	d := 15 * time.Second
+	k.set(ln, d)
+	a, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	k.on(a, d)
+	if !keepaliveInherited(a, keepalive(d)) {
+		t.Fatal("the queued connection did not get its keepalive set")
+	}
+	b := kaAccept(t, ln) // made after set: inherited
+	k.on(b, d)
+	if got := k.inherit.Load(); got != kaInherited {
+		t.Errorf("after a connection made after set: inherit = %d; want kaInherited (%d): every later connection pays the setsockopt calls", got, kaInherited)
 	}
 }

@@ -8,3 +8,5 @@ import "net"
 func listenerKeepalive(*net.TCPListener, net.KeepAliveConfig) bool { return false }
 
 func keepaliveInherited(*net.TCPConn, net.KeepAliveConfig) bool { return false }
+
+func socketKeepalive(uintptr, net.KeepAliveConfig) bool { return false }

@@ -148,7 +148,6 @@ type h1Guard struct {
 	skipped   int    // empty-line bytes let through before this head
 	sub       []byte
 	subFill   bool // after sub, an endless header value (431)
-	drained   bool // the last read of Conn came back short: crypto/tls holds no plaintext unread
 
 	refused atomic.Pointer[string] // the violation
 	timeout atomic.Pointer[string] // a head or chunk line that did not complete in time
@@ -283,7 +282,6 @@ func (g *h1Guard) fill(p []byte) error {
 		h1PutBuf(g.buf)
 		g.buf = nil
 		n, err := g.Conn.Read(p)
-		g.drained = n < len(p)
 		if n > 0 {
 			if n <= 4096 {
 				g.buf = h1Bufs.Get().(*[4096]byte)[:]
@@ -310,7 +308,6 @@ func (g *h1Guard) fill(p []byte) error {
 		}
 	}
 	n, err := g.Conn.Read(g.buf[g.w:])
-	g.drained = n < len(g.buf)-g.w
 	g.w += n
 	if n > 0 || err == nil {
 		return nil

@@ -12,8 +12,8 @@ const h1QuietAfter = 50 * time.Millisecond
 
 // readOne reads the first byte of the next request into h.one. On a
 // keep-alive connection (idle) that stays quiet for h1QuietAfter, and
-// holds nothing unread above the socket (the request reader, the guard,
-// crypto/tls's plaintext and the record reader under it are all empty),
+// holds nothing unread above the socket (the guard, crypto/tls's plaintext
+// and the record reader under it are all empty),
 // the rest of the wait is for the socket to become readable, in a shallow
 // call rather than inside crypto/tls's read: the goroutine's stack can
 // then shrink to a few KiB while the connection idles (the GC halves a
@@ -21,12 +21,11 @@ const h1QuietAfter = 50 * time.Millisecond
 // busy connection's path as it was (the wait costs a peek at the socket
 // each time it ends). idleBy is the idle timeout's deadline (zero: none).
 func (h *h1Conn) readOne(idle bool, idleBy time.Time) error {
-	if !idle || h.idleWait == nil {
-		_, err := h.g.Read(h.one[:])
-		return err
-	}
 	quietBy := time.Now().Add(h1QuietAfter)
-	if !idleBy.IsZero() && idleBy.Before(quietBy) {
+	// Not while a head is in progress (the guard holds the first bytes of
+	// a pipelined one the background read took in): its head clock, which
+	// the guard set on the connection, governs the deadline.
+	if !idle || h.idleWait == nil || h.g.r != h.g.w || (!idleBy.IsZero() && idleBy.Before(quietBy)) {
 		_, err := h.g.Read(h.one[:])
 		return err
 	}
@@ -36,24 +35,23 @@ func (h *h1Conn) readOne(idle bool, idleBy time.Time) error {
 	// record reader held nothing).
 	_ = h.g.Conn.SetReadDeadline(quietBy)
 	_, err := h.g.Read(h.one[:])
-	// The quiet period's timeout, only when no byte came: once the guard
-	// holds a head's first bytes its own head clock governs the deadline,
-	// and a timeout is the head's (read_header_timeout).
+	// The quiet period's timeout, only when no byte came: a head's first
+	// bytes start the guard's head clock, and a timeout is then the head's
+	// (read_header_timeout).
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || h.g.r != h.g.w || time.Now().Before(quietBy) {
 		return err
 	}
 	_ = h.g.Conn.SetReadDeadline(idleBy)
-	if h.g.idle() && h.rec.idle() {
+	// crypto/tls holds no plaintext (its read waited and timed out); with
+	// the record reader at a record's boundary nothing unread is held
+	// above the socket.
+	if h.rec.idle() {
 		h.g.dropBuf()
 		_ = h.idleWait() // an error (the idle timeout, a close) comes again from the read
 	}
 	_, err = h.g.Read(h.one[:])
 	return err
 }
-
-// idle reports whether the guard holds no byte and crypto/tls returned the
-// last plaintext it had (its last read came back short).
-func (g *h1Guard) idle() bool { return g.r == g.w && g.drained }
 
 // dropBuf gives the guard's buffer back while it holds no byte, as fill
 // does before it waits.

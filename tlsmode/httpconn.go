@@ -149,6 +149,47 @@ func (p *HTTPProxy) openConn(ctx context.Context, tc *tls.Conn, c *Conn) (*connS
 	return cs, nil
 }
 
+// startH1 sets up HTTP/1.x on tc through the guard; run then serves it
+// until the client closes, the connection idles out, or a drain closes it.
+// Two steps so that the goroutine's stack under run holds little while
+// the connection waits for its next request (h1idle.go).
+func (p *HTTPProxy) startH1(ctx context.Context, tc *tls.Conn, c *Conn, cs *connState) *h1Conn {
+	cs.guard = newH1Guard(tc, p.limits.MaxHeaderBytes, p.limits.ReadHeaderTimeout)
+	h := &h1Conn{p: p, handler: p, cs: cs, g: cs.guard, start: time.Now(), remain: h1NoLimit}
+	// ServerContextKey: ReverseProxy aborts (http.ErrAbortHandler) a
+	// response it cannot copy whole only when it sees a server there.
+	h.base = context.WithValue(context.WithValue(context.WithoutCancel(ctx), http.ServerContextKey, h1Server), connKey{}, cs)
+	if ra := tc.RemoteAddr(); ra != nil {
+		h.remote = ra.String()
+	}
+	if c.rec != nil {
+		h.rec, h.idleWait = c.rec, upReadWaiter(c.Conn)
+	}
+	open := p.trackH1(h, true)
+	c.setHTTPEnd(func(why string) {
+		cs.endWith(why)
+		h.shutdownNow()
+		// Requests in flight get EndGrace, then the connection closes.
+		time.AfterFunc(EndGrace, h.forceClose)
+	})
+	if !open {
+		h.shutdownNow()
+	}
+	stop := context.AfterFunc(ctx, h.shutdownNow) // draining: close when idle
+	h.end = func() {
+		stop()
+		c.setHTTPEnd(nil)
+		p.trackH1(h, false)
+	}
+	return h
+}
+
+// run serves the connection startH1 set up, then undoes what it set.
+func (h *h1Conn) run() {
+	defer h.end()
+	h.serve()
+}
+
 // serveH2 serves HTTP/2 (ALPN h2) on tc with a net/http.Server of its own,
 // which checks HTTP/2's framing, until the connection ends.
 func (p *HTTPProxy) serveH2(ctx context.Context, tc *tls.Conn, c *Conn, cs *connState) {

@@ -134,7 +134,8 @@ func (c *Conn) endStream(server net.Conn) {
 }
 
 // Detached reports whether Serve returned while the connection goes on (a
-// passthrough stream handed to the relay): c.Ended will be called when it
-// has ended, after c.BytesUp, c.BytesDown and c.Reason are set. Read it on
+// passthrough stream handed to the relay, a terminated HTTP connection on
+// a goroutine of its own): c.Ended will be called when it has ended, after
+// c.BytesUp, c.BytesDown, c.Reason and c.EndErr are set. Read it on
 // the goroutine that called Serve, after Serve returned.
 func (c *Conn) Detached() bool { return c.detached }

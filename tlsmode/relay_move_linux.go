@@ -167,6 +167,10 @@ func (rc *rlConn) fill(d int) int {
 		}
 		if n == len(buf) || dir.copied >= rlBulkAfter {
 			dir.bulk = !dir.noSplice && l.now >= l.noPipes
+			// This read starts the burst: a record whose last bytes the
+			// splice finds is bulk still (one record a wake-up, from a
+			// sender the relay keeps pace with), not a small message.
+			dir.burst = int32(min(n, rlBulkMin))
 		}
 		if n != len(buf) && rc.ready[d]&rlHup == 0 {
 			// A short read emptied the socket: the next bytes come with

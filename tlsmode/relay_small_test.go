@@ -96,3 +96,34 @@ func TestRelayBulkThenSmallMessagesLeaveSplice(t *testing.T) {
 		}
 	}
 }
+
+// A bulk stream whose bytes reach the relay one TLS record (16 KiB of
+// data: 16,406 bytes on the wire) per wake-up, as from a sender the relay
+// keeps pace with: 4 MiB each way. Each record's read fills the 16 KiB
+// buffer (bulk), then the splice finds the record's last 22 bytes and
+// EAGAIN: a "small burst". The stream must still splice its bulk: at most
+// rlBulkAfter + one buffer a direction copied through user space.
+func TestRelayRecordPacedBulkSplices(t *testing.T) {
+	t.Parallel()
+	var spliced atomic.Int64 // bytes moved by splice, in and out
+	s := rlNewStream(t, rlTestRelay(t, 1, func(sys *rlSys) {
+		sys.splice = func(rfd, wfd, k int) (int, error) {
+			m, err := rlSplice(rfd, wfd, k)
+			if m > 0 {
+				spliced.Add(int64(m))
+			}
+			return m, err
+		}
+	}))
+	rlServeEcho(s)
+	const rounds, size = 256, 16406
+	rlEchoRounds(t, s, rounds, size)
+	_ = s.client.CloseWrite()
+	rlExpectEOF(t, s.client, "client")
+	s.wait(t)
+	total := int64(2 * 2 * rounds * size) // each way, in and out
+	unspliced := int64(2 * 2 * (rlBulkAfter + rlBufSize))
+	if got := spliced.Load(); got < total-unspliced {
+		t.Errorf("splice moved %d of %d bytes (in and out, both ways); want at least %d: the bulk went through the buffer", got, total, total-unspliced)
+	}
+}

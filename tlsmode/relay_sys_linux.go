@@ -7,14 +7,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The relay's calls on its non-blocking descriptors never wait, so they are
-// made without telling the scheduler (RawSyscall, no entersyscall): the
-// loop keeps its P. Through unix.Read and unix.Write the runtime's monitor
-// saw the P "in a system call" during the longer writes (a write to a
-// loopback socket runs the receiver's TCP input too) and handed it to
-// another thread, a futex wake-up and a thread switch each time, some
-// thousands a second under load. Only calls that cannot block go here:
-// the loop's wait in epoll (timeout -1) and the eventfd stay ordinary.
+// The relay's calls on its non-blocking descriptors do not wait for
+// readiness (they may still take a page fault or memory reclaim, as any
+// code may), so they are made without telling the scheduler (RawSyscall,
+// no entersyscall): the loop keeps its P. Through unix.Read and
+// unix.Write the runtime's monitor saw the P "in a system call" during
+// the longer writes (a write to a loopback socket runs the receiver's TCP
+// input too) and handed it to another thread, a futex wake-up and a
+// thread switch each time, some thousands a second under load. Only calls
+// that never wait for readiness go here: the loop's wait in epoll
+// (timeout -1) and the eventfd's read and write stay ordinary. The race
+// detector does not see these reads into the relay's buffers (unix.Read
+// marks them for it).
 
 // rlErrno turns a raw call's errno into the error unix's wrappers return
 // (nil for 0); errno values box without allocating.

@@ -11,9 +11,9 @@ import (
 // socket gave beyond that wait here, in a pooled 4 KiB buffer held only
 // while they do. So once crypto/tls's plaintext has been read to its end,
 // nothing unread is held anywhere but in the socket (idle), and a caller
-// may wait for the socket to become readable on a shallow stack
-// (waitReadable) rather than deep inside crypto/tls's read: an idle
-// connection's goroutine stack then shrinks to a few KiB.
+// may wait for the socket to become readable on a shallow stack (the HTTP/1
+// loop's readOne, h1idle.go) rather than deep inside crypto/tls's read: an
+// idle connection's goroutine stack then shrinks to a few KiB.
 //
 // A record's header is read into the buffer (a small request comes whole
 // with it, one read(2)); a body the buffer does not hold is read straight
