@@ -2,7 +2,6 @@ package tlsmode
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -13,12 +12,9 @@ import (
 	"time"
 
 	"github.com/tlsedge/tlsedge/affinity"
-	"github.com/tlsedge/tlsedge/certs"
 )
 
-// idleProxyConn serves one terminated connection as Terminate does (c.rec set,
-// so the idle wait of h1idle.go is on) with an HTTPProxy in front of
-// handler; it returns the client end, the Conn and ServeConn's result.
+// idleProxyConn is idleTLSConn with an HTTPProxy in front of handler.
 func idleProxyConn(t *testing.T, opt HTTPOptions, handler http.Handler) (*tls.Conn, *Conn, chan error) {
 	t.Helper()
 	hs := httptest.NewServer(handler)
@@ -26,29 +22,7 @@ func idleProxyConn(t *testing.T, opt HTTPOptions, handler http.Handler) (*tls.Co
 	opt.Backend = oneServer{affinity.NewServer(strings.TrimPrefix(hs.URL, "http://"), 1)}
 	p := NewHTTPProxy(opt)
 	t.Cleanup(func() { p.Close() })
-	ca, err := certs.NewAuthority("idle CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Issue(certs.Leaf{CommonName: "edge", DNSNames: []string{"a.example.com"}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := tcpPair(t)
-	c := &Conn{Conn: a}
-	c.rec = &recConn{Conn: a}
-	server := tls.Server(c.rec, &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, NextProtos: []string{"http/1.1"}})
-	client := tls.Client(b, &tls.Config{ServerName: "a.example.com", RootCAs: ca.Pool(), NextProtos: []string{"http/1.1"}})
-	ret := make(chan error, 1)
-	go func() {
-		if err := server.Handshake(); err != nil {
-			ret <- err
-			return
-		}
-		ret <- p.ServeConn(context.Background(), server, c)
-	}()
-	t.Cleanup(func() { client.Close() })
-	return client, c, ret
+	return idleTLSConn(t, p)
 }
 
 // A pipelined next request whose head is only partly sent while a slow

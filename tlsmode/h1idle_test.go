@@ -10,41 +10,34 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tlsedge/tlsedge/certs"
 )
 
 // idleTLSConn is a terminated connection as Terminate makes it: the record
-// reader under crypto/tls (c.rec), served by p on a goroutine; it returns
-// the client end.
-func idleTLSConn(t *testing.T, p *HTTPProxy) *tls.Conn {
+// reader under crypto/tls (c.rec, so the idle wait of h1idle.go is on),
+// served by p on a goroutine; it returns the client end, the Conn and
+// ServeConn's result.
+func idleTLSConn(t *testing.T, p *HTTPProxy) (*tls.Conn, *Conn, chan error) {
 	t.Helper()
-	ca, err := certs.NewAuthority("idle CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Issue(certs.Leaf{CommonName: "edge", DNSNames: []string{"a.example.com"}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	a, b := tcpPair(t)
 	c := &Conn{Conn: a}
 	c.rec = &recConn{Conn: a}
-	server := tls.Server(c.rec, &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, NextProtos: []string{"http/1.1"}})
-	client := tls.Client(b, &tls.Config{ServerName: "a.example.com", RootCAs: ca.Pool(), NextProtos: []string{"http/1.1"}})
+	scfg, ccfg := edgeTLSConfigs(t)
+	server, client := tls.Server(c.rec, scfg), tls.Client(b, ccfg)
+	ret := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := server.Handshake(); err != nil {
+			ret <- err
 			return
 		}
-		_ = p.ServeConn(context.Background(), server, c)
+		ret <- p.ServeConn(context.Background(), server, c)
 	}()
 	t.Cleanup(func() {
 		client.Close()
 		<-done
 	})
-	return client
+	return client, c, ret
 }
 
 // idleStacks returns the stacks of the goroutines serving an HTTP/1 loop.
@@ -82,7 +75,7 @@ func idleGet(t *testing.T, c *tls.Conn, br *bufio.Reader, n int) {
 // shrink); the next request, and pipelined ones, are served as before.
 func TestH1IdleWaitIsShallow(t *testing.T) {
 	p := NewHTTPProxy(HTTPOptions{Backend: noServers{}})
-	client := idleTLSConn(t, p)
+	client, _, _ := idleTLSConn(t, p)
 	br := bufio.NewReader(client)
 	idleGet(t, client, br, 1)
 

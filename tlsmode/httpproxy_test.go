@@ -25,17 +25,9 @@ func (noServers) AcquireServer(context.Context, *Conn, func(*affinity.Server) bo
 // its handshake, and the client end.
 func tlsPair(t *testing.T) (server, client *tls.Conn) {
 	t.Helper()
-	ca, err := certs.NewAuthority("test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Issue(certs.Leaf{CommonName: "edge", DNSNames: []string{"a.example.com"}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	a, b := tcpPair(t)
-	server = tls.Server(a, &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, NextProtos: []string{"http/1.1"}})
-	client = tls.Client(b, &tls.Config{ServerName: "a.example.com", RootCAs: ca.Pool(), NextProtos: []string{"http/1.1"}})
+	scfg, ccfg := edgeTLSConfigs(t)
+	server, client = tls.Server(a, scfg), tls.Client(b, ccfg)
 	errc := make(chan error, 1)
 	go func() { errc <- client.Handshake() }()
 	if err := server.Handshake(); err != nil {
@@ -45,6 +37,22 @@ func tlsPair(t *testing.T) (server, client *tls.Conn) {
 		t.Fatal(err)
 	}
 	return server, client
+}
+
+// edgeTLSConfigs returns the server config of an edge for a.example.com
+// (HTTP/1.1), from a throwaway CA, and a client config that trusts it.
+func edgeTLSConfigs(t *testing.T) (server, client *tls.Config) {
+	t.Helper()
+	ca, err := certs.NewAuthority("test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Issue(certs.Leaf{CommonName: "edge", DNSNames: []string{"a.example.com"}, Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, NextProtos: []string{"http/1.1"}},
+		&tls.Config{ServerName: "a.example.com", RootCAs: ca.Pool(), NextProtos: []string{"http/1.1"}}
 }
 
 // A connection that starts serving while the edge drains (SIGTERM raced
