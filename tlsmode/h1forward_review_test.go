@@ -145,15 +145,7 @@ func TestRevTLSIdleCloseNotifyPost(t *testing.T) {
 // 1xx and WriteHeader(99) panics inside the try; the server's slot and the
 // in-flight record must still be released.
 func TestRevStatusBelow100(t *testing.T) {
-	srv := lfListen(t, func(ss *lfSess) error {
-		if _, err := ss.read(); err != nil {
-			return err
-		}
-		if err := ss.write("HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n"); err != nil {
-			return err
-		}
-		return ss.untilEOF()
-	})
+	srv := lfListen(t, lfReplyOnce("HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n"))
 	s := affinity.NewServer(srv.addr, 1)
 	p := NewHTTPProxy(HTTPOptions{Backend: oneServer{s}})
 	t.Cleanup(func() { p.Close() })
@@ -163,15 +155,19 @@ func TestRevStatusBelow100(t *testing.T) {
 	}
 	b, _ := io.ReadAll(lc.br)
 	t.Logf("client got %q", b)
-	deadline := time.Now().Add(2 * time.Second)
-	for s.Active() != 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	revWaitSlotsFree(s)
 	p.reqMu.Lock()
 	inflight := len(p.requests[srv.addr])
 	p.reqMu.Unlock()
 	if s.Active() != 0 || inflight != 0 {
 		t.Errorf("after the request: server slots held %d, in-flight records %d; want 0, 0", s.Active(), inflight)
+	}
+}
+
+// revWaitSlotsFree waits up to 2 s for s to hold no connection slot.
+func revWaitSlotsFree(s *affinity.Server) {
+	for deadline := time.Now().Add(2 * time.Second); s.Active() != 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -195,10 +191,7 @@ func TestRevStatusBelow100RP(t *testing.T) {
 	}
 	b, _ := io.ReadAll(lc.br)
 	t.Logf("client got %q", b)
-	deadline := time.Now().Add(2 * time.Second)
-	for s.Active() != 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	revWaitSlotsFree(s)
 	if s.Active() != 0 {
 		t.Errorf("ReverseProxy path: server slots held %d; want 0", s.Active())
 	}

@@ -206,6 +206,20 @@ func lfAnswer(extra string) func(ss *lfSess) error {
 	}
 }
 
+// lfReplyOnce is a server that reads one request, writes answer and holds
+// the connection until the proxy closes it.
+func lfReplyOnce(answer string) func(ss *lfSess) error {
+	return func(ss *lfSess) error {
+		if _, err := ss.read(); err != nil {
+			return err
+		}
+		if err := ss.write(answer); err != nil {
+			return err
+		}
+		return ss.untilEOF()
+	}
+}
+
 // lfProxy is an HTTPProxy of opt whose pool is the one server at addr.
 func lfProxy(t *testing.T, opt HTTPOptions, addr string) *HTTPProxy {
 	t.Helper()
@@ -553,15 +567,7 @@ func TestLfBadAnswers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv := lfListen(t, func(ss *lfSess) error {
-				if _, err := ss.read(); err != nil {
-					return err
-				}
-				if err := ss.write(tc.answer); err != nil {
-					return err
-				}
-				return ss.untilEOF()
-			})
+			srv := lfListen(t, lfReplyOnce(tc.answer))
 			lc := lfConnect(t, lfProxy(t, HTTPOptions{Limits: tc.limits}, srv.addr))
 			resp, body, _ := lc.do(t, lfGet)
 			if resp.StatusCode != tc.status {
@@ -633,15 +639,7 @@ func TestLfServerDiesMidBody(t *testing.T) {
 // counts the process's goroutines.
 func TestLfCancelRequest(t *testing.T) {
 	before := runtime.NumGoroutine()
-	srv := lfListen(t, func(ss *lfSess) error {
-		if _, err := ss.read(); err != nil {
-			return err
-		}
-		if err := ss.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"); err != nil {
-			return err
-		}
-		return ss.untilEOF()
-	})
+	srv := lfListen(t, lfReplyOnce("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"))
 	p := lfProxy(t, HTTPOptions{}, srv.addr)
 	lc := lfConnect(t, p)
 	if _, err := io.WriteString(lc.tc, lfGet); err != nil {
