@@ -56,13 +56,18 @@ func removeHopByHop(h http.Header) {
 	}
 }
 
-// leanOK reports whether r can take the lean forward.
-func (p *HTTPProxy) leanOK(r *http.Request, rs *reqState) bool {
-	if upgradeType(r.Header) != "" || r.Method == http.MethodConnect || r.Trailer != nil {
+// leanOK reports whether r can take the lean forward: an upgrade only
+// with no body, on an HTTP/1 connection tlsedge serves (its socket is
+// handed to the lean relay, upgrade_lean.go).
+func (p *HTTPProxy) leanOK(w http.ResponseWriter, r *http.Request, rs *reqState) bool {
+	if r.Method == http.MethodConnect || r.Trailer != nil {
 		return false
 	}
 	if _, ok := r.Header["Expect"]; ok {
 		return false
+	}
+	if upgradeType(r.Header) != "" {
+		return r.ProtoMajor == 1 && (r.Body == nil || r.Body == http.NoBody) && h1ResponseOf(w) != nil
 	}
 	return r.Body == nil || r.Body == http.NoBody || rs.buffered != nil
 }
@@ -89,9 +94,15 @@ func (p *HTTPProxy) forward(w http.ResponseWriter, r *http.Request, cs *connStat
 	}
 	h := out.Header
 	te := httpTrailersWanted(h)
+	upType := upgradeType(h)
 	removeHopByHop(h)
 	if te {
 		h.Set("Te", "trailers")
+	}
+	if upType != "" {
+		// Back after the hop-by-hop fields went (ReverseProxy's order).
+		h.Set("Connection", "Upgrade")
+		h.Set("Upgrade", upType)
 	}
 	for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
 		delete(h, k)
@@ -105,7 +116,8 @@ func (p *HTTPProxy) forward(w http.ResponseWriter, r *http.Request, cs *connStat
 	}
 	var resp *http.Response
 	var uc *upConn
-	var release func()
+	var srv *affinity.Server
+	var flight *inflight
 	var stopAbort func() bool
 	err := p.tryServers(&out, c, p.opt.Retries+1, nil, func(s *affinity.Server) (bool, error) {
 		rctx, cancel := context.WithCancel(ctx)
@@ -121,10 +133,9 @@ func (p *HTTPProxy) forward(w http.ResponseWriter, r *http.Request, cs *connStat
 		// the answer's body included.
 		ab := &upAbort{}
 		stop := context.AfterFunc(rctx, ab.fire)
-		res, u, err := p.roundTrip(rctx, w, &out, rs.buffered, key, ab)
+		res, u, err := p.roundTrip(rctx, w, &out, rs.buffered, key, ab, upType != "")
 		if err == nil {
-			resp, uc, stopAbort = res, u, stop
-			release = func() { s.Release(); p.endRequest(fl) }
+			resp, uc, stopAbort, srv, flight = res, u, stop, s, fl
 			return false, nil
 		}
 		stop()
@@ -139,7 +150,11 @@ func (p *HTTPProxy) forward(w http.ResponseWriter, r *http.Request, cs *connStat
 		p.errorHandler(w, &out, err)
 		return
 	}
-	p.relay(w, rs, resp, uc, stopAbort, release)
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		p.switchProtocols(w, r, cs, rs, resp, uc, stopAbort, srv, flight)
+		return
+	}
+	p.relay(w, rs, resp, uc, stopAbort, func() { srv.Release(); p.endRequest(flight) })
 }
 
 // upHeaderTimeout: no response head within response_header_timeout (a
@@ -227,13 +242,16 @@ func httpTrailersWanted(h http.Header) bool {
 // roundTrip writes out to a connection to key's server and reads the
 // response head; 1xx answers are relayed to w. A reused connection that
 // the server had closed is replaced once for a request that may be sent
-// again.
-func (p *HTTPProxy) roundTrip(ctx context.Context, w http.ResponseWriter, out *http.Request, body []byte, key transportKey, ab *upAbort) (*http.Response, *upConn, error) {
+// again. An upgrade (fresh) goes on a new connection, which it keeps.
+func (p *HTTPProxy) roundTrip(ctx context.Context, w http.ResponseWriter, out *http.Request, body []byte, key transportKey, ab *upAbort, fresh bool) (*http.Response, *upConn, error) {
 	for attempt := 0; ; attempt++ {
-		uc := p.up.get(key)
+		var uc *upConn
+		if !fresh {
+			uc = p.up.get(key)
+		}
 		if uc == nil {
 			var err error
-			if uc, err = p.dialUp(ctx, key); err != nil {
+			if uc, err = p.dialUp(ctx, key, fresh); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -320,8 +338,11 @@ func (p *HTTPProxy) exchange(w http.ResponseWriter, out *http.Request, body []by
 	uc.remain = h1NoLimit
 	ab.readDeadline(time.Time{})
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		resp.Body.Close()
-		return nil, true, errUpgradeMismatch
+		// Only to the protocol asked for (ReverseProxy's check).
+		if asked := upgradeType(out.Header); asked == "" || !sameToken(asked, upgradeType(resp.Header)) {
+			resp.Body.Close()
+			return nil, true, errUpgradeMismatch
+		}
 	}
 	return resp, true, nil
 }

@@ -239,6 +239,10 @@ func (g *h1Guard) Read(p []byte) (int, error) {
 	}
 }
 
+// holds reports whether the guard has bytes read from the connection and
+// not handed out yet.
+func (g *h1Guard) holds() bool { return g.r != g.w }
+
 // h1Bufs are the guard's 4 KiB buffers, taken while bytes wait to be
 // checked or handed out and given back when none do.
 var h1Bufs = sync.Pool{New: func() any { return new([4096]byte) }}

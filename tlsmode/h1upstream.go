@@ -174,12 +174,14 @@ func tlsBuffered(tc *tls.Conn) bool {
 var upReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
 // dialUp opens a connection to the server at addr for key: plain, or TLS
-// for reencrypt (dialUpstreamTLS, with its passive-ejection hook).
-func (p *HTTPProxy) dialUp(ctx context.Context, key transportKey) (*upConn, error) {
+// for reencrypt (dialUpstreamTLS, with its passive-ejection hook; records:
+// with a record reader under crypto/tls, for an upgrade's stream, which
+// waits for the server on a shallow stack).
+func (p *HTTPProxy) dialUp(ctx context.Context, key transportKey, records bool) (*upConn, error) {
 	var c net.Conn
 	var err error
 	if p.opt.Upstream != nil {
-		c, err = p.dialUpstreamTLS(ctx, "tcp", key.addr, key.sni)
+		c, err = p.dialUpstreamTLS(ctx, "tcp", key.addr, key.sni, records)
 	} else {
 		c, err = p.dial(ctx, "tcp", key.addr)
 	}

@@ -47,6 +47,7 @@ type connState struct {
 	// r.TLS (http.Server sets it only for a *tls.Conn).
 	tls     *tls.ConnectionState
 	guard   *h1Guard               // HTTP/1.x connections; nil for HTTP/2
+	relay   *upRelay               // an upgraded stream for ServeConn's goroutine to carry on (upgrade_lean.go)
 	errLine atomic.Pointer[string] // net/http's first connection error line (connErrorLog)
 	limKey  atomic.Pointer[string] // the client's key for client_limits, once computed
 	why     atomic.Pointer[string] // why a request ended the connection (408)
@@ -104,6 +105,8 @@ type reqState struct {
 	// CONNECT): removed only when the server switches protocols.
 	closeUnless101 http.Header
 	host           string
+	start          time.Time        // when the request came
+	logAtEnd       bool             // the lean relay writes the access line when the stream ends
 	server         *affinity.Server // the last server tried
 	status         int              // the server's status, seen also for upgrades (101), which bypass the ResponseWriter
 	err            error
@@ -129,6 +132,12 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 		// HTTP/1.x: served here, through the smuggling guard (h1guard.go,
 		// h1server.go).
 		h1.run()
+		if r := cs.relay; r != nil {
+			// Upgraded: this goroutine, its HTTP frames gone, relays
+			// what the client sends.
+			cs.relay = nil
+			r.run()
+		}
 	} else {
 		p.serveH2(ctx, tc, c, cs)
 	}

@@ -225,7 +225,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cs.c.live.requests.Add(1)
 	start := time.Now()
 	c := cs.c
-	rs := &reqState{host: requestHost(r.Host)}
+	rs := &reqState{host: requestHost(r.Host), start: start}
 	rw := &statusWriter{ResponseWriter: w}
 	if r.ProtoMajor == 2 {
 		// HTTP/2: a client that stops reading stops granting window; no
@@ -233,8 +233,13 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rw.writeTimeout = p.limits.WriteTimeout
 	}
 	// Deferred: ReverseProxy panics with http.ErrAbortHandler when a copy
-	// fails half way, and exactly those requests need their line.
-	defer p.accessLog(c, r, rw, rs, start)
+	// fails half way, and exactly those requests need their line. An
+	// upgraded stream the lean relay carries on has its line at its end.
+	defer func() {
+		if !rs.logAtEnd {
+			p.accessLog(c, r, rw, rs, start)
+		}
+	}()
 
 	// The HTTP/1 guard stops checking after a request with an Upgrade
 	// field or a CONNECT (what follows may be another protocol): unless the
@@ -325,7 +330,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveWSFailover(rw, r, cs, rs)
 		return
 	}
-	if p.leanOK(r, rs) {
+	if p.leanOK(rw, r, rs) {
 		p.forward(rw, r, cs, rs)
 		return
 	}

@@ -63,7 +63,7 @@ func (p *HTTPProxy) transportFor(sni, addr string) *http.Transport {
 	}
 	if p.opt.Upstream != nil {
 		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return p.dialUpstreamTLS(ctx, network, addr, key.sni)
+			return p.dialUpstreamTLS(ctx, network, addr, key.sni, false)
 		}
 	}
 	p.transports[key] = t
@@ -76,13 +76,17 @@ func (p *HTTPProxy) transportFor(sni, addr string) *http.Transport {
 // handshake's outcome goes to UpstreamTLS (passive ejection) unless ctx was
 // given up. Used by the keep-alive transports and by WebSocket failover's
 // dials (wsfailover_dial.go).
-func (p *HTTPProxy) dialUpstreamTLS(ctx context.Context, network, addr, sni string) (net.Conn, error) {
+func (p *HTTPProxy) dialUpstreamTLS(ctx context.Context, network, addr, sni string, records bool) (net.Conn, error) {
 	up := p.opt.Upstream
 	raw, err := p.dial(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
-	tc := tls.Client(raw, upstreamConfig(up, sni, addr))
+	under := raw
+	if records {
+		under = &recConn{Conn: raw}
+	}
+	tc := tls.Client(under, upstreamConfig(up, sni, addr))
 	hctx, cancel := context.WithTimeout(ctx, DefaultHandshakeTimeout)
 	defer cancel()
 	err = tc.HandshakeContext(hctx)
@@ -296,6 +300,9 @@ func (p *HTTPProxy) upgraded(cs *connState, resp *http.Response, s *affinity.Ser
 		server: serverConn,
 		client: c.Conn,
 		ws:     sameToken(upgradeType(resp.Header), "websocket"),
+		// The transport's reader may hold the server's first bytes.
+		wait:     upReadWaiter(serverConn),
+		buffered: true,
 	}
 	if rs := reqStateOf(resp.Request.Context()); rs != nil {
 		rs.up = u

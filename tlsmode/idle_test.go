@@ -88,7 +88,8 @@ func TestUpgradedIdleWaitsWithoutBuffer(t *testing.T) {
 	defer server.Close()
 	peer := <-accepted // the server itself
 	defer peer.Close()
-	u := &upgradedConn{rwc: server, server: server, client: server, release: func() {}}
+	u := &upgradedConn{rwc: server, server: server, client: server, release: func() {},
+		wait: upReadWaiter(server), buffered: true} // as upgraded sets it up
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

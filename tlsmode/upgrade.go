@@ -27,6 +27,15 @@ type upgradedConn struct {
 	ws      bool
 	release func()
 
+	// The shallow wait of WriteTo (upgrade_copy.go): wait blocks until the
+	// server's socket is readable (nil: not known how); quiet reports
+	// that nothing read from it waits above the socket (nil: always);
+	// buffered: rwc may hold bytes read already, the first read must not
+	// wait.
+	wait     func() error
+	quiet    func() bool
+	buffered bool
+
 	// server -> client, used only by the one reading goroutine
 	in      frameTracker
 	inject  []byte // the close frame still to hand out

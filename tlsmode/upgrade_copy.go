@@ -9,18 +9,20 @@ import (
 // The copy loops of upgraded streams. ReverseProxy copies an upgraded
 // stream with io.Copy each way, which uses these methods of the server
 // side (upgradedConn) when they exist instead of allocating 32 KiB per
-// direction for the stream's whole life.
+// direction for the stream's whole life; the lean relay (upgrade_lean.go)
+// uses WriteTo too.
 //
 //   - server -> client (WriteTo): where the server's socket can be waited
-//     on without reading (a plain TCP connection, on Linux), the loop waits
-//     until it is readable and only then takes a pooled 16 KiB buffer, so
-//     an idle stream holds none once the server has sent something (its
-//     first read, which takes what the transport holds of the server's
-//     first bytes, holds a 4 KiB buffer until they come).
-//   - client -> server (ReadFrom), and from a TLS server (reencrypt): the
-//     read blocks in a 4 KiB buffer taken for the stream (crypto/tls may
-//     hold a record already read from the socket, so readiness of the
-//     socket says nothing).
+//     on without reading (u.wait: a plain TCP connection, or TLS over a
+//     record reader, on Linux), the loop waits until it is readable and
+//     only then takes a pooled 16 KiB buffer, so an idle stream holds
+//     none. A first read that may find bytes read already (u.buffered:
+//     the transport's reader) reads into a 4 KiB buffer held until they
+//     come.
+//   - client -> server (ReadFrom, ReverseProxy's), and from a TLS server
+//     read without a record reader: the read blocks in a 4 KiB buffer
+//     taken for the stream (crypto/tls may hold a record already read
+//     from the socket, so readiness of the socket says nothing).
 
 // upCopyBuf is the size of the pooled buffers of WriteTo.
 const upCopyBuf = 16 << 10
@@ -35,17 +37,16 @@ var upCopyBufs = sync.Pool{New: func() any { return new([upCopyBuf]byte) }}
 func (u *upgradedConn) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	var held []byte
-	wait := upReadWaiter(u.server)
+	// short: the last read came back short of its buffer, so crypto/tls
+	// holds no plaintext it has not handed out.
+	short := true
 	for first := true; ; first = false {
 		var buf []byte
 		var pooled *[upCopyBuf]byte
-		if wait != nil && !first {
-			// Wait for the server's bytes before taking a buffer. (The
-			// first read, below, took what the transport's 4 KiB reader
-			// held of what the server sent right after its 101, which
-			// readiness of the socket cannot see.)
-			if !u.eof && len(u.inject) == 0 && !u.closing.Load() {
-				_ = wait() // an error (a deadline: shutdown wakes us) is Read's to report
+		if u.wait != nil && !(first && u.buffered) {
+			// Wait for the server's bytes before taking a buffer.
+			if short && (u.quiet == nil || u.quiet()) && !u.eof && len(u.inject) == 0 && !u.closing.Load() {
+				_ = u.wait() // an error (a deadline: shutdown wakes us) is Read's to report
 			}
 			pooled = upCopyBufs.Get().(*[upCopyBuf]byte)
 			buf = pooled[:]
@@ -56,6 +57,7 @@ func (u *upgradedConn) WriteTo(w io.Writer) (int64, error) {
 			buf = held
 		}
 		n, err := u.Read(buf)
+		short = n < len(buf)
 		if n > 0 {
 			m, werr := w.Write(buf[:n])
 			total += int64(m)
@@ -68,7 +70,7 @@ func (u *upgradedConn) WriteTo(w io.Writer) (int64, error) {
 			}
 		}
 		upPut(pooled)
-		if wait != nil {
+		if u.wait != nil {
 			held = nil // only the first read used it: an idle stream holds no buffer
 		}
 		if err != nil {

@@ -83,7 +83,7 @@ func (p *HTTPProxy) wfDial(ctx context.Context, c *Conn, s *affinity.Server, hs 
 			sni = c.Hello.ServerName // verified for the client's name, as transportFor does
 		}
 		tr.DialTLSContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return p.dialUpstreamTLS(ctx, network, s.Address, sni) // UpstreamTLS told too
+			return p.dialUpstreamTLS(ctx, network, s.Address, sni, false) // UpstreamTLS told too
 		}
 	}
 	capt := &wfCapture{rt: tr}

@@ -1,0 +1,308 @@
+package tlsmode
+
+// The lean relay of upgraded streams (WebSocket). The lean forward
+// (h1forward.go) sends an upgrade request on a new server connection and
+// reads the 101 itself; switchProtocols then writes the 101 to the client
+// and hands both sockets to an upRelay, and the handler returns: the
+// request's state, its buffers and the frames of the HTTP loop go. The
+// goroutine that served the connection (ServeConn) relays what the client
+// sends, one more relays what the server sends (upgradedConn.WriteTo).
+// Each waits for its socket to become readable on a shallow stack holding
+// no buffer (a pooled 16 KiB one is taken per read), as the idle HTTP/1
+// loop does (h1idle.go): an idle WebSocket holds its two sockets, the TLS
+// state and two small goroutines. The rules are ReverseProxy's: the 101
+// only for the protocol asked for, its fields passed as they are, the
+// stream over when the client's side ends, a server's EOF passed on as
+// close_notify; shutdown (drain, reload, idle timeout) sends close frames
+// both ways first (upgrade.go).
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/tlsedge/tlsedge/affinity"
+)
+
+// h1ResponseOf is the HTTP/1 response under w's wrappers, nil when w is
+// not one (HTTP/2).
+func h1ResponseOf(w http.ResponseWriter) *h1Response {
+	for {
+		switch x := w.(type) {
+		case *h1Response:
+			return x
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = x.Unwrap()
+		default:
+			return nil
+		}
+	}
+}
+
+// switchProtocols relays the server's 101 (on uc, for the request r whose
+// slot on server s it holds) to the client and sets up the stream's relay,
+// which ServeConn runs once the handler has returned. fl is the request in
+// flight, ended here: a drain ends a WebSocket with close frames, not
+// with CancelRequest.
+func (p *HTTPProxy) switchProtocols(w http.ResponseWriter, r *http.Request, cs *connState, rs *reqState,
+	resp *http.Response, uc *upConn, stopAbort func() bool, s *affinity.Server, fl *inflight) {
+	c := cs.c
+	cancelled := !stopAbort() // its deadline may be set on uc
+	p.endRequest(fl)
+	rs.status = resp.StatusCode
+	fail := func(err error) {
+		uc.c.Close()
+		s.Release()
+		p.errorHandler(w, r, err)
+	}
+	if cancelled {
+		err := r.Context().Err()
+		if err == nil {
+			err = errDrainCancelled // CancelRequest came first
+		}
+		fail(err)
+		return
+	}
+	upType := upgradeType(resp.Header)
+	p.cookieResponse(resp, rs)
+	if rs.closeUnless101 != nil {
+		// Switching: the "Connection: close" set for any other answer
+		// must not go into the 101.
+		rs.closeUnless101.Del("Connection")
+		rs.closeUnless101 = nil
+	}
+	hr := h1ResponseOf(w)
+	conn, brw, err := hr.Hijack()
+	if err != nil {
+		fail(fmt.Errorf("Hijack failed on protocol switch: %v", err))
+		return
+	}
+	// The 101 with the server's fields as they are (ReverseProxy's).
+	hd := w.Header()
+	for k, vv := range resp.Header {
+		hd[k] = append(hd[k], vv...)
+	}
+	resp.Header, resp.Body = hd, nil
+	if err = resp.Write(brw); err == nil {
+		err = brw.Flush()
+	}
+	clientPending := hr.h.handOff()
+	if err != nil {
+		rs.err = fmt.Errorf("response write: %v", err)
+		conn.Close()
+		uc.c.Close()
+		s.Release()
+		return
+	}
+
+	u := &upgradedConn{
+		rwc:    &upStream{c: uc.c, pending: uc.handOff()},
+		server: uc.c,
+		client: c.Conn,
+		ws:     sameToken(upType, "websocket"),
+	}
+	u.buffered = len(u.rwc.(*upStream).pending) > 0
+	raw := uc.c
+	if tc, ok := uc.c.(*tls.Conn); ok {
+		raw = nil
+		if rec, ok := tc.NetConn().(*recConn); ok {
+			raw, u.quiet = rec.Conn, rec.idle
+		}
+	}
+	if raw != nil {
+		u.wait = upReadWaiter(raw)
+	}
+	var once sync.Once
+	cs.begin()
+	u.release = func() {
+		once.Do(func() {
+			c.SetEnder(nil)
+			c.Bind(nil)
+			s.Release()
+			cs.end()
+		})
+	}
+	rs.up = u
+	c.setUpgrade(strings.ToLower(upType))
+	c.Bind(s)
+	c.SetEnder(func() { go u.shutdown(c.ShutdownReason()) })
+
+	h := hr.h
+	cs.relay = &upRelay{
+		p: p, cs: cs, rs: rs, u: u,
+		client:  conn,
+		guard:   h.g,
+		pending: clientPending,
+		rec:     h.rec,
+		wait:    h.idleWait,
+		// What the access line needs of the request and the response,
+		// without their fields.
+		req: &http.Request{Method: r.Method, URL: &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath}, Proto: r.Proto},
+		sw:  &statusWriter{},
+	}
+	rs.logAtEnd = true
+}
+
+// handOff gives the buffers of a hijacked connection back to their pools
+// and returns a copy of what its reader held (bytes the client sent after
+// its request head), nil for none.
+func (h *h1Conn) handOff() []byte {
+	var held []byte
+	if h.br != nil {
+		if n := h.br.Buffered(); n > 0 {
+			b, _ := h.br.Peek(n)
+			held = bytes.Clone(b)
+		}
+		h.br.Reset(nil)
+		h1Readers.Put(h.br)
+		h.br = nil
+	}
+	if h.bw != nil {
+		h.bw.Reset(nil)
+		h1Writers.Put(h.bw)
+		h.bw = nil
+	}
+	return held
+}
+
+// handOff gives uc's reader back to its pool and returns a copy of what it
+// held past the response head (the server's first bytes of the stream).
+func (uc *upConn) handOff() []byte {
+	if uc.br == nil {
+		return nil
+	}
+	var held []byte
+	if n := uc.br.Buffered(); n > 0 {
+		b, _ := uc.br.Peek(n)
+		held = bytes.Clone(b)
+	}
+	uc.br.Reset(nil)
+	upReaders.Put(uc.br)
+	uc.br = nil
+	return held
+}
+
+// upStream is the server side of a lean upgraded stream: what the
+// response reader held past the 101's head, then the connection.
+type upStream struct {
+	c       net.Conn
+	pending []byte
+}
+
+func (s *upStream) Read(p []byte) (int, error) {
+	if len(s.pending) > 0 {
+		n := copy(p, s.pending)
+		if s.pending = s.pending[n:]; len(s.pending) == 0 {
+			s.pending = nil
+		}
+		return n, nil
+	}
+	return s.c.Read(p)
+}
+
+func (s *upStream) Write(p []byte) (int, error) { return s.c.Write(p) }
+func (s *upStream) Close() error                { return s.c.Close() }
+
+// upRelay is one lean upgraded stream: the client's side (its socket as
+// hijacked, through the guard and crypto/tls) and the server's (u).
+type upRelay struct {
+	p       *HTTPProxy
+	cs      *connState
+	rs      *reqState
+	u       *upgradedConn
+	client  net.Conn
+	guard   *h1Guard
+	pending []byte       // what the client sent after its head, not relayed yet
+	rec     *recConn     // the record reader under the client's crypto/tls; nil: unknown
+	wait    func() error // waits for the client's socket to become readable; nil: cannot
+	req     *http.Request
+	sw      *statusWriter
+}
+
+// run relays the stream until it ends, then frees the server's slot and
+// writes the access line. As ReverseProxy: when the client's side ends
+// (EOF or an error) the stream ends; when the server's ends with EOF the
+// client gets close_notify and its side goes on until it closes.
+func (r *upRelay) run() {
+	done := make(chan struct{})
+	go r.fromServer(done)
+	defer func() { // also when fromClient panics (ServeConn's caller recovers)
+		r.client.Close()
+		r.u.rwc.Close()
+		<-done
+		r.u.Close()
+		r.p.accessLog(r.cs.c, r.req, r.sw, r.rs, r.rs.start)
+	}()
+	_ = r.fromClient()
+}
+
+// fromServer copies what the server sends to the client.
+func (r *upRelay) fromServer(done chan<- struct{}) {
+	defer close(done)
+	defer func() {
+		if v := recover(); v != nil {
+			r.client.Close()
+			r.u.rwc.Close()
+			rlLogPanic("upgraded stream relay crashed", v)
+		}
+	}()
+	_, err := r.u.WriteTo(r.client)
+	if err == nil && closeWrite(r.client) == nil {
+		return // the client's side goes on
+	}
+	r.client.Close()
+	r.u.rwc.Close()
+}
+
+// fromClient copies what the client sends to the server (through u, which
+// follows WebSocket frames) until EOF or an error. While the client is
+// quiet (nothing held above its socket: no pending bytes, nothing in the
+// guard or the record reader, and crypto/tls's plaintext read out, which a
+// read that came back short of its buffer says), it waits for the socket
+// holding no buffer.
+func (r *upRelay) fromClient() error {
+	short := true
+	for {
+		if r.wait != nil && r.rec != nil && short && len(r.pending) == 0 && !r.guard.holds() && r.rec.idle() {
+			_ = r.wait() // an error (a close, a deadline) comes again from the read
+		}
+		buf := upCopyBufs.Get().(*[upCopyBuf]byte)
+		n, err := r.read(buf[:])
+		short = n < len(buf)
+		if n > 0 {
+			m, werr := r.u.Write(buf[:n])
+			if werr == nil && m < n {
+				werr = io.ErrShortWrite
+			}
+			if werr != nil {
+				upCopyBufs.Put(buf)
+				return werr
+			}
+		}
+		upCopyBufs.Put(buf)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func (r *upRelay) read(p []byte) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(p, r.pending)
+		if r.pending = r.pending[n:]; len(r.pending) == 0 {
+			r.pending = nil
+		}
+		return n, nil
+	}
+	return r.client.Read(p)
+}
