@@ -148,6 +148,9 @@ func (p *HTTPProxy) switchProtocols(w http.ResponseWriter, r *http.Request, cs *
 		sw:  &statusWriter{},
 	}
 	rs.logAtEnd = true
+	// No request follows on this connection: its formatted identity
+	// headers (the XFCC value alone is most of a KiB) go.
+	cs.id = nil
 }
 
 // handOff gives the buffers of a hijacked connection back to their pools
