@@ -18,11 +18,21 @@ import (
 // ServeConn's result.
 func idleTLSConn(t *testing.T, p *HTTPProxy) (*tls.Conn, *Conn, chan error) {
 	t.Helper()
+	return idleTLSConnWith(t, p, nil)
+}
+
+// idleTLSConnWith is idleTLSConn with the client's TLS config changed by
+// client (nil: none).
+func idleTLSConnWith(t *testing.T, p *HTTPProxy, client func(*tls.Config)) (*tls.Conn, *Conn, chan error) {
+	t.Helper()
 	a, b := tcpPair(t)
 	c := &Conn{Conn: a}
 	c.rec = &recConn{Conn: a}
 	scfg, ccfg := edgeTLSConfigs(t)
-	server, client := tls.Server(c.rec, scfg), tls.Client(b, ccfg)
+	if client != nil {
+		client(ccfg)
+	}
+	server, tc := tls.Server(c.rec, scfg), tls.Client(b, ccfg)
 	ret := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
@@ -34,10 +44,10 @@ func idleTLSConn(t *testing.T, p *HTTPProxy) (*tls.Conn, *Conn, chan error) {
 		ret <- p.ServeConn(context.Background(), server, c)
 	}()
 	t.Cleanup(func() {
-		client.Close()
+		tc.Close()
 		<-done
 	})
-	return client, c, ret
+	return tc, c, ret
 }
 
 // idleStacks returns the stacks of the goroutines serving an HTTP/1 loop.

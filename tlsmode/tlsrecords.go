@@ -95,3 +95,6 @@ func (c *recConn) release() {
 // its reader is plaintext of records already read (none, once a Read of it
 // came back short).
 func (c *recConn) idle() bool { return len(c.buf) == 0 && c.hn == 0 }
+
+// NetConn is the socket under the record reader (upIdleClosed looks there).
+func (c *recConn) NetConn() net.Conn { return c.Conn }

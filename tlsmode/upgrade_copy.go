@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 )
 
 // The copy loops of upgraded streams. ReverseProxy copies an upgraded
@@ -37,17 +38,23 @@ var upCopyBufs = sync.Pool{New: func() any { return new([upCopyBuf]byte) }}
 func (u *upgradedConn) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	var held []byte
-	// short: the last read came back short of its buffer, so crypto/tls
-	// holds no plaintext it has not handed out.
-	short := true
+	// drained: nothing read from the server's socket waits above it. For
+	// a plain socket always; for TLS when a read that reached crypto/tls
+	// came back short of its buffer, or one that could not wait (the
+	// probe: a deadline in the past) found nothing. Not after a read of
+	// the response reader's copy: crypto/tls may hold the rest of the
+	// record the 101 came in.
+	drained := u.quiet == nil
 	for first := true; ; first = false {
 		var buf []byte
 		var pooled *[upCopyBuf]byte
+		probe := false
 		if u.wait != nil && !(first && u.buffered) {
-			// Wait for the server's bytes before taking a buffer.
-			if short && (u.quiet == nil || u.quiet()) && !u.eof && len(u.inject) == 0 && !u.closing.Load() {
+			quiet := (u.quiet == nil || u.quiet()) && !u.eof && len(u.inject) == 0 && !u.closing.Load()
+			if quiet && drained {
 				_ = u.wait() // an error (a deadline: shutdown wakes us) is Read's to report
 			}
+			probe = quiet && !drained
 			pooled = upCopyBufs.Get().(*[upCopyBuf]byte)
 			buf = pooled[:]
 		} else {
@@ -56,8 +63,23 @@ func (u *upgradedConn) WriteTo(w io.Writer) (int64, error) {
 			}
 			buf = held
 		}
+		if probe {
+			_ = u.server.SetReadDeadline(aLongTimeAgo)
+		}
 		n, err := u.Read(buf)
-		short = n < len(buf)
+		if probe {
+			_ = u.server.SetReadDeadline(time.Time{})
+			if u.closing.Load() {
+				// shutdown's wake-up, which the line above may have undone
+				_ = u.server.SetReadDeadline(time.Now())
+			}
+			if n == 0 && isTimeout(err) {
+				upPut(pooled)
+				drained = true
+				continue
+			}
+		}
+		drained = u.quiet == nil || n < len(buf) && !(first && u.buffered)
 		if n > 0 {
 			m, werr := w.Write(buf[:n])
 			total += int64(m)

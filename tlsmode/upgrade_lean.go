@@ -10,7 +10,10 @@ package tlsmode
 // Each waits for its socket to become readable on a shallow stack holding
 // no buffer (a pooled 16 KiB one is taken per read), as the idle HTTP/1
 // loop does (h1idle.go): an idle WebSocket holds its two sockets, the TLS
-// state and two small goroutines. The rules are ReverseProxy's: the 101
+// state and two small goroutines. (A TLS record that carries no data, a
+// KeyUpdate or a late session ticket, leaves the read after the wait
+// inside crypto/tls with its buffer until data comes: correct, not lean.)
+// The rules are ReverseProxy's: the 101
 // only for the protocol asked for, its fields passed as they are, the
 // stream over when the client's side ends, a server's EOF passed on as
 // close_notify; shutdown (drain, reload, idle timeout) sends close frames
@@ -27,6 +30,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tlsedge/tlsedge/affinity"
 )
@@ -56,7 +60,6 @@ func (p *HTTPProxy) switchProtocols(w http.ResponseWriter, r *http.Request, cs *
 	c := cs.c
 	cancelled := !stopAbort() // its deadline may be set on uc
 	p.endRequest(fl)
-	rs.status = resp.StatusCode
 	fail := func(err error) {
 		uc.c.Close()
 		s.Release()
@@ -70,19 +73,20 @@ func (p *HTTPProxy) switchProtocols(w http.ResponseWriter, r *http.Request, cs *
 		fail(err)
 		return
 	}
+	rs.status = resp.StatusCode
 	upType := upgradeType(resp.Header)
 	p.cookieResponse(resp, rs)
-	if rs.closeUnless101 != nil {
-		// Switching: the "Connection: close" set for any other answer
-		// must not go into the 101.
-		rs.closeUnless101.Del("Connection")
-		rs.closeUnless101 = nil
-	}
 	hr := h1ResponseOf(w)
 	conn, brw, err := hr.Hijack()
 	if err != nil {
 		fail(fmt.Errorf("Hijack failed on protocol switch: %v", err))
 		return
+	}
+	if rs.closeUnless101 != nil {
+		// Switching: the "Connection: close" set for any other answer
+		// must not go into the 101.
+		rs.closeUnless101.Del("Connection")
+		rs.closeUnless101 = nil
 	}
 	// The 101 with the server's fields as they are (ReverseProxy's).
 	hd := w.Header()
@@ -267,18 +271,35 @@ func (r *upRelay) fromServer(done chan<- struct{}) {
 // fromClient copies what the client sends to the server (through u, which
 // follows WebSocket frames) until EOF or an error. While the client is
 // quiet (nothing held above its socket: no pending bytes, nothing in the
-// guard or the record reader, and crypto/tls's plaintext read out, which a
-// read that came back short of its buffer says), it waits for the socket
-// holding no buffer.
+// guard or the record reader, and crypto/tls's plaintext read out), it
+// waits for the socket holding no buffer. crypto/tls has nothing left when
+// a read that reached it came back short of its buffer, or when one that
+// could not wait (the probe: a deadline in the past) found nothing; a read
+// of the guard's or the hijacked reader's bytes says nothing of it (the
+// head's record may carry more).
 func (r *upRelay) fromClient() error {
-	short := true
+	drained := false
 	for {
-		if r.wait != nil && r.rec != nil && short && len(r.pending) == 0 && !r.guard.holds() && r.rec.idle() {
+		quiet := r.wait != nil && r.rec != nil && len(r.pending) == 0 && !r.guard.holds() && r.rec.idle()
+		if quiet && drained {
 			_ = r.wait() // an error (a close, a deadline) comes again from the read
 		}
+		probe := quiet && !drained // crypto/tls may hold plaintext: a read that cannot wait says
+		direct := len(r.pending) == 0 && !r.guard.holds()
 		buf := upCopyBufs.Get().(*[upCopyBuf]byte)
+		if probe {
+			_ = r.guard.Conn.SetReadDeadline(aLongTimeAgo)
+		}
 		n, err := r.read(buf[:])
-		short = n < len(buf)
+		if probe {
+			_ = r.guard.Conn.SetReadDeadline(time.Time{})
+			if n == 0 && isTimeout(err) {
+				upCopyBufs.Put(buf)
+				drained = true
+				continue
+			}
+		}
+		drained = direct && n < len(buf)
 		if n > 0 {
 			m, werr := r.u.Write(buf[:n])
 			if werr == nil && m < n {
