@@ -35,6 +35,10 @@ type upgradedConn struct {
 	wait     func() error
 	quiet    func() bool
 	buffered bool
+	// wake resumes a server side parked by the lean relay (nil: none);
+	// shutdown calls it once it has set closing and its deadline, and
+	// after it closed the sockets.
+	wake func()
 
 	// server -> client, used only by the one reading goroutine
 	in      frameTracker
@@ -157,6 +161,7 @@ func (u *upgradedConn) shutdown(reason string) {
 	if !u.ws {
 		u.rwc.Close()
 		u.client.Close()
+		u.kick()
 		return
 	}
 	u.reason.Store(&reason)
@@ -167,10 +172,19 @@ func (u *upgradedConn) shutdown(reason string) {
 	}
 	u.closing.Store(true)
 	_ = u.server.SetReadDeadline(time.Now()) // wake the reader
+	u.kick()                                 // or resume it, parked
 	time.AfterFunc(CloseGrace, func() {
 		u.rwc.Close()
 		u.client.Close()
+		u.kick()
 	})
+}
+
+// kick resumes a parked server side (see wake).
+func (u *upgradedConn) kick() {
+	if u.wake != nil {
+		u.wake()
+	}
 }
 
 // closeFrame is a WebSocket close frame (RFC 6455 §5.5.1) with status 1001

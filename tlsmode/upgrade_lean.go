@@ -30,6 +30,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tlsedge/tlsedge/affinity"
@@ -133,13 +134,8 @@ func (p *HTTPProxy) switchProtocols(w http.ResponseWriter, r *http.Request, cs *
 			cs.end()
 		})
 	}
-	rs.up = u
-	c.setUpgrade(strings.ToLower(upType))
-	c.Bind(s)
-	c.SetEnder(func() { go u.shutdown(c.ShutdownReason()) })
-
 	h := hr.h
-	cs.relay = &upRelay{
+	relay := &upRelay{
 		p: p, cs: cs, rs: rs, u: u,
 		client:  conn,
 		guard:   h.g,
@@ -148,9 +144,23 @@ func (p *HTTPProxy) switchProtocols(w http.ResponseWriter, r *http.Request, cs *
 		wait:    h.idleWait,
 		// What the access line needs of the request and the response,
 		// without their fields.
-		req: &http.Request{Method: r.Method, URL: &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath}, Proto: r.Proto},
-		sw:  &statusWriter{},
+		req:  &http.Request{Method: r.Method, URL: &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath}, Proto: r.Proto},
+		sw:   &statusWriter{},
+		dn:   newUpDown(u, conn),
+		done: make(chan struct{}),
 	}
+	if pk := upTheParker(); pk != nil && u.wait != nil {
+		if sc, ok := raw.(syscall.Conn); ok {
+			if relay.pw = pk.waiter(sc, relay.fromServer); relay.pw != nil {
+				u.wake = relay.pw.kick // before the Ender: shutdown reads it
+			}
+		}
+	}
+	rs.up = u
+	c.setUpgrade(strings.ToLower(upType))
+	c.Bind(s)
+	c.SetEnder(func() { go u.shutdown(c.ShutdownReason()) })
+	cs.relay = relay
 	rs.logAtEnd = true
 	// No request follows on this connection: its formatted identity
 	// headers (the XFCC value alone is most of a KiB) go.
@@ -231,6 +241,13 @@ type upRelay struct {
 	wait    func() error // waits for the client's socket to become readable; nil: cannot
 	req     *http.Request
 	sw      *statusWriter
+
+	// The server's side: its copy, resumed by the parker while the server
+	// is quiet (pw nil: it waits on its goroutine); done is closed when
+	// the copy is over.
+	dn   *upDown
+	pw   *upPark
+	done chan struct{}
 }
 
 // run relays the stream until it ends, then frees the server's slot and
@@ -238,34 +255,75 @@ type upRelay struct {
 // (EOF or an error) the stream ends; when the server's ends with EOF the
 // client gets close_notify and its side goes on until it closes.
 func (r *upRelay) run() {
-	done := make(chan struct{})
-	go r.fromServer(done)
+	go r.fromServer()
 	defer func() { // also when fromClient panics (ServeConn's caller recovers)
 		r.client.Close()
 		r.u.rwc.Close()
-		<-done
+		r.pw.kick() // a closed socket leaves the parking set without an event
+		<-r.done
+		if r.pw != nil {
+			r.pw.done()
+		}
 		r.u.Close()
 		r.p.accessLog(r.cs.c, r.req, r.sw, r.rs, r.rs.start)
 	}()
 	_ = r.fromClient()
 }
 
-// fromServer copies what the server sends to the client.
-func (r *upRelay) fromServer(done chan<- struct{}) {
-	defer close(done)
+// upQuietAfter: a server quiet this long has its side of the stream
+// parked (a busy stream keeps its goroutine).
+const upQuietAfter = h1QuietAfter
+
+// fromServer copies what the server sends to the client until the server
+// has been quiet for upQuietAfter (parked: the parker calls it again when
+// the server sends, or a kick does) or the copy is over (r.done closed).
+func (r *upRelay) fromServer() {
 	defer func() {
 		if v := recover(); v != nil {
 			r.client.Close()
 			r.u.rwc.Close()
 			rlLogPanic("upgraded stream relay crashed", v)
+			close(r.done)
 		}
 	}()
-	_, err := r.u.WriteTo(r.client)
-	if err == nil && closeWrite(r.client) == nil {
-		return // the client's side goes on
+	for {
+		parked, done, err := r.dn.step(r.waitOrPark)
+		if parked {
+			return
+		}
+		if done {
+			if err != nil || closeWrite(r.client) != nil {
+				r.client.Close()
+				r.u.rwc.Close()
+			} // else the client's side goes on
+			close(r.done)
+			return
+		}
 	}
-	r.client.Close()
-	r.u.rwc.Close()
+}
+
+// waitOrPark waits for the server's socket: on this goroutine for
+// upQuietAfter, then parked (errUpParked); shutdown's wake-up (a deadline)
+// and its flag are kept whatever this does with the deadline.
+func (r *upRelay) waitOrPark() error {
+	u := r.u
+	if r.pw == nil {
+		return u.wait()
+	}
+	_ = u.server.SetReadDeadline(time.Now().Add(upQuietAfter))
+	err := u.wait()
+	_ = u.server.SetReadDeadline(time.Time{})
+	if u.closing.Load() {
+		_ = u.server.SetReadDeadline(time.Now())
+		return err
+	}
+	if err == nil || !isTimeout(err) {
+		return err // readable, or closed: the read says which
+	}
+	if r.pw.park(u.closing.Load) {
+		return errUpParked
+	}
+	return u.wait() // not parked (closed, or shutting down): the read says
 }
 
 // fromClient copies what the client sends to the server (through u, which

@@ -46,21 +46,28 @@ func leanRelayStacks() []string {
 	return out
 }
 
-// leanWaitShallow waits until the stream's two relaying goroutines both
-// wait for their socket (upReadWaiter), and checks that neither is inside
-// crypto/tls's read or an HTTP frame.
+// leanWaitShallow waits until the stream's relaying goroutines all wait
+// for their socket (upReadWaiter): the client side's, and the server
+// side's unless it is parked already (upgrade_park_linux.go); and checks
+// that none is inside crypto/tls's read or an HTTP frame.
 func leanWaitShallow(t *testing.T) {
 	t.Helper()
 	var stacks []string
 	for end := time.Now().Add(lfWait); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		stacks = leanRelayStacks()
-		if len(stacks) == 2 && strings.Contains(stacks[0], "upReadWaiter") && strings.Contains(stacks[1], "upReadWaiter") {
+		waiting := 0
+		for _, s := range stacks {
+			if strings.Contains(s, "upReadWaiter") {
+				waiting++
+			}
+		}
+		if waiting == len(stacks) && (len(stacks) == 2 || len(stacks) == 1 && strings.Contains(stacks[0], "fromClient")) {
 			break
 		}
 		stacks = nil
 	}
 	if stacks == nil {
-		t.Fatalf("the idle stream's goroutines never both waited on their socket:\n%s", strings.Join(leanRelayStacks(), "\n\n"))
+		t.Fatalf("the idle stream's goroutines never all waited on their socket:\n%s", strings.Join(leanRelayStacks(), "\n\n"))
 	}
 	for _, s := range stacks {
 		for _, deep := range []string{"crypto/tls.(*Conn).Read", "(*h1Conn).serve", "ServeHTTP", "httputil"} {
@@ -259,5 +266,107 @@ func TestLeanUpgradeMismatch(t *testing.T) {
 	}
 	if s := p.opt.Backend.(oneServer).s; s.Active() != 0 {
 		t.Errorf("the server holds %d slots; want 0", s.Active())
+	}
+}
+
+// leanParked waits until the stream's server side is parked: one
+// goroutine of the relay left (the client side's, waiting on its socket),
+// none copying from the server.
+func leanParked(t *testing.T) {
+	t.Helper()
+	for end := time.Now().Add(lfWait); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		s := leanRelayStacks()
+		if len(s) == 1 && strings.Contains(s[0], "fromClient") && strings.Contains(s[0], "upReadWaiter") {
+			return
+		}
+	}
+	t.Fatalf("the idle stream's server side never parked; the relay's goroutines:\n%s", strings.Join(leanRelayStacks(), "\n\n"))
+}
+
+// An idle stream keeps one goroutine: the server's side is parked
+// (upgrade_park_linux.go) and resumed when the server sends, as often as
+// the stream goes quiet; the server closing a parked side is seen too.
+func TestLeanUpgradeServerSideParks(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("parking is Linux-only")
+	}
+	closeNow := make(chan struct{})
+	srv := lfListen(t, func(ss *lfSess) error {
+		if _, err := ss.read(); err != nil {
+			return err
+		}
+		if err := ss.write("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"); err != nil {
+			return err
+		}
+		if _, err := io.CopyN(ss.c, ss.br, int64(len("onetwofour"))); err != nil {
+			return err
+		}
+		<-closeNow // echoed the three messages: now close
+		return nil
+	})
+	p := lfProxy(t, HTTPOptions{Upgrades: []string{"echo"}}, srv.addr)
+	client, _, ret := idleTLSConn(t, p)
+	_ = client.SetDeadline(time.Now().Add(lfWait))
+	if _, err := io.WriteString(client, "GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(client)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("got %v, %v; want 101", resp, err)
+	}
+	for _, msg := range []string{"one", "two", "four"} {
+		leanParked(t)
+		leanEcho(t, client, br, []byte(msg)) // the parker resumes the server's side
+	}
+	leanParked(t)
+	close(closeNow) // the server closes while its side is parked
+	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+		t.Fatalf("after the server closed: %q, %v; want close_notify", rest, err)
+	}
+	client.Close()
+	select {
+	case <-ret:
+	case <-time.After(lfWait):
+		t.Fatal("ServeConn did not return")
+	}
+}
+
+// A shutdown (drain, reload, idle timeout) of a WebSocket whose server
+// side is parked still sends the close frame to the client and ends the
+// stream.
+func TestLeanUpgradeShutdownWhileParked(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("parking is Linux-only")
+	}
+	srv := lfListen(t, func(ss *lfSess) error {
+		if _, err := ss.read(); err != nil {
+			return err
+		}
+		if err := ss.write("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"); err != nil {
+			return err
+		}
+		return ss.untilEOF()
+	})
+	p := lfProxy(t, HTTPOptions{}, srv.addr)
+	client, c, ret := idleTLSConn(t, p)
+	_ = client.SetDeadline(time.Now().Add(lfWait))
+	if _, err := io.WriteString(client, "GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(client)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("got %v, %v; want 101", resp, err)
+	}
+	leanParked(t)
+	c.Shutdown("drained")
+	frame := make([]byte, 2)
+	if _, err := io.ReadFull(br, frame); err != nil || frame[0] != 0x88 {
+		t.Fatalf("after the shutdown: % x, %v; want a close frame", frame, err)
+	}
+	client.Close()
+	select {
+	case <-ret:
+	case <-time.After(lfWait):
+		t.Fatal("ServeConn did not return")
 	}
 }
