@@ -40,7 +40,8 @@ type upgradedConn struct {
 	// after it closed the sockets.
 	wake func()
 
-	// server -> client, used only by the one reading goroutine
+	// server -> client, used by one reading goroutine at a time (the lean
+	// relay hands the copy from one to the next through its parking)
 	in      frameTracker
 	inject  []byte // the close frame still to hand out
 	eof     bool

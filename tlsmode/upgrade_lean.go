@@ -149,8 +149,8 @@ func (p *HTTPProxy) switchProtocols(w http.ResponseWriter, r *http.Request, cs *
 		dn:   newUpDown(u, conn),
 		done: make(chan struct{}),
 	}
-	if pk := upTheParker(); pk != nil && u.wait != nil {
-		if sc, ok := raw.(syscall.Conn); ok {
+	if sc, ok := raw.(syscall.Conn); ok && u.wait != nil {
+		if pk := upTheParker(); pk != nil {
 			if relay.pw = pk.waiter(sc, relay.fromServer); relay.pw != nil {
 				u.wake = relay.pw.kick // before the Ender: shutdown reads it
 			}
@@ -271,7 +271,9 @@ func (r *upRelay) run() {
 }
 
 // upQuietAfter: a server quiet this long has its side of the stream
-// parked (a busy stream keeps its goroutine).
+// parked (a busy stream keeps its goroutine; one that pauses longer
+// between messages parks after each, an epoll_ctl and a goroutine a
+// message).
 const upQuietAfter = h1QuietAfter
 
 // fromServer copies what the server sends to the client until the server
@@ -311,6 +313,9 @@ func (r *upRelay) waitOrPark() error {
 		return u.wait()
 	}
 	_ = u.server.SetReadDeadline(time.Now().Add(upQuietAfter))
+	if u.closing.Load() {
+		_ = u.server.SetReadDeadline(time.Now()) // shutdown's wake-up, which the line above may have undone
+	}
 	err := u.wait()
 	_ = u.server.SetReadDeadline(time.Time{})
 	if u.closing.Load() {

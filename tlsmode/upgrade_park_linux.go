@@ -48,8 +48,10 @@ type upParker struct {
 	n      int
 	err    error
 
+	dead atomic.Bool // its epoll_wait failed: nothing parks any more
+
 	mu    sync.Mutex
-	slots []*upPark // by id; nil: free
+	slots []*upPark // by id; nil: free (the table keeps its peak size: 8 bytes a stream)
 	free  []int32
 }
 
@@ -59,7 +61,7 @@ var (
 )
 
 // upTheParker is the process's parker, started on first use; nil when it
-// cannot be made (the streams then wait on their goroutine).
+// cannot be made or has failed (the streams then wait on their goroutine).
 func upTheParker() *upParker {
 	upParkerOnce.Do(func() {
 		epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -80,18 +82,33 @@ func upTheParker() *upParker {
 		go pk.run()
 		upParkerG = pk
 	})
-	return upParkerG
+	if pk := upParkerG; pk != nil && !pk.dead.Load() {
+		return pk
+	}
+	return nil
 }
 
-// run resumes the waiters whose sockets are ready, for ever.
+// run resumes the waiters whose sockets are ready, for ever; should the
+// set fail, it resumes every parked waiter and nothing parks from then on.
 func (pk *upParker) run() {
 	poll := func(fd uintptr) bool {
 		pk.n, pk.err = rlPoll(int(fd), pk.events)
 		return pk.n > 0 || pk.err != nil && pk.err != unix.EINTR
 	}
 	for {
-		if err := pk.raw.Read(poll); err != nil {
-			rlLogger().Error().Err(err).Msg("upgraded streams: the parking set failed; parked streams wait for a kick")
+		err := pk.raw.Read(poll)
+		if err == nil && pk.err != nil && pk.err != unix.EINTR {
+			err = rlSyscallErr("epoll_wait", pk.err)
+		}
+		if err != nil {
+			pk.dead.Store(true)
+			rlLogger().Error().Err(err).Msg("upgraded streams: the parking set failed; streams wait on goroutines from now on")
+			pk.mu.Lock()
+			slots := append([]*upPark(nil), pk.slots...)
+			pk.mu.Unlock()
+			for _, w := range slots {
+				w.kick()
+			}
 			return
 		}
 		for i := range pk.n {
@@ -132,7 +149,8 @@ func (pk *upParker) waiter(c syscall.Conn, resume func()) *upPark {
 }
 
 // done forgets w (its stream is over); a late event of its id finds
-// nothing, or another stream, which then reads once more than needed.
+// nothing, or another stream, which it resumes for nothing: that one waits
+// its quiet period and parks again.
 func (w *upPark) done() {
 	pk := w.pk
 	pk.mu.Lock()
@@ -156,7 +174,7 @@ func (w *upPark) park(again func() bool) bool {
 			cerr = unix.EpollCtl(w.pk.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
 		}
 	})
-	if err == nil && cerr == nil && !again() {
+	if err == nil && cerr == nil && !again() && !w.pk.dead.Load() {
 		return true
 	}
 	// Not parked after all: go on here, unless an event or a kick has
