@@ -51,12 +51,15 @@ func idleTLSConnWith(t *testing.T, p *HTTPProxy, client func(*tls.Config)) (*tls
 }
 
 // idleStacks returns the stacks of the goroutines serving an HTTP/1 loop.
-func idleStacks() []string {
+func idleStacks() []string { return stacksWith("(*h1Conn).serve") }
+
+// stacksWith returns the stacks of the goroutines that have frame in them.
+func stacksWith(frame string) []string {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "(*h1Conn).serve") {
+		if strings.Contains(g, frame) {
 			out = append(out, g)
 		}
 	}

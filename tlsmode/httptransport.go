@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -307,19 +306,7 @@ func (p *HTTPProxy) upgraded(cs *connState, resp *http.Response, s *affinity.Ser
 	if rs := reqStateOf(resp.Request.Context()); rs != nil {
 		rs.up = u
 	}
-	c.setUpgrade(strings.ToLower(upgradeType(resp.Header)))
-	var once sync.Once
-	cs.begin()
-	u.release = func() {
-		once.Do(func() {
-			c.SetEnder(nil)
-			c.Bind(nil)
-			s.Release()
-			cs.end()
-		})
-	}
-	c.Bind(s)
-	c.SetEnder(func() { go u.shutdown(c.ShutdownReason()) })
+	u.attach(cs, s, upgradeType(resp.Header))
 	return u
 }
 

@@ -5,10 +5,13 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tlsedge/tlsedge/affinity"
 )
 
 // CloseGrace bounds how long a WebSocket ended by Shutdown may take to
@@ -186,6 +189,27 @@ func (u *upgradedConn) kick() {
 	if u.wake != nil {
 		u.wake()
 	}
+}
+
+// attach makes u the connection's upgraded stream to proto: it counts as a
+// request of cs and keeps the connection bound to s until released (Close
+// gives s's slot back), and Shutdown ends it (close frames first). Set
+// u.wake before: the Ender may run at once.
+func (u *upgradedConn) attach(cs *connState, s *affinity.Server, proto string) {
+	c := cs.c
+	var once sync.Once
+	cs.begin()
+	u.release = func() {
+		once.Do(func() {
+			c.SetEnder(nil)
+			c.Bind(nil)
+			s.Release()
+			cs.end()
+		})
+	}
+	c.setUpgrade(strings.ToLower(proto))
+	c.Bind(s)
+	c.SetEnder(func() { go u.shutdown(c.ShutdownReason()) })
 }
 
 // closeFrame is a WebSocket close frame (RFC 6455 §5.5.1) with status 1001

@@ -28,8 +28,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -124,16 +122,6 @@ func (p *HTTPProxy) switchProtocols(w http.ResponseWriter, r *http.Request, cs *
 	if raw != nil {
 		u.wait = upReadWaiter(raw)
 	}
-	var once sync.Once
-	cs.begin()
-	u.release = func() {
-		once.Do(func() {
-			c.SetEnder(nil)
-			c.Bind(nil)
-			s.Release()
-			cs.end()
-		})
-	}
 	h := hr.h
 	relay := &upRelay{
 		p: p, cs: cs, rs: rs, u: u,
@@ -157,9 +145,7 @@ func (p *HTTPProxy) switchProtocols(w http.ResponseWriter, r *http.Request, cs *
 		}
 	}
 	rs.up = u
-	c.setUpgrade(strings.ToLower(upType))
-	c.Bind(s)
-	c.SetEnder(func() { go u.shutdown(c.ShutdownReason()) })
+	u.attach(cs, s, upType)
 	cs.relay = relay
 	rs.logAtEnd = true
 	// No request follows on this connection: its formatted identity
@@ -215,13 +201,18 @@ type upStream struct {
 
 func (s *upStream) Read(p []byte) (int, error) {
 	if len(s.pending) > 0 {
-		n := copy(p, s.pending)
-		if s.pending = s.pending[n:]; len(s.pending) == 0 {
-			s.pending = nil
-		}
-		return n, nil
+		return upTake(p, &s.pending), nil
 	}
 	return s.c.Read(p)
+}
+
+// upTake copies what it can of *pending into p and drops it from there.
+func upTake(p []byte, pending *[]byte) int {
+	n := copy(p, *pending)
+	if *pending = (*pending)[n:]; len(*pending) == 0 {
+		*pending = nil
+	}
+	return n
 }
 
 func (s *upStream) Write(p []byte) (int, error) { return s.c.Write(p) }
@@ -385,11 +376,7 @@ func (r *upRelay) fromClient() error {
 
 func (r *upRelay) read(p []byte) (int, error) {
 	if len(r.pending) > 0 {
-		n := copy(p, r.pending)
-		if r.pending = r.pending[n:]; len(r.pending) == 0 {
-			r.pending = nil
-		}
-		return n, nil
+		return upTake(p, &r.pending), nil
 	}
 	return r.client.Read(p)
 }

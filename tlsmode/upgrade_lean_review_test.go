@@ -9,8 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/tlsedge/tlsedge/certs"
 )
 
 // leanPattern is n bytes that are easy to compare.
@@ -27,44 +25,19 @@ func leanPattern(n int) []byte {
 // head and part of the message; crypto/tls keeps the rest. The client must
 // get the whole message without sending anything.
 func TestLeanUpgradeReviewReencryptEarlyInSameRecord(t *testing.T) {
-	ca, err := certs.NewAuthority("lean review CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Issue(certs.Leaf{CommonName: "backend", DNSNames: []string{"backend"}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Full-size records from the start, as OpenSSL writes them.
-	scfg := &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, DynamicRecordSizingDisabled: true}
 	early := leanPattern(10 << 10)
-	serve := leanEchoUpgrade(string(early), 0)
-	srv := lfListen(t, func(ss *lfSess) error {
-		tc := tls.Server(ss.c, scfg)
-		return serve(&lfSess{s: ss.s, n: ss.n, c: tc, br: bufio.NewReader(tc)})
-	})
-	p := lfProxy(t, HTTPOptions{Upgrades: []string{"echo"}, Upstream: &tls.Config{RootCAs: ca.Pool(), ServerName: "backend"}}, srv.addr)
+	// Full-size records from the start, as OpenSSL writes them.
+	srv, up := leanTLSServer(t, leanEchoUpgrade(string(early), 0), leanFullRecords)
+	p := lfProxy(t, HTTPOptions{Upgrades: []string{"echo"}, Upstream: up}, srv.addr)
 	client, _, ret := idleTLSConnWith(t, p, leanFullRecords)
-	_ = client.SetDeadline(time.Now().Add(lfWait))
-	if _, err := io.WriteString(client, "GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(client)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 101 {
-		t.Fatalf("got %v, %v; want 101", resp, err)
-	}
+	br := leanUpgrade(t, client, "echo")
 	got := make([]byte, len(early))
 	n, err := io.ReadFull(br, got)
 	if err != nil || !bytes.Equal(got, early) {
 		t.Fatalf("the server's first message: %d of %d bytes, %v; want all of it", n, len(early), err)
 	}
 	client.Close()
-	select {
-	case <-ret:
-	case <-time.After(lfWait):
-		t.Fatal("ServeConn did not return after the client closed")
-	}
+	leanServeEnds(t, ret)
 }
 
 // The client sends its upgrade head and 10 KB of the new protocol in one
@@ -91,11 +64,7 @@ func TestLeanUpgradeReviewClientBytesInHeadRecord(t *testing.T) {
 		t.Fatalf("the echo of the client's first bytes: %d of %d, %v; want all of them", n, len(first), err)
 	}
 	client.Close()
-	select {
-	case <-ret:
-	case <-time.After(lfWait):
-		t.Fatal("ServeConn did not return after the client closed")
-	}
+	leanServeEnds(t, ret)
 }
 
 // The client sends its head, then (a second record, before the 101) 10 KB
@@ -124,11 +93,7 @@ func TestLeanUpgradeReviewClientBytesAfterBackgroundRead(t *testing.T) {
 		t.Fatalf("the echo of the client's first bytes: %d of %d, %v; want all of them", n, len(first), err)
 	}
 	client.Close()
-	select {
-	case <-ret:
-	case <-time.After(lfWait):
-		t.Fatal("ServeConn did not return after the client closed")
-	}
+	leanServeEnds(t, ret)
 }
 
 // leanFullRecords makes a client write full-size TLS records from the
@@ -141,22 +106,11 @@ func leanFullRecords(c *tls.Config) { c.DynamicRecordSizingDisabled = true }
 // connection the server closed is dropped (upIdleClosed), whatever request
 // it was dialed for.
 func TestLeanUpgradeReviewRefusedUpgradeConnClosedWhileIdle(t *testing.T) {
-	ca, err := certs.NewAuthority("lean review CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Issue(certs.Leaf{CommonName: "backend", DNSNames: []string{"backend"}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	scfg := &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}
 	closeNow := make(chan struct{})
 	var once sync.Once
 	letClose := func() { once.Do(func() { close(closeNow) }) }
-	srv := lfListen(t, func(ss *lfSess) error {
-		tc := tls.Server(ss.c, scfg)
-		ts := &lfSess{s: ss.s, n: ss.n, c: tc, br: bufio.NewReader(tc)}
-		if ss.n == 1 {
+	srv, up := leanTLSServer(t, func(ts *lfSess) error {
+		if ts.n == 1 {
 			if _, err := ts.read(); err != nil {
 				return err
 			}
@@ -164,12 +118,12 @@ func TestLeanUpgradeReviewRefusedUpgradeConnClosedWhileIdle(t *testing.T) {
 				return err
 			}
 			<-closeNow
-			return tc.Close() // the server's keep-alive ends: close_notify, FIN
+			return ts.c.Close() // the server's keep-alive ends: close_notify, FIN
 		}
 		return lfAnswer("")(ts)
 	})
 	t.Cleanup(letClose) // after lfListen's registration: runs before its close
-	p := lfProxy(t, HTTPOptions{Upgrades: []string{"echo"}, Upstream: &tls.Config{RootCAs: ca.Pool(), ServerName: "backend"}}, srv.addr)
+	p := lfProxy(t, HTTPOptions{Upgrades: []string{"echo"}, Upstream: up}, srv.addr)
 	c1 := lfConnect(t, p)
 	resp, _, _ := c1.do(t, "GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 	if resp.StatusCode != 403 {

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tlsedge/tlsedge/certs"
 )
 
 // leanEchoUpgrade serves one upgrade request: after delay it answers 101
@@ -34,17 +32,7 @@ func leanEchoUpgrade(early string, delay time.Duration) func(ss *lfSess) error {
 
 // leanRelayStacks returns the stacks of the goroutines relaying lean
 // upgraded streams.
-func leanRelayStacks() []string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "(*upRelay)") {
-			out = append(out, g)
-		}
-	}
-	return out
-}
+func leanRelayStacks() []string { return stacksWith("(*upRelay)") }
 
 // leanWaitShallow waits until the stream's relaying goroutines all wait
 // for their socket (upReadWaiter): the client side's, and the server
@@ -138,11 +126,7 @@ func TestLeanUpgradeIdleIsShallow(t *testing.T) {
 	leanWaitShallow(t)
 
 	client.Close()
-	select {
-	case <-ret:
-	case <-time.After(lfWait):
-		t.Fatal("ServeConn did not return after the client closed")
-	}
+	leanServeEnds(t, ret)
 	if err := srv.waitEnd(t, 1); err != nil {
 		t.Errorf("the server's side ended with %v; want EOF", err)
 	}
@@ -158,31 +142,10 @@ func TestLeanUpgradeIdleIsShallow(t *testing.T) {
 // server's side of an idle stream waits on its socket too; bulk both ways
 // (many records) arrives whole.
 func TestLeanUpgradeReencryptIdleIsShallow(t *testing.T) {
-	ca, err := certs.NewAuthority("lean CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Issue(certs.Leaf{CommonName: "backend", DNSNames: []string{"backend"}, Server: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	scfg := &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}
-	serve := leanEchoUpgrade("", 0)
-	srv := lfListen(t, func(ss *lfSess) error {
-		tc := tls.Server(ss.c, scfg)
-		return serve(&lfSess{s: ss.s, n: ss.n, c: tc, br: bufio.NewReader(tc)})
-	})
-	p := lfProxy(t, HTTPOptions{Upgrades: []string{"echo"}, Upstream: &tls.Config{RootCAs: ca.Pool(), ServerName: "backend"}}, srv.addr)
+	srv, up := leanTLSServer(t, leanEchoUpgrade("", 0))
+	p := lfProxy(t, HTTPOptions{Upgrades: []string{"echo"}, Upstream: up}, srv.addr)
 	client, _, ret := idleTLSConn(t, p)
-	_ = client.SetDeadline(time.Now().Add(lfWait))
-	if _, err := io.WriteString(client, "GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(client)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 101 {
-		t.Fatalf("got %v, %v; want 101", resp, err)
-	}
+	br := leanUpgrade(t, client, "echo")
 	leanEcho(t, client, br, []byte("hello"))
 	leanWaitShallow(t)
 	big := make([]byte, 300<<10)
@@ -190,11 +153,7 @@ func TestLeanUpgradeReencryptIdleIsShallow(t *testing.T) {
 	leanEcho(t, client, br, big)
 	leanWaitShallow(t)
 	client.Close()
-	select {
-	case <-ret:
-	case <-time.After(lfWait):
-		t.Fatal("ServeConn did not return after the client closed")
-	}
+	leanServeEnds(t, ret)
 }
 
 // The server ends its side (EOF): the client gets close_notify and may go
@@ -215,14 +174,7 @@ func TestLeanUpgradeServerEOF(t *testing.T) {
 	})
 	p := lfProxy(t, HTTPOptions{Upgrades: []string{"echo"}}, srv.addr)
 	client, _, ret := idleTLSConn(t, p)
-	_ = client.SetDeadline(time.Now().Add(lfWait))
-	if _, err := io.WriteString(client, "GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(client)
-	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
-		t.Fatalf("got %v, %v; want 101", resp, err)
-	}
+	br := leanUpgrade(t, client, "echo")
 	rest, err := io.ReadAll(br)
 	if err != nil || string(rest) != "bye" {
 		t.Fatalf("after the 101: %q, %v; want \"bye\" and close_notify", rest, err)
@@ -239,11 +191,7 @@ func TestLeanUpgradeServerEOF(t *testing.T) {
 	case <-time.After(lfWait):
 		t.Fatal("the server's side did not end")
 	}
-	select {
-	case <-ret:
-	case <-time.After(lfWait):
-		t.Fatal("ServeConn did not return")
-	}
+	leanServeEnds(t, ret)
 }
 
 // A 101 to another protocol than the one asked for is refused (502) and
@@ -306,14 +254,7 @@ func TestLeanUpgradeServerSideParks(t *testing.T) {
 	})
 	p := lfProxy(t, HTTPOptions{Upgrades: []string{"echo"}}, srv.addr)
 	client, _, ret := idleTLSConn(t, p)
-	_ = client.SetDeadline(time.Now().Add(lfWait))
-	if _, err := io.WriteString(client, "GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(client)
-	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
-		t.Fatalf("got %v, %v; want 101", resp, err)
-	}
+	br := leanUpgrade(t, client, "echo")
 	for _, msg := range []string{"one", "two", "four"} {
 		leanParked(t)
 		leanEcho(t, client, br, []byte(msg)) // the parker resumes the server's side
@@ -324,11 +265,7 @@ func TestLeanUpgradeServerSideParks(t *testing.T) {
 		t.Fatalf("after the server closed: %q, %v; want close_notify", rest, err)
 	}
 	client.Close()
-	select {
-	case <-ret:
-	case <-time.After(lfWait):
-		t.Fatal("ServeConn did not return")
-	}
+	leanServeEnds(t, ret)
 }
 
 // A shutdown (drain, reload, idle timeout) of a WebSocket whose server
@@ -349,14 +286,7 @@ func TestLeanUpgradeShutdownWhileParked(t *testing.T) {
 	})
 	p := lfProxy(t, HTTPOptions{}, srv.addr)
 	client, c, ret := idleTLSConn(t, p)
-	_ = client.SetDeadline(time.Now().Add(lfWait))
-	if _, err := io.WriteString(client, "GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(client)
-	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
-		t.Fatalf("got %v, %v; want 101", resp, err)
-	}
+	br := leanUpgrade(t, client, "websocket")
 	leanParked(t)
 	c.Shutdown("drained")
 	frame := make([]byte, 2)
@@ -364,9 +294,15 @@ func TestLeanUpgradeShutdownWhileParked(t *testing.T) {
 		t.Fatalf("after the shutdown: % x, %v; want a close frame", frame, err)
 	}
 	client.Close()
+	leanServeEnds(t, ret)
+}
+
+// leanServeEnds waits for ServeConn's return (ret: idleTLSConn's).
+func leanServeEnds(t *testing.T, ret chan error) {
+	t.Helper()
 	select {
 	case <-ret:
 	case <-time.After(lfWait):
-		t.Fatal("ServeConn did not return")
+		t.Fatalf("ServeConn did not return; the relay's goroutines:\n%s", strings.Join(leanRelayStacks(), "\n\n"))
 	}
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // leanParkUpgrade sends an upgrade request for proto on client and reads the 101.
-func leanParkUpgrade(t *testing.T, client *tls.Conn, proto string) *bufio.Reader {
+func leanUpgrade(t *testing.T, client *tls.Conn, proto string) *bufio.Reader {
 	t.Helper()
 	_ = client.SetDeadline(time.Now().Add(lfWait))
 	extra := ""
@@ -41,15 +41,11 @@ func TestLeanParkClientClosesWhileParked(t *testing.T) {
 	srv := lfListen(t, leanEchoUpgrade("", 0))
 	p := lfProxy(t, HTTPOptions{Upgrades: []string{"echo"}}, srv.addr)
 	client, _, ret := idleTLSConn(t, p)
-	br := leanParkUpgrade(t, client, "echo")
+	br := leanUpgrade(t, client, "echo")
 	leanEcho(t, client, br, []byte("hello"))
 	leanParked(t)
 	client.Close()
-	select {
-	case <-ret:
-	case <-time.After(lfWait):
-		t.Fatalf("ServeConn did not return after the client closed a parked stream:\n%s", leanRelayStacks())
-	}
+	leanServeEnds(t, ret)
 	if err := srv.waitEnd(t, 1); err != nil {
 		t.Errorf("the server's side ended with %v; want EOF", err)
 	}
@@ -58,10 +54,11 @@ func TestLeanParkClientClosesWhileParked(t *testing.T) {
 	}
 }
 
-// leanParkTLSServer wraps serve in a TLS server (reencrypt) with a fresh CA.
-func leanParkTLSServer(t *testing.T, serve func(ss *lfSess) error) (*lfServer, *tls.Config) {
+// leanTLSServer wraps serve in a TLS server (reencrypt) with a fresh CA
+// (its config changed by opts) and returns the proxy's upstream config.
+func leanTLSServer(t *testing.T, serve func(ss *lfSess) error, opts ...func(*tls.Config)) (*lfServer, *tls.Config) {
 	t.Helper()
-	ca, err := certs.NewAuthority("lean park CA")
+	ca, err := certs.NewAuthority("lean CA")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +67,9 @@ func leanParkTLSServer(t *testing.T, serve func(ss *lfSess) error) (*lfServer, *
 		t.Fatal(err)
 	}
 	scfg := &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}
+	for _, o := range opts {
+		o(scfg)
+	}
 	srv := lfListen(t, func(ss *lfSess) error {
 		tc := tls.Server(ss.c, scfg)
 		return serve(&lfSess{s: ss.s, n: ss.n, c: tc, br: bufio.NewReader(tc)})
@@ -84,10 +84,10 @@ func TestLeanParkReencryptParks(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("parking is Linux-only")
 	}
-	srv, up := leanParkTLSServer(t, leanEchoUpgrade("", 0))
+	srv, up := leanTLSServer(t, leanEchoUpgrade("", 0))
 	p := lfProxy(t, HTTPOptions{Upgrades: []string{"echo"}, Upstream: up}, srv.addr)
 	client, _, ret := idleTLSConn(t, p)
-	br := leanParkUpgrade(t, client, "echo")
+	br := leanUpgrade(t, client, "echo")
 	big := make([]byte, 100<<10)
 	_, _ = rand.Read(big)
 	for _, msg := range [][]byte{[]byte("one"), big, []byte("three")} {
@@ -96,18 +96,14 @@ func TestLeanParkReencryptParks(t *testing.T) {
 	}
 	leanParked(t)
 	client.Close()
-	select {
-	case <-ret:
-	case <-time.After(lfWait):
-		t.Fatal("ServeConn did not return")
-	}
+	leanServeEnds(t, ret)
 }
 
 func TestLeanParkReencryptShutdownWhileParked(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("parking is Linux-only")
 	}
-	srv, up := leanParkTLSServer(t, func(ss *lfSess) error {
+	srv, up := leanTLSServer(t, func(ss *lfSess) error {
 		if _, err := ss.read(); err != nil {
 			return err
 		}
@@ -118,7 +114,7 @@ func TestLeanParkReencryptShutdownWhileParked(t *testing.T) {
 	})
 	p := lfProxy(t, HTTPOptions{Upstream: up}, srv.addr)
 	client, c, ret := idleTLSConn(t, p)
-	br := leanParkUpgrade(t, client, "websocket")
+	br := leanUpgrade(t, client, "websocket")
 	leanParked(t)
 	c.Shutdown("drained")
 	frame := make([]byte, 2)
@@ -126,11 +122,7 @@ func TestLeanParkReencryptShutdownWhileParked(t *testing.T) {
 		t.Fatalf("after the shutdown: % x, %v; want a close frame", frame, err)
 	}
 	client.Close()
-	select {
-	case <-ret:
-	case <-time.After(lfWait):
-		t.Fatal("ServeConn did not return")
-	}
+	leanServeEnds(t, ret)
 }
 
 // leanParkPusher answers a WebSocket upgrade, then pushes n text frames
@@ -182,7 +174,7 @@ func TestLeanParkPushesAroundQuietAfter(t *testing.T) {
 			var srv *lfServer
 			var up *tls.Config
 			if reenc {
-				srv, up = leanParkTLSServer(t, leanParkPusher(n, gaps))
+				srv, up = leanTLSServer(t, leanParkPusher(n, gaps))
 			} else {
 				srv = lfListen(t, leanParkPusher(n, gaps))
 			}
@@ -190,7 +182,7 @@ func TestLeanParkPushesAroundQuietAfter(t *testing.T) {
 			done := make(chan error, 3)
 			for range 3 {
 				client, _, ret := idleTLSConn(t, p)
-				br := leanParkUpgrade(t, client, "websocket")
+				br := leanUpgrade(t, client, "websocket")
 				go func() {
 					defer func() { client.Close(); <-ret }()
 					for i := range n {
@@ -223,7 +215,7 @@ func TestLeanParkShutdownAroundPark(t *testing.T) {
 			srv := lfListen(t, leanParkPusher(1000, gaps))
 			p := lfProxy(t, HTTPOptions{}, srv.addr)
 			client, c, ret := idleTLSConn(t, p)
-			br := leanParkUpgrade(t, client, "websocket")
+			br := leanUpgrade(t, client, "websocket")
 			if _, b, err := leanParkReadFrame(br); err != nil || string(b) != "msg-0" {
 				t.Fatalf("first frame %q, %v", b, err)
 			}
@@ -242,11 +234,7 @@ func TestLeanParkShutdownAroundPark(t *testing.T) {
 				}
 			}
 			client.Close()
-			select {
-			case <-ret:
-			case <-time.After(lfWait):
-				t.Fatal("ServeConn did not return")
-			}
+			leanServeEnds(t, ret)
 		})
 	}
 }
@@ -273,16 +261,12 @@ func TestLeanParkServerFINAroundPark(t *testing.T) {
 			})
 			p := lfProxy(t, HTTPOptions{Upgrades: []string{"echo"}}, srv.addr)
 			client, _, ret := idleTLSConn(t, p)
-			br := leanParkUpgrade(t, client, "echo")
+			br := leanUpgrade(t, client, "echo")
 			if rest, err := io.ReadAll(br); err != nil || string(rest) != "last" {
 				t.Fatalf("after the server closed: %q, %v; want \"last\" and close_notify", rest, err)
 			}
 			client.Close()
-			select {
-			case <-ret:
-			case <-time.After(lfWait):
-				t.Fatal("ServeConn did not return")
-			}
+			leanServeEnds(t, ret)
 		})
 	}
 }
