@@ -25,7 +25,10 @@
 // body or a buffered one, on tlsedge's own keep-alive server
 // connections), httptransport.go (the pick of a server per request,
 // retries, the ReverseProxy transports for the rest),
-// upgrade.go (WebSocket and other upgrades), authzhttp.go (path rules),
+// upgrade.go (WebSocket and other upgrades: close frames on shutdown),
+// upgrade_lean.go, upgrade_copy.go and upgrade_park_linux.go (the lean
+// relay of an upgraded stream: one goroutine per idle WebSocket, its
+// server side parked in a shared epoll set), authzhttp.go (path rules),
 // the identity headers (package tlsmode/identity), redirect*.go (protocol redirect),
 // cookie.go (cookie affinity) and wsfailover*.go (WebSocket failover).
 //
@@ -34,6 +37,6 @@
 //
 // live.go holds what other goroutines read of a live connection (the
 // server it is bound to, its byte counts, how to end it). tlsmode reads no
-// config file; the only process-wide state is the passthrough relay and
-// its logger (SetRelayLogger).
+// config file; the only process-wide state is the passthrough relay, the
+// parking set of upgraded streams, and their logger (SetRelayLogger).
 package tlsmode
