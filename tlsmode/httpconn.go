@@ -149,8 +149,14 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 // loop (nil for HTTP/2). Apart from ServeConn so that ServeConn's frame
 // stays small: it lies under every idle HTTP/1 connection's wait.
 func (p *HTTPProxy) openConn(ctx context.Context, tc *tls.Conn, c *Conn) (*connState, *h1Conn) {
-	st := tc.ConnectionState()
-	cs := &connState{c: c, tls: &st}
+	// The state Terminate recorded after the handshake (one copy per
+	// connection), or tc's.
+	st := c.TLSState()
+	if st == nil {
+		s := tc.ConnectionState()
+		st = &s
+	}
+	cs := &connState{c: c, tls: st}
 	cs.zero = sync.NewCond(&cs.mu)
 	if st.NegotiatedProtocol != "h2" {
 		return cs, p.startH1(ctx, tc, c, cs)

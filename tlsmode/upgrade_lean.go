@@ -130,10 +130,8 @@ func (p *HTTPProxy) switchProtocols(w http.ResponseWriter, r *http.Request, cs *
 		pending: clientPending,
 		rec:     h.rec,
 		wait:    h.idleWait,
-		// What the access line needs of the request and the response,
-		// without their fields.
-		req:  &http.Request{Method: r.Method, URL: &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath}, Proto: r.Proto},
-		sw:   &statusWriter{},
+		// What the access line needs of the request, without its fields.
+		method: r.Method, path: r.URL.Path, rawPath: r.URL.RawPath, proto: r.Proto,
 		dn:   newUpDown(u, conn),
 		done: make(chan struct{}),
 	}
@@ -221,17 +219,16 @@ func (s *upStream) Close() error                { return s.c.Close() }
 // upRelay is one lean upgraded stream: the client's side (its socket as
 // hijacked, through the guard and crypto/tls) and the server's (u).
 type upRelay struct {
-	p       *HTTPProxy
-	cs      *connState
-	rs      *reqState
-	u       *upgradedConn
-	client  net.Conn
-	guard   *h1Guard
-	pending []byte       // what the client sent after its head, not relayed yet
-	rec     *recConn     // the record reader under the client's crypto/tls; nil: unknown
-	wait    func() error // waits for the client's socket to become readable; nil: cannot
-	req     *http.Request
-	sw      *statusWriter
+	p                            *HTTPProxy
+	cs                           *connState
+	rs                           *reqState
+	u                            *upgradedConn
+	client                       net.Conn
+	guard                        *h1Guard
+	pending                      []byte       // what the client sent after its head, not relayed yet
+	rec                          *recConn     // the record reader under the client's crypto/tls; nil: unknown
+	wait                         func() error // waits for the client's socket to become readable; nil: cannot
+	method, path, rawPath, proto string
 
 	// The server's side: its copy, resumed by the parker while the server
 	// is quiet (pw nil: it waits on its goroutine); done is closed when
@@ -256,7 +253,8 @@ func (r *upRelay) run() {
 			r.pw.done()
 		}
 		r.u.Close()
-		r.p.accessLog(r.cs.c, r.req, r.sw, r.rs, r.rs.start)
+		req := &http.Request{Method: r.method, URL: &url.URL{Path: r.path, RawPath: r.rawPath}, Proto: r.proto}
+		r.p.accessLog(r.cs.c, req, &statusWriter{}, r.rs, r.rs.start)
 	}()
 	_ = r.fromClient()
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // leanEchoUpgrade serves one upgrade request: after delay it answers 101
@@ -97,7 +99,8 @@ func leanEcho(t *testing.T, c *tls.Conn, br *bufio.Reader, msg []byte) {
 // included.
 func TestLeanUpgradeIdleIsShallow(t *testing.T) {
 	srv := lfListen(t, leanEchoUpgrade("early", 3*h1BackgroundReadDelay))
-	p := lfProxy(t, HTTPOptions{Upgrades: []string{"echo"}}, srv.addr)
+	var logs bytes.Buffer // written by the relay before ServeConn returns
+	p := lfProxy(t, HTTPOptions{Upgrades: []string{"echo"}, Log: zerolog.New(&logs), Access: true}, srv.addr)
 	client, c, ret := idleTLSConn(t, p)
 	_ = client.SetDeadline(time.Now().Add(lfWait))
 	if _, err := io.WriteString(client, "GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nfirst"); err != nil {
@@ -127,6 +130,11 @@ func TestLeanUpgradeIdleIsShallow(t *testing.T) {
 
 	client.Close()
 	leanServeEnds(t, ret)
+	// One access line, at the stream's end, as ReverseProxy's path wrote it.
+	if line := logs.String(); strings.Count(line, `"message":"request"`) != 1 || !strings.Contains(line, `"method":"GET"`) ||
+		!strings.Contains(line, `"path":"/ws"`) || !strings.Contains(line, `"proto":"HTTP/1.1"`) || !strings.Contains(line, `"status":101`) {
+		t.Errorf("access log: %s; want one line for GET /ws HTTP/1.1 with status 101", line)
+	}
 	if err := srv.waitEnd(t, 1); err != nil {
 		t.Errorf("the server's side ended with %v; want EOF", err)
 	}
