@@ -6,18 +6,19 @@ package tlsmode
 // and hands both sockets to an upRelay, and the handler returns: the
 // request's state, its buffers and the frames of the HTTP loop go. The
 // goroutine that served the connection (ServeConn) relays what the client
-// sends, one more relays what the server sends (upgradedConn.WriteTo).
-// Each waits for its socket to become readable on a shallow stack holding
-// no buffer (a pooled 16 KiB one is taken per read), as the idle HTTP/1
-// loop does (h1idle.go): an idle WebSocket holds its two sockets, the TLS
-// state and two small goroutines. (A TLS record that carries no data, a
-// KeyUpdate or a late session ticket, leaves the read after the wait
-// inside crypto/tls with its buffer until data comes: correct, not lean.)
-// The rules are ReverseProxy's: the 101
-// only for the protocol asked for, its fields passed as they are, the
-// stream over when the client's side ends, a server's EOF passed on as
-// close_notify; shutdown (drain, reload, idle timeout) sends close frames
-// both ways first (upgrade.go).
+// sends, waiting for the client's socket on a shallow stack holding no
+// buffer (a pooled 16 KiB one is taken per read), as the idle HTTP/1 loop
+// does (h1idle.go). What the server sends is relayed by a goroutine that
+// waits 50 ms for more, then parks the server's socket in a shared epoll
+// set and ends (upgrade_park_linux.go); the next bytes start another. An
+// idle WebSocket holds its two sockets, the TLS state and one small
+// goroutine. (A TLS record that carries no data, a KeyUpdate or a late
+// session ticket, leaves the read after the wait inside crypto/tls with its
+// buffer until data comes: correct, not lean.) The rules are
+// ReverseProxy's: the 101 only for the protocol asked for, its fields
+// passed as they are, the stream over when the client's side ends, a
+// server's EOF passed on as close_notify; shutdown (drain, reload, idle
+// timeout) sends close frames both ways first (upgrade.go).
 
 import (
 	"bytes"
@@ -219,15 +220,17 @@ func (s *upStream) Close() error                { return s.c.Close() }
 // upRelay is one lean upgraded stream: the client's side (its socket as
 // hijacked, through the guard and crypto/tls) and the server's (u).
 type upRelay struct {
-	p                            *HTTPProxy
-	cs                           *connState
-	rs                           *reqState
-	u                            *upgradedConn
-	client                       net.Conn
-	guard                        *h1Guard
-	pending                      []byte       // what the client sent after its head, not relayed yet
-	rec                          *recConn     // the record reader under the client's crypto/tls; nil: unknown
-	wait                         func() error // waits for the client's socket to become readable; nil: cannot
+	p       *HTTPProxy
+	cs      *connState
+	rs      *reqState
+	u       *upgradedConn
+	client  net.Conn
+	guard   *h1Guard
+	pending []byte       // what the client sent after its head, not relayed yet
+	rec     *recConn     // the record reader under the client's crypto/tls; nil: unknown
+	wait    func() error // waits for the client's socket to become readable; nil: cannot
+
+	// The request as the access line at the end names it.
 	method, path, rawPath, proto string
 
 	// The server's side: its copy, resumed by the parker while the server
