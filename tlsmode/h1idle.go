@@ -25,7 +25,7 @@ func (h *h1Conn) readOne(idle bool, idleBy time.Time) error {
 	// Not while a head is in progress (the guard holds the first bytes of
 	// a pipelined one the background read took in): its head clock, which
 	// the guard set on the connection, governs the deadline.
-	if !idle || h.idleWait == nil || h.g.r != h.g.w || (!idleBy.IsZero() && idleBy.Before(quietBy)) {
+	if !idle || h.idleWait == nil || h.g.holds() || (!idleBy.IsZero() && idleBy.Before(quietBy)) {
 		_, err := h.g.Read(h.one[:])
 		return err
 	}
@@ -38,7 +38,7 @@ func (h *h1Conn) readOne(idle bool, idleBy time.Time) error {
 	// The quiet period's timeout, only when no byte came: a head's first
 	// bytes start the guard's head clock, and a timeout is then the head's
 	// (read_header_timeout).
-	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || h.g.r != h.g.w || time.Now().Before(quietBy) {
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || h.g.holds() || time.Now().Before(quietBy) {
 		return err
 	}
 	_ = h.g.Conn.SetReadDeadline(idleBy)

@@ -184,6 +184,19 @@ func (u *upgradedConn) shutdown(reason string) {
 	})
 }
 
+// setReadDeadline sets the server's read deadline for a wait or a probe
+// of the copy, and reports whether shutdown has begun: shutdown sets
+// closing and then a deadline of now to wake the reader, so a deadline set
+// here after that is put back to now.
+func (u *upgradedConn) setReadDeadline(t time.Time) (closing bool) {
+	_ = u.server.SetReadDeadline(t)
+	if u.closing.Load() {
+		_ = u.server.SetReadDeadline(time.Now())
+		return true
+	}
+	return false
+}
+
 // kick resumes a parked server side (see wake).
 func (u *upgradedConn) kick() {
 	if u.wake != nil {

@@ -102,11 +102,7 @@ func (d *upDown) step(wait func() error) (parked, done bool, err error) {
 	}
 	n, rerr := u.Read(buf)
 	if probe {
-		_ = u.server.SetReadDeadline(time.Time{})
-		if u.closing.Load() {
-			// shutdown's wake-up, which the line above may have undone
-			_ = u.server.SetReadDeadline(time.Now())
-		}
+		u.setReadDeadline(time.Time{})
 		if n == 0 && isTimeout(rerr) {
 			upPut(pooled)
 			d.drained = true

@@ -304,14 +304,9 @@ func (r *upRelay) waitOrPark() error {
 	if r.pw == nil {
 		return u.wait()
 	}
-	_ = u.server.SetReadDeadline(time.Now().Add(upQuietAfter))
-	if u.closing.Load() {
-		_ = u.server.SetReadDeadline(time.Now()) // shutdown's wake-up, which the line above may have undone
-	}
+	u.setReadDeadline(time.Now().Add(upQuietAfter))
 	err := u.wait()
-	_ = u.server.SetReadDeadline(time.Time{})
-	if u.closing.Load() {
-		_ = u.server.SetReadDeadline(time.Now())
+	if u.setReadDeadline(time.Time{}) {
 		return err
 	}
 	if err == nil || !isTimeout(err) {

@@ -279,11 +279,16 @@ func TestLeanUpgradeServerSideParks(t *testing.T) {
 // A shutdown (drain, reload, idle timeout) of a WebSocket whose server
 // side is parked still sends the close frame to the client and ends the
 // stream.
-func TestLeanUpgradeShutdownWhileParked(t *testing.T) {
+func TestLeanUpgradeShutdownWhileParked(t *testing.T) { leanShutdownWhileParked(t, false) }
+
+// leanShutdownWhileParked shuts down a parked WebSocket from a plain or a
+// TLS (reencrypt) server and checks the close frame reaches the client and
+// the stream ends.
+func leanShutdownWhileParked(t *testing.T, reencrypt bool) {
 	if runtime.GOOS != "linux" {
 		t.Skip("parking is Linux-only")
 	}
-	srv := lfListen(t, func(ss *lfSess) error {
+	serve := func(ss *lfSess) error {
 		if _, err := ss.read(); err != nil {
 			return err
 		}
@@ -291,8 +296,15 @@ func TestLeanUpgradeShutdownWhileParked(t *testing.T) {
 			return err
 		}
 		return ss.untilEOF()
-	})
-	p := lfProxy(t, HTTPOptions{}, srv.addr)
+	}
+	var srv *lfServer
+	var up *tls.Config
+	if reencrypt {
+		srv, up = leanTLSServer(t, serve)
+	} else {
+		srv = lfListen(t, serve)
+	}
+	p := lfProxy(t, HTTPOptions{Upstream: up}, srv.addr)
 	client, c, ret := idleTLSConn(t, p)
 	br := leanUpgrade(t, client, "websocket")
 	leanParked(t)

@@ -99,31 +99,7 @@ func TestLeanParkReencryptParks(t *testing.T) {
 	leanServeEnds(t, ret)
 }
 
-func TestLeanParkReencryptShutdownWhileParked(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("parking is Linux-only")
-	}
-	srv, up := leanTLSServer(t, func(ss *lfSess) error {
-		if _, err := ss.read(); err != nil {
-			return err
-		}
-		if err := ss.write("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"); err != nil {
-			return err
-		}
-		return ss.untilEOF()
-	})
-	p := lfProxy(t, HTTPOptions{Upstream: up}, srv.addr)
-	client, c, ret := idleTLSConn(t, p)
-	br := leanUpgrade(t, client, "websocket")
-	leanParked(t)
-	c.Shutdown("drained")
-	frame := make([]byte, 2)
-	if _, err := io.ReadFull(br, frame); err != nil || frame[0] != 0x88 {
-		t.Fatalf("after the shutdown: % x, %v; want a close frame", frame, err)
-	}
-	client.Close()
-	leanServeEnds(t, ret)
-}
+func TestLeanParkReencryptShutdownWhileParked(t *testing.T) { leanShutdownWhileParked(t, true) }
 
 // leanParkPusher answers a WebSocket upgrade, then pushes n text frames
 // "msg-i", pausing gaps[i%len(gaps)] before each (around upQuietAfter: the
