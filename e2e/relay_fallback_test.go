@@ -19,8 +19,9 @@ var rlInjectedEMFILE = regexp.MustCompile(`pipe2\(.*= -1 EMFILE .*\(INJECTED\)`)
 func TestRlPassthroughNoPipeFallsBack(t *testing.T) {
 	t.Parallel()
 	e, l, trace := straceEcho16MiB(t, "nopipe-1", "-e", "trace=pipe2", "-e", "inject=pipe2:error=EMFILE")
-	// The client closes; the echo server answers its FIN with its own, and
-	// on a loaded machine (under strace) the relay may read that end first.
+	// The client sends close_notify; the echo server answers with its own
+	// and closes, and the client closes once it read that: the relay may see
+	// either end first.
 	if got := l.str("reason"); got != "client closed" && got != "server closed" {
 		t.Errorf("access line reason: got %q; want client closed or server closed", got)
 	}

@@ -93,6 +93,18 @@ func straceEcho16MiB(t *testing.T, server string, straceArgs ...string) (*edgePr
 	if !bytes.Equal(h.Sum(nil), want[:]) {
 		t.Fatal("the 16 MiB came back different")
 	}
+	// The client ends as a careful TLS client does: its close_notify, then
+	// the server's read to the end, then close. A client that closed at
+	// once could have the server's close_notify unread in its socket when
+	// it closes (its goroutine descheduled between the alert and close, on
+	// a loaded machine), and its kernel would answer with a reset: the
+	// access line would then say "client reset", rightly.
+	if err := c.CloseWrite(); err != nil {
+		t.Fatalf("sending close_notify: %v", err)
+	}
+	if _, err := io.Copy(io.Discard, c.r); err != nil {
+		t.Fatalf("reading to the server's close_notify: %v", err)
+	}
 	l := e.closeAndLog(t, c)
 	if up, _ := l["bytes_up"].(float64); up < size {
 		t.Errorf("access line bytes_up = %v; want >= %d", l["bytes_up"], size)
