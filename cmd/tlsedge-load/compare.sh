@@ -21,8 +21,10 @@
 #   bulk       BULK_C connections, each moving SIZE bytes: echoed back
 #              (passthrough) or one GET answered with SIZE bytes
 #   idle       IDLE connections opened (64 at a time), one round trip each,
-#              then held; once all are up the proxy's RSS and open file
-#              descriptors are read from /proc and compared with those of
+#              then held; once all are up the proxy's RSS is read from
+#              /proc ("just opened"), and again with its open file
+#              descriptors after IDLE_SETTLE seconds more ("held": what a
+#              fleet that idles for hours costs), both compared with those of
 #              the same process just before (each proxy is restarted before
 #              its idle run, so the figures are of a fresh process); then
 #              one more round trip on each tells how many the proxy held
@@ -52,6 +54,8 @@
 #   KA_C [16]  NC_C [8]  BULK_C [4]  SIZE [64MiB]  ECHO_SIZE [64]
 #   IDLE [9000]      idle connections; capped so that every contestant fits
 #                    in the file descriptor budget (below)
+#   IDLE_SETTLE [30] seconds the idle connections are held before the
+#                    "held" RSS and fds are read
 #   FDS [20000]      the budget: this script raises `ulimit -n` to this, or
 #                    to the hard limit when lower, and every process it starts
 #                    inherits it (HAProxy: ulimit-n and maxconn from it;
@@ -108,6 +112,7 @@ BULK_C=${BULK_C:-4}
 SIZE=${SIZE:-64MiB}
 ECHO_SIZE=${ECHO_SIZE:-64}
 IDLE=${IDLE:-9000}
+IDLE_SETTLE=${IDLE_SETTLE:-30}
 FDS=${FDS:-20000}
 THREADS=${THREADS:-1}
 CURVE=${CURVE:-X25519}
@@ -527,7 +532,7 @@ jq -n --arg nproc "$NCPU" --arg cpu "$(awk -F': ' '/^model name/ { print $2; exi
 	--arg haproxy "$( (haproxy -v 2>/dev/null || true) | head -1)" --arg nginx "$( (nginx -v 2>&1 || true) | head -1)" \
 	--arg tlsedge "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo no-git) (SRC=$SRC)" \
 	--arg date "$(date -u +%FT%TZ)" --arg loadavg "$(cut -d' ' -f1-3 /proc/loadavg)" \
-	--arg knobs "D=$D ROUNDS=$ROUNDS PROXIES=\"$PROXIES\" MODES=\"$MODES\" SETUPS=\"$SETUPS\" KA_C=$KA_C NC_C=$NC_C BULK_C=$BULK_C SIZE=$SIZE ECHO_SIZE=$ECHO_SIZE IDLE=$IDLE FDS=$FDLIM THREADS=$THREADS CURVE=$CURVE HAPROXY_SPLICE=$HAPROXY_SPLICE HAPROXY_REUSE=$HAPROXY_REUSE LOGS=$LOGS PIN=$PIN${PROFILE:+ PROFILE=$PROFILE}" \
+	--arg knobs "D=$D ROUNDS=$ROUNDS PROXIES=\"$PROXIES\" MODES=\"$MODES\" SETUPS=\"$SETUPS\" KA_C=$KA_C NC_C=$NC_C BULK_C=$BULK_C SIZE=$SIZE ECHO_SIZE=$ECHO_SIZE IDLE=$IDLE IDLE_SETTLE=$IDLE_SETTLE FDS=$FDLIM THREADS=$THREADS CURVE=$CURVE HAPROXY_SPLICE=$HAPROXY_SPLICE HAPROXY_REUSE=$HAPROXY_REUSE LOGS=$LOGS PIN=$PIN${PROFILE:+ PROFILE=$PROFILE}" \
 	'{nproc: ($nproc | tonumber), cpu: $cpu, kernel: $kernel, go: $go, haproxy: $haproxy, nginx: $nginx,
 	  tlsedge: $tlsedge, date: $date, loadavg_at_start: $loadavg, knobs: $knobs}' >"$RES/meta.json"
 say "$NCPU CPUs, $FDLIM fds each, IDLE=$IDLE, THREADS=$THREADS, PIN=$PIN, LOGS=$LOGS, D=$D, ROUNDS=$ROUNDS, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -559,7 +564,7 @@ pprof() {
 # one PROXY WORKLOAD SETUP ROUND: one run, recorded in $RES.
 one() {
 	local proxy=$1 work=$2 s=$3 round=$4 out bal b0 t0 b1 t1 e0 e1 l0 l1 lpid ppid="" idle=0
-	local rss0=null rss1=null fd0=null fd1=null
+	local rss0=null rssr=null rss1=null fd0=null fd1=null
 	out=$RES/$proxy.$work.$s.$round
 	if [[ $work == idle || $work == idlews ]]; then idle=1; fi
 	if ((idle)) && [[ $s != direct ]]; then
@@ -593,6 +598,8 @@ one() {
 			kill -0 "$lpid" 2>/dev/null || break
 			sleep 0.1
 		done
+		rssr=$(rss_kb "$bal")
+		if kill -0 "$lpid" 2>/dev/null; then sleep "$IDLE_SETTLE"; fi
 		rss1=$(rss_kb "$bal") fd1=$(fds "$bal")
 		if [[ -n $PROFILE && $s == tlsedge ]]; then pprof "$proxy-$work-r$round.heap.pprof" "heap?gc=1"; fi
 		kill -INT "$lpid" 2>/dev/null || true
@@ -606,10 +613,10 @@ one() {
 	jq -c --argjson hz "$HZ" --argjson busy $((b1 - b0)) --argjson total $((t1 - t0)) \
 		--argjson srv $((e1 - e0)) --argjson bal "$(if [[ -n $bal ]]; then echo $((l1 - l0)); else echo null; fi)" \
 		--arg setup "$s" --arg proxy "$proxy" --arg work "$work" --argjson round "$round" \
-		--argjson rss0 "$rss0" --argjson rss1 "$rss1" --argjson fd0 "$fd0" --argjson fd1 "$fd1" '
+		--argjson rss0 "$rss0" --argjson rssr "$rssr" --argjson rss1 "$rss1" --argjson fd0 "$fd0" --argjson fd1 "$fd1" '
 		. + {setup: $setup, proxy: $proxy, workload: $work, round: $round,
 		     server_cpu_s: ($srv / $hz), balancer_cpu_s: (if $bal == null then null else $bal / $hz end),
-		     rss_kb_base: $rss0, rss_kb_held: $rss1, fds_base: $fd0, fds_held: $fd1}
+		     rss_kb_base: $rss0, rss_kb_ready: $rssr, rss_kb_held: $rss1, fds_base: $fd0, fds_held: $fd1}
 		| . + {other_cpu_pct: ([0, ($busy / $hz - .cpu_s - .server_cpu_s - (.balancer_cpu_s // 0))] | max
 		        / ($total / $hz) * 100)}' "$out.load.json" >"$out.run.json"
 	say "$proxy $work $s round $round: $(tail -1 "$out.load.log" | cut -c1-220)"

@@ -40,11 +40,13 @@ type runRec struct {
 	BalancerCPU *float64 `json:"balancer_cpu_s"`
 	OtherCPU    float64  `json:"other_cpu_pct"`
 	// Idle runs: the proxy's RSS (KiB) and open file descriptors before the
-	// connections were opened and while they were held.
-	RSSBase *float64 `json:"rss_kb_base"`
-	RSSHeld *float64 `json:"rss_kb_held"`
-	FDsBase *float64 `json:"fds_base"`
-	FDsHeld *float64 `json:"fds_held"`
+	// connections were opened and while they were held (IDLE_SETTLE seconds
+	// after the last opened); RSSReady is the RSS as the last opened.
+	RSSBase  *float64 `json:"rss_kb_base"`
+	RSSReady *float64 `json:"rss_kb_ready"`
+	RSSHeld  *float64 `json:"rss_kb_held"`
+	FDsBase  *float64 `json:"fds_base"`
+	FDsHeld  *float64 `json:"fds_held"`
 }
 
 // figure is one row of the table. held marks the connections-held rows of
@@ -78,7 +80,10 @@ func perConn(base, held *float64, ops int64) (float64, bool) {
 // file descriptors per connection opened.
 func heldFig(r *runRec) (float64, bool) { return float64(r.Held), r.Concurrency > 0 }
 func rssFig(r *runRec) (float64, bool)  { return perConn(r.RSSBase, r.RSSHeld, r.Ops) }
-func fdsFig(r *runRec) (float64, bool)  { return perConn(r.FDsBase, r.FDsHeld, r.Ops) }
+func rssReadyFig(r *runRec) (float64, bool) {
+	return perConn(r.RSSBase, r.RSSReady, r.Ops)
+}
+func fdsFig(r *runRec) (float64, bool) { return perConn(r.FDsBase, r.FDsHeld, r.Ops) }
 
 var figures = []figure{
 	{"keepalive", "keep-alive requests/s", 0, false, false, func(r *runRec) (float64, bool) { return r.OpsPerSec, r.Ops > 0 }},
@@ -94,10 +99,12 @@ var figures = []figure{
 	}},
 	{"idle", "idle connections held", 0, false, true, heldFig},
 	{"idle", "proxy RSS KiB per idle connection", 1, true, false, rssFig},
+	{"idle", "proxy RSS KiB per idle connection, just opened", 1, true, false, rssReadyFig},
 	{"idle", "proxy fds per idle connection", 2, true, false, fdsFig},
 	// idlews: WebSockets upgraded through the proxy, one message each way, held.
 	{"idlews", "idle WebSockets held", 0, false, true, heldFig},
 	{"idlews", "proxy RSS KiB per idle WebSocket", 1, true, false, rssFig},
+	{"idlews", "proxy RSS KiB per idle WebSocket, just opened", 1, true, false, rssReadyFig},
 	{"idlews", "proxy fds per idle WebSocket", 2, true, false, fdsFig},
 }
 
@@ -180,7 +187,7 @@ func buildTable(runs []runRec) []tableRow {
 					per[r.Setup] = append(per[r.Setup], v)
 				}
 			}
-			if !any {
+			if !any || len(per) == 0 { // no runs, or none with this figure (older runs lack some)
 				continue
 			}
 			if !idleWorkload(f.workload) {

@@ -143,8 +143,9 @@ func TestReport(t *testing.T) {
 	}
 }
 
-// TestReportIdleWebSocketRows: idlews runs get their own three rows, after
-// idle's, with the WebSockets asked for in the held row's name.
+// TestReportIdleWebSocketRows: idlews runs get their own rows, after idle's,
+// with the WebSockets asked for in the held row's name; the RSS just opened
+// has a row where runs recorded it.
 func TestReportIdleWebSocketRows(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -152,7 +153,7 @@ func TestReportIdleWebSocketRows(t *testing.T) {
 		{"setup": "tlsedge", "proxy": "terminate", "workload": "idle", "round": 1, "concurrency": 2000, "ops": 2000, "held": 2000,
 			"rss_kb_base": 8000.0, "rss_kb_held": 8000.0 + 2000*40, "fds_base": 12.0, "fds_held": 12.0 + 2000*1},
 		{"setup": "tlsedge", "proxy": "terminate", "workload": "idlews", "round": 1, "concurrency": 2000, "ops": 2000, "held": 1990,
-			"rss_kb_base": 8000.0, "rss_kb_held": 8000.0 + 2000*30, "fds_base": 12.0, "fds_held": 12.0 + 2000*2},
+			"rss_kb_base": 8000.0, "rss_kb_ready": 8000.0 + 2000*45, "rss_kb_held": 8000.0 + 2000*30, "fds_base": 12.0, "fds_held": 12.0 + 2000*2},
 		{"setup": "nginx", "proxy": "terminate", "workload": "idlews", "round": 1, "concurrency": 2000, "ops": 2000, "held": 2000,
 			"rss_kb_base": 3000.0, "rss_kb_held": 3000.0 + 2000*12, "fds_base": 30.0, "fds_held": 30.0 + 2000*2},
 		{"setup": "haproxy", "proxy": "reencrypt", "workload": "idlews", "round": 1, "concurrency": 2000, "ops": 1000, "held": 1000,
@@ -178,6 +179,7 @@ func TestReportIdleWebSocketRows(t *testing.T) {
 		"| terminate | proxy fds per idle connection | **1.00** | - | - | - | 0 |",
 		"| terminate | idle WebSockets held (of 2000) | **1,990** | - | 2,000 | 0.99 (nginx) | 0 |",
 		"| terminate | proxy RSS KiB per idle WebSocket | **30.0** | - | 12.0 | 2.50 (nginx) | 0 |",
+		"| terminate | proxy RSS KiB per idle WebSocket, just opened | **45.0** | - | - | - | 0 |",
 		"| terminate | proxy fds per idle WebSocket | **2.00** | - | 2.00 | 1.00 (nginx) | 0 |",
 		"| reencrypt | idle WebSockets held (of 2000) | - | 1,000 | - | - | 0 |",
 		"| reencrypt | proxy RSS KiB per idle WebSocket | - | 25.0 | - | - | 0 |",

@@ -88,6 +88,7 @@ func run(path string, cfg *edge.Config) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	e := edge.New(ctx, log)
+	go edge.TrimMemoryWhenQuiet(ctx, log)
 	e.OnConfig = func(c *edge.Config) {
 		zerolog.SetGlobalLevel(edge.ParseLevel(c.Log.Level))
 		out.SetFormat(c.Log.Format)

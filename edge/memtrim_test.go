@@ -1,0 +1,125 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"runtime"
+	rtmetrics "runtime/metrics"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// TestMemTrimStep: the trimmer trims only after trimQuietN quiet ticks in
+// a row, with enough held beyond the live heap, and not twice within
+// trimEvery.
+func TestMemTrimStep(t *testing.T) {
+	t.Parallel()
+	const mib = 1 << 20
+	t0 := time.Unix(1_000_000, 0)
+	type tick struct {
+		allocated, heap, live uint64 // allocated during the tick
+		at                    time.Duration
+		trim                  bool
+	}
+	for _, tc := range []struct {
+		name  string
+		ticks []tick
+	}{
+		{"quiet after a burst: trims on the second quiet tick", []tick{
+			{0, 300 * mib, 100 * mib, 0, false}, // the first sample only starts the count
+			{500 * mib, 300 * mib, 100 * mib, 5 * time.Second, false},
+			{1 * mib, 300 * mib, 100 * mib, 10 * time.Second, false},
+			{1 * mib, 300 * mib, 100 * mib, 15 * time.Second, true},
+		}},
+		{"busy: never", []tick{
+			{0, 300 * mib, 100 * mib, 0, false},
+			{trimQuietBytes, 300 * mib, 100 * mib, 5 * time.Second, false},
+			{trimQuietBytes, 300 * mib, 100 * mib, 10 * time.Second, false},
+			{trimQuietBytes, 300 * mib, 100 * mib, 15 * time.Second, false},
+		}},
+		{"a busy tick starts the count again", []tick{
+			{0, 300 * mib, 100 * mib, 0, false},
+			{0, 300 * mib, 100 * mib, 5 * time.Second, false},
+			{10 * mib, 300 * mib, 100 * mib, 10 * time.Second, false},
+			{0, 300 * mib, 100 * mib, 15 * time.Second, false},
+			{0, 300 * mib, 100 * mib, 20 * time.Second, true},
+		}},
+		{"too little to return", []tick{
+			{0, 100*mib + trimMinExcess - 1, 100 * mib, 0, false},
+			{0, 100*mib + trimMinExcess - 1, 100 * mib, 5 * time.Second, false},
+			{0, 100*mib + trimMinExcess - 1, 100 * mib, 10 * time.Second, false},
+		}},
+		{"little beside a large live heap", []tick{
+			{0, 1100 * mib, 1000 * mib, 0, false},
+			{0, 1100 * mib, 1000 * mib, 5 * time.Second, false},
+			{0, 1100 * mib, 1000 * mib, 10 * time.Second, false},
+		}},
+		{"at most once per trimEvery", []tick{
+			{0, 300 * mib, 100 * mib, 0, false},
+			{0, 300 * mib, 100 * mib, 5 * time.Second, false},
+			{0, 300 * mib, 100 * mib, 10 * time.Second, true},
+			{0, 300 * mib, 100 * mib, 15 * time.Second, false},
+			{0, 300 * mib, 100 * mib, 20 * time.Second, false},
+			{0, 300 * mib, 100 * mib, 10*time.Second + trimEvery - time.Second, false},
+			{0, 300 * mib, 100 * mib, 10*time.Second + trimEvery, true},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var m memTrim
+			var allocs uint64
+			for i, k := range tc.ticks {
+				allocs += k.allocated
+				if got := m.step(memSample{allocs: allocs, heap: k.heap, live: k.live}, t0.Add(k.at)); got != k.trim {
+					t.Errorf("tick %d (%+v): trim %v; want %v", i, k, got, k.trim)
+				}
+			}
+		})
+	}
+}
+
+// TestTrimLoopReturnsFreeMemory: garbage freed by a GC stays with the
+// process until the quiet trimmer returns it to the OS.
+func TestTrimLoopReturnsFreeMemory(t *testing.T) {
+	released := func() uint64 {
+		s := []rtmetrics.Sample{{Name: "/memory/classes/heap/released:bytes"}}
+		rtmetrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	// 96 MiB live and 64 MiB of garbage, in 64 KiB pieces, then a GC: the
+	// garbage's pages are free and below the next GC's goal (twice the live
+	// heap), where Go's own scavenger leaves them.
+	var live, garbage [][]byte
+	for range 1536 {
+		live = append(live, make([]byte, 64<<10))
+	}
+	for range 1024 {
+		garbage = append(garbage, make([]byte, 64<<10))
+	}
+	runtime.KeepAlive(garbage)
+	garbage = nil
+	runtime.GC()
+	defer runtime.KeepAlive(live)
+	before := released()
+	var logs bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		trimLoop(ctx, zerolog.New(&logs).Level(zerolog.DebugLevel), 100*time.Millisecond)
+		close(done)
+	}()
+	for released()-before < trimMinExcess && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-done // the loop wrote logs before it returned
+	if got := released() - before; got < trimMinExcess {
+		t.Errorf("released %d bytes more; want at least %d", got, trimMinExcess)
+	}
+	if !strings.Contains(logs.String(), "returned the heap's free memory to the OS") {
+		t.Errorf("no debug line about the trim: %q", logs.String())
+	}
+}
