@@ -53,8 +53,9 @@ type Conn struct {
 	// set. nil: Serve returns when it has ended.
 	Ended    func()
 	detached bool
-	endErr   error    // what Serve would have returned (EndErr)
-	rec      *recConn // the record reader under a terminated connection's crypto/tls
+	parkRun  func(body func() error) // serves a detached connection again after it parked (h1park.go)
+	endErr   error                   // what Serve would have returned (EndErr)
+	rec      *recConn                // the record reader under a terminated connection's crypto/tls
 	live     live
 
 	// Filled by the handler for the access log.

@@ -20,6 +20,8 @@ const h1QuietAfter = 50 * time.Millisecond
 // stack that uses a quarter of it or less). The quiet period keeps the
 // busy connection's path as it was (the wait costs a peek at the socket
 // each time it ends). idleBy is the idle timeout's deadline (zero: none).
+// A detached connection parks instead of that wait (h1park.go): the error
+// is then errH1Parked.
 func (h *h1Conn) readOne(idle bool, idleBy time.Time) error {
 	quietBy := time.Now().Add(h1QuietAfter)
 	// Not while a head is in progress (the guard holds the first bytes of
@@ -47,6 +49,9 @@ func (h *h1Conn) readOne(idle bool, idleBy time.Time) error {
 	// above the socket.
 	if h.rec.idle() {
 		h.g.dropBuf()
+		if h.park(idleBy) {
+			return errH1Parked // resumed on a goroutine of its own (h1park.go)
+		}
 		_ = h.idleWait() // an error (the idle timeout, a close) comes again from the read
 	}
 	_, err = h.g.Read(h.one[:])

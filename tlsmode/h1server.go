@@ -63,10 +63,18 @@ type h1Conn struct {
 	// socket to become readable (h1idle.go); nil when not known.
 	rec      *recConn
 	idleWait func() error
-	end      func() // undoes startH1's registrations (run)
-	hasOne   bool   // one[0] is the first byte of the next read
-	remain   int64  // bytes a head may still take (net/http's read limit)
-	last     string // the previous request's method
+	// Parking while idle (h1park.go): pw is the waiter (nil: never
+	// parks), parkRun runs the serving again as the detached goroutine
+	// does, parkBy is the idle deadline of the wait parked, parkT kicks
+	// the waiter then.
+	pw      *upPark
+	parkRun func(body func() error)
+	parkBy  time.Time
+	parkT   *time.Timer
+	end     func() // undoes startH1's registrations (run)
+	hasOne  bool   // one[0] is the first byte of the next read
+	remain  int64  // bytes a head may still take (net/http's read limit)
+	last    string // the previous request's method
 
 	mu       sync.Mutex
 	state    int
@@ -133,6 +141,7 @@ func (h *h1Conn) shutdownNow() {
 	switch h.state {
 	case h1Idle:
 		h.closeAsyncLocked()
+		h.kickParked()
 	case h1New:
 		wait := h1NewGrace - time.Since(h.start)
 		if wait <= 0 {
@@ -160,6 +169,7 @@ func (h *h1Conn) forceClose() {
 	defer h.mu.Unlock()
 	if h.state != h1Done && !h.hijacked {
 		h.closeAsyncLocked()
+		h.kickParked()
 	}
 }
 
@@ -185,10 +195,15 @@ func (h *h1Conn) setState(s int) bool {
 	return true
 }
 
-// serve is the request loop (net/http's conn.serve for HTTP/1.x).
-func (h *h1Conn) serve() {
+// serve is the request loop (net/http's conn.serve for HTTP/1.x); resumed:
+// the connection parked while idle and goes on waiting for its next
+// request. parked: it parked (again), and nothing is undone.
+func (h *h1Conn) serve(resumed bool) (parked bool) {
 	var inFlight *h1Response
 	defer func() {
+		if parked {
+			return
+		}
 		if err := recover(); err != nil && err != http.ErrAbortHandler {
 			const size = 64 << 10
 			buf := make([]byte, size)
@@ -218,12 +233,15 @@ func (h *h1Conn) serve() {
 			h.release()
 		}
 	}()
-	if d := h.p.limits.ReadHeaderTimeout; d > 0 {
+	if d := h.p.limits.ReadHeaderTimeout; d > 0 && !resumed {
 		_ = h.g.SetReadDeadline(time.Now().Add(d))
 	}
-	for first := true; ; first = false {
+	for first := !resumed; ; first = false {
 		var idleBy time.Time // the idle timeout's deadline; zero: none (or the first request)
-		if !first {
+		if resumed {
+			// Idle still, its deadline set: the wait goes on.
+			idleBy, resumed = h.parkBy, false
+		} else if !first {
 			if !h.setState(h1Idle) {
 				return
 			}
@@ -235,7 +253,7 @@ func (h *h1Conn) serve() {
 		// Wait for the next request holding no buffer of our own.
 		if !h.hasOne && (h.br == nil || h.br.Buffered() == 0) {
 			if err := h.readOne(!first, idleBy); err != nil {
-				return
+				return err == errH1Parked
 			}
 			h.hasOne = true
 		}

@@ -345,7 +345,7 @@ func hdServeH1(t *testing.T, sc net.Conn, hd http.Handler) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		h.serve()
+		h.serve(false)
 	}()
 	t.Cleanup(func() { hdAwait(t, done, "h1Conn.serve") })
 }

@@ -108,7 +108,7 @@ func TestH1BuffersKeptWhileBodyRead(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		h.serve()
+		h.serve(false)
 	}()
 	_, _ = io.WriteString(client, "POST /v HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
 	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))

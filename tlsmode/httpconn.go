@@ -129,20 +129,29 @@ func (p *HTTPProxy) ServeConn(ctx context.Context, tc *tls.Conn, c *Conn) error 
 	}
 	cs, h1 := p.openConn(ctx, tc, c)
 	if h1 != nil {
-		// HTTP/1.x: served here, through the smuggling guard (h1guard.go,
-		// h1server.go).
-		h1.run()
-		if r := cs.relay; r != nil {
-			// Upgraded: this goroutine, its HTTP frames gone, relays
-			// what the client sends.
-			cs.relay = nil
-			r.run()
-		}
-	} else {
-		p.serveH2(ctx, tc, c, cs)
+		return p.serveH1(h1, false)
 	}
+	p.serveH2(ctx, tc, c, cs)
 	cs.wait()
 	return p.connEnded(c, cs)
+}
+
+// serveH1 serves HTTP/1.x on h through the smuggling guard (h1guard.go,
+// h1server.go) until the connection ends, from its start or resumed after
+// it parked; errH1Parked: it parked (again), and a resume goes on.
+func (p *HTTPProxy) serveH1(h *h1Conn, resumed bool) error {
+	if h.run(resumed) {
+		return errH1Parked
+	}
+	cs := h.cs
+	if r := cs.relay; r != nil {
+		// Upgraded: this goroutine, its HTTP frames gone, relays what the
+		// client sends.
+		cs.relay = nil
+		r.run()
+	}
+	cs.wait()
+	return p.connEnded(cs.c, cs)
 }
 
 // openConn makes the connection's state and, for HTTP/1.x, sets up its
@@ -179,6 +188,7 @@ func (p *HTTPProxy) startH1(ctx context.Context, tc *tls.Conn, c *Conn, cs *conn
 	}
 	if c.rec != nil {
 		h.rec, h.idleWait = c.rec, upReadWaiter(c.Conn)
+		h.h1ParkSetup(c)
 	}
 	open := p.trackH1(h, true)
 	c.setHTTPEnd(func(why string) {
@@ -195,14 +205,20 @@ func (p *HTTPProxy) startH1(ctx context.Context, tc *tls.Conn, c *Conn, cs *conn
 		stop()
 		c.setHTTPEnd(nil)
 		p.trackH1(h, false)
+		h.unpark()
 	}
 	return h
 }
 
-// run serves the connection startH1 set up, then undoes what it set.
-func (h *h1Conn) run() {
-	defer h.end()
-	h.serve()
+// run serves the connection startH1 set up, then undoes what it set;
+// parked: it parked, and nothing is undone.
+func (h *h1Conn) run(resumed bool) (parked bool) {
+	defer func() {
+		if !parked {
+			h.end()
+		}
+	}()
+	return h.serve(resumed)
 }
 
 // serveH2 serves HTTP/2 (ALPN h2) on tc with a net/http.Server of its own,

@@ -91,6 +91,7 @@ type live struct {
 	counting atomic.Bool
 	relay    atomic.Pointer[rlConn] // the relay's stream, once passthrough handed it over
 	closeNow atomic.Bool            // CloseNow was called: a stream handed to the relay later is aborted
+	parked   atomic.Pointer[upPark] // an idle HTTP/1 connection's waiter: kicked when closed from outside (h1park.go)
 
 	mu       sync.Mutex
 	ender    func()           // ends the connection gracefully; nil = close the socket
@@ -209,6 +210,7 @@ func (c *Conn) CloseNow() {
 	if rc := c.live.relay.Load(); rc != nil {
 		rc.abort()
 	}
+	c.live.parked.Load().kick() // a closed socket leaves the parking set without an event
 }
 
 // SetEnder sets how Shutdown ends the connection gracefully (a WebSocket
@@ -268,6 +270,7 @@ func (c *Conn) shutdown(reason string, async bool) bool {
 	} else {
 		end()
 	}
+	c.live.parked.Load().kick() // a parked connection goes on, to find its socket closed
 	return true
 }
 

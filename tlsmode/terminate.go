@@ -166,7 +166,7 @@ func (t *Terminate) serve(ctx context.Context, c *Conn, up **Upstream) error {
 	}
 	if t.HTTP != nil {
 		if c.Ended != nil {
-			t.detachHTTP(ctx, tc, c, denied)
+			detachHTTP(ctx, t.HTTP, tc, c, denied)
 			return nil
 		}
 		return t.HTTP.ServeConn(ctx, tc, c)
@@ -180,34 +180,57 @@ func (t *Terminate) serve(ctx context.Context, c *Conn, up **Upstream) error {
 	return t.serveTCP(ctx, tc, &cs, c, up)
 }
 
-// detachHTTP serves HTTP on tc on a goroutine of its own and marks c
+// detachHTTP serves HTTP on tc with p on a goroutine of its own and marks c
 // detached: Serve returns, and with it the edge's goroutine, whose deep
 // stack (routing, the handshake) would otherwise stay with every idle
 // keep-alive connection. c.Ended is called when the connection has ended,
 // after c.Reason and c.EndErr are set; denied's client slot is held until
 // then.
-func (t *Terminate) detachHTTP(ctx context.Context, tc *tls.Conn, c *Conn, denied *denyConn) {
+//
+// An idle HTTP/1 connection may park (h1park.go): its goroutine returns
+// and a later one goes on through c.parkRun, which ends the connection in
+// the same way.
+func detachHTTP(ctx context.Context, p *HTTPProxy, tc *tls.Conn, c *Conn, denied *denyConn) {
 	c.detached = true
-	go func() {
-		defer c.Ended()
+	c.parkRun = func(body func() error) { runDetached(tc, c, denied, body) }
+	go runDetached(tc, c, denied, func() error { return p.ServeConn(ctx, tc, c) })
+}
+
+// runDetached runs body, which serves a detached connection; unless body
+// parked it (errH1Parked), the connection has ended: c's fields are set,
+// denied's slot is given back and c.Ended is called.
+func runDetached(tc *tls.Conn, c *Conn, denied *denyConn, body func() error) {
+	parked := false
+	defer func() {
+		if !parked {
+			c.Ended()
+		}
+	}()
+	defer func() {
+		if r := recover(); r != nil {
+			tc.NetConn().Close()
+			c.Reason, c.endErr = "internal error", fmt.Errorf("panic: %v", r)
+			c.BytesUp, c.BytesDown = c.live.up.Load(), c.live.down.Load()
+			rlLogPanic("connection handler crashed", r)
+		}
+	}()
+	if denied != nil {
 		defer func() {
-			if r := recover(); r != nil {
-				tc.NetConn().Close()
-				c.Reason, c.endErr = "internal error", fmt.Errorf("panic: %v", r)
-				c.BytesUp, c.BytesDown = c.live.up.Load(), c.live.down.Load()
-				rlLogPanic("connection handler crashed", r)
+			if !parked {
+				denied.releaseSlot()
 			}
 		}()
-		if denied != nil {
-			defer denied.releaseSlot()
-		}
-		err := t.HTTP.ServeConn(ctx, tc, c)
-		if r := reasonOf(err); r != "" {
-			c.Reason = r
-		}
-		c.endErr = err
-		c.BytesUp, c.BytesDown = c.live.up.Load(), c.live.down.Load()
-	}()
+	}
+	err := body()
+	if err == errH1Parked {
+		parked = true
+		return
+	}
+	if r := reasonOf(err); r != "" {
+		c.Reason = r
+	}
+	c.endErr = err
+	c.BytesUp, c.BytesDown = c.live.up.Load(), c.live.down.Load()
 }
 
 // lingerBytes and lingerTime bound what lingerClose reads and how long it

@@ -1,0 +1,166 @@
+//go:build linux
+
+package tlsmode
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// parkConn is a detached terminated HTTP/1 connection, as Terminate makes
+// it (detachHTTP): the record reader under crypto/tls, c.Ended set.
+type parkConn struct {
+	client *tls.Conn
+	br     *bufio.Reader
+	c      *Conn
+	ended  chan struct{}
+	cancel context.CancelFunc // the edge's drain
+}
+
+func newParkConn(t *testing.T, p *HTTPProxy) *parkConn {
+	t.Helper()
+	a, b := tcpPair(t)
+	c := &Conn{Conn: a}
+	c.rec = &recConn{Conn: a}
+	pc := &parkConn{c: c, ended: make(chan struct{})}
+	c.Ended = func() { close(pc.ended) }
+	scfg, ccfg := edgeTLSConfigs(t)
+	server := tls.Server(c.rec, scfg)
+	pc.client = tls.Client(b, ccfg)
+	pc.br = bufio.NewReader(pc.client)
+	ctx, cancel := context.WithCancel(context.Background())
+	pc.cancel = cancel
+	hs := make(chan error, 1)
+	go func() {
+		err := server.Handshake()
+		if err == nil {
+			detachHTTP(ctx, p, server, c, nil)
+		}
+		hs <- err
+	}()
+	if err := pc.client.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-hs; err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		pc.client.Close()
+		select {
+		case <-pc.ended:
+		case <-time.After(10 * time.Second):
+			t.Error("the connection never ended")
+		}
+	})
+	return pc
+}
+
+// servingGoroutines is how many goroutines serve HTTP/1 connections (the
+// loop, or the detached body around it).
+func servingGoroutines() int {
+	return len(stacksWith("(*h1Conn).serve")) + len(stacksWith("tlsmode.runDetached"))
+}
+
+// waitParked waits until no goroutine serves the connection.
+func (pc *parkConn) waitParked(t *testing.T) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if servingGoroutines() == 0 {
+			return
+		}
+	}
+	t.Fatalf("the idle connection never parked; its goroutines:\n%s",
+		strings.Join(append(stacksWith("(*h1Conn).serve"), stacksWith("tlsmode.runDetached")...), "\n\n"))
+}
+
+// waitEnded waits for c.Ended and says what the client read then.
+func (pc *parkConn) waitEnded(t *testing.T) {
+	t.Helper()
+	select {
+	case <-pc.ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the parked connection did not end")
+	}
+	_ = pc.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := io.Copy(io.Discard, pc.br); n != 0 || err != nil {
+		t.Errorf("the client read %d bytes, then %v; want EOF", n, err)
+	}
+}
+
+// An idle keep-alive connection of a detached HTTP/1 loop parks: no
+// goroutine serves it; requests then are served as before (one, then
+// pipelined ones after it parked again), and the client's close while
+// parked ends it, once, with its parking slot given back.
+func TestH1ParksWhileIdle(t *testing.T) {
+	p := NewHTTPProxy(HTTPOptions{Backend: noServers{}})
+	pc := newParkConn(t, p)
+	for range 3 {
+		idleGet(t, pc.client, pc.br, 1)
+		pc.waitParked(t)
+	}
+	idleGet(t, pc.client, pc.br, 3)
+	pc.waitParked(t)
+	if pc.c.live.parked.Load() == nil {
+		t.Fatal("no waiter recorded on the Conn")
+	}
+	w := pc.c.live.parked.Load()
+	pc.client.Close()
+	select {
+	case <-pc.ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client's close did not end the parked connection")
+	}
+	if got := pc.c.Reason; got != "client closed" {
+		t.Errorf("reason %q; want client closed", got)
+	}
+	if got := pc.c.RequestCount(); got != 6 {
+		t.Errorf("requests %d; want 6", got)
+	}
+	if pc.c.live.parked.Load() != nil {
+		t.Error("the waiter is still recorded on the Conn")
+	}
+	pk := w.pk
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	if int(w.id) < len(pk.slots) && pk.slots[w.id] == w {
+		t.Error("the waiter still holds its parking slot")
+	}
+}
+
+// Every way an idle connection is ended from outside reaches it while it
+// is parked (a closed socket leaves the parking set without an event):
+// each ends the connection, and its client sees the end.
+func TestH1ParkedEndsFromOutside(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		limits HTTPLimits
+		end    func(*HTTPProxy, *parkConn)
+		reason string
+	}{
+		{"idle timeout", HTTPLimits{IdleTimeout: 400 * time.Millisecond}, func(*HTTPProxy, *parkConn) {}, "client closed"},
+		{"Shutdown", HTTPLimits{}, func(_ *HTTPProxy, pc *parkConn) { pc.c.Shutdown("admin") }, "client closed"},
+		{"CloseNow", HTTPLimits{}, func(_ *HTTPProxy, pc *parkConn) { pc.c.CloseNow() }, "client closed"},
+		{"EndGracefully", HTTPLimits{}, func(_ *HTTPProxy, pc *parkConn) { pc.c.EndGracefully("no longer allowed") }, "no longer allowed"},
+		{"drain", HTTPLimits{}, func(_ *HTTPProxy, pc *parkConn) { pc.cancel() }, "client closed"},
+		{"route closed by a reload", HTTPLimits{}, func(p *HTTPProxy, _ *parkConn) { p.Close() },
+			"closed: the route changed in a reload (closed when idle)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewHTTPProxy(HTTPOptions{Backend: noServers{}, Limits: tc.limits})
+			pc := newParkConn(t, p)
+			idleGet(t, pc.client, pc.br, 1)
+			pc.waitParked(t)
+			tc.end(p, pc)
+			pc.waitEnded(t)
+			if got := pc.c.Reason; got != tc.reason {
+				t.Errorf("reason %q; want %q", got, tc.reason)
+			}
+		})
+	}
+}
