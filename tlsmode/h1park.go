@@ -15,7 +15,8 @@ import (
 // closed from outside (a drain, the edge's Shutdown and CloseNow, the
 // admin API, a reload's re-check) resume it on a new goroutine, which
 // goes on with the wait where it was (readOne). An idle keep-alive
-// connection then holds no goroutine stack (4 KiB each).
+// connection then holds no goroutine stack (4 KiB each), nor its formatted
+// identity headers (formatted again by its next request).
 
 // errH1Parked: the connection parked; the caller's goroutine returns and
 // leaves it as it is.
@@ -59,6 +60,7 @@ func (h *h1Conn) park(idleBy time.Time) bool {
 			h.parkT.Reset(time.Until(idleBy))
 		}
 	}
+	h.cs.forgetIdentity()
 	if h.pw.park(func() bool { return h.parkCancelled(idleBy) }) {
 		return true
 	}

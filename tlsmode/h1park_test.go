@@ -7,9 +7,16 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/tlsedge/tlsedge/tlsmode/identity"
 )
 
 // parkConn is a detached terminated HTTP/1 connection, as Terminate makes
@@ -162,5 +169,47 @@ func TestH1ParkedEndsFromOutside(t *testing.T) {
 				t.Errorf("reason %q; want %q", got, tc.reason)
 			}
 		})
+	}
+}
+
+// A parked connection drops its formatted identity headers; each request
+// after a park carries them again, the same as the first.
+func TestH1ParkedFormatsIdentityAgain(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Get("X-SSL-Client-Verify")+" "+r.Header.Get("X-Forwarded-For"))
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	id, err := identity.Parse("ssl", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := lfProxy(t, HTTPOptions{Identity: id}, srv.Listener.Addr().String())
+	pc := newParkConn(t, p)
+	pc.c.Source = netip.MustParseAddrPort("192.0.2.7:40000")
+	for range 3 {
+		idleGet(t, pc.client, pc.br, 1)
+		pc.waitParked(t)
+		p.mu.Lock()
+		for h := range p.h1conns {
+			// The waiter's state, stored after the values were dropped,
+			// orders this read after that write.
+			if h.pw.state.Load() != upParked {
+				t.Fatal("no goroutine serves the connection, but its waiter is not parked")
+			}
+			if h.cs.id != nil || h.cs.xff != "" {
+				t.Errorf("parked with its identity values held: %v %q", h.cs.id, h.cs.xff)
+			}
+		}
+		p.mu.Unlock()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"NONE 192.0.2.7", "NONE 192.0.2.7", "NONE 192.0.2.7"}
+	if !slices.Equal(seen, want) {
+		t.Errorf("the server saw %q; want %q", seen, want)
 	}
 }

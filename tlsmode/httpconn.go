@@ -57,6 +57,15 @@ type connState struct {
 	active int        // requests being handled, including upgraded WebSockets
 }
 
+// forgetIdentity drops the formatted identity headers and client address
+// (about 1 KB with a certificate header): the next request formats them
+// again. Only between HTTP/1 requests (none in flight reads them): a
+// connection that parks while idle (h1park.go) need not hold them.
+func (cs *connState) forgetIdentity() {
+	cs.idOnce = sync.Once{}
+	cs.id, cs.xff = nil, ""
+}
+
 func (cs *connState) begin() {
 	cs.mu.Lock()
 	cs.active++
