@@ -18,8 +18,9 @@
 // rewrite of requests), httpanswers.go (its own error answers and the
 // access log), httpconn.go (one client connection's lifecycle: HTTP/2 on a
 // net/http.Server of its own), h1server.go, h1response.go, h1head.go and
-// h1body.go (HTTP/1.x served by tlsedge itself: no buffer and one
-// goroutine per idle connection), h1guard.go and h1parse.go (the HTTP/1 smuggling guard),
+// h1body.go (HTTP/1.x served by tlsedge itself: no buffer while idle, and
+// h1park.go: an idle keep-alive connection parked in the shared epoll set,
+// no goroutine), h1guard.go and h1parse.go (the HTTP/1 smuggling guard),
 // httpparts.go and httplimits.go (bodies, timeouts, HTTP/2 settings),
 // h1forward.go and h1upstream.go (the lean forward of requests with no
 // body or a buffered one, on tlsedge's own keep-alive server
@@ -38,5 +39,6 @@
 // live.go holds what other goroutines read of a live connection (the
 // server it is bound to, its byte counts, how to end it). tlsmode reads no
 // config file; the only process-wide state is the passthrough relay, the
-// parking set of upgraded streams, and their logger (SetRelayLogger).
+// parking set of idle HTTP/1 connections and upgraded streams, and their
+// logger (SetRelayLogger).
 package tlsmode
