@@ -54,11 +54,14 @@ func (h *h1Conn) park(idleBy time.Time) bool {
 	}
 	h.parkBy = idleBy
 	if !idleBy.IsZero() {
-		if h.parkT == nil {
-			h.parkT = time.AfterFunc(time.Until(idleBy), h.pw.kick)
-		} else {
-			h.parkT.Reset(time.Until(idleBy))
-		}
+		// A timer of its own each park: one that fired as the last park
+		// ended finds its park over and kicks nothing.
+		gen := h.parkGen.Add(1)
+		h.parkT = time.AfterFunc(time.Until(idleBy), func() {
+			if h.parkGen.Load() == gen {
+				h.pw.kick()
+			}
+		})
 	}
 	h.cs.forgetIdentity()
 	if h.pw.park(func() bool { return h.parkCancelled(idleBy) }) {
@@ -85,6 +88,7 @@ func (h *h1Conn) parkCancelled(idleBy time.Time) bool {
 
 // resume goes on serving a parked connection (the parker's goroutine).
 func (h *h1Conn) resume() {
+	h.parkGen.Add(1)
 	if h.parkT != nil {
 		h.parkT.Stop()
 	}
@@ -104,6 +108,7 @@ func (h *h1Conn) unpark() {
 		return
 	}
 	h.cs.c.live.parked.Store(nil)
+	h.parkGen.Add(1)
 	if h.parkT != nil {
 		h.parkT.Stop()
 	}

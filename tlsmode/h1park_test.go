@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,14 +28,22 @@ type parkConn struct {
 	c      *Conn
 	ended  chan struct{}
 	cancel context.CancelFunc // the edge's drain
+	before int                // goroutines serving HTTP/1 before this connection
 }
 
 func newParkConn(t *testing.T, p *HTTPProxy) *parkConn {
 	t.Helper()
+	return newParkConnDenied(t, p, nil)
+}
+
+// newParkConnDenied is newParkConn with the client-limit state denied
+// (nil: none), as detachHTTP gets it.
+func newParkConnDenied(t *testing.T, p *HTTPProxy, denied *denyConn) *parkConn {
+	t.Helper()
 	a, b := tcpPair(t)
 	c := &Conn{Conn: a}
 	c.rec = &recConn{Conn: a}
-	pc := &parkConn{c: c, ended: make(chan struct{})}
+	pc := &parkConn{c: c, ended: make(chan struct{}), before: servingGoroutines()}
 	c.Ended = func() { close(pc.ended) }
 	scfg, ccfg := edgeTLSConfigs(t)
 	server := tls.Server(c.rec, scfg)
@@ -46,7 +55,7 @@ func newParkConn(t *testing.T, p *HTTPProxy) *parkConn {
 	go func() {
 		err := server.Handshake()
 		if err == nil {
-			detachHTTP(ctx, p, server, c, nil)
+			detachHTTP(ctx, p, server, c, denied)
 		}
 		hs <- err
 	}()
@@ -74,11 +83,12 @@ func servingGoroutines() int {
 	return len(stacksWith("(*h1Conn).serve")) + len(stacksWith("tlsmode.runDetached"))
 }
 
-// waitParked waits until no goroutine serves the connection.
+// waitParked waits until the connection's waiter is parked and no
+// goroutine serves it.
 func (pc *parkConn) waitParked(t *testing.T) {
 	t.Helper()
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if servingGoroutines() == 0 {
+		if w := pc.c.live.parked.Load(); w != nil && w.state.Load() == upParked && servingGoroutines() <= pc.before {
 			return
 		}
 	}
@@ -211,5 +221,85 @@ func TestH1ParkedFormatsIdentityAgain(t *testing.T) {
 	want := []string{"NONE 192.0.2.7", "NONE 192.0.2.7", "NONE 192.0.2.7"}
 	if !slices.Equal(seen, want) {
 		t.Errorf("the server saw %q; want %q", seen, want)
+	}
+}
+
+// An idle timeout that falls just after the quiet period can pass before
+// the waiter is marked parked: its kick then finds nothing to resume, and
+// the park must see the time is up itself, or the connection would stay
+// parked for ever.
+func TestH1ParkIdleTimeoutNearQuiet(t *testing.T) {
+	for i := range 40 {
+		d := h1QuietAfter + time.Duration(100+50*(i%20))*time.Microsecond
+		p := NewHTTPProxy(HTTPOptions{Backend: noServers{}, Limits: HTTPLimits{IdleTimeout: d}})
+		pc := newParkConn(t, p)
+		idleGet(t, pc.client, pc.br, 1)
+		select {
+		case <-pc.ended:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("idle timeout %v: the connection never ended", d)
+		}
+	}
+}
+
+// A connection holding a client_limits slot keeps it while parked and
+// gives it back once, when it ends.
+func TestH1ParkKeepsClientSlot(t *testing.T) {
+	var released atomic.Int32
+	p := NewHTTPProxy(HTTPOptions{Backend: noServers{}})
+	pc := newParkConnDenied(t, p, &denyConn{release: func() { released.Add(1) }})
+	for range 4 {
+		idleGet(t, pc.client, pc.br, 1)
+		pc.waitParked(t)
+		if n := released.Load(); n != 0 {
+			t.Fatalf("the slot was given back %d times while the connection lives", n)
+		}
+	}
+	pc.client.Close()
+	select {
+	case <-pc.ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection did not end")
+	}
+	if n := released.Load(); n != 1 {
+		t.Errorf("the slot was given back %d times; want once", n)
+	}
+}
+
+// Whoever ends the connection sets what a park in progress checks after
+// marking itself parked (its kick may come before that mark and find
+// nothing): a drain or a close, the edge's Shutdown or CloseNow, the idle
+// time up.
+func TestH1ParkCancelled(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(*parkConn, *h1Conn)
+	}{
+		{"shutdownNow", func(_ *parkConn, h *h1Conn) { h.shutdownNow() }},
+		{"Shutdown", func(pc *parkConn, _ *h1Conn) { pc.c.Shutdown("admin") }},
+		{"CloseNow", func(pc *parkConn, _ *h1Conn) { pc.c.CloseNow() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewHTTPProxy(HTTPOptions{Backend: noServers{}})
+			pc := newParkConn(t, p)
+			idleGet(t, pc.client, pc.br, 1)
+			pc.waitParked(t)
+			var h *h1Conn
+			p.mu.Lock()
+			for x := range p.h1conns {
+				h = x
+			}
+			p.mu.Unlock()
+			if h.parkCancelled(time.Time{}) {
+				t.Fatal("a live idle connection may not park")
+			}
+			if !h.parkCancelled(time.Now().Add(-time.Millisecond)) {
+				t.Error("a park past its idle deadline is not cancelled")
+			}
+			tc.end(pc, h)
+			if !h.parkCancelled(time.Time{}) {
+				t.Error("a park after the connection was ended is not cancelled")
+			}
+		})
 	}
 }

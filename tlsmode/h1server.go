@@ -25,6 +25,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -71,10 +72,11 @@ type h1Conn struct {
 	parkRun func(body func() error)
 	parkBy  time.Time
 	parkT   *time.Timer
-	end     func() // undoes startH1's registrations (run)
-	hasOne  bool   // one[0] is the first byte of the next read
-	remain  int64  // bytes a head may still take (net/http's read limit)
-	last    string // the previous request's method
+	parkGen atomic.Uint64 // counts parks and resumes: a timer kicks only the park it was set for
+	end     func()        // undoes startH1's registrations (run)
+	hasOne  bool          // one[0] is the first byte of the next read
+	remain  int64         // bytes a head may still take (net/http's read limit)
+	last    string        // the previous request's method
 
 	mu       sync.Mutex
 	state    int
@@ -169,7 +171,7 @@ func (h *h1Conn) forceClose() {
 	defer h.mu.Unlock()
 	if h.state != h1Done && !h.hijacked {
 		h.closeAsyncLocked()
-		h.kickParked()
+		h.kickParked() // a safeguard: shutdownNow, which comes first, has kicked it already
 	}
 }
 

@@ -148,11 +148,15 @@ func (pk *upParker) waiter(c syscall.Conn, resume func()) *upPark {
 	return w
 }
 
-// done forgets w (its stream is over); a late event of its id finds
-// nothing, or another stream, which it resumes for nothing: that one waits
-// its quiet period and parks again.
+// done forgets w (its stream is over, or its connection parks no more)
+// and takes its socket out of the set when it is still open; a late event
+// of its id finds nothing, or another stream, which it resumes for
+// nothing: that one waits its quiet period and parks again.
 func (w *upPark) done() {
 	pk := w.pk
+	// Control fails on a closed socket (the set forgot it with its close);
+	// while it runs the descriptor cannot be closed and reused.
+	_ = w.rc.Control(func(fd uintptr) { _ = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
 	pk.mu.Lock()
 	if pk.slots[w.id] == w {
 		pk.slots[w.id] = nil
