@@ -64,6 +64,7 @@ func (h *h1Conn) park(idleBy time.Time) bool {
 		})
 	}
 	h.cs.forgetIdentity()
+	h.dropIdle()
 	if h.pw.park(func() bool { return h.parkCancelled(idleBy) }) {
 		return true
 	}
@@ -113,4 +114,17 @@ func (h *h1Conn) unpark() {
 		h.parkT.Stop()
 	}
 	h.pw.done()
+}
+
+// dropIdle lets go of what the next request makes again: the background
+// read's timer and the requests' parent context (about 250 bytes). No
+// request is in flight.
+func (h *h1Conn) dropIdle() {
+	h.bgMu.Lock()
+	if h.bgTimer != nil && !h.bgArmed && !h.bgOn {
+		h.bgTimer.Stop()
+		h.bgTimer = nil
+	}
+	h.bgMu.Unlock()
+	h.base = nil
 }

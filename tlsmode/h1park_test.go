@@ -182,8 +182,9 @@ func TestH1ParkedEndsFromOutside(t *testing.T) {
 	}
 }
 
-// A parked connection drops its formatted identity headers; each request
-// after a park carries them again, the same as the first.
+// A parked connection drops its formatted identity headers, the last
+// request's context and the background read's timer; each request after a
+// park carries the identity again, the same as the first.
 func TestH1ParkedFormatsIdentityAgain(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
@@ -213,6 +214,11 @@ func TestH1ParkedFormatsIdentityAgain(t *testing.T) {
 			if h.cs.id != nil || h.cs.xff != "" {
 				t.Errorf("parked with its identity values held: %v %q", h.cs.id, h.cs.xff)
 			}
+			h.bgMu.Lock()
+			if h.base != nil || h.bgTimer != nil || h.bgCancel != nil {
+				t.Errorf("parked with the last request's state held: base %v, timer %v, cancel set %v", h.base != nil, h.bgTimer != nil, h.bgCancel != nil)
+			}
+			h.bgMu.Unlock()
 		}
 		p.mu.Unlock()
 	}

@@ -53,7 +53,8 @@ type h1Conn struct {
 	handler http.Handler // p, but for tests
 	cs      *connState
 	g       *h1Guard
-	base    context.Context // requests' parent: not cancelled by a drain, carries cs
+	base    context.Context // requests' parent: not cancelled by a drain, carries cs; nil: made again from parent (dropped while parked)
+	parent  context.Context // the connection's context (a drain cancels it)
 	remote  string
 	start   time.Time
 
@@ -330,6 +331,9 @@ func (h *h1Conn) readRequest() (*h1Response, error) {
 	// bad names and control bytes, and http.ReadRequest (textproto) checks
 	// both again.
 	req.RemoteAddr = h.remote
+	if h.base == nil {
+		h.base = h.newBase()
+	}
 	ctx, cancel := context.WithCancel(h.base)
 	req = req.WithContext(ctx)
 	// The head is read: no deadline until the handler sets one (net/http
@@ -474,6 +478,7 @@ func (h *h1Conn) abortBackgroundRead() {
 	}
 	h.bgArmed = false
 	if !h.bgOn {
+		h.bgCancel = nil // the request's context goes with the request
 		h.bgMu.Unlock()
 		return
 	}

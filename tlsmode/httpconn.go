@@ -188,10 +188,7 @@ func (p *HTTPProxy) openConn(ctx context.Context, tc *tls.Conn, c *Conn) (*connS
 // the connection waits for its next request (h1idle.go).
 func (p *HTTPProxy) startH1(ctx context.Context, tc *tls.Conn, c *Conn, cs *connState) *h1Conn {
 	cs.guard = newH1Guard(tc, p.limits.MaxHeaderBytes, p.limits.ReadHeaderTimeout)
-	h := &h1Conn{p: p, handler: p, cs: cs, g: cs.guard, start: time.Now(), remain: h1NoLimit}
-	// ServerContextKey: ReverseProxy aborts (http.ErrAbortHandler) a
-	// response it cannot copy whole only when it sees a server there.
-	h.base = context.WithValue(context.WithValue(context.WithoutCancel(ctx), http.ServerContextKey, h1Server), connKey{}, cs)
+	h := &h1Conn{p: p, handler: p, cs: cs, g: cs.guard, start: time.Now(), remain: h1NoLimit, parent: ctx}
 	if ra := tc.RemoteAddr(); ra != nil {
 		h.remote = ra.String()
 	}
@@ -217,6 +214,14 @@ func (p *HTTPProxy) startH1(ctx context.Context, tc *tls.Conn, c *Conn, cs *conn
 		h.unpark()
 	}
 	return h
+}
+
+// newBase makes the parent of the connection's requests: not cancelled by
+// a drain, with cs under connKey and ServerContextKey set (ReverseProxy
+// aborts, with http.ErrAbortHandler, a response it cannot copy whole only
+// when it sees a server there).
+func (h *h1Conn) newBase() context.Context {
+	return context.WithValue(context.WithValue(context.WithoutCancel(h.parent), http.ServerContextKey, h1Server), connKey{}, h.cs)
 }
 
 // run serves the connection startH1 set up, then undoes what it set;
