@@ -6,7 +6,6 @@ package tlsmode
 // cancels its request.
 
 import (
-	"context"
 	"errors"
 	"net"
 	"time"
@@ -19,16 +18,19 @@ import (
 const h1BackgroundReadDelay = 50 * time.Millisecond
 
 // startBackgroundRead arms the read that notices a client going away while
-// its request is handled (called once the request body is read): it starts
-// after h1BackgroundReadDelay unless the request is done by then.
-func (h *h1Conn) startBackgroundRead(cancel context.CancelFunc) {
+// request w is handled (called once its body is read): it starts after
+// h1BackgroundReadDelay unless the request is done by then. A call for a
+// request that is over (the transport's goroutine reaching the body's EOF
+// after the handler returned) does nothing: its read would race the wait
+// for the next request, or a parked connection's.
+func (h *h1Conn) startBackgroundRead(w *h1Response) {
 	h.bgMu.Lock()
-	if h.bgArmed || h.bgOn {
+	if h.bgArmed || h.bgOn || h.bgFor != w {
 		h.bgMu.Unlock()
 		return
 	}
 	h.bgArmed = true
-	h.bgCancel = cancel
+	h.bgCancel = w.cancel
 	if h.bgTimer == nil {
 		h.bgTimer = time.AfterFunc(h1BackgroundReadDelay, h.backgroundReadDue)
 	} else {
@@ -76,7 +78,7 @@ func (h *h1Conn) abortBackgroundRead() {
 	if h.bgArmed && h.bgTimer != nil {
 		h.bgTimer.Stop()
 	}
-	h.bgArmed = false
+	h.bgArmed, h.bgFor = false, nil
 	if !h.bgOn {
 		h.bgCancel = nil // the request's context goes with the request
 		h.bgMu.Unlock()

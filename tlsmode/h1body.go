@@ -62,7 +62,7 @@ func (b *h1ReqBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
 		if !b.sawEOF.Swap(true) {
-			b.w.h.startBackgroundRead(b.w.cancel)
+			b.w.h.startBackgroundRead(b.w)
 		}
 	}
 	return n, err

@@ -95,7 +95,8 @@ type h1Conn struct {
 	bgDone   chan struct{}
 	bgByte   [1]byte
 	bgCancel context.CancelFunc
-	gone     bool // the background read saw the client go away
+	bgFor    *h1Response // the request in flight, until its background read is aborted
+	gone     bool        // the background read saw the client go away
 }
 
 // h1Src is what the bufio reader reads: the byte of the wait or of the
