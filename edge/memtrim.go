@@ -10,11 +10,15 @@ package edge
 // connection is up, so a fleet of idle connections opened in a burst keeps
 // up to twice its live size resident for as long as it stays idle. The
 // trimmer samples the runtime's counters every trimTick: after trimQuietN
-// ticks in a row with under trimQuietBytes allocated in each, when the heap
-// holds more than trimMinExcess (and more than an eighth of the live heap)
-// beyond what was live at the last GC, it runs debug.FreeOSMemory (a GC,
-// then every free page returned), at most once per trimEvery. A busy
-// process never trims: its free pages are about to be used again.
+// ticks in a row with under trimQuietBytes allocated in each, when what a
+// GC and a return to the OS would give back (free pages, and objects
+// beyond the live heap of the last GC; not the free space inside spans in
+// use, which no GC returns) exceeds trimMinExcess and an eighth of the
+// live heap, beyond what the last trim could not return, it runs
+// debug.FreeOSMemory (a GC, then every free page returned), at most once
+// per trimEvery. A process allocating trimQuietBytes every trimTick never
+// trims (its free pages are about to be used again), nor one run with
+// GOGC=off.
 
 import (
 	"context"
@@ -35,29 +39,38 @@ const (
 
 // memSample is what the trimmer reads from the runtime.
 type memSample struct {
-	allocs uint64 // bytes allocated since the process started
-	heap   uint64 // heap memory held: objects, unused span space, free pages not returned
-	live   uint64 // the live heap at the last GC
+	allocs  uint64 // bytes allocated since the process started
+	objects uint64 // heap objects, live or not yet collected
+	free    uint64 // free heap pages not returned to the OS
+	live    uint64 // the live heap at the last GC
+	gcOff   bool   // GOGC=off: the process asked for no collections
 }
 
 var memSampleNames = []string{
 	"/gc/heap/allocs:bytes",
 	"/memory/classes/heap/objects:bytes",
-	"/memory/classes/heap/unused:bytes",
 	"/memory/classes/heap/free:bytes",
 	"/gc/heap/live:bytes",
+	"/gc/gogc:percent",
 }
 
 // readMemSample reads the runtime's counters.
 func readMemSample(buf []rtmetrics.Sample) memSample {
 	rtmetrics.Read(buf)
-	v := func(i int) uint64 {
-		if buf[i].Value.Kind() != rtmetrics.KindUint64 {
-			return 0
-		}
-		return buf[i].Value.Uint64()
+	v := func(i int) uint64 { return buf[i].Value.Uint64() }
+	return memSample{allocs: v(0), objects: v(1), free: v(2), live: v(3), gcOff: v(4) == 0}
+}
+
+// excess is what a GC and a full return to the OS would give back: the
+// free pages, and the objects beyond the last GC's live heap (garbage, or
+// allocated since). Free space inside spans still in use (the heap's
+// fragmentation) is not: no GC returns it.
+func (s memSample) excess() uint64 {
+	e := s.free
+	if s.objects > s.live {
+		e += s.objects - s.live
 	}
-	return memSample{allocs: v(0), heap: v(1) + v(2) + v(3), live: v(4)}
+	return e
 }
 
 // memTrim decides when to trim from successive samples.
@@ -66,6 +79,7 @@ type memTrim struct {
 	started bool
 	quiet   int       // quiet ticks in a row
 	last    time.Time // the last trim
+	floor   uint64    // the excess right after the last trim: what it could not return
 }
 
 // step takes the sample of a tick taken at now and says whether to trim.
@@ -81,15 +95,21 @@ func (m *memTrim) step(s memSample, now time.Time) bool {
 		return false
 	}
 	m.quiet++
-	if m.quiet < trimQuietN || now.Sub(m.last) < trimEvery || s.heap < s.live {
+	if m.quiet < trimQuietN || now.Sub(m.last) < trimEvery || s.gcOff {
 		return false
 	}
-	excess := s.heap - s.live
-	if excess < trimMinExcess || excess < s.live/8 {
+	e := s.excess()
+	if e < m.floor+trimMinExcess || e-m.floor < s.live/8 {
 		return false
 	}
 	m.last, m.quiet = now, 0
 	return true
+}
+
+// trimmed records the sample taken right after a trim.
+func (m *memTrim) trimmed(after memSample) {
+	m.prev = after // the GC's own allocations are not the process's
+	m.floor = after.excess()
 }
 
 // TrimMemoryWhenQuiet returns the heap's free memory to the OS whenever
@@ -102,6 +122,13 @@ func trimLoop(ctx context.Context, log zerolog.Logger, tick time.Duration) {
 	buf := make([]rtmetrics.Sample, len(memSampleNames))
 	for i, name := range memSampleNames {
 		buf[i].Name = name
+	}
+	rtmetrics.Read(buf)
+	for _, b := range buf {
+		if b.Value.Kind() != rtmetrics.KindUint64 {
+			log.Warn().Str("metric", b.Name).Msg("the Go runtime lacks a metric the memory trimmer reads: free heap memory is left to Go's own scavenger")
+			return
+		}
 	}
 	var m memTrim
 	t := time.NewTicker(tick)
@@ -117,8 +144,8 @@ func trimLoop(ctx context.Context, log zerolog.Logger, tick time.Duration) {
 			}
 			debug.FreeOSMemory()
 			after := readMemSample(buf)
-			m.prev = after // the GC's own allocations are not the process's
-			log.Debug().Uint64("heap_before", s.heap).Uint64("heap_after", after.heap).Uint64("live", after.live).
+			m.trimmed(after)
+			log.Debug().Uint64("freeable_before", s.excess()).Uint64("freeable_after", after.excess()).Uint64("live", after.live).
 				Msg("quiet: returned the heap's free memory to the OS")
 		}
 	}

@@ -72,7 +72,8 @@ func TestMemTrimStep(t *testing.T) {
 			var allocs uint64
 			for i, k := range tc.ticks {
 				allocs += k.allocated
-				if got := m.step(memSample{allocs: allocs, heap: k.heap, live: k.live}, t0.Add(k.at)); got != k.trim {
+				// heap: the live objects and k.heap-k.live of free pages.
+				if got := m.step(memSample{allocs: allocs, objects: k.live, free: k.heap - k.live, live: k.live}, t0.Add(k.at)); got != k.trim {
 					t.Errorf("tick %d (%+v): trim %v; want %v", i, k, got, k.trim)
 				}
 			}
@@ -111,15 +112,52 @@ func TestTrimLoopReturnsFreeMemory(t *testing.T) {
 		trimLoop(ctx, zerolog.New(&logs).Level(zerolog.DebugLevel), 100*time.Millisecond)
 		close(done)
 	}()
-	for released()-before < trimMinExcess && ctx.Err() == nil {
+	for released() < before+trimMinExcess && ctx.Err() == nil {
 		time.Sleep(50 * time.Millisecond)
 	}
 	cancel()
 	<-done // the loop wrote logs before it returned
-	if got := released() - before; got < trimMinExcess {
-		t.Errorf("released %d bytes more; want at least %d", got, trimMinExcess)
+	if got := released(); got < before+trimMinExcess {
+		t.Errorf("released %d bytes, %d before; want at least %d more", got, before, trimMinExcess)
 	}
 	if !strings.Contains(logs.String(), "returned the heap's free memory to the OS") {
 		t.Errorf("no debug line about the trim: %q", logs.String())
+	}
+}
+
+// What a trim could not return (fragmentation it left, objects still
+// live) is not asked for again: the next trim needs trimMinExcess more
+// beyond it. With GOGC=off nothing trims.
+func TestMemTrimFloorAndGCOff(t *testing.T) {
+	t.Parallel()
+	const mib = 1 << 20
+	t0 := time.Unix(1_000_000, 0)
+	var m memTrim
+	s := memSample{objects: 100 * mib, free: 200 * mib, live: 100 * mib}
+	m.step(s, t0)
+	m.step(s, t0.Add(5*time.Second))
+	if !m.step(s, t0.Add(10*time.Second)) {
+		t.Fatal("no trim of 200 MiB free while quiet")
+	}
+	// The trim left 40 MiB it could not give back.
+	after := memSample{allocs: 1 * mib, objects: 140 * mib, live: 100 * mib}
+	m.trimmed(after)
+	for i, at := range []time.Duration{80, 85, 90, 95} {
+		if m.step(after, t0.Add(at*time.Second)) {
+			t.Errorf("tick %d: trimmed again with nothing more to return", i)
+		}
+	}
+	more := after
+	more.free = trimMinExcess
+	if !m.step(more, t0.Add(100*time.Second)) {
+		t.Error("no trim once trimMinExcess more could be returned")
+	}
+
+	var off memTrim
+	s.gcOff = true
+	for i := range 5 {
+		if off.step(s, t0.Add(time.Duration(i)*5*time.Second)) {
+			t.Fatalf("tick %d: trimmed with GOGC=off", i)
+		}
 	}
 }
