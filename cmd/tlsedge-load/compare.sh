@@ -55,7 +55,7 @@
 #   IDLE [9000]      idle connections; capped so that every contestant fits
 #                    in the file descriptor budget (below)
 #   IDLE_SETTLE [30] seconds the idle connections are held before the
-#                    "held" RSS and fds are read
+#                    "held" RSS and fds are read (0 to 240)
 #   FDS [20000]      the budget: this script raises `ulimit -n` to this, or
 #                    to the hard limit when lower, and every process it starts
 #                    inherits it (HAProxy: ulimit-n and maxconn from it;
@@ -134,6 +134,10 @@ TMP=$(mktemp -d /tmp/tlsedge-compare.XXXXXX)
 # shellcheck source=lib.sh
 source "$ROOT/cmd/tlsedge-load/lib.sh"
 
+if ! [[ $IDLE_SETTLE =~ ^[0-9]+$ ]] || ((IDLE_SETTLE > 240)); then
+	say "IDLE_SETTLE=$IDLE_SETTLE: seconds, 0 to 240 (the load holds its connections for 5 minutes at most)"
+	exit 2
+fi
 for p in $PROXIES; do
 	case $p in passthrough | terminate | reencrypt) ;; *) say "unknown proxy mode $p (passthrough, terminate, reencrypt)"; exit 2 ;; esac
 done
@@ -600,7 +604,11 @@ one() {
 		done
 		rssr=$(rss_kb "$bal")
 		if kill -0 "$lpid" 2>/dev/null; then sleep "$IDLE_SETTLE"; fi
-		rss1=$(rss_kb "$bal") fd1=$(fds "$bal")
+		if kill -0 "$lpid" 2>/dev/null; then
+			rss1=$(rss_kb "$bal") fd1=$(fds "$bal")
+		else
+			say "$proxy $work $s: the load ended before IDLE_SETTLE passed: no held RSS and fds"
+		fi
 		if [[ -n $PROFILE && $s == tlsedge ]]; then pprof "$proxy-$work-r$round.heap.pprof" "heap?gc=1"; fi
 		kill -INT "$lpid" 2>/dev/null || true
 	fi

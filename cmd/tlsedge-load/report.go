@@ -57,6 +57,7 @@ type figure struct {
 	lowerIsBetter  bool
 	held           bool
 	value          func(*runRec) (float64, bool)
+	optional       bool // runs of older versions lack it: no row when none has it
 }
 
 // cpuPer is the proxy's CPU per operation in microseconds.
@@ -86,26 +87,26 @@ func rssReadyFig(r *runRec) (float64, bool) {
 func fdsFig(r *runRec) (float64, bool) { return perConn(r.FDsBase, r.FDsHeld, r.Ops) }
 
 var figures = []figure{
-	{"keepalive", "keep-alive requests/s", 0, false, false, func(r *runRec) (float64, bool) { return r.OpsPerSec, r.Ops > 0 }},
-	{"keepalive", "proxy CPU µs per keep-alive request", 1, true, false, cpuPer},
-	{"newconn", "new connections/s (full handshake)", 0, false, false, func(r *runRec) (float64, bool) { return r.OpsPerSec, r.Ops > 0 }},
-	{"newconn", "proxy CPU µs per new connection", 0, true, false, cpuPer},
-	{"bulk", "bulk MB/s", 0, false, false, func(r *runRec) (float64, bool) { return r.MBPerSec, r.Bytes > 0 }},
+	{"keepalive", "keep-alive requests/s", 0, false, false, func(r *runRec) (float64, bool) { return r.OpsPerSec, r.Ops > 0 }, false},
+	{"keepalive", "proxy CPU µs per keep-alive request", 1, true, false, cpuPer, false},
+	{"newconn", "new connections/s (full handshake)", 0, false, false, func(r *runRec) (float64, bool) { return r.OpsPerSec, r.Ops > 0 }, false},
+	{"newconn", "proxy CPU µs per new connection", 0, true, false, cpuPer, false},
+	{"bulk", "bulk MB/s", 0, false, false, func(r *runRec) (float64, bool) { return r.MBPerSec, r.Bytes > 0 }, false},
 	{"bulk", "proxy CPU s per GiB", 2, true, false, func(r *runRec) (float64, bool) {
 		if r.BalancerCPU == nil || r.Bytes <= 0 {
 			return 0, false
 		}
 		return *r.BalancerCPU / (float64(r.Bytes) / (1 << 30)), true
-	}},
-	{"idle", "idle connections held", 0, false, true, heldFig},
-	{"idle", "proxy RSS KiB per idle connection", 1, true, false, rssFig},
-	{"idle", "proxy RSS KiB per idle connection, just opened", 1, true, false, rssReadyFig},
-	{"idle", "proxy fds per idle connection", 2, true, false, fdsFig},
+	}, false},
+	{"idle", "idle connections held", 0, false, true, heldFig, false},
+	{"idle", "proxy RSS KiB per idle connection", 1, true, false, rssFig, false},
+	{"idle", "proxy RSS KiB per idle connection, just opened", 1, true, false, rssReadyFig, true},
+	{"idle", "proxy fds per idle connection", 2, true, false, fdsFig, false},
 	// idlews: WebSockets upgraded through the proxy, one message each way, held.
-	{"idlews", "idle WebSockets held", 0, false, true, heldFig},
-	{"idlews", "proxy RSS KiB per idle WebSocket", 1, true, false, rssFig},
-	{"idlews", "proxy RSS KiB per idle WebSocket, just opened", 1, true, false, rssReadyFig},
-	{"idlews", "proxy fds per idle WebSocket", 2, true, false, fdsFig},
+	{"idlews", "idle WebSockets held", 0, false, true, heldFig, false},
+	{"idlews", "proxy RSS KiB per idle WebSocket", 1, true, false, rssFig, false},
+	{"idlews", "proxy RSS KiB per idle WebSocket, just opened", 1, true, false, rssReadyFig, true},
+	{"idlews", "proxy fds per idle WebSocket", 2, true, false, fdsFig, false},
 }
 
 // idleWorkload says whether runs of workload w hold connections (their
@@ -187,7 +188,7 @@ func buildTable(runs []runRec) []tableRow {
 					per[r.Setup] = append(per[r.Setup], v)
 				}
 			}
-			if !any || len(per) == 0 { // no runs, or none with this figure (older runs lack some)
+			if !any || (f.optional && len(per) == 0) {
 				continue
 			}
 			if !idleWorkload(f.workload) {
