@@ -68,6 +68,15 @@ func TestWebSocketIdleKeepsOneGoroutine(t *testing.T) {
 // relay the client side and the server side of upgraded streams.
 func wsRelayGoroutines(t *testing.T, adminAddr string) (client, server int) {
 	t.Helper()
+	n := goroutinesWith(t, adminAddr, "(*upRelay).fromServer", "(*upRelay).fromClient")
+	return n[1], n[0]
+}
+
+// goroutinesWith counts, for each frame, the goroutines of the edge at
+// adminAddr that have it in their stacks (a stack is counted for the first
+// frame it has), from one goroutine profile.
+func goroutinesWith(t *testing.T, adminAddr string, frames ...string) []int {
+	t.Helper()
 	resp, err := http.Get("http://" + adminAddr + "/debug/pprof/goroutine?debug=1")
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +86,7 @@ func wsRelayGoroutines(t *testing.T, adminAddr string) (client, server int) {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("goroutine profile: %d, %v", resp.StatusCode, err)
 	}
+	counts := make([]int, len(frames))
 	// Blocks of "N @ pcs" and their frames, one block per distinct stack
 	// (the first one after the profile's header line).
 	for _, block := range strings.Split(string(body), "\n\n") {
@@ -89,12 +99,12 @@ func wsRelayGoroutines(t *testing.T, adminAddr string) (client, server int) {
 				}
 			}
 		}
-		switch {
-		case strings.Contains(block, "(*upRelay).fromServer"):
-			server += k
-		case strings.Contains(block, "(*upRelay).fromClient"):
-			client += k
+		for i, f := range frames {
+			if strings.Contains(block, f) {
+				counts[i] += k
+				break
+			}
 		}
 	}
-	return client, server
+	return counts
 }
