@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,17 +18,7 @@ import (
 // reaches the server each time (formatted again after each park).
 func TestKeepAliveIdleHoldsNoGoroutine(t *testing.T) {
 	t.Parallel()
-	p := writeTermFiles(t)
-	b := startHTTPBackend(t, "ka-1")
-	cfg := cfgMap{
-		"certs": cfgMap{"storage": filepath.Join(p.dir, "data")},
-		"log":   cfgMap{"level": "info", "format": "json"},
-		"listeners": []any{cfgMap{"name": "public", "address": "", "routes": []any{
-			termRoute(p, "api.example.com", "terminate", "http", "api", "require", "xfcc")}}},
-		"backends": []any{cfgMap{"name": "api", "servers": servers(b.Addr()), "health": cfgMap{"type": "none"}}},
-	}
-	adminAddr := withAdmin(t, cfg)
-	e := runEdge(t, cfg)
+	e, adminAddr, b := idleTermEdge(t, "api.example.com", "ka-1")
 
 	const n = 10
 	type client struct {

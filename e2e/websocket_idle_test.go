@@ -21,17 +21,7 @@ import (
 // echoes keep working after each park.
 func TestWebSocketIdleKeepsOneGoroutine(t *testing.T) {
 	t.Parallel()
-	p := writeTermFiles(t)
-	b := startHTTPBackend(t, "idle-1")
-	cfg := cfgMap{
-		"certs": cfgMap{"storage": filepath.Join(p.dir, "data")},
-		"log":   cfgMap{"level": "info", "format": "json"},
-		"listeners": []any{cfgMap{"name": "public", "address": "", "routes": []any{
-			termRoute(p, "ws.example.com", "terminate", "http", "fleet", "require", "xfcc")}}},
-		"backends": []any{cfgMap{"name": "fleet", "servers": servers(b.Addr()), "health": cfgMap{"type": "none"}}},
-	}
-	adminAddr := withAdmin(t, cfg)
-	e := runEdge(t, cfg)
+	e, adminAddr, _ := idleTermEdge(t, "ws.example.com", "idle-1")
 
 	const n = 10
 	var conns []*websocket.Conn
@@ -62,6 +52,25 @@ func TestWebSocketIdleKeepsOneGoroutine(t *testing.T) {
 				round, client, server, n, n)
 		}
 	}
+}
+
+// idleTermEdge runs tlsedge with one terminate http route for host
+// (client certificates required, XFCC) to a new HTTP backend named backend,
+// and an admin endpoint; it returns the edge, the admin address and the
+// backend.
+func idleTermEdge(t *testing.T, host, backend string) (*edgeProc, string, *httpBackend) {
+	t.Helper()
+	p := writeTermFiles(t)
+	b := startHTTPBackend(t, backend)
+	cfg := cfgMap{
+		"certs": cfgMap{"storage": filepath.Join(p.dir, "data")},
+		"log":   cfgMap{"level": "info", "format": "json"},
+		"listeners": []any{cfgMap{"name": "public", "address": "", "routes": []any{
+			termRoute(p, host, "terminate", "http", "fleet", "require", "xfcc")}}},
+		"backends": []any{cfgMap{"name": "fleet", "servers": servers(b.Addr()), "health": cfgMap{"type": "none"}}},
+	}
+	adminAddr := withAdmin(t, cfg)
+	return runEdge(t, cfg), adminAddr, b
 }
 
 // wsRelayGoroutines counts the goroutines of the edge at adminAddr that
