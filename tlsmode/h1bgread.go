@@ -25,8 +25,28 @@ const h1BackgroundReadDelay = 50 * time.Millisecond
 // for the next request, or a parked connection's.
 func (h *h1Conn) startBackgroundRead(w *h1Response) {
 	h.bgMu.Lock()
-	if h.bgArmed || h.bgOn || h.bgFor != w {
-		h.bgMu.Unlock()
+	if h.bgFor == w {
+		h.armLocked(w)
+	}
+	h.bgMu.Unlock()
+}
+
+// beginRequest makes w the request a background read may be armed for
+// (until abortBackgroundRead), and arms it at once when w has no body to
+// read: one lock a request.
+func (h *h1Conn) beginRequest(w *h1Response, arm bool) {
+	h.bgMu.Lock()
+	h.bgFor = w
+	if arm {
+		h.armLocked(w)
+	}
+	h.bgMu.Unlock()
+}
+
+// armLocked arms the background read for w unless one is armed or running
+// (h.bgMu held).
+func (h *h1Conn) armLocked(w *h1Response) {
+	if h.bgArmed || h.bgOn {
 		return
 	}
 	h.bgArmed = true
@@ -36,7 +56,6 @@ func (h *h1Conn) startBackgroundRead(w *h1Response) {
 	} else {
 		h.bgTimer.Reset(h1BackgroundReadDelay)
 	}
-	h.bgMu.Unlock()
 }
 
 // backgroundReadDue starts the background read of the request armed now,

@@ -9,9 +9,7 @@ import "testing"
 func TestBackgroundReadLateArmRefused(t *testing.T) {
 	h := &h1Conn{}
 	w1 := &h1Response{cancel: func() {}}
-	h.bgMu.Lock()
-	h.bgFor = w1
-	h.bgMu.Unlock()
+	h.beginRequest(w1, false)
 	h.startBackgroundRead(w1)
 	if !h.bgArmed {
 		t.Fatal("the request in flight could not arm its background read")
@@ -22,9 +20,7 @@ func TestBackgroundReadLateArmRefused(t *testing.T) {
 		t.Fatalf("a request that is over armed the background read (armed %v, cancel set %v)", h.bgArmed, h.bgCancel != nil)
 	}
 	w2 := &h1Response{cancel: func() {}}
-	h.bgMu.Lock()
-	h.bgFor = w2
-	h.bgMu.Unlock()
+	h.beginRequest(w2, false)
 	h.startBackgroundRead(w1)
 	if h.bgArmed {
 		t.Fatal("an earlier request armed the next one's background read")

@@ -108,12 +108,7 @@ func (w *h1Response) serve() bool {
 		h.bw = h1Writers.Get().(*bufio.Writer)
 		h.bw.Reset(h.g)
 	}
-	h.bgMu.Lock()
-	h.bgFor = w // the request the background read may be armed for, until abortBackgroundRead
-	h.bgMu.Unlock()
-	if w.body == nil {
-		h.startBackgroundRead(w)
-	}
+	h.beginRequest(w, w.body == nil)
 	if req.RequestURI == "*" && req.Method == http.MethodOptions {
 		h1OptionsStar(w, req) // net/http's globalOptionsHandler: the handler never sees it
 	} else {
