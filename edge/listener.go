@@ -323,7 +323,7 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	// handshake slot is not the client's: the hello gets the whole timeout.
 	_ = c.SetReadDeadline(time.Now().Add(st.helloTimeout))
 
-	cr := &countingReader{r: c} // what was read before routing (passthrough's handshake_timeout)
+	cr := &countingReader{r: tlsmode.RawReader(c)} // what was read before routing (passthrough's handshake_timeout)
 	var r io.Reader = cr
 	var rest *bytes.Reader
 	if st.proxy != "off" {

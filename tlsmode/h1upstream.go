@@ -184,6 +184,7 @@ func (p *HTTPProxy) dialUp(ctx context.Context, key transportKey, records bool) 
 		c, err = p.dialUpstreamTLS(ctx, "tcp", key.addr, key.sni, records)
 	} else {
 		c, err = p.dial(ctx, "tcp", key.addr)
+		c = rawTCPOf(c)
 	}
 	if err != nil {
 		return nil, err

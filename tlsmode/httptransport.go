@@ -81,9 +81,9 @@ func (p *HTTPProxy) dialUpstreamTLS(ctx context.Context, network, addr, sni stri
 	if err != nil {
 		return nil, err
 	}
-	under := raw
+	under := rawTCPOf(raw)
 	if records {
-		under = &recConn{Conn: raw}
+		under = &recConn{Conn: under}
 	}
 	tc := tls.Client(under, upstreamConfig(up, sni, addr))
 	hctx, cancel := context.WithTimeout(ctx, DefaultHandshakeTimeout)

@@ -381,6 +381,7 @@ type countingConn struct {
 	c            *Conn
 	writeTimeout time.Duration
 	deadline     atomic.Int64 // the user's write deadline, Unix nanoseconds; 0 = none
+	raw          rawIO        // set: reads and writes are raw system calls (rawio_linux.go)
 }
 
 func (cc *countingConn) SetWriteDeadline(t time.Time) error {
@@ -404,7 +405,13 @@ func unixNano(t time.Time) int64 {
 }
 
 func (cc *countingConn) Read(p []byte) (int, error) {
-	n, err := cc.Conn.Read(p)
+	var n int
+	var err error
+	if cc.raw.set() {
+		n, err = cc.raw.read(p)
+	} else {
+		n, err = cc.Conn.Read(p)
+	}
 	cc.c.live.up.Add(int64(n))
 	return n, err
 }
@@ -418,7 +425,13 @@ func (cc *countingConn) Write(p []byte) (int, error) {
 			ours = true
 		}
 	}
-	n, err := cc.Conn.Write(p)
+	var n int
+	var err error
+	if cc.raw.set() {
+		n, err = cc.raw.write(p)
+	} else {
+		n, err = cc.Conn.Write(p)
+	}
 	cc.c.live.down.Add(int64(n))
 	if err != nil && ours && errors.Is(err, os.ErrDeadlineExceeded) {
 		// The client stopped reading. crypto/tls keeps a timed-out write
@@ -434,5 +447,5 @@ func (cc *countingConn) Write(p []byte) (int, error) {
 func (c *Conn) counted(writeTimeout time.Duration) net.Conn {
 	c.live.up.Store(int64(len(c.Peeked)))
 	c.live.counting.Store(true)
-	return &countingConn{Conn: c.Conn, c: c, writeTimeout: writeTimeout}
+	return &countingConn{Conn: c.Conn, c: c, writeTimeout: writeTimeout, raw: rawIOOf(c.Conn)}
 }

@@ -57,17 +57,17 @@ func (p *Passthrough) serve(ctx context.Context, c *Conn, undo *func()) error {
 		c.SetEnder(nil)
 	}
 	*undo = done
-	first := net.Buffers{c.Peeked}
+	first := c.Peeked
 	if up.Proxy != 0 {
 		h, err := proxyHeader(up.Proxy, c)
 		if err != nil {
 			c.Conn.Close()
 			return fail(KindInternal, SideServer, err)
 		}
-		first = net.Buffers{h, c.Peeked}
+		first = append(h, c.Peeked...)
 	}
-	// One write (writev) for the PROXY header and the hello.
-	if _, err := first.WriteTo(up.Conn); err != nil {
+	// One write for the PROXY header and the hello.
+	if _, err := rawWriteAll(up.Conn, first); err != nil {
 		c.Conn.Close()
 		return fail(KindServerError, SideServer, fmt.Errorf("writing client hello: %w", err))
 	}

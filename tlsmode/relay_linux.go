@@ -238,7 +238,7 @@ func rlDup(nc net.Conn) (int, bool) {
 	fd := -1
 	var derr error
 	if err := raw.Control(func(s uintptr) {
-		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+		fd, derr = rlDupCloexec(int(s))
 	}); err != nil || derr != nil {
 		return -1, false
 	}

@@ -139,7 +139,7 @@ func (l *rlLoop) post(op uint8, rc *rlConn) {
 	l.mu.Unlock()
 	if first { // else a wake-up is already on its way
 		var one = [8]byte{1}
-		_, _ = unix.Write(l.evfd, one[:])
+		_, _ = rlWrite(l.evfd, one[:]) // the eventfd is non-blocking
 	}
 }
 
@@ -256,7 +256,7 @@ func (rc *rlConn) crashed() {
 // commands runs the queued commands; true: stop the loop.
 func (l *rlLoop) commands() (stop bool) {
 	var cnt [8]byte
-	_, _ = unix.Read(l.evfd, cnt[:])
+	_, _ = rlRead(l.evfd, cnt[:])
 	l.mu.Lock()
 	q := l.queue
 	l.queue = nil
@@ -334,7 +334,7 @@ func (l *rlLoop) add(rc *rlConn) {
 			Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
 			Fd:     slot<<1 | int32(side),
 		}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(rc.fd[side]), &ev); err != nil {
+		if err := rlEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(rc.fd[side]), &ev); err != nil {
 			rc.fail(rlUp, rlSyscallErr("epoll_ctl", err))
 			return
 		}
@@ -349,7 +349,7 @@ func (rc *rlConn) endNow() {
 	}
 	rc.ending = true
 	for side := range 2 {
-		if err := unix.Shutdown(int(rc.fd[side]), unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
+		if err := rlShutdown(int(rc.fd[side]), unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
 			rc.close()
 			return
 		}
@@ -395,7 +395,7 @@ func (rc *rlConn) close() {
 	rc.closed = true
 	l := rc.loop
 	for side := range 2 {
-		unix.Close(int(rc.fd[side])) // also removes it from the epoll set
+		_ = rlClose(int(rc.fd[side])) // also removes it from the epoll set
 	}
 	if rc.slot >= 0 {
 		l.conns[rc.slot] = nil

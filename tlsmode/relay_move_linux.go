@@ -243,7 +243,7 @@ func (rc *rlConn) shut(d int) {
 		return
 	}
 	var err error
-	if e := unix.Shutdown(int(rc.fd[1-d]), unix.SHUT_WR); e != nil && e != unix.ENOTCONN {
+	if e := rlShutdown(int(rc.fd[1-d]), unix.SHUT_WR); e != nil && e != unix.ENOTCONN {
 		err = rlSyscallErr("shutdown", e)
 	}
 	rc.finished(d, err)

@@ -63,3 +63,37 @@ func rlPoll(epfd int, events []unix.EpollEvent) (int, error) {
 		uintptr(len(events)), 0, 0, 0)
 	return int(n), rlErrno(e)
 }
+
+// rlClose is close(2) of a socket (no SO_LINGER: it does not wait).
+func rlClose(fd int) error {
+	_, _, e := syscall.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+	return rlErrno(e)
+}
+
+// rlShutdown is shutdown(2): it queues a FIN, never waits.
+func rlShutdown(fd, how int) error {
+	_, _, e := syscall.RawSyscall(unix.SYS_SHUTDOWN, uintptr(fd), uintptr(how), 0)
+	return rlErrno(e)
+}
+
+// rlEpollCtl is epoll_ctl(2).
+func rlEpollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
+	_, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	return rlErrno(e)
+}
+
+// rlDupCloexec is fcntl(fd, F_DUPFD_CLOEXEC, 0).
+func rlDupCloexec(fd int) (int, error) {
+	n, _, e := syscall.RawSyscall(unix.SYS_FCNTL, uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	return int(n), rlErrno(e)
+}
+
+// rlPeek is recv(2) of one byte with MSG_PEEK|MSG_DONTWAIT: EAGAIN when
+// nothing waits; (1, nil) for a byte, (0, nil) at the peer's FIN, another
+// error for a reset.
+func rlPeek(fd int) (int, error) {
+	var b [1]byte
+	n, _, e := syscall.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	return int(n), rlErrno(e)
+}

@@ -11,6 +11,9 @@ import (
 // read (data, EOF or an error) or its read deadline passes, without
 // reading; nil when c is not a plain TCP connection.
 func upReadWaiter(c net.Conn) func() error {
+	if r, ok := c.(*rawTCP); ok {
+		c = r.TCPConn
+	}
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return nil
@@ -19,12 +22,11 @@ func upReadWaiter(c net.Conn) func() error {
 	if err != nil {
 		return nil
 	}
-	var peek [1]byte
 	ready := func(fd uintptr) bool {
 		// MSG_PEEK: a byte waiting says readable without taking it.
 		// EAGAIN: nothing yet, let the poller wait; anything else (data,
 		// EOF, an error) is for the Read that follows.
-		_, _, err := unix.Recvfrom(int(fd), peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		_, err := rlPeek(int(fd))
 		return err != unix.EAGAIN
 	}
 	return func() error { return rc.Read(ready) }
@@ -57,11 +59,10 @@ func upIdleClosed(c net.Conn) bool {
 		return false
 	}
 	closed := false
-	var peek [1]byte
 	// Control, not Read: one syscall, no wait on the poller (the
 	// connection is idle: nobody else reads it).
 	err = rc.Control(func(fd uintptr) {
-		_, _, err := unix.Recvfrom(int(fd), peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		_, err := rlPeek(int(fd))
 		closed = err != unix.EAGAIN // data, EOF or an error
 	})
 	return closed || err != nil

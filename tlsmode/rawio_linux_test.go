@@ -1,0 +1,134 @@
+package tlsmode
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// rawOutcome is what a read or write through a conn came to, in the terms
+// callers test errors by.
+type rawOutcome struct {
+	n                           int
+	eof, timeout, closed, reset bool
+	op                          string
+	opError                     bool
+}
+
+func rawOutcomeOf(n int, err error) rawOutcome {
+	o := rawOutcome{n: n, eof: err == io.EOF, closed: errors.Is(err, net.ErrClosed),
+		reset: errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)}
+	var ne net.Error
+	o.timeout = errors.As(err, &ne) && ne.Timeout() && errors.Is(err, os.ErrDeadlineExceeded)
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		o.opError, o.op = true, oe.Op
+	}
+	return o
+}
+
+// A conn read and written through rawIO (rawTCPOf) does what net's own
+// Read and Write do, case by case, run on both: bytes, EOF, a deadline, a
+// closed conn, a reset; and a write larger than the socket buffers
+// completes once the peer reads (EAGAIN, then the netpoller).
+func TestRawTCPAsNet(t *testing.T) {
+	cases := []struct {
+		name string
+		run  func(t *testing.T, c net.Conn, peer *net.TCPConn) rawOutcome
+	}{
+		{"read data", func(t *testing.T, c net.Conn, peer *net.TCPConn) rawOutcome {
+			peer.Write([]byte("hello"))
+			buf := make([]byte, 16)
+			n, err := io.ReadAtLeast(c, buf, 5)
+			if string(buf[:n]) != "hello" {
+				t.Errorf("read %q", buf[:n])
+			}
+			return rawOutcomeOf(n, err)
+		}},
+		{"read EOF", func(t *testing.T, c net.Conn, peer *net.TCPConn) rawOutcome {
+			peer.Write([]byte("x"))
+			peer.Close()
+			b, err := io.ReadAll(c)
+			if string(b) != "x" || err != nil {
+				t.Errorf("ReadAll: %q, %v", b, err)
+			}
+			return rawOutcomeOf(c.Read(make([]byte, 4)))
+		}},
+		{"read deadline", func(t *testing.T, c net.Conn, peer *net.TCPConn) rawOutcome {
+			c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			return rawOutcomeOf(c.Read(make([]byte, 4)))
+		}},
+		{"read closed", func(t *testing.T, c net.Conn, peer *net.TCPConn) rawOutcome {
+			c.Close()
+			return rawOutcomeOf(c.Read(make([]byte, 4)))
+		}},
+		{"read reset", func(t *testing.T, c net.Conn, peer *net.TCPConn) rawOutcome {
+			peer.SetLinger(0)
+			peer.Close()
+			time.Sleep(20 * time.Millisecond)
+			return rawOutcomeOf(c.Read(make([]byte, 4)))
+		}},
+		{"read empty", func(t *testing.T, c net.Conn, peer *net.TCPConn) rawOutcome {
+			return rawOutcomeOf(c.Read(nil))
+		}},
+		{"write waits for the peer", func(t *testing.T, c net.Conn, peer *net.TCPConn) rawOutcome {
+			data := bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB: far beyond the buffers
+			got := make(chan []byte)
+			peer.SetReadDeadline(time.Now().Add(10 * time.Second)) // a write that gave up fails the test, not hangs it
+			go func() {
+				time.Sleep(50 * time.Millisecond) // the writer meets a full socket first
+				b, _ := io.ReadAll(io.LimitReader(peer, int64(len(data))))
+				got <- b
+			}()
+			n, err := c.Write(data)
+			if b := <-got; !bytes.Equal(b, data) {
+				t.Errorf("the peer read %d bytes, not the %d written", len(b), len(data))
+			}
+			return rawOutcomeOf(n, err)
+		}},
+		{"write deadline", func(t *testing.T, c net.Conn, peer *net.TCPConn) rawOutcome {
+			c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+			n, err := c.Write(make([]byte, 64<<20)) // the peer never reads
+			return rawOutcomeOf(min(n, 1), err)     // how much went depends on the buffers
+		}},
+		{"write closed", func(t *testing.T, c net.Conn, peer *net.TCPConn) rawOutcome {
+			c.Close()
+			return rawOutcomeOf(c.Write([]byte("x")))
+		}},
+		{"write reset", func(t *testing.T, c net.Conn, peer *net.TCPConn) rawOutcome {
+			peer.SetLinger(0)
+			peer.Close()
+			time.Sleep(20 * time.Millisecond)
+			var err error
+			for range 3 { // the first write may be taken before the reset is seen
+				if _, err = c.Write([]byte("x")); err != nil {
+					break
+				}
+			}
+			return rawOutcomeOf(0, err)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var got [2]rawOutcome
+			for i, wrap := range []func(net.Conn) net.Conn{func(c net.Conn) net.Conn { return c }, rawTCPOf} {
+				a, b := tcpPair(t)
+				c := wrap(a)
+				if _, raw := c.(*rawTCP); raw != (i == 1) {
+					t.Fatalf("rawTCPOf did not wrap a TCP conn")
+				}
+				got[i] = tc.run(t, c, b)
+				a.Close()
+				b.Close()
+			}
+			if got[1] != got[0] {
+				t.Errorf("through rawIO %+v, through net %+v", got[1], got[0])
+			}
+		})
+	}
+}
