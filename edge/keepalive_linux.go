@@ -1,10 +1,40 @@
 package edge
 
 import (
+	"context"
 	"net"
+	"syscall"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
+
+// serverDialer connects to servers with cfg's keepalive, set on each socket
+// before it connects, by raw system calls: Go's own (KeepAliveConfig) are
+// four setsockopt calls after the connect, each through entersyscall, which
+// wakes the runtime's monitor when it sleeps (see tlsmode/rawio_linux.go).
+func serverDialer(timeout time.Duration, cfg net.KeepAliveConfig) net.Dialer {
+	d := net.Dialer{Timeout: timeout, KeepAlive: -1} // -1: Go sets none of its own
+	if cfg.Enable {                                  // a new socket has none: off needs nothing
+		d.ControlContext = func(_ context.Context, _, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) { socketKeepalive(fd, cfg) })
+		}
+	}
+	return d
+}
+
+// setsockoptInt is setsockopt(2) of an int option, made without
+// entersyscall (it never waits).
+func setsockoptInt(fd, level, opt, v int) error {
+	val := int32(v)
+	_, _, e := syscall.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
+		uintptr(unsafe.Pointer(&val)), unsafe.Sizeof(val), 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
 
 // listenerKeepalive sets cfg's keepalive options on the listening socket;
 // false when one could not be set.
@@ -25,7 +55,7 @@ func socketKeepalive(fd uintptr, cfg net.KeepAliveConfig) bool {
 	s := int(fd)
 	ok := true
 	set := func(level, opt, v int) {
-		if unix.SetsockoptInt(s, level, opt, v) != nil {
+		if setsockoptInt(s, level, opt, v) != nil {
 			ok = false
 		}
 	}

@@ -142,3 +142,44 @@ func TestListenerKeepaliveQueuedConnKeepsInheritance(t *testing.T) {
 		t.Errorf("after a connection made after set: inherit = %d; want kaInherited (%d): every later connection pays the setsockopt calls", got, kaInherited)
 	}
 }
+
+// Connections to servers carry the backend's tcp_keepalive, set on the
+// socket before it connects (serverDialer); off leaves the socket's own
+// (none).
+func TestServerDialerKeepalive(t *testing.T) {
+	ln := kaListen(t)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	for _, tc := range []struct {
+		name string
+		cfg  time.Duration
+		want [4]int
+	}{
+		{"on", 45 * time.Second, [4]int{1, 45, 45, 9}},
+		{"default", 0, [4]int{1, int(DefaultTCPKeepalive / time.Second), int(DefaultTCPKeepalive / time.Second), 9}},
+		{"off", -1, [4]int{0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := serverDialer(time.Second, keepalive(tc.cfg))
+			c, err := d.DialContext(context.Background(), "tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			got := kaOptions(t, c.(*net.TCPConn))
+			if tc.want[0] == 0 {
+				got = [4]int{got[0]} // the rest are the system's when off
+			}
+			if got != tc.want {
+				t.Errorf("keepalive options (on, idle, interval, count) = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -83,16 +83,14 @@ func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
 		connectTimeout: bc.ConnectTimeout,
 		retries:        *bc.Retries,
 		health:         bc.Health,
-		// KeepAlive -1: Go's own 15 s default applies only when the
-		// config is disabled, and "off" must stay off.
-		dialer:       net.Dialer{Timeout: bc.ConnectTimeout, KeepAlive: -1, KeepAliveConfig: keepalive(bc.TCPKeepalive)},
-		idleTimeout:  max(bc.IdleTimeout, 0),
-		drainTimeout: bc.DrainTimeout,
-		drainRate:    bc.DrainRate,
-		maxPerServer: max(bc.MaxConnectionsPerServer, 0),
-		queueTimeout: bc.QueueTimeout,
-		rebalance:    bc.Rebalance,
-		states:       map[*affinity.Server]*serverState{},
+		dialer:         serverDialer(bc.ConnectTimeout, keepalive(bc.TCPKeepalive)),
+		idleTimeout:    max(bc.IdleTimeout, 0),
+		drainTimeout:   bc.DrainTimeout,
+		drainRate:      bc.DrainRate,
+		maxPerServer:   max(bc.MaxConnectionsPerServer, 0),
+		queueTimeout:   bc.QueueTimeout,
+		rebalance:      bc.Rebalance,
+		states:         map[*affinity.Server]*serverState{},
 	}
 	if p.queueTimeout <= 0 {
 		p.queueTimeout = DefaultQueueTimeout
