@@ -78,7 +78,9 @@ See docs/config.md for every key and docs/operations.md for the admin API.`,
 // config put in force apply at once (the level through zerolog's process
 // level: this is the process's one logger).
 func run(path string, cfg *edge.Config) error {
-	out := edge.NewLogOutput(os.Stderr, cfg.Log.Format)
+	lines := edge.NewLogWriter(os.Stderr) // one goroutine writes the log (edge/logwriter.go)
+	defer lines.Close()
+	out := edge.NewLogOutput(lines, cfg.Log.Format)
 	zerolog.SetGlobalLevel(edge.ParseLevel(cfg.Log.Level))
 	log := zerolog.New(out).With().Timestamp().Logger()
 	ctx, cancel := context.WithCancel(context.Background())

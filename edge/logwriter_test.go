@@ -1,0 +1,115 @@
+package edge
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// gatedOut records each Write; while gate is set, a Write waits on it.
+type gatedOut struct {
+	mu     sync.Mutex
+	writes []string
+	gate   chan struct{}
+	inside chan struct{} // a Write reached the gate
+}
+
+func (o *gatedOut) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	gate, inside := o.gate, o.inside
+	o.mu.Unlock()
+	if gate != nil {
+		inside <- struct{}{}
+		<-gate
+	}
+	o.mu.Lock()
+	o.writes = append(o.writes, string(p))
+	o.mu.Unlock()
+	return len(p), nil
+}
+
+// Lines from many goroutines all reach the output once, each whole and in
+// each writer's order; Close returns once they are written, and a line
+// after Close is written at once.
+func TestLogWriterKeepsEveryLine(t *testing.T) {
+	out := &gatedOut{}
+	w := NewLogWriter(out)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				fmt.Fprintf(w, "g%d %04d\n", g, i)
+			}
+		}()
+	}
+	wg.Wait()
+	w.Close()
+	fmt.Fprintf(w, "after close\n")
+	text := strings.Join(out.writes, "")
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	if len(lines) != 8*500+1 || lines[len(lines)-1] != "after close" {
+		t.Fatalf("%d lines, last %q; want %d, last \"after close\"", len(lines), lines[len(lines)-1], 8*500+1)
+	}
+	next := map[string]int{}
+	for _, l := range lines[:len(lines)-1] {
+		var g string
+		var i int
+		if _, err := fmt.Sscanf(l, "%s %d", &g, &i); err != nil || i != next[g] {
+			t.Fatalf("line %q: want %s %04d (lines out of order, cut or lost)", l, g, next[g])
+		}
+		next[g]++
+	}
+}
+
+// Lines that come while a write is under way go out together in the next
+// write; when logBufMax bytes wait, Write waits for the output (nothing is
+// dropped) and goes on once it takes them.
+func TestLogWriterBatchesAndWaitsWhenFull(t *testing.T) {
+	out := &gatedOut{gate: make(chan struct{}), inside: make(chan struct{}, 1)}
+	w := NewLogWriter(out)
+	fmt.Fprintf(w, "first\n")
+	<-out.inside // the writer is inside the output's Write, held there
+	queued := 0
+	for i := range 100 {
+		n, _ := fmt.Fprintf(w, "line %d\n", i)
+		queued += n
+	}
+	big := bytes.Repeat([]byte("x"), logBufMax-queued-3) // the queue is 3 bytes short of full: the next line must wait
+	big[len(big)-1] = '\n'
+	w.Write(big)
+	wrote := make(chan struct{})
+	go func() {
+		fmt.Fprintf(w, "waited\n")
+		close(wrote)
+	}()
+	time.Sleep(50 * time.Millisecond) // time enough for a wrong Write to return
+	select {
+	case <-wrote:
+		t.Fatal("a line was queued beyond logBufMax while the output was stuck")
+	case <-out.inside: // cannot happen: the writer is still held
+		t.Fatal("the writer wrote again while its write was held")
+	default:
+	}
+	out.mu.Lock()
+	gate := out.gate
+	out.gate = nil // later writes go straight through
+	out.mu.Unlock()
+	close(gate)
+	<-wrote
+	w.Close()
+	if len(out.writes) < 2 || out.writes[0] != "first\n" {
+		t.Fatalf("writes %d, first %.20q", len(out.writes), out.writes)
+	}
+	second := out.writes[1]
+	if !strings.HasPrefix(second, "line 0\nline 1\n") || !strings.Contains(second, "line 99\n") {
+		t.Errorf("the 100 lines queued during the first write were not written together: second write starts %.40q", second)
+	}
+	if last := out.writes[len(out.writes)-1]; !strings.HasSuffix(last, "waited\n") {
+		t.Errorf("the line that waited for room is missing at the end: %.40q", last)
+	}
+}
