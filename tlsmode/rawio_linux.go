@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -39,21 +40,79 @@ func rawIOOf(c net.Conn) rawIO {
 
 func (r rawIO) set() bool { return r.rc != nil }
 
+// rawOp is one read or write in flight: RawConn.Read and Write take a
+// func, and a closure over the call's variables would be allocated at each
+// call; rawOps keeps ops with their funcs bound once.
+type rawOp struct {
+	p           []byte
+	n           int
+	errno       error
+	read, write func(fd uintptr) bool
+}
+
+var rawOps = sync.Pool{New: func() any {
+	o := &rawOp{}
+	o.read, o.write = o.readFD, o.writeFD
+	return o
+}}
+
+// readFD reads once into o.p; false (wait for the netpoller) on EAGAIN.
+func (o *rawOp) readFD(fd uintptr) bool {
+	for {
+		o.n, o.errno = rlRead(int(fd), o.p)
+		if o.errno != unix.EINTR {
+			return o.errno != unix.EAGAIN
+		}
+	}
+}
+
+// writeFD writes what is left of o.p; false (wait for the netpoller) on
+// EAGAIN.
+func (o *rawOp) writeFD(fd uintptr) bool {
+	for o.n < len(o.p) {
+		k, e := rlWrite(int(fd), o.p[o.n:])
+		if k > 0 {
+			o.n += k
+		}
+		switch {
+		case e == unix.EAGAIN:
+			return false
+		case e == unix.EINTR:
+		case e != nil:
+			o.errno = e
+			return true
+		case k == 0: // never for a socket; net says the same
+			o.errno = io.ErrUnexpectedEOF
+			return true
+		}
+	}
+	return true
+}
+
+func getRawOp(p []byte) *rawOp {
+	o := rawOps.Get().(*rawOp)
+	o.p, o.n, o.errno = p, 0, nil
+	return o
+}
+
+func (o *rawOp) done() (int, error) {
+	n, errno := o.n, o.errno
+	o.p, o.errno = nil, nil
+	rawOps.Put(o)
+	return n, errno
+}
+
 // read is net.Conn's Read: io.EOF at the end, errors as *net.OpError.
 func (r rawIO) read(p []byte) (int, error) {
-	if len(p) == 0 {
+	if len(p) == 0 { // net does not read either, but says when the conn is closed
+		if err := r.rc.Control(func(uintptr) {}); err != nil {
+			return 0, r.opError("read", rawPollErr(err))
+		}
 		return 0, nil
 	}
-	n := 0
-	var errno error
-	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			n, errno = rlRead(int(fd), p)
-			if errno != unix.EINTR {
-				return errno != unix.EAGAIN
-			}
-		}
-	})
+	o := getRawOp(p)
+	err := r.rc.Read(o.read)
+	n, errno := o.done()
 	switch {
 	case err != nil: // closed, or the deadline passed
 		return 0, r.opError("read", rawPollErr(err))
@@ -67,26 +126,12 @@ func (r rawIO) read(p []byte) (int, error) {
 
 // write is net.Conn's Write: all of p, or an error.
 func (r rawIO) write(p []byte) (int, error) {
-	n := 0
-	var errno error
-	err := r.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			k, e := rlWrite(int(fd), p[n:])
-			if k > 0 {
-				n += k
-			}
-			switch e {
-			case nil, unix.EINTR:
-			case unix.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
+	o := getRawOp(p)
+	err := r.rc.Write(o.write)
+	n, errno := o.done()
 	switch {
+	case errno == io.ErrUnexpectedEOF:
+		return n, r.opError("write", errno)
 	case errno != nil:
 		return n, r.opError("write", os.NewSyscallError("write", errno))
 	case err != nil:
@@ -111,7 +156,8 @@ func (r rawIO) opError(op string, err error) error {
 
 // rawTCP is a TCP conn read and written through rawIO; everything else is
 // the conn's. NetConn returns the conn (upIdleClosed and upReadWaiter look
-// there).
+// there). ReadFrom and WriteTo are the conn's too (promoted): an io.Copy to
+// or from a rawTCP goes through net (splice, sendfile), not rawIO.
 type rawTCP struct {
 	*net.TCPConn
 	io rawIO

@@ -76,6 +76,10 @@ func TestRawTCPAsNet(t *testing.T) {
 		{"read empty", func(t *testing.T, c net.Conn, peer *net.TCPConn) rawOutcome {
 			return rawOutcomeOf(c.Read(nil))
 		}},
+		{"read empty closed", func(t *testing.T, c net.Conn, peer *net.TCPConn) rawOutcome {
+			c.Close()
+			return rawOutcomeOf(c.Read(nil))
+		}},
 		{"write waits for the peer", func(t *testing.T, c net.Conn, peer *net.TCPConn) rawOutcome {
 			data := bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB: far beyond the buffers
 			got := make(chan []byte)
@@ -130,5 +134,43 @@ func TestRawTCPAsNet(t *testing.T) {
 				t.Errorf("through rawIO %+v, through net %+v", got[1], got[0])
 			}
 		})
+	}
+}
+
+// The client socket of a terminated connection (Conn.counted), the
+// ClientHello's reader (RawReader) and the passthrough hello's write
+// (rawWriteAll) take the raw path for a TCP conn, and net's for another.
+func TestRawPathsTaken(t *testing.T) {
+	a, b := tcpPair(t)
+	defer a.Close()
+	defer b.Close()
+	c := &Conn{Conn: a}
+	if cc := c.counted(0).(*countingConn); !cc.raw.set() {
+		t.Error("counted: the client socket is read and written through net, not rawIO")
+	}
+	if _, ok := RawReader(a).(rawReader); !ok {
+		t.Errorf("RawReader of a TCP conn is %T, not rawReader", RawReader(a))
+	}
+	p1, p2 := net.Pipe()
+	defer p1.Close()
+	defer p2.Close()
+	if RawReader(p1) != io.Reader(p1) {
+		t.Error("RawReader of a non-TCP conn is not the conn itself")
+	}
+	if _, err := rawWriteAll(a, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(b, buf); err != nil || string(buf) != "hello" {
+		t.Errorf("rawWriteAll: the peer read %q, %v", buf, err)
+	}
+	r, x := rawTCPOf(a), []byte("x")
+	if n := testing.AllocsPerRun(100, func() {
+		r.Write(x)
+		io.ReadFull(b, buf[:1])
+		b.Write(x)
+		r.Read(buf[:1])
+	}); n > 0 {
+		t.Errorf("a raw write and read allocate %.0f times", n)
 	}
 }
