@@ -135,12 +135,14 @@ func (l *rlLoop) post(op uint8, rc *rlConn) {
 		return
 	}
 	l.queue = append(l.queue, rlCmd{op, rc})
-	first := len(l.queue) == 1
-	l.mu.Unlock()
-	if first { // else a wake-up is already on its way
+	if len(l.queue) == 1 { // else a wake-up is already on its way
+		// Under the lock: shutdown marks the loop dead under it before it
+		// closes the eventfd, whose number could then be another file's.
+		// The eventfd is non-blocking: the write never waits.
 		var one = [8]byte{1}
-		_, _ = rlWrite(l.evfd, one[:]) // the eventfd is non-blocking
+		_, _ = rlWrite(l.evfd, one[:])
 	}
+	l.mu.Unlock()
 }
 
 // run serves the loop's streams until stop. A panic while serving one

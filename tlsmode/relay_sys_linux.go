@@ -15,10 +15,11 @@ import (
 // the longer writes (a write to a loopback socket runs the receiver's TCP
 // input too) and handed it to another thread, a futex wake-up and a
 // thread switch each time, some thousands a second under load. Only calls
-// that never wait for readiness go here: the loop's wait in epoll
-// (timeout -1) and the eventfd's read and write stay ordinary. The race
-// detector does not see these reads into the relay's buffers (unix.Read
-// marks them for it).
+// that never wait go here (the eventfd is non-blocking too; no socket has
+// SO_LINGER, so close does not wait): the loop's wait in epoll (timeout
+// -1) stays ordinary. rawio_linux.go does the same for terminated
+// connections. The race detector does not see these reads into buffers
+// (unix.Read marks them for it).
 
 // rlErrno turns a raw call's errno into the error unix's wrappers return
 // (nil for 0); errno values box without allocating.
