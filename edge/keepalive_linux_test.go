@@ -148,13 +148,13 @@ func TestListenerKeepaliveQueuedConnKeepsInheritance(t *testing.T) {
 // (none).
 func TestServerDialerKeepalive(t *testing.T) {
 	ln := kaListen(t)
-	go func() {
+	go func() { // accepts until the listener is closed (kaListen's cleanup); the dialer closes each
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			t.Cleanup(func() { c.Close() })
+			c.Close()
 		}
 	}()
 	for _, tc := range []struct {

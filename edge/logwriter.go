@@ -14,7 +14,7 @@ import (
 // runtime monitor (sysmon), and while it lasted let the monitor hand the
 // goroutine's P to another thread: a thread switch for about one request
 // in three under keep-alive load, and the monitor awake polling every 20
-// µs (see BENCHMARKS.md). Lines keep their order and none is dropped: when
+// µs (docs/operations.md, CPU). Lines keep their order and none is dropped: when
 // logBufMax bytes wait, Write waits for room. Close writes what is left;
 // lines after Close are written at once.
 type LogWriter struct {
@@ -94,6 +94,10 @@ func (w *LogWriter) run() {
 		w.mu.Lock()
 		batch, w.buf = w.buf, batch[:0]
 		closed := w.closed
+		select { // a "full" for the lines just taken is spent
+		case <-w.full:
+		default:
+		}
 		w.mu.Unlock()
 		if len(batch) > 0 {
 			_, _ = w.out.Write(batch)

@@ -102,6 +102,7 @@ func TestLogWriterBatchesAndWaitsWhenFull(t *testing.T) {
 	close(gate)
 	<-wrote
 	w.Close()
+	w.Close() // a second Close does nothing
 	if len(out.writes) < 2 || out.writes[0] != "first\n" {
 		t.Fatalf("writes %d, first %.20q", len(out.writes), out.writes)
 	}
@@ -111,5 +112,39 @@ func TestLogWriterBatchesAndWaitsWhenFull(t *testing.T) {
 	}
 	if last := out.writes[len(out.writes)-1]; !strings.HasSuffix(last, "waited\n") {
 		t.Errorf("the line that waited for room is missing at the end: %.40q", last)
+	}
+}
+
+// Close while a Write waits for room: the queued lines and the waiting
+// line are all written, and Close returns.
+func TestLogWriterCloseWhileWaiting(t *testing.T) {
+	out := &gatedOut{gate: make(chan struct{}), inside: make(chan struct{}, 1)}
+	w := NewLogWriter(out)
+	fmt.Fprintf(w, "first\n")
+	<-out.inside
+	big := bytes.Repeat([]byte("y"), logBufMax-1)
+	big[len(big)-1] = '\n'
+	w.Write(big)
+	wrote := make(chan struct{})
+	go func() {
+		fmt.Fprintf(w, "waited\n") // no room: waits
+		close(wrote)
+	}()
+	closed := make(chan struct{})
+	go func() {
+		w.Close()
+		close(closed)
+	}()
+	time.Sleep(20 * time.Millisecond) // the Close is under way
+	out.mu.Lock()
+	gate := out.gate
+	out.gate = nil
+	out.mu.Unlock()
+	close(gate)
+	<-closed
+	<-wrote
+	text := strings.Join(out.writes, "")
+	if !strings.HasPrefix(text, "first\ny") || !strings.HasSuffix(text, "y\nwaited\n") || len(text) != len("first\n")+len(big)+len("waited\n") {
+		t.Errorf("written %d bytes, want every line once in order", len(text))
 	}
 }
