@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -380,8 +381,8 @@ type countingConn struct {
 	net.Conn
 	c            *Conn
 	writeTimeout time.Duration
-	deadline     atomic.Int64 // the user's write deadline, Unix nanoseconds; 0 = none
-	raw          rawIO        // set: reads and writes are raw system calls (rawio_linux.go)
+	deadline     atomic.Int64  // the user's write deadline, Unix nanoseconds; 0 = none
+	rw           io.ReadWriter // Conn, or for a TCP conn its rawTCP: raw system calls (rawio_linux.go)
 }
 
 func (cc *countingConn) SetWriteDeadline(t time.Time) error {
@@ -405,13 +406,7 @@ func unixNano(t time.Time) int64 {
 }
 
 func (cc *countingConn) Read(p []byte) (int, error) {
-	var n int
-	var err error
-	if cc.raw.set() {
-		n, err = cc.raw.read(p)
-	} else {
-		n, err = cc.Conn.Read(p)
-	}
+	n, err := cc.rw.Read(p)
 	cc.c.live.up.Add(int64(n))
 	return n, err
 }
@@ -425,13 +420,7 @@ func (cc *countingConn) Write(p []byte) (int, error) {
 			ours = true
 		}
 	}
-	var n int
-	var err error
-	if cc.raw.set() {
-		n, err = cc.raw.write(p)
-	} else {
-		n, err = cc.Conn.Write(p)
-	}
+	n, err := cc.rw.Write(p)
 	cc.c.live.down.Add(int64(n))
 	if err != nil && ours && errors.Is(err, os.ErrDeadlineExceeded) {
 		// The client stopped reading. crypto/tls keeps a timed-out write
@@ -447,5 +436,5 @@ func (cc *countingConn) Write(p []byte) (int, error) {
 func (c *Conn) counted(writeTimeout time.Duration) net.Conn {
 	c.live.up.Store(int64(len(c.Peeked)))
 	c.live.counting.Store(true)
-	return &countingConn{Conn: c.Conn, c: c, writeTimeout: writeTimeout, raw: rawIOOf(c.Conn)}
+	return &countingConn{Conn: c.Conn, c: c, writeTimeout: writeTimeout, rw: rawTCPOf(c.Conn)}
 }

@@ -145,7 +145,7 @@ func TestRawPathsTaken(t *testing.T) {
 	defer a.Close()
 	defer b.Close()
 	c := &Conn{Conn: a}
-	if cc := c.counted(0).(*countingConn); !cc.raw.set() {
+	if cc := c.counted(0).(*countingConn); !isRawTCP(cc.rw) {
 		t.Error("counted: the client socket is read and written through net, not rawIO")
 	}
 	if _, ok := RawReader(a).(rawReader); !ok {
@@ -176,4 +176,9 @@ func TestRawPathsTaken(t *testing.T) {
 		// call it was 6.
 		t.Errorf("a raw write and read allocate %.0f times", n)
 	}
+}
+
+func isRawTCP(rw io.ReadWriter) bool {
+	_, ok := rw.(*rawTCP)
+	return ok
 }

@@ -7,16 +7,9 @@ import (
 	"net"
 )
 
-// rawIO is Linux-only (rawio_linux.go): elsewhere it is never set, and
-// conns are read and written by net's own Read and Write.
-type rawIO struct{}
+// Raw reads and writes are Linux-only (rawio_linux.go): elsewhere conns
+// are read and written by net's own Read and Write.
 
-func rawIOOf(net.Conn) rawIO           { return rawIO{} }
-func (rawIO) set() bool                { return false }
-func (rawIO) read([]byte) (int, error) { panic("tlsmode: rawIO is never set here") }
-func (rawIO) write([]byte) (int, error) {
-	panic("tlsmode: rawIO is never set here")
-}
 func rawTCPOf(c net.Conn) net.Conn { return c }
 
 // RawReader returns c: there is no rawIO here.
