@@ -8,6 +8,11 @@ import (
 	"time"
 )
 
+// rlWaitLong bounds every wait of the socket tests (the relay's, the
+// close reasons'): long enough for a loaded machine, never asserted as a
+// duration.
+const rlWaitLong = 30 * time.Second
+
 // tcpPair returns two connected *net.TCPConn ends.
 func tcpPair(t testing.TB) (a, b *net.TCPConn) {
 	t.Helper()

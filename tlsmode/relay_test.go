@@ -17,9 +17,7 @@ import (
 
 // The relay's tests run real sockets on 127.0.0.1: a test client, the
 // relay in the middle and a test server. Every wait is bounded by
-// rlWaitLong; nothing asserts a duration.
-
-const rlWaitLong = 30 * time.Second
+// rlWaitLong (pipe_test.go); nothing asserts a duration.
 
 // rlEnd is what the relay's onEnd reported.
 type rlEnd struct {
