@@ -48,13 +48,17 @@ type rawOp struct {
 	n           int
 	errno       error
 	read, write func(fd uintptr) bool
+	peek        func(fd uintptr) // for Control: upIdleClosed
 }
 
 var rawOps = sync.Pool{New: func() any {
 	o := &rawOp{}
-	o.read, o.write = o.readFD, o.writeFD
+	o.read, o.write, o.peek = o.readFD, o.writeFD, o.peekFD
 	return o
 }}
+
+// peekFD peeks at one byte without waiting: errno EAGAIN when none is there.
+func (o *rawOp) peekFD(fd uintptr) { o.n, o.errno = rlPeek(int(fd)) }
 
 // readFD reads once into o.p; false (wait for the netpoller) on EAGAIN.
 func (o *rawOp) readFD(fd uintptr) bool {

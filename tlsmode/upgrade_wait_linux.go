@@ -3,6 +3,7 @@ package tlsmode
 import (
 	"crypto/tls"
 	"net"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,27 +44,32 @@ func upIdleClosed(c net.Conn) bool {
 	if tc, ok := c.(*tls.Conn); ok && tlsBuffered(tc) {
 		return true
 	}
-	for {
+	var rc syscall.RawConn
+	for rc == nil { // down to the socket: a rawTCP has its RawConn already
+		if r, ok := c.(*rawTCP); ok {
+			rc = r.io.rc
+			break
+		}
 		nc, ok := c.(interface{ NetConn() net.Conn })
 		if !ok {
 			break
 		}
 		c = nc.NetConn()
 	}
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return false
+	if rc == nil {
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			return false
+		}
+		var err error
+		if rc, err = tc.SyscallConn(); err != nil {
+			return false
+		}
 	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	closed := false
 	// Control, not Read: one syscall, no wait on the poller (the
 	// connection is idle: nobody else reads it).
-	err = rc.Control(func(fd uintptr) {
-		_, err := rlPeek(int(fd))
-		closed = err != unix.EAGAIN // data, EOF or an error
-	})
-	return closed || err != nil
+	o := getRawOp(nil)
+	err := rc.Control(o.peek)
+	_, errno := o.done()
+	return errno != unix.EAGAIN || err != nil // data, EOF or an error
 }
