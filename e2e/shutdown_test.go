@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -145,5 +147,43 @@ func TestShutdownGraceEndsWebSockets(t *testing.T) {
 	}
 	if e.exitErr != nil || strings.Contains(e.stderr.String(), "WARNING: DATA RACE") {
 		t.Errorf("exit: %v; want a clean exit\n%s", e.exitErr, e.stderr.String())
+	}
+	// The WebSocket's access line is in the log once the process is gone.
+	if lines := e.findLogs(func(l logLine) bool { return l.msg() == "connection" && l.str("sni") == "ws.example.com" }); len(lines) != 1 {
+		t.Errorf("%d access lines of the WebSocket in the log after exit, want 1 (queued lines written before exit)\n%s", len(lines), e.stderr.String())
+	}
+}
+
+// A config that validates but cannot start (its listener's address is
+// taken) ends the process with exit code 1 and one JSON line that names the
+// config and the address: the line is written before the process exits
+// (the log's writer is flushed on the way out).
+func TestStartFailureLogged(t *testing.T) {
+	t.Parallel()
+	p := writeTermFiles(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	path := writeConfig(t, cfgMap{
+		"listeners": []any{cfgMap{"name": "public", "address": taken.Addr().String(), "routes": []any{
+			termRoute(p, "app.example.com", "terminate", "http", "app", "require", "xfcc")}}},
+		"backends": []any{cfgMap{"name": "app", "servers": servers("127.0.0.1:9"), "health": cfgMap{"type": "none"}}},
+	})
+	cmd := exec.Command(binPath, "run", "-c", path)
+	cmd.Env = cleanEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("tlsedge run with its address taken: %v, want exit code 1\n%s", err, stderr.String())
+	}
+	p2 := &edgeProc{stderr: &syncBuffer{}}
+	p2.stderr.Write(stderr.Bytes())
+	lines := p2.findLogs(func(l logLine) bool { return l.msg() == "cannot start" })
+	if len(lines) != 1 || lines[0].str("config") != path || !strings.Contains(lines[0].str("error"), taken.Addr().String()) {
+		t.Errorf("want one \"cannot start\" line naming %s and %s; stderr:\n%s", path, taken.Addr(), stderr.String())
 	}
 }
