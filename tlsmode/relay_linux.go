@@ -94,12 +94,14 @@ func rlNewRelay(n int) (*rlRelay, error) {
 	for range max(n, 1) {
 		l, err := rlNewLoop()
 		if err != nil {
-			for _, l := range r.loops {
+			for _, l := range r.loops { // none runs yet
 				l.closeFDs()
 			}
 			return nil, err
 		}
 		r.loops = append(r.loops, l)
+	}
+	for _, l := range r.loops { // only once every loop could be made
 		go l.run()
 	}
 	return r, nil
