@@ -148,7 +148,7 @@ func TestListenerKeepaliveQueuedConnKeepsInheritance(t *testing.T) {
 // (none).
 func TestServerDialerKeepalive(t *testing.T) {
 	ln := kaListen(t)
-	go func() { // accepts until the listener is closed (kaListen's cleanup); the dialer closes each
+	go func() { // accepts until the listener is closed (kaListen's cleanup), closing what it accepts
 		for {
 			c, err := ln.Accept()
 			if err != nil {

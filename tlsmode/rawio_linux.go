@@ -160,8 +160,10 @@ func (r rawIO) opError(op string, err error) error {
 
 // rawTCP is a TCP conn read and written through rawIO; everything else is
 // the conn's. NetConn returns the conn (upIdleClosed and upReadWaiter look
-// there). ReadFrom and WriteTo are the conn's too (promoted): an io.Copy to
-// or from a rawTCP goes through net (splice, sendfile), not rawIO.
+// there, or use the rawTCP's RawConn). ReadFrom and WriteTo are the conn's
+// too (promoted): an io.Copy to or from a rawTCP goes through net (splice,
+// sendfile), not rawIO. A zero-length Write makes no system call (net
+// makes one, which can report a reset); nothing writes empty slices.
 type rawTCP struct {
 	*net.TCPConn
 	io rawIO

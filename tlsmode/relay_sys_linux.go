@@ -17,8 +17,9 @@ import (
 // thread switch each time, some thousands a second under load. Only calls
 // that never wait go here (the eventfd is non-blocking too; no socket has
 // SO_LINGER, so close does not wait): the loop's wait in epoll (timeout
-// -1) stays ordinary. rawio_linux.go does the same for terminated
-// connections. The race detector does not see these reads into buffers
+// -1) stays ordinary. rawio_linux.go does the same for the sockets of
+// terminated connections, their HTTP/1 server connections, the
+// ClientHello's reads and the passthrough hello's write. The race detector does not see these reads into buffers
 // (unix.Read marks them for it).
 
 // rlErrno turns a raw call's errno into the error unix's wrappers return
