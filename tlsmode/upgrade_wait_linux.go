@@ -12,15 +12,8 @@ import (
 // read (data, EOF or an error) or its read deadline passes, without
 // reading; nil when c is not a plain TCP connection.
 func upReadWaiter(c net.Conn) func() error {
-	if r, ok := c.(*rawTCP); ok {
-		c = r.TCPConn
-	}
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return nil
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
+	rc := tcpRawConn(c)
+	if rc == nil {
 		return nil
 	}
 	ready := func(fd uintptr) bool {
@@ -44,27 +37,14 @@ func upIdleClosed(c net.Conn) bool {
 	if tc, ok := c.(*tls.Conn); ok && tlsBuffered(tc) {
 		return true
 	}
-	var rc syscall.RawConn
-	for rc == nil { // down to the socket: a rawTCP has its RawConn already
-		if r, ok := c.(*rawTCP); ok {
-			rc = r.io.rc
-			break
-		}
+	rc := tcpRawConn(c)
+	for rc == nil { // down to the socket
 		nc, ok := c.(interface{ NetConn() net.Conn })
 		if !ok {
-			break
+			return false
 		}
 		c = nc.NetConn()
-	}
-	if rc == nil {
-		tc, ok := c.(*net.TCPConn)
-		if !ok {
-			return false
-		}
-		var err error
-		if rc, err = tc.SyscallConn(); err != nil {
-			return false
-		}
+		rc = tcpRawConn(c)
 	}
 	// Control, not Read: one syscall, no wait on the poller (the
 	// connection is idle: nobody else reads it).
@@ -72,4 +52,18 @@ func upIdleClosed(c net.Conn) bool {
 	err := rc.Control(o.peek)
 	_, errno := o.done()
 	return errno != unix.EAGAIN || err != nil // data, EOF or an error
+}
+
+// tcpRawConn returns the RawConn of a TCP conn (a rawTCP has its own
+// already); nil for any other conn.
+func tcpRawConn(c net.Conn) syscall.RawConn {
+	switch t := c.(type) {
+	case *rawTCP:
+		return t.io.rc
+	case *net.TCPConn:
+		if rc, err := t.SyscallConn(); err == nil {
+			return rc
+		}
+	}
+	return nil
 }
