@@ -3,6 +3,8 @@ package edge
 import (
 	"context"
 	"net"
+	"net/netip"
+	"os"
 	"syscall"
 	"time"
 	"unsafe"
@@ -14,14 +16,58 @@ import (
 // before it connects, by raw system calls: Go's own (KeepAliveConfig) are
 // four setsockopt calls after the connect, each through entersyscall, which
 // wakes the runtime's monitor when it sleeps (see tlsmode/rawio_linux.go).
+// The connect is started raw too (rawConnect).
 func serverDialer(timeout time.Duration, cfg net.KeepAliveConfig) net.Dialer {
 	d := net.Dialer{Timeout: timeout, KeepAlive: -1} // -1: Go sets none of its own
-	if cfg.Enable {                                  // a new socket has none: off needs nothing
-		d.ControlContext = func(_ context.Context, _, _ string, c syscall.RawConn) error {
-			return c.Control(func(fd uintptr) { socketKeepalive(fd, cfg) })
+	d.ControlContext = func(_ context.Context, _, address string, c syscall.RawConn) error {
+		var err error
+		cerr := c.Control(func(fd uintptr) {
+			if cfg.Enable { // a new socket has none: off needs nothing
+				socketKeepalive(fd, cfg)
+			}
+			err = rawConnect(int(fd), address)
+		})
+		if cerr != nil {
+			return cerr
 		}
+		return err
 	}
 	return d
+}
+
+// rawConnect starts the connect(2) of the new non-blocking socket fd to
+// address (IP:port) without entersyscall. A loopback connect runs the TCP
+// handshake inside the call; made through entersyscall (Go's connect), it
+// lasts long enough for the runtime's monitor to hand the dialing
+// goroutine's P to another thread. Go's connect, which follows, then only
+// finds the connect under way (EALREADY) or done (EISCONN), and waits for
+// it as before. An error that ends the dial is returned as Go's connect
+// returns it (a *os.SyscallError "connect"); an address this cannot give
+// the socket (a zone, another family than the socket's) is left to Go's
+// connect.
+func rawConnect(fd int, address string) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil || ap.Addr().Zone() != "" {
+		return nil
+	}
+	var e syscall.Errno
+	port := [2]byte{byte(ap.Port() >> 8), byte(ap.Port())} // network byte order
+	if a := ap.Addr().Unmap(); a.Is4() {
+		sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
+		sa.Port = *(*uint16)(unsafe.Pointer(&port))
+		_, _, e = syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
+	} else {
+		sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
+		sa.Port = *(*uint16)(unsafe.Pointer(&port))
+		_, _, e = syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
+	}
+	switch e {
+	case 0, unix.EINPROGRESS, unix.EINTR: // done or under way: Go's connect finds it so
+		return nil
+	case unix.EAFNOSUPPORT, unix.EINVAL: // not the socket's family: Go's connect maps it
+		return nil
+	}
+	return os.NewSyscallError("connect", e)
 }
 
 // setsockoptInt is setsockopt(2) of an int option, made without
