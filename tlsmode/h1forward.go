@@ -431,7 +431,7 @@ func (p *HTTPProxy) relay(w http.ResponseWriter, rs *reqState, resp *http.Respon
 	}
 	w.WriteHeader(resp.StatusCode)
 	flush := resp.ContentLength == -1
-	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct == "text/event-stream" {
+	if eventStream(resp.Header.Get("Content-Type")) {
 		flush = true
 	}
 	if flush {
@@ -460,6 +460,18 @@ func (p *HTTPProxy) relay(w http.ResponseWriter, rs *reqState, resp *http.Respon
 			}
 		}
 	}
+}
+
+// eventStream reports whether a Content-Type is text/event-stream
+// (ReverseProxy's test: mime.ParseMediaType). Parsed only when it starts
+// so: the parse allocates, and most answers are something else.
+func eventStream(ct string) bool {
+	const es = "text/event-stream"
+	if t := strings.TrimSpace(ct); len(t) < len(es) || !strings.EqualFold(t[:len(es)], es) {
+		return false
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt == es
 }
 
 // copyBody copies a response body to w (flush: after every write).

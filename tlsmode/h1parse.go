@@ -60,24 +60,35 @@ func h1Bad(reason string) *h1Violation {
 
 // nextLine finds the next CRLF-terminated line of in from g.scan, at most
 // max bytes from in's start. It returns the line without CRLF and the
-// offset after it; end == 0 when the line is not complete yet.
-func (g *h1Guard) nextLine(in []byte, max int, tooLong *h1Violation, where string) (line []byte, end int, v *h1Violation) {
+// offset after it; end == 0 when the line is not complete yet. tooLong
+// makes the violation of a line past max (only then: it allocates).
+func (g *h1Guard) nextLine(in []byte, max int, tooLong func() *h1Violation, where string) (line []byte, end int, v *h1Violation) {
 	i := bytes.IndexByte(in[g.scan:], '\n')
 	if i < 0 {
 		if len(in) > max {
-			return nil, 0, tooLong
+			return nil, 0, tooLong()
 		}
 		return nil, 0, nil
 	}
 	end = g.scan + i + 1
 	if end > max {
-		return nil, 0, tooLong
+		return nil, 0, tooLong()
 	}
 	if i == 0 || in[end-2] != '\r' {
 		return nil, 0, h1Bad("bare LF line ending in " + where)
 	}
 	return in[g.scan : end-2], end, nil
 }
+
+// headTooLarge is the violation of a request head over max_header_bytes.
+func (g *h1Guard) headTooLarge() *h1Violation {
+	return &h1Violation{status: 431, reason: fmt.Sprintf("request head too large: over max_header_bytes %d", g.maxHead-4096+4)}
+}
+
+// chunkLineTooLong and trailerTooLarge are the violations of a chunk size
+// line and a trailer section past their caps.
+func chunkLineTooLong() *h1Violation { return h1Bad("chunk size line too long") }
+func trailerTooLarge() *h1Violation  { return h1Bad("trailer section too large") }
 
 func (g *h1Guard) stepHead(in []byte) (bool, *h1Violation) {
 	if len(in) == 0 {
@@ -94,9 +105,8 @@ func (g *h1Guard) stepHead(in []byte) (bool, *h1Violation) {
 			return true, nil
 		}
 	}
-	tooLarge := &h1Violation{status: 431, reason: fmt.Sprintf("request head too large: over max_header_bytes %d", g.maxHead-4096+4)}
 	for {
-		line, end, v := g.nextLine(in, g.maxHead, tooLarge, "the request head")
+		line, end, v := g.nextLine(in, g.maxHead, g.headTooLarge, "the request head")
 		if v != nil || end == 0 {
 			return false, v
 		}
@@ -246,7 +256,7 @@ func (g *h1Guard) finishHead() *h1Violation {
 
 // stepChunkLine checks chunk-size [ chunk-ext ] CRLF (RFC 9112 §7.1).
 func (g *h1Guard) stepChunkLine(in []byte) (bool, *h1Violation) {
-	line, end, v := g.nextLine(in, h1MaxChunkLine+2, h1Bad("chunk size line too long"), "a chunk size line")
+	line, end, v := g.nextLine(in, h1MaxChunkLine+2, chunkLineTooLong, "a chunk size line")
 	if v != nil || end == 0 {
 		return false, v
 	}
@@ -282,7 +292,7 @@ func (g *h1Guard) stepChunkLine(in []byte) (bool, *h1Violation) {
 // stepTrailer checks the trailer section and releases it whole.
 func (g *h1Guard) stepTrailer(in []byte) (bool, *h1Violation) {
 	for {
-		line, end, v := g.nextLine(in, h1MaxTrailer, h1Bad("trailer section too large"), "the trailer section")
+		line, end, v := g.nextLine(in, h1MaxTrailer, trailerTooLarge, "the trailer section")
 		if v != nil || end == 0 {
 			return false, v
 		}
