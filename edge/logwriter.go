@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -114,8 +115,13 @@ func (w *LogWriter) run() {
 	}
 }
 
-// Close writes the lines still queued and returns once they are written.
-// It may be called more than once.
+// logCloseWait bounds Close: an output that takes nothing (a stuck pipe
+// to a log collector) must not keep the process from exiting.
+var logCloseWait = 5 * time.Second
+
+// Close writes the lines still queued and returns once they are written,
+// or with an error after logCloseWait when the output takes none. It may
+// be called more than once.
 func (w *LogWriter) Close() error {
 	w.mu.Lock()
 	first := !w.closed
@@ -126,6 +132,12 @@ func (w *LogWriter) Close() error {
 		logSignal(w.kick)
 		logSignal(w.full)
 	}
-	<-w.done
-	return nil
+	t := time.NewTimer(logCloseWait)
+	defer t.Stop()
+	select {
+	case <-w.done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("log output took nothing for %v: the last lines are lost", logCloseWait)
+	}
 }

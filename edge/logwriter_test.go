@@ -148,3 +148,21 @@ func TestLogWriterCloseWhileWaiting(t *testing.T) {
 		t.Errorf("written %d bytes, want every line once in order", len(text))
 	}
 }
+
+// An output that takes nothing does not hold Close (and so the process's
+// exit) for ever: Close gives up after logCloseWait and says the last lines
+// are lost.
+func TestLogWriterCloseBounded(t *testing.T) {
+	defer func(d time.Duration) { logCloseWait = d }(logCloseWait)
+	logCloseWait = 50 * time.Millisecond
+	out := &gatedOut{gate: make(chan struct{}), inside: make(chan struct{}, 1)}
+	defer close(out.gate) // lets the writer's goroutine end
+	w := NewLogWriter(out)
+	fmt.Fprintf(w, "stuck\n")
+	<-out.inside // the writer is inside a Write that does not return
+	fmt.Fprintf(w, "queued\n")
+	err := w.Close()
+	if err == nil || !strings.Contains(err.Error(), "lost") {
+		t.Errorf("Close on a stuck output = %v, want an error saying the lines are lost", err)
+	}
+}
