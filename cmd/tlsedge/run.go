@@ -91,6 +91,7 @@ func run(path string, cfg *edge.Config) error {
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	e := edge.New(ctx, log)
 	go edge.TrimMemoryWhenQuiet(ctx, log)
+	edge.TuneGC(ctx, log) // a floor under the GC's heap goal while the live heap is small (edge/gctune.go)
 	e.OnConfig = func(c *edge.Config) {
 		zerolog.SetGlobalLevel(edge.ParseLevel(c.Log.Level))
 		out.SetFormat(c.Log.Format)
