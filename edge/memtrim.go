@@ -33,7 +33,7 @@ const (
 	trimTick       = 5 * time.Second
 	trimQuietN     = 2
 	trimQuietBytes = 2 << 20
-	trimMinExcess  = 32 << 20
+	trimMinExcess  = 8 << 20
 	trimEvery      = time.Minute
 )
 
@@ -58,7 +58,7 @@ var memSampleNames = []string{
 func readMemSample(buf []rtmetrics.Sample) memSample {
 	rtmetrics.Read(buf)
 	v := func(i int) uint64 { return buf[i].Value.Uint64() }
-	return memSample{allocs: v(0), objects: v(1), free: v(2), live: v(3), gcOff: v(4) == 0}
+	return memSample{allocs: v(0), objects: v(1), free: v(2), live: v(3), gcOff: int64(v(4)) < 0} // off reads as -1
 }
 
 // excess is what a GC and a full return to the OS would give back: the

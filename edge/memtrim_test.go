@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"runtime"
+	"runtime/debug"
 	rtmetrics "runtime/metrics"
 	"strings"
 	"testing"
@@ -126,8 +127,8 @@ func TestTrimLoopReturnsFreeMemory(t *testing.T) {
 }
 
 // What a trim could not return (fragmentation it left, objects still
-// live) is not asked for again: the next trim needs trimMinExcess more
-// beyond it. With GOGC=off nothing trims.
+// live) is not asked for again: the next trim needs trimMinExcess (and an
+// eighth of the live heap) more beyond it. With GOGC=off nothing trims.
 func TestMemTrimFloorAndGCOff(t *testing.T) {
 	t.Parallel()
 	const mib = 1 << 20
@@ -148,9 +149,9 @@ func TestMemTrimFloorAndGCOff(t *testing.T) {
 		}
 	}
 	more := after
-	more.free = trimMinExcess
+	more.free = max(trimMinExcess, more.live/8)
 	if !m.step(more, t0.Add(100*time.Second)) {
-		t.Error("no trim once trimMinExcess more could be returned")
+		t.Error("no trim once trimMinExcess (and an eighth of the live heap) more could be returned")
 	}
 
 	var off memTrim
@@ -158,6 +159,25 @@ func TestMemTrimFloorAndGCOff(t *testing.T) {
 	for i := range 5 {
 		if off.step(s, t0.Add(time.Duration(i)*5*time.Second)) {
 			t.Fatalf("tick %d: trimmed with GOGC=off", i)
+		}
+	}
+}
+
+// readMemSample sees the collector off as the runtime reports it (GOGC=off
+// reads as -1 in /gc/gogc:percent), and on at any other setting.
+func TestMemSampleSeesGCOff(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	buf := make([]rtmetrics.Sample, len(memSampleNames))
+	for i, name := range memSampleNames {
+		buf[i].Name = name
+	}
+	if !readMemSample(buf).gcOff {
+		t.Error("GOGC=off (SetGCPercent(-1)) not seen as off")
+	}
+	for _, p := range []int{0, 100} {
+		debug.SetGCPercent(p)
+		if readMemSample(buf).gcOff {
+			t.Errorf("GOGC=%d seen as off", p)
 		}
 	}
 }
