@@ -15,8 +15,12 @@ import (
 // runtime monitor (sysmon), and while it lasted let the monitor hand the
 // goroutine's P to another thread: a thread switch for about one request
 // in three under keep-alive load, and the monitor awake polling every 20
-// µs (docs/operations.md, CPU). Lines keep their order and none is dropped: when
-// logBufMax bytes wait, Write waits for room. Close writes what is left;
+// µs (docs/operations.md, CPU). Lines keep their order and none is dropped
+// while the output takes them: when logBufMax bytes wait, Write waits for
+// room. An output that takes nothing for logStuckAfter while Write waits
+// (a stuck pipe to a log collector) must not stall every connection and
+// the exit: from then on lines are dropped (counted) until it takes a
+// batch again. Close writes what is left, waiting at most logStuckAfter;
 // lines after Close are written at once.
 type LogWriter struct {
 	out  io.Writer
@@ -24,11 +28,18 @@ type LogWriter struct {
 	full chan struct{} // logBufKeep bytes wait, or Close: write now (capacity 1)
 	done chan struct{} // closed when the writer has returned
 
-	mu     sync.Mutex
-	room   sync.Cond // a batch was written
-	buf    []byte    // lines not yet taken by the writer
-	closed bool
+	mu      sync.Mutex
+	room    sync.Cond // a batch was written
+	buf     []byte    // lines not yet taken by the writer
+	closed  bool
+	written uint64 // batches written
+	stuck   bool   // the output took nothing for logStuckAfter: lines are dropped
+	dropped uint64 // lines dropped while stuck
 }
+
+// logStuckAfter is how long the output may take nothing, while lines wait
+// for room or for Close, before lines are dropped.
+var logStuckAfter = 5 * time.Second
 
 // logBufMax is how many bytes of lines may wait for the writer; from
 // logBufKeep on the writer does not wait for logBatchEvery, and a batch
@@ -50,12 +61,23 @@ func NewLogWriter(out io.Writer) *LogWriter {
 // Write queues p (a whole line: zerolog writes one a call) for the writer.
 func (w *LogWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
-	for !w.closed && len(w.buf) > 0 && len(w.buf)+len(p) > logBufMax {
-		w.room.Wait()
+	if !w.closed && !w.stuck && len(w.buf) > 0 && len(w.buf)+len(p) > logBufMax {
+		w.waitRoom(len(p))
+	}
+	if w.stuck {
+		w.dropped++
+		w.mu.Unlock()
+		return len(p), nil
 	}
 	if w.closed {
 		w.mu.Unlock()
-		<-w.done // what was queued is written first
+		t := time.NewTimer(logStuckAfter)
+		defer t.Stop()
+		select {
+		case <-w.done: // what was queued is written first
+		case <-t.C:
+			return len(p), nil // the output is stuck: dropped
+		}
 		return w.out.Write(p)
 	}
 	first := len(w.buf) == 0
@@ -69,6 +91,31 @@ func (w *LogWriter) Write(p []byte) (int, error) {
 		logSignal(w.full)
 	}
 	return len(p), nil
+}
+
+// waitRoom waits, under w.mu, until n bytes fit, Close, or the output has
+// taken nothing for logStuckAfter (then w.stuck is set).
+func (w *LogWriter) waitRoom(n int) {
+	waiting, seen := true, w.written
+	var t *time.Timer
+	t = time.AfterFunc(logStuckAfter, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		switch {
+		case !waiting:
+		case w.written == seen:
+			w.stuck = true
+			w.room.Broadcast()
+		default: // a batch went out meanwhile: look again later
+			seen = w.written
+			t.Reset(logStuckAfter)
+		}
+	})
+	for !w.closed && !w.stuck && len(w.buf) > 0 && len(w.buf)+n > logBufMax {
+		w.room.Wait()
+	}
+	waiting = false
+	t.Stop()
 }
 
 // logSignal sends on a channel of capacity 1 unless a signal is pending
@@ -107,6 +154,8 @@ func (w *LogWriter) run() {
 			batch = nil
 		}
 		w.mu.Lock()
+		w.written++
+		w.stuck = false // it takes lines again
 		w.room.Broadcast()
 		w.mu.Unlock()
 		if closed {
@@ -115,13 +164,9 @@ func (w *LogWriter) run() {
 	}
 }
 
-// logCloseWait bounds Close: an output that takes nothing (a stuck pipe
-// to a log collector) must not keep the process from exiting.
-var logCloseWait = 5 * time.Second
-
 // Close writes the lines still queued and returns once they are written,
-// or with an error after logCloseWait when the output takes none. It may
-// be called more than once.
+// or with an error after logStuckAfter in all (lines still queued then,
+// and those written after, are dropped). It may be called more than once.
 func (w *LogWriter) Close() error {
 	w.mu.Lock()
 	first := !w.closed
@@ -132,12 +177,15 @@ func (w *LogWriter) Close() error {
 		logSignal(w.kick)
 		logSignal(w.full)
 	}
-	t := time.NewTimer(logCloseWait)
+	t := time.NewTimer(logStuckAfter)
 	defer t.Stop()
 	select {
 	case <-w.done:
 		return nil
 	case <-t.C:
-		return fmt.Errorf("log output took nothing for %v: the last lines are lost", logCloseWait)
+		w.mu.Lock()
+		w.stuck = true
+		w.mu.Unlock()
+		return fmt.Errorf("log output did not take the last lines within %v: they are lost", logStuckAfter)
 	}
 }

@@ -150,19 +150,83 @@ func TestLogWriterCloseWhileWaiting(t *testing.T) {
 }
 
 // An output that takes nothing does not hold Close (and so the process's
-// exit) for ever: Close gives up after logCloseWait and says the last lines
-// are lost.
+// exit) for ever: Close gives up after logStuckAfter and says the last lines
+// are lost; a line after it is dropped, not waited for.
 func TestLogWriterCloseBounded(t *testing.T) {
-	defer func(d time.Duration) { logCloseWait = d }(logCloseWait)
-	logCloseWait = 50 * time.Millisecond
+	defer func(d time.Duration) { logStuckAfter = d }(logStuckAfter)
+	logStuckAfter = 50 * time.Millisecond
 	out := &gatedOut{gate: make(chan struct{}), inside: make(chan struct{}, 1)}
 	defer close(out.gate) // lets the writer's goroutine end
 	w := NewLogWriter(out)
 	fmt.Fprintf(w, "stuck\n")
 	<-out.inside // the writer is inside a Write that does not return
 	fmt.Fprintf(w, "queued\n")
-	err := w.Close()
-	if err == nil || !strings.Contains(err.Error(), "lost") {
-		t.Errorf("Close on a stuck output = %v, want an error saying the lines are lost", err)
+	closed := make(chan error, 1)
+	go func() {
+		err := w.Close()
+		fmt.Fprintf(w, "after\n")
+		closed <- err
+	}()
+	select {
+	case err := <-closed:
+		if err == nil || !strings.Contains(err.Error(), "lost") {
+			t.Errorf("Close on a stuck output = %v, want an error saying the lines are lost", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close, or a line after it, waits for a stuck output")
+	}
+}
+
+// A stuck output with the queue full: Write waits logStuckAfter, then
+// lines are dropped (not waited for), until the output takes a batch
+// again; then lines queue as before.
+func TestLogWriterStuckOutputDrops(t *testing.T) {
+	defer func(d time.Duration) { logStuckAfter = d }(logStuckAfter)
+	logStuckAfter = 50 * time.Millisecond
+	out := &gatedOut{gate: make(chan struct{}), inside: make(chan struct{}, 1)}
+	w := NewLogWriter(out)
+	defer w.Close()
+	fmt.Fprintf(w, "first\n")
+	<-out.inside // the writer holds "first" and waits at the gate
+	big := bytes.Repeat([]byte("z"), logBufMax-1)
+	big[len(big)-1] = '\n'
+	w.Write(big) // the queue is full
+	returned := make(chan struct{})
+	go func() {
+		fmt.Fprintf(w, "dropped 1\n") // waits, then is dropped
+		fmt.Fprintf(w, "dropped 2\n") // dropped at once
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write waits for ever on a stuck output")
+	}
+	w.mu.Lock()
+	dropped := w.dropped
+	w.mu.Unlock()
+	if dropped != 2 {
+		t.Errorf("%d lines dropped, want 2", dropped)
+	}
+	out.mu.Lock()
+	gate := out.gate
+	out.gate = nil // the output takes lines again
+	out.mu.Unlock()
+	close(gate)
+	deadline := time.Now().Add(10 * time.Second)
+	for { // until the writer has written "first" and the full queue
+		w.mu.Lock()
+		n := w.written
+		w.mu.Unlock()
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Fprintf(w, "kept\n")
+	w.Close()
+	text := strings.Join(out.writes, "")
+	if !strings.HasPrefix(text, "first\nz") || !strings.HasSuffix(text, "z\nkept\n") || strings.Contains(text, "dropped") {
+		t.Errorf("written %q...%q: want first, the queued lines and kept, and no dropped line", text[:min(len(text), 10)], text[max(0, len(text)-10):])
 	}
 }
