@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os"
 	"syscall"
 	"time"
 	"unsafe"
@@ -16,21 +15,18 @@ import (
 // before it connects, by raw system calls: Go's own (KeepAliveConfig) are
 // four setsockopt calls after the connect, each through entersyscall, which
 // wakes the runtime's monitor when it sleeps (see tlsmode/rawio_linux.go).
-// The connect is started raw too (rawConnect).
+// The connect is started raw too (rawConnect). It must not be given a
+// LocalAddr: Control runs before Go's bind, and a connect started there
+// binds the socket already.
 func serverDialer(timeout time.Duration, cfg net.KeepAliveConfig) net.Dialer {
 	d := net.Dialer{Timeout: timeout, KeepAlive: -1} // -1: Go sets none of its own
 	d.ControlContext = func(_ context.Context, _, address string, c syscall.RawConn) error {
-		var err error
-		cerr := c.Control(func(fd uintptr) {
+		return c.Control(func(fd uintptr) {
 			if cfg.Enable { // a new socket has none: off needs nothing
 				socketKeepalive(fd, cfg)
 			}
-			err = rawConnect(int(fd), address)
+			rawConnect(int(fd), address)
 		})
-		if cerr != nil {
-			return cerr
-		}
-		return err
 	}
 	return d
 }
@@ -39,35 +35,34 @@ func serverDialer(timeout time.Duration, cfg net.KeepAliveConfig) net.Dialer {
 // address (IP:port) without entersyscall. A loopback connect runs the TCP
 // handshake inside the call; made through entersyscall (Go's connect), it
 // lasts long enough for the runtime's monitor to hand the dialing
-// goroutine's P to another thread. Go's connect, which follows, then only
-// finds the connect under way (EALREADY) or done (EISCONN), and waits for
-// it as before. An error that ends the dial is returned as Go's connect
-// returns it (a *os.SyscallError "connect"); an address this cannot give
-// the socket (a zone, another family than the socket's) is left to Go's
-// connect.
-func rawConnect(fd int, address string) error {
+// goroutine's P to another thread. Go's connect, which follows, then finds
+// the connect under way (EALREADY: it waits as before), done (0), or
+// failed (its errno, which Go reports as its own). A connect that fails at
+// once leaves the socket unconnected, and Go's connect makes it again and
+// reports its error: so errors here are Go's to report, and an address
+// this cannot give the socket (a zone, another family than the socket's)
+// is left to Go's connect too. Like the project's other raw calls, the
+// call holds the P while it runs: on loopback it includes the listener's
+// SYN processing, and a nearly exhausted ephemeral port range lengthens
+// it. A connect to a server elsewhere makes two connect calls instead of
+// one (the second finds it under way).
+func rawConnect(fd int, address string) {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil || ap.Addr().Zone() != "" {
-		return nil
+		return
 	}
-	var e syscall.Errno
-	port := [2]byte{byte(ap.Port() >> 8), byte(ap.Port())} // network byte order
+	port := ap.Port()
 	if a := ap.Addr().Unmap(); a.Is4() {
 		sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
-		sa.Port = *(*uint16)(unsafe.Pointer(&port))
-		_, _, e = syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port)) // network byte order
+		p[0], p[1] = byte(port>>8), byte(port)
+		_, _, _ = syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
 	} else {
 		sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
-		sa.Port = *(*uint16)(unsafe.Pointer(&port))
-		_, _, e = syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		p[0], p[1] = byte(port>>8), byte(port)
+		_, _, _ = syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
 	}
-	switch e {
-	case 0, unix.EINPROGRESS, unix.EINTR: // done or under way: Go's connect finds it so
-		return nil
-	case unix.EAFNOSUPPORT, unix.EINVAL: // not the socket's family: Go's connect maps it
-		return nil
-	}
-	return os.NewSyscallError("connect", e)
 }
 
 // setsockoptInt is setsockopt(2) of an int option, made without

@@ -63,9 +63,7 @@ func TestRawConnectConnects(t *testing.T) {
 			}
 			defer ln.Close()
 			fd := rcSocket(t, tc.family)
-			if err := rawConnect(fd, ln.Addr().String()); err != nil {
-				t.Fatalf("rawConnect: %v", err)
-			}
+			rawConnect(fd, ln.Addr().String())
 			want := ln.Addr().(*net.TCPAddr).AddrPort()
 			if got := rcPeer(t, fd); got != want {
 				t.Errorf("peer after rawConnect = %v, want %v (the connect was not started)", got, want)
@@ -75,27 +73,52 @@ func TestRawConnectConnects(t *testing.T) {
 }
 
 // An address of another family than the socket's, or one with a zone, is
-// left to Go's connect: no error, nothing started.
+// left to Go's connect: nothing is started.
 func TestRawConnectLeavesWhatItCannotMap(t *testing.T) {
 	ln := kaListen(t)
-	fd := rcSocket(t, unix.AF_INET6)
-	if err := rawConnect(fd, ln.Addr().String()); err != nil {
-		t.Errorf("IPv4 address on an IPv6 socket: %v, want nil (Go's connect maps it)", err)
+	fd6, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Skipf("no IPv6 sockets here: %v", err) // a kernel without IPv6
 	}
-	if err := rawConnect(rcSocket(t, unix.AF_INET6), "[fe80::1%lo]:1"); err != nil {
-		t.Errorf("zoned address: %v, want nil", err)
+	defer unix.Close(fd6)
+	rawConnect(fd6, ln.Addr().String())
+	if st := rcState(t, fd6); st != rcClosed {
+		t.Errorf("IPv6 socket given an IPv4 address: TCP state %d, want closed (nothing started)", st)
 	}
-	if _, err := unix.Getpeername(fd); err == nil {
-		t.Error("the IPv6 socket is connected: rawConnect should have left it")
+	fd4 := rcSocket(t, unix.AF_INET)
+	rawConnect(fd4, "[fe80::1%lo]:1")
+	if st := rcState(t, fd4); st != rcClosed {
+		t.Errorf("zoned address: TCP state %d, want closed (nothing started)", st)
 	}
 }
 
-// Dials through serverDialer behave as Go's own: they connect, and a
-// refused connect fails with the same error (text, errno, *os.SyscallError
-// "connect") as net.Dialer's.
-func TestServerDialerConnectErrors(t *testing.T) {
+// rcClosed is TCP_CLOSE, the state of a socket that has not connected.
+const rcClosed = 7
+
+// rcState is the TCP state of fd (TCP_INFO).
+func rcState(t *testing.T, fd int) uint8 {
+	t.Helper()
+	ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ti.State
+}
+
+// Dials through serverDialer start their connect in Control (the socket
+// has left the closed state when Control returns), and behave as Go's own:
+// they connect, and a refused connect and one that fails at once fail with
+// the same error (text, errno, *os.SyscallError "connect") as net.Dialer's.
+func TestServerDialerConnects(t *testing.T) {
 	ln := kaListen(t)
 	d := serverDialer(2*time.Second, keepalive(0))
+	inner := d.ControlContext
+	var states []uint8
+	d.ControlContext = func(ctx context.Context, network, address string, c syscall.RawConn) error {
+		err := inner(ctx, network, address, c)
+		_ = c.Control(func(fd uintptr) { states = append(states, rcState(t, int(fd))) })
+		return err
+	}
 	c, err := d.DialContext(context.Background(), "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatalf("dial: %v", err)
@@ -104,21 +127,26 @@ func TestServerDialerConnectErrors(t *testing.T) {
 		t.Errorf("remote address %s, want %s", got, want)
 	}
 	c.Close()
+	if len(states) != 1 || states[0] == rcClosed {
+		t.Errorf("TCP states after Control: %v, want one, not closed (%d): the raw connect did not run", states, rcClosed)
+	}
 
 	closed := kaListen(t)
-	addr := closed.Addr().String()
+	refused := closed.Addr().String()
 	closed.Close()
-	_, err = d.DialContext(context.Background(), "tcp", addr)
-	var plain net.Dialer
-	_, want := plain.DialContext(context.Background(), "tcp", addr)
-	if err == nil || want == nil {
-		t.Fatalf("dial of a closed port: %v (net.Dialer: %v), want both refused", err, want)
-	}
-	if err.Error() != want.Error() {
-		t.Errorf("error %q, net.Dialer's %q", err, want)
-	}
-	var se *os.SyscallError
-	if !errors.Is(err, syscall.ECONNREFUSED) || !errors.As(err, &se) || se.Syscall != "connect" {
-		t.Errorf("error %#v: want ECONNREFUSED in an *os.SyscallError of connect", err)
+	for _, addr := range []string{refused, "224.0.0.1:80"} { // refused; a multicast address: ENETUNREACH at once
+		_, err = d.DialContext(context.Background(), "tcp", addr)
+		var plain net.Dialer
+		_, want := plain.DialContext(context.Background(), "tcp", addr)
+		if err == nil || want == nil {
+			t.Fatalf("dial %s: %v (net.Dialer: %v), want both to fail", addr, err, want)
+		}
+		if err.Error() != want.Error() {
+			t.Errorf("error %q, net.Dialer's %q", err, want)
+		}
+		var se, wse *os.SyscallError
+		if !errors.As(err, &se) || !errors.As(want, &wse) || se.Syscall != "connect" || se.Err != wse.Err {
+			t.Errorf("error %#v: want an *os.SyscallError of connect with net.Dialer's errno (%v)", err, want)
+		}
 	}
 }
