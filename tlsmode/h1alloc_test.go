@@ -33,6 +33,7 @@ func TestEventStreamAsParseMediaType(t *testing.T) {
 		"", "text/event-stream", "TEXT/Event-Stream", " text/event-stream ", "text/event-stream; charset=utf-8",
 		"text/event-stream;", "text/event-stream; =bad", "text/event-streamx", "text/event-strea",
 		"application/json", "text/html; charset=utf-8", "text/event-stream, text/html", "\ttext/event-stream",
+		"\u00a0text/event-stream", "\ntext/event-stream", "\r\n text/event-stream", "text/event-stream\u00a0",
 	} {
 		mt, _, _ := mime.ParseMediaType(ct)
 		if got, want := eventStream(ct), mt == "text/event-stream"; got != want {

@@ -146,6 +146,8 @@ var guardCases = []guardCase{
 	{"Content-Length in the trailer", headX + "Transfer-Encoding: chunked\r\n\r\n0\r\nContent-Length: 5\r\n\r\n" + getA, len(headX) + 33, subBody, 400, `bad request: framing field "Content-Length" in the trailer section`},
 	{"obs-fold in the trailer", headX + "Transfer-Encoding: chunked\r\n\r\n0\r\nX: 1\r\n 2\r\n\r\n", len(headX) + 33, subBody, 400, "bad request: obs-fold (a field line starting with whitespace)"},
 	{"bare LF ending the trailer", headX + "Transfer-Encoding: chunked\r\n\r\n0\r\n\n", len(headX) + 33, subBody, 400, "bad request: bare LF line ending in the trailer section"},
+	{"chunk size line too long", headX + "Transfer-Encoding: chunked\r\n\r\n1;" + strings.Repeat("x", 4001) + "\r\nX\r\n0\r\n\r\n", len(headX) + 30, subBody, 400, "bad request: chunk size line too long"},
+	{"trailer section too large", headX + "Transfer-Encoding: chunked\r\n\r\n0\r\nX: " + strings.Repeat("a", 5000) + "\r\n\r\n", len(headX) + 33, subBody, 400, "bad request: trailer section too large"},
 	{"chunked body with too many non-data bytes", headX + "Transfer-Encoding: chunked\r\n\r\n" + strings.Repeat("1;"+strings.Repeat("x", 900)+"\r\nX\r\n", 20), len(headX) + 30 + 18*(904+3), subBody, 400, "bad request: chunked body with too many non-data bytes"},
 }
 
