@@ -15,17 +15,26 @@ import (
 // before it connects, by raw system calls: Go's own (KeepAliveConfig) are
 // four setsockopt calls after the connect, each through entersyscall, which
 // wakes the runtime's monitor when it sleeps (see tlsmode/rawio_linux.go).
-// The connect is started raw too (rawConnect). It must not be given a
+// With raw, the connect is started raw too (rawConnect): for streams
+// (passthrough, protocol tcp), not for the HTTP routes' requests, whose
+// dial must wait in the netpoller as Go's does: a request the client reset
+// meanwhile (an HTTP/2 rapid reset) is then given up before it reaches the
+// server, where a dial that never waits sends it. It must not be given a
 // LocalAddr: Control runs before Go's bind, and a connect started there
 // binds the socket already.
-func serverDialer(timeout time.Duration, cfg net.KeepAliveConfig) net.Dialer {
+func serverDialer(timeout time.Duration, cfg net.KeepAliveConfig, raw bool) net.Dialer {
 	d := net.Dialer{Timeout: timeout, KeepAlive: -1} // -1: Go sets none of its own
+	if !cfg.Enable && !raw {                         // a new socket has no keepalive: off needs nothing
+		return d
+	}
 	d.ControlContext = func(_ context.Context, _, address string, c syscall.RawConn) error {
 		return c.Control(func(fd uintptr) {
-			if cfg.Enable { // a new socket has none: off needs nothing
+			if cfg.Enable {
 				socketKeepalive(fd, cfg)
 			}
-			rawConnect(int(fd), address)
+			if raw {
+				rawConnect(int(fd), address)
+			}
 		})
 	}
 	return d

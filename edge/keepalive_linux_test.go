@@ -167,7 +167,7 @@ func TestServerDialerKeepalive(t *testing.T) {
 		{"off", -1, [4]int{0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := serverDialer(time.Second, keepalive(tc.cfg))
+			d := serverDialer(time.Second, keepalive(tc.cfg), false)
 			c, err := d.DialContext(context.Background(), "tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)

@@ -31,7 +31,8 @@ type Pool struct {
 	health         HealthCheckConfig
 	checkTLS       *tls.Config   // tls and http checks over TLS; nil = plain
 	weights        []int         // from the config, applied by commit
-	dialer         net.Dialer    // connect_timeout and tcp_keepalive
+	dialer         net.Dialer    // connect_timeout and tcp_keepalive; streams' (the connect started raw)
+	httpDialer     net.Dialer    // the same, for the HTTP routes' requests (serverDialer says why)
 	idleTimeout    time.Duration // passthrough, tcp and WebSocket streams; 0 = off
 	drainTimeout   time.Duration
 	drainRate      float64
@@ -83,7 +84,8 @@ func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
 		connectTimeout: bc.ConnectTimeout,
 		retries:        *bc.Retries,
 		health:         bc.Health,
-		dialer:         serverDialer(bc.ConnectTimeout, keepalive(bc.TCPKeepalive)),
+		dialer:         serverDialer(bc.ConnectTimeout, keepalive(bc.TCPKeepalive), true),
+		httpDialer:     serverDialer(bc.ConnectTimeout, keepalive(bc.TCPKeepalive), false),
 		idleTimeout:    max(bc.IdleTimeout, 0),
 		drainTimeout:   bc.DrainTimeout,
 		drainRate:      bc.DrainRate,
@@ -274,7 +276,7 @@ func (p *Pool) Connect(ctx context.Context, c *tlsmode.Conn) (*tlsmode.Upstream,
 	err := tlsmode.TryServers(p.retries+1, nil, pick, func(s *affinity.Server) (bool, error) {
 		// Not cancelled by a drain: a connection already accepted gets its
 		// server; the dial is bounded by connect_timeout.
-		conn, err := p.dialServer(context.WithoutCancel(ctx), s)
+		conn, err := p.dialServer(context.WithoutCancel(ctx), &p.dialer, s)
 		if err != nil {
 			p.agFailure(s, "connect")
 			s.Release()
@@ -415,11 +417,11 @@ func (w *queueWait) end() {
 	w.q = nil
 }
 
-// dialServer connects to s under connect_timeout, with tcp_keepalive, and
+// dialServer connects to s with d (connect_timeout, tcp_keepalive), and
 // counts the connect (duration, errors) for s.
-func (p *Pool) dialServer(ctx context.Context, s *affinity.Server) (net.Conn, error) {
+func (p *Pool) dialServer(ctx context.Context, d *net.Dialer, s *affinity.Server) (net.Conn, error) {
 	start := time.Now()
-	conn, err := p.dialer.DialContext(ctx, "tcp", s.Address)
+	conn, err := d.DialContext(ctx, "tcp", s.Address)
 	if st := p.state(s); st != nil && err == nil {
 		st.total.Add(1)
 	}
@@ -433,7 +435,7 @@ func (p *Pool) dialServer(ctx context.Context, s *affinity.Server) (net.Conn, er
 // tlsNext (reencrypt): then the TLS handshake that follows decides.
 func (p *Pool) DialHTTP(ctx context.Context, _, addr string, tlsNext bool) (net.Conn, error) {
 	if s := p.Server(addr); s != nil {
-		conn, err := p.dialServer(ctx, s)
+		conn, err := p.dialServer(ctx, &p.httpDialer, s)
 		switch {
 		case err == nil && tlsNext:
 			// judged when its TLS handshake ends (HTTPOptions.UpstreamTLS)
@@ -444,5 +446,5 @@ func (p *Pool) DialHTTP(ctx context.Context, _, addr string, tlsNext bool) (net.
 		}
 		return conn, err
 	}
-	return p.dialer.DialContext(ctx, "tcp", addr) // a server a reload removed
+	return p.httpDialer.DialContext(ctx, "tcp", addr) // a server a reload removed
 }

@@ -111,7 +111,7 @@ func rcState(t *testing.T, fd int) uint8 {
 // the same error (text, errno, *os.SyscallError "connect") as net.Dialer's.
 func TestServerDialerConnects(t *testing.T) {
 	ln := kaListen(t)
-	d := serverDialer(2*time.Second, keepalive(0))
+	d := serverDialer(2*time.Second, keepalive(0), true)
 	inner := d.ControlContext
 	var states []uint8
 	d.ControlContext = func(ctx context.Context, network, address string, c syscall.RawConn) error {
@@ -129,6 +129,24 @@ func TestServerDialerConnects(t *testing.T) {
 	c.Close()
 	if len(states) != 1 || states[0] == rcClosed {
 		t.Errorf("TCP states after Control: %v, want one, not closed (%d): the raw connect did not run", states, rcClosed)
+	}
+	// The HTTP routes' dialer leaves the connect to Go (its wait lets a
+	// request reset meanwhile be given up).
+	hd := serverDialer(2*time.Second, keepalive(0), false)
+	hinner := hd.ControlContext
+	var hstates []uint8
+	hd.ControlContext = func(ctx context.Context, network, address string, c syscall.RawConn) error {
+		err := hinner(ctx, network, address, c)
+		_ = c.Control(func(fd uintptr) { hstates = append(hstates, rcState(t, int(fd))) })
+		return err
+	}
+	if c, err := hd.DialContext(context.Background(), "tcp", ln.Addr().String()); err != nil {
+		t.Errorf("dial without raw connect: %v", err)
+	} else {
+		c.Close()
+	}
+	if len(hstates) != 1 || hstates[0] != rcClosed {
+		t.Errorf("TCP states after Control without raw: %v, want [%d] (Go's connect makes it)", hstates, rcClosed)
 	}
 
 	closed := kaListen(t)
