@@ -172,9 +172,13 @@ func TestDrainAtARate(t *testing.T) {
 			break
 		}
 	}
-	l := e.findLogs(func(l logLine) bool {
+	// The access lines are written in batches (10 ms): the last may come
+	// a moment after its client saw the end.
+	isDrainedLine := func(l logLine) bool {
 		return l.msg() == "connection" && l.str("reason") == "drained: drain_timeout passed"
-	})
+	}
+	var l []logLine
+	poll(waitLong, func() bool { l = e.findLogs(isDrainedLine); return len(l) >= n })
 	if len(l) != n {
 		t.Errorf("%d access lines with reason %q; want %d", len(l), "drained: drain_timeout passed", n)
 	}
