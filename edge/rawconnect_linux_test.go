@@ -105,6 +105,19 @@ func rcState(t *testing.T, fd int) uint8 {
 	return ti.State
 }
 
+// rcRecordStates makes d record each socket's TCP state once its Control
+// has run (d must have one: keepalive on, or raw).
+func rcRecordStates(t *testing.T, d *net.Dialer) *[]uint8 {
+	inner := d.ControlContext
+	states := new([]uint8)
+	d.ControlContext = func(ctx context.Context, network, address string, c syscall.RawConn) error {
+		err := inner(ctx, network, address, c)
+		_ = c.Control(func(fd uintptr) { *states = append(*states, rcState(t, int(fd))) })
+		return err
+	}
+	return states
+}
+
 // Dials through serverDialer start their connect in Control (the socket
 // has left the closed state when Control returns), and behave as Go's own:
 // they connect, and a refused connect and one that fails at once fail with
@@ -112,13 +125,7 @@ func rcState(t *testing.T, fd int) uint8 {
 func TestServerDialerConnects(t *testing.T) {
 	ln := kaListen(t)
 	d := serverDialer(2*time.Second, keepalive(0), true)
-	inner := d.ControlContext
-	var states []uint8
-	d.ControlContext = func(ctx context.Context, network, address string, c syscall.RawConn) error {
-		err := inner(ctx, network, address, c)
-		_ = c.Control(func(fd uintptr) { states = append(states, rcState(t, int(fd))) })
-		return err
-	}
+	states := rcRecordStates(t, &d)
 	c, err := d.DialContext(context.Background(), "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatalf("dial: %v", err)
@@ -127,26 +134,20 @@ func TestServerDialerConnects(t *testing.T) {
 		t.Errorf("remote address %s, want %s", got, want)
 	}
 	c.Close()
-	if len(states) != 1 || states[0] == rcClosed {
-		t.Errorf("TCP states after Control: %v, want one, not closed (%d): the raw connect did not run", states, rcClosed)
+	if len(*states) != 1 || (*states)[0] == rcClosed {
+		t.Errorf("TCP states after Control: %v, want one, not closed (%d): the raw connect did not run", *states, rcClosed)
 	}
 	// The HTTP routes' dialer leaves the connect to Go (its wait lets a
 	// request reset meanwhile be given up).
 	hd := serverDialer(2*time.Second, keepalive(0), false)
-	hinner := hd.ControlContext
-	var hstates []uint8
-	hd.ControlContext = func(ctx context.Context, network, address string, c syscall.RawConn) error {
-		err := hinner(ctx, network, address, c)
-		_ = c.Control(func(fd uintptr) { hstates = append(hstates, rcState(t, int(fd))) })
-		return err
-	}
+	hstates := rcRecordStates(t, &hd)
 	if c, err := hd.DialContext(context.Background(), "tcp", ln.Addr().String()); err != nil {
 		t.Errorf("dial without raw connect: %v", err)
 	} else {
 		c.Close()
 	}
-	if len(hstates) != 1 || hstates[0] != rcClosed {
-		t.Errorf("TCP states after Control without raw: %v, want [%d] (Go's connect makes it)", hstates, rcClosed)
+	if len(*hstates) != 1 || (*hstates)[0] != rcClosed {
+		t.Errorf("TCP states after Control without raw: %v, want [%d] (Go's connect makes it)", *hstates, rcClosed)
 	}
 
 	closed := kaListen(t)
