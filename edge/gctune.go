@@ -95,16 +95,11 @@ func startGCTuner(ctx context.Context, env string) (*gcTuner, int) {
 	if env != "" {
 		return nil, 0
 	}
-	t := &gcTuner{ctx: ctx, buf: make([]rtmetrics.Sample, len(gcTunerMetrics))}
-	for i, n := range gcTunerMetrics {
-		t.buf[i].Name = n
+	buf, missing := uint64Samples(gcTunerMetrics)
+	if missing != "" {
+		return nil, 0
 	}
-	rtmetrics.Read(t.buf)
-	for _, s := range t.buf {
-		if s.Value.Kind() != rtmetrics.KindUint64 {
-			return nil, 0
-		}
-	}
+	t := &gcTuner{ctx: ctx, buf: buf}
 	if t.buf[3].Value.Uint64() != 100 || !gcTunerOn.CompareAndSwap(false, true) {
 		return nil, 0
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"runtime"
 	"runtime/debug"
-	rtmetrics "runtime/metrics"
 	"testing"
 	"time"
 )
@@ -50,9 +49,8 @@ func TestNextGCPercent(t *testing.T) {
 
 // gcNow reads the GOGC in force and what the last GC scanned.
 func gcNow() (gogc int, scanned uint64) {
-	s := []rtmetrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}
-	rtmetrics.Read(s)
-	return int(s[0].Value.Uint64()), s[1].Value.Uint64() + s[2].Value.Uint64() + s[3].Value.Uint64()
+	s, _ := uint64Samples(gcTunerMetrics) // live, stacks, globals, GOGC
+	return int(s[3].Value.Uint64()), s[0].Value.Uint64() + s[1].Value.Uint64() + s[2].Value.Uint64()
 }
 
 // gcWait runs GCs until GOGC is what ok accepts for what was scanned (the

@@ -54,6 +54,22 @@ var memSampleNames = []string{
 	"/gc/gogc:percent",
 }
 
+// uint64Samples makes the samples of names and reads them once; missing is
+// the first name the runtime does not report as a uint64 ("" when none).
+func uint64Samples(names []string) (buf []rtmetrics.Sample, missing string) {
+	buf = make([]rtmetrics.Sample, len(names))
+	for i, name := range names {
+		buf[i].Name = name
+	}
+	rtmetrics.Read(buf)
+	for _, b := range buf {
+		if b.Value.Kind() != rtmetrics.KindUint64 {
+			return buf, b.Name
+		}
+	}
+	return buf, ""
+}
+
 // readMemSample reads the runtime's counters.
 func readMemSample(buf []rtmetrics.Sample) memSample {
 	rtmetrics.Read(buf)
@@ -119,16 +135,10 @@ func TrimMemoryWhenQuiet(ctx context.Context, log zerolog.Logger) { trimLoop(ctx
 
 // trimLoop samples every tick.
 func trimLoop(ctx context.Context, log zerolog.Logger, tick time.Duration) {
-	buf := make([]rtmetrics.Sample, len(memSampleNames))
-	for i, name := range memSampleNames {
-		buf[i].Name = name
-	}
-	rtmetrics.Read(buf)
-	for _, b := range buf {
-		if b.Value.Kind() != rtmetrics.KindUint64 {
-			log.Warn().Str("metric", b.Name).Msg("the Go runtime lacks a metric the memory trimmer reads: free heap memory is left to Go's own scavenger")
-			return
-		}
+	buf, missing := uint64Samples(memSampleNames)
+	if missing != "" {
+		log.Warn().Str("metric", missing).Msg("the Go runtime lacks a metric the memory trimmer reads: free heap memory is left to Go's own scavenger")
+		return
 	}
 	var m memTrim
 	t := time.NewTicker(tick)

@@ -167,10 +167,7 @@ func TestMemTrimFloorAndGCOff(t *testing.T) {
 // reads as -1 in /gc/gogc:percent), and on at any other setting.
 func TestMemSampleSeesGCOff(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	buf := make([]rtmetrics.Sample, len(memSampleNames))
-	for i, name := range memSampleNames {
-		buf[i].Name = name
-	}
+	buf, _ := uint64Samples(memSampleNames)
 	if !readMemSample(buf).gcOff {
 		t.Error("GOGC=off (SetGCPercent(-1)) not seen as off")
 	}
