@@ -12,6 +12,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tlsedge/tlsedge/affinity"
@@ -163,7 +164,7 @@ func (c *Conn) LiveBytes() (up, down int64) {
 	if c.live.counting.Load() {
 		return c.live.up.Load(), c.live.down.Load()
 	}
-	if tc, ok := c.Conn.(*net.TCPConn); ok {
+	if tc, ok := c.Conn.(syscall.Conn); ok { // a TCP socket: *net.TCPConn or *FDConn
 		if in, out, ok := socketBytes(tc); ok {
 			return in, out
 		}
@@ -289,7 +290,7 @@ func (c *Conn) ShutdownReason() string {
 // moved bytes), and the timer is set again for the rest. A second call
 // replaces the first; d <= 0 stops watching.
 func (c *Conn) WatchIdle(d time.Duration) {
-	tc, ok := c.Conn.(*net.TCPConn)
+	tc, ok := c.Conn.(syscall.Conn) // a TCP socket: *net.TCPConn or *FDConn
 	c.live.mu.Lock()
 	defer c.live.mu.Unlock()
 	if c.live.idle != nil {
@@ -326,7 +327,7 @@ func (c *Conn) WatchIdle(d time.Duration) {
 // TCP_INFO counts the bytes received, read or not. A second call replaces
 // the first; d <= 0 stops watching. StopWatching stops it too.
 func (c *Conn) WatchHandshake(d time.Duration, consumed int64) {
-	tc, ok := c.Conn.(*net.TCPConn)
+	tc, ok := c.Conn.(syscall.Conn) // a TCP socket: *net.TCPConn or *FDConn
 	c.live.mu.Lock()
 	defer c.live.mu.Unlock()
 	if c.live.hs != nil {
@@ -359,7 +360,7 @@ func (c *Conn) WatchHandshake(d time.Duration, consumed int64) {
 // quiet is how long the client socket has been quiet: the relay's count
 // when it serves the stream (false once the relay has ended it), else the
 // kernel's.
-func (c *Conn) quiet(tc *net.TCPConn) (time.Duration, bool) {
+func (c *Conn) quiet(tc syscall.Conn) (time.Duration, bool) {
 	if rc := c.live.relay.Load(); rc != nil {
 		return rc.quiet()
 	}

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -86,6 +87,10 @@ func (z *rlLazy) get() *rlRelay {
 // rlShared returns the process's relay; nil when it cannot start (the
 // caller falls back to Pipe).
 func rlShared() *rlRelay { return rlDefault.get() }
+
+// RelayReady reports whether the passthrough relay runs (it starts on the
+// first call): only then may a listener accept its streams as FDConns.
+func RelayReady() bool { return rlShared() != nil }
 
 // rlNewRelay starts n loops. They run for the life of the process (tests
 // stop theirs).
@@ -191,13 +196,13 @@ func rlStart(c *Conn, server net.Conn, base int64, onEnd func(up, down int64, re
 
 // start is rlStart on relay r.
 func (r *rlRelay) start(c *Conn, server net.Conn, base int64, onEnd func(up, down int64, reason string)) *rlConn {
-	cfd, ok := rlDup(c.Conn)
+	cfd, giveBack, ok := rlDup(c.Conn)
 	if !ok {
 		return nil
 	}
-	sfd, ok := rlDup(server)
+	sfd, _, ok := rlDup(server)
 	if !ok {
-		unix.Close(cfd)
+		giveBack()
 		return nil
 	}
 	l := r.loops[int(r.next.Add(1))%len(r.loops)]
@@ -225,26 +230,38 @@ func (r *rlRelay) start(c *Conn, server net.Conn, base int64, onEnd func(up, dow
 	return rc
 }
 
-// rlDup returns a close-on-exec duplicate of a TCP conn's descriptor. It
-// is non-blocking as Go's own is: O_NONBLOCK belongs to the open file, which
-// the two descriptors share.
-func rlDup(nc net.Conn) (int, bool) {
-	tc, ok := nc.(*net.TCPConn)
-	if !ok {
-		return -1, false
+// rlDup returns the descriptor the relay serves a conn's socket with: an
+// FDConn's own (Take: nothing to undo then, but for giveBack), else a
+// close-on-exec duplicate of a TCP conn's (non-blocking as Go's own is:
+// O_NONBLOCK belongs to the open file, which the two descriptors share).
+// giveBack undoes it when the stream cannot start after all.
+func rlDup(nc net.Conn) (fd int, giveBack func(), ok bool) {
+	if fc, isFD := nc.(*FDConn); isFD {
+		if fd, ok := fc.Take(); ok {
+			return fd, func() { fc.untake(fd) }, true
+		}
 	}
-	raw, err := tc.SyscallConn()
+	var raw syscall.RawConn
+	var err error
+	switch c := nc.(type) {
+	case *FDConn: // in Go's netpoller since a read had to wait
+		raw, err = c.SyscallConn()
+	case *net.TCPConn:
+		raw, err = c.SyscallConn()
+	default:
+		return -1, nil, false
+	}
 	if err != nil {
-		return -1, false
+		return -1, nil, false
 	}
-	fd := -1
+	fd = -1
 	var derr error
 	if err := raw.Control(func(s uintptr) {
 		fd, derr = rlDupCloexec(int(s))
 	}); err != nil || derr != nil {
-		return -1, false
+		return -1, nil, false
 	}
-	return fd, true
+	return fd, func() { unix.Close(fd) }, true
 }
 
 // end ends the stream gracefully (Conn.Shutdown): a FIN both ways, then

@@ -1,14 +1,14 @@
 package tlsmode
 
 import (
-	"net"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // tcpInfo reads the kernel's TCP_INFO of a socket.
-func tcpInfo(c *net.TCPConn) (*unix.TCPInfo, bool) {
+func tcpInfo(c syscall.Conn) (*unix.TCPInfo, bool) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, false
@@ -25,7 +25,7 @@ func tcpInfo(c *net.TCPConn) (*unix.TCPInfo, bool) {
 
 // socketBytes returns the bytes received on a socket and the bytes it sent
 // that the peer acknowledged.
-func socketBytes(c *net.TCPConn) (in, out int64, ok bool) {
+func socketBytes(c syscall.Conn) (in, out int64, ok bool) {
 	info, ok := tcpInfo(c)
 	if !ok {
 		return 0, 0, false
@@ -35,7 +35,7 @@ func socketBytes(c *net.TCPConn) (in, out int64, ok bool) {
 
 // socketQuiet returns how long a socket has neither received nor sent data
 // (pure ACKs and keepalive probes do not count).
-func socketQuiet(c *net.TCPConn) (time.Duration, bool) {
+func socketQuiet(c syscall.Conn) (time.Duration, bool) {
 	info, ok := tcpInfo(c)
 	if !ok {
 		return 0, false

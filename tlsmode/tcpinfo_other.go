@@ -3,13 +3,13 @@
 package tlsmode
 
 import (
-	"net"
+	"syscall"
 	"time"
 )
 
 // socketBytes is not available without Linux's TCP_INFO.
-func socketBytes(*net.TCPConn) (in, out int64, ok bool) { return 0, 0, false }
+func socketBytes(syscall.Conn) (in, out int64, ok bool) { return 0, 0, false }
 
 // socketQuiet is not available without Linux's TCP_INFO: idle_timeout
 // needs Linux.
-func socketQuiet(*net.TCPConn) (time.Duration, bool) { return 0, false }
+func socketQuiet(syscall.Conn) (time.Duration, bool) { return 0, false }

@@ -1,0 +1,415 @@
+package tlsmode
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// FDConn is a TCP socket tlsedge accepted or connected with raw system
+// calls, outside Go's netpoller, for a passthrough stream: the relay takes
+// its descriptor as it is (Take), with no epoll registration, dup or close
+// of a Go conn on the way, and no call through entersyscall (each of which
+// wakes the runtime's monitor when the process was idle).
+//
+// Reads and writes are raw and never wait. The first that would block
+// (a client whose hello is not all there yet, a connect still under way)
+// hands the socket to Go's netpoller (os.NewFile: one registration) and
+// waits there, under the deadlines set; every call after it goes the same
+// way. Close, from any goroutine, is safe against a read or write in
+// flight: raw calls are made under the conn's lock (they do not wait).
+type FDConn struct {
+	mu       sync.Mutex
+	fd       int                         // the socket; -1 once closed or taken
+	file     *os.File                    // the socket in Go's netpoller, once a call had to wait; owns fd
+	taken    bool                        // the relay has the descriptor: Close does nothing
+	laddr    atomic.Pointer[net.TCPAddr] // nil until given or asked of the kernel
+	raddr    *net.TCPAddr
+	rdl, wdl time.Time // deadlines set before file (applied to it when made)
+}
+
+// NewFDConn wraps a non-blocking, close-on-exec TCP socket; laddr may be
+// nil (LocalAddr asks the kernel).
+func NewFDConn(fd int, laddr, raddr *net.TCPAddr) *FDConn {
+	c := &FDConn{fd: fd, raddr: raddr}
+	if laddr != nil {
+		c.laddr.Store(laddr)
+	}
+	return c
+}
+
+// errFDClosed is what calls on a closed or taken FDConn return (as a
+// closed net conn's: errors.Is(err, net.ErrClosed)).
+var errFDClosed = net.ErrClosed
+
+func (c *FDConn) opError(op string, err error) error {
+	if errors.Is(err, os.ErrClosed) {
+		err = net.ErrClosed // the os.File's word for it, as net says it
+	}
+	oe := &net.OpError{Op: op, Net: "tcp", Err: err}
+	if la := c.laddr.Load(); la != nil { // not LocalAddr: callers may hold c.mu
+		oe.Source = la
+	}
+	if c.raddr != nil {
+		oe.Addr = c.raddr
+	}
+	return oe
+}
+
+// polled returns the os.File to wait through, making it when the socket
+// is still raw; nil when closed or taken. Called with c.mu held.
+func (c *FDConn) polled() *os.File {
+	if c.file == nil && c.fd >= 0 {
+		c.file = os.NewFile(uintptr(c.fd), "tcp") // non-blocking: registered with the netpoller
+		if !c.rdl.IsZero() {
+			_ = c.file.SetReadDeadline(c.rdl)
+		}
+		if !c.wdl.IsZero() {
+			_ = c.file.SetWriteDeadline(c.wdl)
+		}
+	}
+	return c.file
+}
+
+// Read reads what the socket has; when it has nothing, it waits in Go's
+// netpoller (until the read deadline).
+func (c *FDConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.file == nil {
+		if c.fd < 0 {
+			c.mu.Unlock()
+			return 0, c.opError("read", errFDClosed)
+		}
+		if !c.rdl.IsZero() && !time.Now().Before(c.rdl) {
+			c.mu.Unlock()
+			return 0, c.opError("read", os.ErrDeadlineExceeded)
+		}
+		n, err := rlRead(c.fd, p)
+		for err == unix.EINTR {
+			n, err = rlRead(c.fd, p)
+		}
+		if err != unix.EAGAIN || len(p) == 0 {
+			c.mu.Unlock()
+			return fdResult(c, "read", n, err, len(p))
+		}
+	}
+	f := c.polled()
+	c.mu.Unlock()
+	if f == nil {
+		return 0, c.opError("read", errFDClosed)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, c.opError("read", err)
+	}
+	var n int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, rerr = rlRead(int(fd), p)
+		return rerr != unix.EAGAIN && rerr != unix.EINTR
+	}); err != nil {
+		return 0, c.opError("read", c.waitErr(err))
+	}
+	return fdResult(c, "read", n, rerr, len(p))
+}
+
+// waitErr is the error of a wait in the netpoller: net.ErrClosed when
+// Close ended it (the os.File says "use of closed file"), else the
+// netpoller's (os.ErrDeadlineExceeded).
+func (c *FDConn) waitErr(err error) error {
+	c.mu.Lock()
+	closed := c.fd < 0
+	c.mu.Unlock()
+	if closed {
+		return net.ErrClosed
+	}
+	return err
+}
+
+// fdResult turns a read's or write's outcome into net.Conn's.
+func fdResult(c *FDConn, op string, n int, err error, want int) (int, error) {
+	switch {
+	case err != nil:
+		return 0, c.opError(op, os.NewSyscallError(op, err))
+	case op == "read" && n == 0 && want > 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// Write writes all of p; when the socket takes no more, it waits in Go's
+// netpoller (until the write deadline).
+func (c *FDConn) Write(p []byte) (int, error) {
+	done := 0
+	c.mu.Lock()
+	if c.file == nil {
+		if c.fd < 0 {
+			c.mu.Unlock()
+			return 0, c.opError("write", errFDClosed)
+		}
+		if !c.wdl.IsZero() && !time.Now().Before(c.wdl) {
+			c.mu.Unlock()
+			return 0, c.opError("write", os.ErrDeadlineExceeded)
+		}
+		for done < len(p) {
+			n, err := rlWrite(c.fd, p[done:])
+			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.EAGAIN {
+				break
+			}
+			if err != nil {
+				c.mu.Unlock()
+				return done, c.opError("write", os.NewSyscallError("write", err))
+			}
+			done += n
+		}
+		if done == len(p) {
+			c.mu.Unlock()
+			return done, nil
+		}
+	}
+	f := c.polled()
+	c.mu.Unlock()
+	if f == nil {
+		return done, c.opError("write", errFDClosed)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return done, c.opError("write", err)
+	}
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		for done < len(p) {
+			n, err := rlWrite(int(fd), p[done:])
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return false
+			case err != nil:
+				werr = err
+				return true
+			}
+			done += n
+		}
+		return true
+	}); err != nil {
+		return done, c.opError("write", c.waitErr(err))
+	}
+	if werr != nil {
+		return done, c.opError("write", os.NewSyscallError("write", werr))
+	}
+	return done, nil
+}
+
+// Close closes the socket, unless the relay has taken it.
+func (c *FDConn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.taken:
+		return nil
+	case c.file != nil:
+		f := c.file
+		c.fd = -1
+		return f.Close() // waits for no reader: os.File's own reference counts
+	case c.fd < 0:
+		return c.opError("close", errFDClosed)
+	}
+	fd := c.fd
+	c.fd = -1
+	if err := rlClose(fd); err != nil {
+		return c.opError("close", os.NewSyscallError("close", err))
+	}
+	return nil
+}
+
+// CloseWrite sends the peer a FIN (shutdown SHUT_WR).
+func (c *FDConn) CloseWrite() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fd < 0 {
+		return c.opError("close", errFDClosed)
+	}
+	if err := rlShutdown(c.fd, unix.SHUT_WR); err != nil {
+		return c.opError("close", os.NewSyscallError("shutdown", err))
+	}
+	return nil
+}
+
+// Take gives the descriptor to the relay: from then on the relay closes
+// it, and Close does nothing. ok is false (nothing taken) once the socket
+// is in Go's netpoller (the relay would see the netpoller's events too:
+// dup it instead) or closed.
+func (c *FDConn) Take() (fd int, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.file != nil || c.fd < 0 {
+		return -1, false
+	}
+	fd, c.fd, c.taken = c.fd, -1, true
+	return fd, true
+}
+
+// untake gives back a descriptor Take gave (the relay could not start the
+// stream).
+func (c *FDConn) untake(fd int) {
+	c.mu.Lock()
+	c.fd, c.taken = fd, false
+	c.mu.Unlock()
+}
+
+// LocalAddr returns the socket's address (asked of the kernel once when
+// it was not given).
+func (c *FDConn) LocalAddr() net.Addr {
+	if la := c.laddr.Load(); la != nil {
+		return la
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fd >= 0 {
+		if sa, err := unix.Getsockname(c.fd); err == nil {
+			if la := sockaddrTCP(sa); la != nil {
+				c.laddr.Store(la)
+				return la
+			}
+		}
+	}
+	return nil
+}
+
+// RemoteAddr returns the peer's address.
+func (c *FDConn) RemoteAddr() net.Addr {
+	if c.raddr == nil {
+		return nil
+	}
+	return c.raddr
+}
+
+// SetDeadline sets both deadlines.
+func (c *FDConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// SetReadDeadline bounds the wait of reads (a raw read does not wait; one
+// past the deadline fails as net's does).
+func (c *FDConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rdl = t
+	if c.file != nil {
+		return c.file.SetReadDeadline(t)
+	}
+	return nil
+}
+
+// SetWriteDeadline bounds the wait of writes.
+func (c *FDConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wdl = t
+	if c.file != nil {
+		return c.file.SetWriteDeadline(t)
+	}
+	return nil
+}
+
+// SyscallConn gives raw access to the socket (TCP_INFO, keepalive
+// options): Control runs f on the descriptor under the conn's lock.
+// Read and Write are not supported (use the conn's).
+func (c *FDConn) SyscallConn() (syscall.RawConn, error) { return fdRaw{c}, nil }
+
+type fdRaw struct{ c *FDConn }
+
+func (r fdRaw) Control(f func(fd uintptr)) error {
+	r.c.mu.Lock()
+	fd, file := r.c.fd, r.c.file
+	if file == nil {
+		defer r.c.mu.Unlock()
+		if fd < 0 {
+			return errFDClosed
+		}
+		f(uintptr(fd))
+		return nil
+	}
+	r.c.mu.Unlock()
+	rc, err := file.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(f)
+}
+
+func (fdRaw) Read(func(fd uintptr) bool) error  { return errors.ErrUnsupported }
+func (fdRaw) Write(func(fd uintptr) bool) error { return errors.ErrUnsupported }
+
+// sockaddrTCP turns a socket address into a *net.TCPAddr (nil for other
+// families).
+func sockaddrTCP(sa unix.Sockaddr) *net.TCPAddr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+	case *unix.SockaddrInet6:
+		ta := &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
+		if a.ZoneId != 0 {
+			if ifi, err := net.InterfaceByIndex(int(a.ZoneId)); err == nil {
+				ta.Zone = ifi.Name
+			}
+		}
+		return ta
+	}
+	return nil
+}
+
+// rawSockaddrTCP turns what accept4 wrote into a *net.TCPAddr.
+func rawSockaddrTCP(rsa *unix.RawSockaddrAny) *net.TCPAddr {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		p := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		port := (*[2]byte)(unsafe.Pointer(&p.Port))
+		return &net.TCPAddr{IP: net.IP(append([]byte(nil), p.Addr[:]...)).To16(), Port: int(port[0])<<8 | int(port[1])}
+	case unix.AF_INET6:
+		p := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		port := (*[2]byte)(unsafe.Pointer(&p.Port))
+		return &net.TCPAddr{IP: append(net.IP(nil), p.Addr[:]...), Port: int(port[0])<<8 | int(port[1])}
+	}
+	return nil
+}
+
+// TCPConn moves the socket into a *net.TCPConn (net.FileConn: a dup and a
+// registration), for a connection that turned out not to be a passthrough
+// stream (a reload routed it elsewhere). The FDConn is closed: use the
+// returned conn from then on, deadlines included.
+func (c *FDConn) TCPConn() (*net.TCPConn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.polled()
+	if f == nil {
+		return nil, c.opError("file", errFDClosed)
+	}
+	nc, err := net.FileConn(f)
+	c.fd, c.file = -1, nil
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		nc.Close()
+		return nil, c.opError("file", errors.ErrUnsupported)
+	}
+	return tc, nil
+}
