@@ -121,8 +121,12 @@ func (b *builder) listenerState(lc *ListenerConfig) (*listenerState, error) {
 		}
 		st.trusted = append(st.trusted, p)
 	}
+	st.streamsOnly = len(lc.Routes) > 0
 	for j := range lc.Routes {
 		rc := &lc.Routes[j]
+		if rc.Mode != "passthrough" {
+			st.streamsOnly = false
+		}
 		pool := b.pools[rc.Backend]
 		if pool == nil {
 			return nil, fmt.Errorf("no backend named %q", rc.Backend)

@@ -4,6 +4,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -53,13 +54,13 @@ func (k *lnKeepalive) set(ln *net.TCPListener, d time.Duration) {
 
 // on gives an accepted connection tcp_keepalive d: nothing to do when it
 // came from the listening socket, else set on the connection.
-func (k *lnKeepalive) on(c *net.TCPConn, d time.Duration) {
+func (k *lnKeepalive) on(c net.Conn, d time.Duration) {
 	if k.d.Load() == int64(d) {
 		switch k.inherit.Load() {
 		case kaInherited:
 			return
 		case kaUnknown:
-			if keepaliveInherited(c, keepalive(d)) {
+			if sc, ok := c.(syscall.Conn); ok && keepaliveInherited(sc, keepalive(d)) {
 				k.inherit.CompareAndSwap(kaUnknown, kaInherited)
 				return
 			}
@@ -72,8 +73,15 @@ func (k *lnKeepalive) on(c *net.TCPConn, d time.Duration) {
 }
 
 // keepaliveOn applies tcp_keepalive to an accepted client connection.
-func keepaliveOn(c *net.TCPConn, d time.Duration) {
-	_ = c.SetKeepAliveConfig(keepalive(d))
+func keepaliveOn(c net.Conn, d time.Duration) {
+	switch c := c.(type) {
+	case *net.TCPConn:
+		_ = c.SetKeepAliveConfig(keepalive(d))
+	case syscall.Conn: // a *tlsmode.FDConn
+		if raw, err := c.SyscallConn(); err == nil {
+			_ = raw.Control(func(fd uintptr) { socketKeepalive(fd, keepalive(d)) })
+		}
+	}
 }
 
 // keepaliveSeconds is a keepalive duration as the socket option takes it:

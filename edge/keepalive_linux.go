@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tlsedge/tlsedge/tlsmode"
 )
 
 // serverDialer connects to servers with cfg's keepalive, set on each socket
@@ -60,18 +62,7 @@ func rawConnect(fd int, address string) {
 	if err != nil || ap.Addr().Zone() != "" {
 		return
 	}
-	port := ap.Port()
-	if a := ap.Addr().Unmap(); a.Is4() {
-		sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
-		p := (*[2]byte)(unsafe.Pointer(&sa.Port)) // network byte order
-		p[0], p[1] = byte(port>>8), byte(port)
-		_, _, _ = syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
-	} else {
-		sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
-		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-		p[0], p[1] = byte(port>>8), byte(port)
-		_, _, _ = syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
-	}
+	_ = tlsmode.RawConnect(fd, ap.Addr().Unmap(), ap.Port())
 }
 
 // setsockoptInt is setsockopt(2) of an int option, made without
@@ -122,7 +113,7 @@ func socketKeepalive(fd uintptr, cfg net.KeepAliveConfig) bool {
 
 // keepaliveInherited reports whether an accepted connection carries cfg's
 // keepalive (on or off, and the idle time) from its listening socket.
-func keepaliveInherited(c *net.TCPConn, cfg net.KeepAliveConfig) bool {
+func keepaliveInherited(c syscall.Conn, cfg net.KeepAliveConfig) bool {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return false

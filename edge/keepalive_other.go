@@ -4,13 +4,14 @@ package edge
 
 import (
 	"net"
+	"syscall"
 	"time"
 )
 
 // listenerKeepalive: elsewhere each accepted connection gets its own.
 func listenerKeepalive(*net.TCPListener, net.KeepAliveConfig) bool { return false }
 
-func keepaliveInherited(*net.TCPConn, net.KeepAliveConfig) bool { return false }
+func keepaliveInherited(syscall.Conn, net.KeepAliveConfig) bool { return false }
 
 func socketKeepalive(uintptr, net.KeepAliveConfig) bool { return false }
 

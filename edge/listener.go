@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -30,6 +32,7 @@ type listenerState struct {
 	access       bool
 	keepalive    time.Duration
 	limits       connLimits
+	streamsOnly  bool // every route is passthrough: accept may take raw sockets (accept_linux.go)
 }
 
 // connLimits are a listener's limits on what clients may hold
@@ -47,6 +50,9 @@ type connLimits struct {
 // listener accepts client connections on one address and routes each by SNI.
 type listener struct {
 	ln    *net.TCPListener
+	lnDup *os.File        // a duplicate of ln's socket that raw accepts wait on (accept_linux.go); nil: none
+	rawLn syscall.RawConn // lnDup's
+	addr  *net.TCPAddr    // ln's address
 	state atomic.Pointer[listenerState]
 	log   zerolog.Logger
 	e     *Edge // the registry, metrics and events of routed connections
@@ -64,7 +70,7 @@ type listener struct {
 	fails failureLog
 
 	mu    sync.Mutex
-	conns map[*net.TCPConn]*tlsmode.Conn // for closing what is left at shutdown; nil until serveConn has one
+	conns map[net.Conn]*tlsmode.Conn // for closing what is left at shutdown; nil until serveConn has one
 	wg    sync.WaitGroup
 }
 
@@ -77,8 +83,10 @@ func newListener(ln *net.TCPListener, e *Edge) *listener {
 		freed:  make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		served: make(chan struct{}),
-		conns:  map[*net.TCPConn]*tlsmode.Conn{},
+		conns:  map[net.Conn]*tlsmode.Conn{},
 	}
+	l.addr, _ = ln.Addr().(*net.TCPAddr)
+	l.lnDup, l.rawLn = rawListener(ln)
 	l.fails.summary = func(listener, class, reason string, n int) {
 		if ev := l.log.Warn(); ev.Enabled() {
 			ev.Str("listener", listener).Str("kind", class).Int("count", n).Str("reason", reason).Msg(failureSummary(n))
@@ -115,7 +123,7 @@ func (l *listener) serve(ctx context.Context) {
 			case <-time.After(time.Second): // pick up a raised limit after reload
 			}
 		}
-		c, err := l.ln.AcceptTCP()
+		c, err := l.accept(l.state.Load())
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -144,7 +152,7 @@ func (l *listener) serve(ctx context.Context) {
 	}
 }
 
-func (l *listener) track(c *net.TCPConn, add bool) {
+func (l *listener) track(c net.Conn, add bool) {
 	l.mu.Lock()
 	if add {
 		l.conns[c] = nil
@@ -172,6 +180,9 @@ func (l *listener) close() {
 		close(l.done)
 	}
 	l.ln.Close()
+	if l.lnDup != nil {
+		l.lnDup.Close() // wakes a raw accept; the socket closes with the last descriptor
+	}
 }
 
 // stopped returns a channel closed once every connection of the listener
@@ -185,7 +196,7 @@ func (l *listener) stopped() <-chan struct{} {
 
 // attach records the tlsmode.Conn serving c, so closeConns can end it
 // whether its sockets are still Go's or the relay's.
-func (l *listener) attach(c *net.TCPConn, tc *tlsmode.Conn) {
+func (l *listener) attach(c net.Conn, tc *tlsmode.Conn) {
 	l.mu.Lock()
 	if _, ok := l.conns[c]; ok {
 		l.conns[c] = tc
@@ -224,12 +235,13 @@ func (l *listener) closeConns() {
 // connection to a goroutine of its own, and serveConn returns: what follows
 // the end of a connection (slots given back, the registry, the access
 // line, track) then runs from tc.Ended.
-func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
+func (l *listener) serveConn(ctx context.Context, c net.Conn) {
 	start := time.Now()
 	st := l.state.Load()
 	tc := &tlsmode.Conn{Conn: c, Source: addrPort(c.RemoteAddr()), Dest: addrPort(c.LocalAddr())}
 	tc.PeerTrusted = trustedPeer(st.trusted, tc.Source)
-	l.attach(c, tc)
+	key := c // the conn as accepted (l.conns), even when c is replaced below
+	l.attach(key, tc)
 	var route *Route
 	var failed bool       // the handler returned an error
 	var kind string       // why an unrouted connection was refused, for metrics
@@ -240,7 +252,7 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	// finish accounts for the connection once it has ended: on this
 	// goroutine, or on the relay's (tc.Ended) for a detached stream.
 	finish := func() {
-		defer l.track(c, false)
+		defer l.track(key, false)
 		hs.release()
 		if held {
 			l.ips.release(ipHeld)
@@ -405,6 +417,17 @@ func (l *listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	}
 	// Clear the deadline, or long-lived streams would die at it.
 	_ = c.SetReadDeadline(time.Time{})
+	if rt.Mode != "passthrough" {
+		// Accepted raw for a listener of passthrough routes only (a
+		// reload added this route meanwhile): the terminating handlers
+		// want net's conn.
+		nc, err := netConn(c)
+		if err != nil {
+			l.reject(c, tc, "internal error: "+err.Error(), tlsmode.AlertInternalError)
+			return
+		}
+		c, tc.Conn = nc, nc
+	}
 	tc.Peeked = append(h.Raw, tailBytes...)
 	tail := len(tailBytes)
 	tc.Route, tc.Routes = rt, st.table

@@ -103,6 +103,9 @@ func addrPort(a net.Addr) netip.AddrPort {
 	if t, ok := a.(*net.TCPAddr); ok {
 		return unmap(t.AddrPort())
 	}
+	if a == nil { // a conn that could not tell (FDConn.LocalAddr after its socket left)
+		return netip.AddrPort{}
+	}
 	ap, _ := netip.ParseAddrPort(a.String())
 	return ap
 }

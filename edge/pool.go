@@ -29,11 +29,12 @@ type Pool struct {
 	retries        int
 	proxy          byte
 	health         HealthCheckConfig
-	checkTLS       *tls.Config   // tls and http checks over TLS; nil = plain
-	weights        []int         // from the config, applied by commit
-	dialer         net.Dialer    // connect_timeout and tcp_keepalive; streams' (the connect started raw)
-	httpDialer     net.Dialer    // the same, for the HTTP routes' requests (serverDialer says why)
-	idleTimeout    time.Duration // passthrough, tcp and WebSocket streams; 0 = off
+	checkTLS       *tls.Config         // tls and http checks over TLS; nil = plain
+	weights        []int               // from the config, applied by commit
+	dialer         net.Dialer          // connect_timeout and tcp_keepalive; streams' (the connect started raw)
+	httpDialer     net.Dialer          // the same, for the HTTP routes' requests (serverDialer says why)
+	keepalive      net.KeepAliveConfig // tcp_keepalive, for passthrough's raw connects (dialStream)
+	idleTimeout    time.Duration       // passthrough, tcp and WebSocket streams; 0 = off
 	drainTimeout   time.Duration
 	drainRate      float64
 	maxPerServer   int           // connections (and requests) per server; 0 = unlimited
@@ -86,6 +87,7 @@ func newPool(bc *BackendConfig, prev *Pool) (*Pool, error) {
 		health:         bc.Health,
 		dialer:         serverDialer(bc.ConnectTimeout, keepalive(bc.TCPKeepalive), true),
 		httpDialer:     serverDialer(bc.ConnectTimeout, keepalive(bc.TCPKeepalive), false),
+		keepalive:      keepalive(bc.TCPKeepalive),
 		idleTimeout:    max(bc.IdleTimeout, 0),
 		drainTimeout:   bc.DrainTimeout,
 		drainRate:      bc.DrainRate,
@@ -276,7 +278,13 @@ func (p *Pool) Connect(ctx context.Context, c *tlsmode.Conn) (*tlsmode.Upstream,
 	err := tlsmode.TryServers(p.retries+1, nil, pick, func(s *affinity.Server) (bool, error) {
 		// Not cancelled by a drain: a connection already accepted gets its
 		// server; the dial is bounded by connect_timeout.
-		conn, err := p.dialServer(context.WithoutCancel(ctx), &p.dialer, s)
+		var conn net.Conn
+		var err error
+		if r := routeOf(c); r != nil && r.Mode == "passthrough" {
+			conn, err = p.dialStream(s)
+		} else {
+			conn, err = p.dialServer(context.WithoutCancel(ctx), &p.dialer, s)
+		}
 		if err != nil {
 			p.agFailure(s, "connect")
 			s.Release()
@@ -422,11 +430,16 @@ func (w *queueWait) end() {
 func (p *Pool) dialServer(ctx context.Context, d *net.Dialer, s *affinity.Server) (net.Conn, error) {
 	start := time.Now()
 	conn, err := d.DialContext(ctx, "tcp", s.Address)
+	p.dialed(s, start, err)
+	return conn, err
+}
+
+// dialed counts a dial to s that started at start.
+func (p *Pool) dialed(s *affinity.Server, start time.Time, err error) {
 	if st := p.state(s); st != nil && err == nil {
 		st.total.Add(1)
 	}
 	p.m.connected(p.Name, s.Address, time.Since(start), err)
-	return conn, err
 }
 
 // DialHTTP connects to a server by address for the keep-alive transports

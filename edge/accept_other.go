@@ -1,0 +1,25 @@
+//go:build !linux
+
+package edge
+
+import (
+	"net"
+	"os"
+	"syscall"
+)
+
+// accept takes the next client connection (net's: the raw accept of
+// accept_linux.go needs the passthrough relay).
+func (l *listener) accept(*listenerState) (net.Conn, error) {
+	c, err := l.ln.AcceptTCP()
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// netConn returns c: every conn is net's here.
+func netConn(c net.Conn) (net.Conn, error) { return c, nil }
+
+// rawListener: no raw accepts here.
+func rawListener(*net.TCPListener) (*os.File, syscall.RawConn) { return nil, nil }
