@@ -3,7 +3,6 @@ package edge
 import (
 	"net"
 	"os"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -16,7 +15,7 @@ import (
 // unless its hello makes a read wait, and the relay takes its descriptor
 // as it is. Elsewhere it is net's *net.TCPConn.
 func (l *listener) accept(st *listenerState) (net.Conn, error) {
-	if st == nil || !st.streamsOnly || l.rawLn == nil || !tlsmode.RelayReady() {
+	if st == nil || !st.streamsOnly || !tlsmode.RelayReady() || !l.rawListener() {
 		c, err := l.ln.AcceptTCP()
 		if err != nil {
 			return nil, err
@@ -58,19 +57,29 @@ func netConn(c net.Conn) (net.Conn, error) {
 	return c, nil
 }
 
-// rawListener returns a duplicate of ln's socket in Go's netpoller (net's
-// own RawConn of a listener cannot wait: its Read says EINVAL), for
-// accept's raw accept4 to wait on; nil, nil when it cannot be made (accept
-// is then net's).
-func rawListener(ln *net.TCPListener) (*os.File, syscall.RawConn) {
-	f, err := ln.File() // a non-blocking duplicate, registered with the netpoller
+// rawListener makes, on the first raw accept, a duplicate of the
+// listening socket in Go's netpoller for raw accepts to wait on (net's
+// own RawConn of a listener cannot wait: its Read says EINVAL); false
+// when it cannot (accept is then net's). Made under mu and not once the
+// listener is closed, so close always closes it.
+func (l *listener) rawListener() bool {
+	if l.rawLn != nil {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopping() {
+		return false
+	}
+	f, err := l.ln.File() // a non-blocking duplicate, registered with the netpoller
 	if err != nil {
-		return nil, nil
+		return false
 	}
 	raw, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
-		return nil, nil
+		return false
 	}
-	return f, raw
+	l.lnDup, l.rawLn = f, raw
+	return true
 }

@@ -2,11 +2,7 @@
 
 package edge
 
-import (
-	"net"
-	"os"
-	"syscall"
-)
+import "net"
 
 // accept takes the next client connection (net's: the raw accept of
 // accept_linux.go needs the passthrough relay).
@@ -20,6 +16,3 @@ func (l *listener) accept(*listenerState) (net.Conn, error) {
 
 // netConn returns c: every conn is net's here.
 func netConn(c net.Conn) (net.Conn, error) { return c, nil }
-
-// rawListener: no raw accepts here.
-func rawListener(*net.TCPListener) (*os.File, syscall.RawConn) { return nil, nil }

@@ -50,8 +50,8 @@ type connLimits struct {
 // listener accepts client connections on one address and routes each by SNI.
 type listener struct {
 	ln    *net.TCPListener
-	lnDup *os.File        // a duplicate of ln's socket that raw accepts wait on (accept_linux.go); nil: none
-	rawLn syscall.RawConn // lnDup's
+	lnDup *os.File        // a duplicate of ln's socket that raw accepts wait on (accept_linux.go); nil: none yet. Under mu
+	rawLn syscall.RawConn // lnDup's; only serve's goroutine reads it
 	addr  *net.TCPAddr    // ln's address
 	state atomic.Pointer[listenerState]
 	log   zerolog.Logger
@@ -86,7 +86,6 @@ func newListener(ln *net.TCPListener, e *Edge) *listener {
 		conns:  map[net.Conn]*tlsmode.Conn{},
 	}
 	l.addr, _ = ln.Addr().(*net.TCPAddr)
-	l.lnDup, l.rawLn = rawListener(ln)
 	l.fails.summary = func(listener, class, reason string, n int) {
 		if ev := l.log.Warn(); ev.Enabled() {
 			ev.Str("listener", listener).Str("kind", class).Int("count", n).Str("reason", reason).Msg(failureSummary(n))
@@ -180,9 +179,11 @@ func (l *listener) close() {
 		close(l.done)
 	}
 	l.ln.Close()
+	l.mu.Lock()
 	if l.lnDup != nil {
-		l.lnDup.Close() // wakes a raw accept; the socket closes with the last descriptor
+		l.lnDup.Close() // wakes a raw accept; the socket closes with its last descriptor
 	}
+	l.mu.Unlock()
 }
 
 // stopped returns a channel closed once every connection of the listener
