@@ -147,7 +147,7 @@ func (l *listener) serve(ctx context.Context) {
 			l.e.m.accepted.WithLabelValues(st.name).Inc()
 		}
 		l.track(c, true)
-		go l.serveConn(ctx, c)
+		tlsmode.Go(func() { l.serveConn(ctx, c) }) // a worker whose stack has grown already
 	}
 }
 

@@ -389,7 +389,7 @@ func (rc *rlConn) finished(d int, err error) {
 }
 
 // close closes both sockets, gives back what the stream held and calls
-// onEnd on a goroutine of its own.
+// onEnd on a goroutine of its own (a worker: Go).
 func (rc *rlConn) close() {
 	if rc.closed {
 		return
@@ -416,7 +416,8 @@ func (rc *rlConn) close() {
 		reason = closeReason(rc.first == rlUp, rc.err)
 	}
 	rc.reported = true
-	go rc.report(rc.c.live.up.Load(), rc.c.live.down.Load(), reason)
+	up, down := rc.c.live.up.Load(), rc.c.live.down.Load()
+	Go(func() { rc.report(up, down, reason) })
 }
 
 // report calls onEnd; a panic in it is logged, not the end of the process.
