@@ -20,16 +20,20 @@ import (
 // of a Go conn on the way, and no call through entersyscall (each of which
 // wakes the runtime's monitor when the process was idle).
 //
-// Reads and writes are raw and never wait. The first that would block
-// (a client whose hello is not all there yet, a connect still under way)
-// hands the socket to Go's netpoller (os.NewFile: one registration) and
-// waits there, under the deadlines set; every call after it goes the same
-// way. Close, from any goroutine, is safe against a read or write in
-// flight: raw calls are made under the conn's lock (they do not wait).
+// Reads and writes are raw and never wait. A read that finds nothing (a
+// client whose hello is not all there yet) waits for fdPoller's word
+// that bytes came, under the read deadline, and reads again: the socket
+// stays out of Go's netpoller. A write that would block (or a read when
+// fdPoller could not start) hands the socket to Go's netpoller
+// (os.NewFile: one registration) and waits there, under the deadlines
+// set; every call after it goes the same way. Close, from any goroutine,
+// is safe against a read or write in flight: raw calls are made under the
+// conn's lock (they do not wait), and it wakes a waiting read.
 type FDConn struct {
 	mu       sync.Mutex
 	fd       int                         // the socket; -1 once closed or taken
-	file     *os.File                    // the socket in Go's netpoller, once a call had to wait; owns fd
+	file     *os.File                    // the socket in Go's netpoller, once a write (or a read without fdPoller) had to wait; owns fd
+	w        *fdWaiter                   // the socket in fdPoller, once a read had to wait
 	taken    bool                        // the relay has the descriptor: Close does nothing
 	laddr    atomic.Pointer[net.TCPAddr] // nil until given or asked of the kernel
 	raddr    *net.TCPAddr
@@ -83,7 +87,7 @@ func (c *FDConn) polled() *os.File {
 // netpoller (until the read deadline).
 func (c *FDConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
-	if c.file == nil {
+	for c.file == nil {
 		if c.fd < 0 {
 			c.mu.Unlock()
 			return 0, c.opError("read", errFDClosed)
@@ -100,6 +104,20 @@ func (c *FDConn) Read(p []byte) (int, error) {
 			c.mu.Unlock()
 			return fdResult(c, "read", n, err, len(p))
 		}
+		if c.w == nil {
+			if fp := fdPollerShared(); fp != nil {
+				c.w, _ = fp.add(c.fd)
+			}
+			if c.w == nil {
+				break // wait in the netpoller
+			}
+		}
+		// Nothing there: wait for fdPoller (or a new deadline, or
+		// Close), then read again.
+		w, deadline := c.w, c.rdl
+		c.mu.Unlock()
+		w.waitReadable(deadline)
+		c.mu.Lock()
 	}
 	f := c.polled()
 	c.mu.Unlock()
@@ -216,6 +234,11 @@ func (c *FDConn) Write(p []byte) (int, error) {
 func (c *FDConn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.w != nil && !c.taken { // its socket leaves fdPoller's set as it closes
+		fdPollerShared().forget(c.w)
+		c.w.poke() // a read waiting finds it closed
+		c.w = nil
+	}
 	switch {
 	case c.taken:
 		return nil
@@ -254,11 +277,23 @@ func (c *FDConn) CloseWrite() error {
 func (c *FDConn) Take() (fd int, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.unpoll() // the relay waits for it in its own epoll, a duplicate too
 	if c.file != nil || c.fd < 0 {
 		return -1, false
 	}
 	fd, c.fd, c.taken = c.fd, -1, true
 	return fd, true
+}
+
+// unpoll takes the socket out of fdPoller's set (its registration would
+// outlive the descriptor when a duplicate keeps the socket open). Called
+// with c.mu held.
+func (c *FDConn) unpoll() {
+	if c.w != nil && c.fd >= 0 {
+		fdPollerShared().remove(c.fd, c.w)
+		c.w.poke()
+		c.w = nil
+	}
 }
 
 // untake gives back a descriptor Take gave (the relay could not start the
@@ -310,6 +345,9 @@ func (c *FDConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rdl = t
+	if c.w != nil {
+		c.w.poke() // a waiting read looks at the new deadline
+	}
 	if c.file != nil {
 		return c.file.SetReadDeadline(t)
 	}
@@ -396,6 +434,7 @@ func rawSockaddrTCP(rsa *unix.RawSockaddrAny) *net.TCPAddr {
 func (c *FDConn) TCPConn() (*net.TCPConn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.unpoll() // the duplicate net makes would keep the registration
 	f := c.polled()
 	if f == nil {
 		return nil, c.opError("file", errFDClosed)

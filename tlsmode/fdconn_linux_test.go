@@ -113,8 +113,8 @@ func TestFDConnReadWaits(t *testing.T) {
 	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read with nothing to read = %v, want a timeout", err)
 	}
-	if c.file == nil {
-		t.Fatal("a read that had to wait did not move the socket into the netpoller")
+	if c.w == nil || c.file != nil {
+		t.Fatalf("a read that had to wait: poller %v, netpoller %v; want fdPoller only", c.w != nil, c.file != nil)
 	}
 	// Then the bytes come while it waits.
 	c.SetReadDeadline(time.Time{})
@@ -126,12 +126,30 @@ func TestFDConnReadWaits(t *testing.T) {
 	if err != nil || string(buf[:n]) != "late" {
 		t.Fatalf("Read = %q, %v", buf[:n], err)
 	}
+	// A deadline set while a read waits ends it (net's conns do the same).
+	wait := make(chan error, 1)
+	go func() { _, err := c.Read(buf); wait <- err }()
+	time.Sleep(50 * time.Millisecond)
+	c.SetReadDeadline(time.Now())
+	select {
+	case err := <-wait:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("read ended by a new deadline: %v, want a timeout", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a new deadline did not end the waiting read")
+	}
+	c.SetReadDeadline(time.Time{})
 	// Close from another goroutine ends a waiting read.
 	done := make(chan error, 1)
 	go func() { _, err := c.Read(buf); done <- err }()
 	time.Sleep(50 * time.Millisecond)
+	w := c.w
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if polling(w) {
+		t.Error("Close left the socket's waiter in fdPoller")
 	}
 	select {
 	case err := <-done:
@@ -205,8 +223,8 @@ func TestFDConnTake(t *testing.T) {
 		t.Errorf("after giveBack, Close left the descriptor open (%v)", err)
 	}
 
-	// Once in the netpoller, the relay gets a duplicate (the netpoller
-	// would see the relay's events too).
+	// A read that waited (in fdPoller): Take takes it out of fdPoller's
+	// set.
 	cl2, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -214,15 +232,41 @@ func TestFDConnTake(t *testing.T) {
 	defer cl2.Close()
 	c2 := fdAccept(t, fd, nil)
 	c2.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
-	c2.Read(b) // waits: moves it
-	dfd, giveBack2, ok := rlDup(c2)
+	c2.Read(b) // waits
+	w := c2.w
+	if w == nil {
+		t.Fatal("the read did not wait in fdPoller")
+	}
+	tfd, giveBack2, ok := rlDup(c2)
+	if !ok || c2.w != nil || polling(w) {
+		t.Fatalf("rlDup of an FDConn in fdPoller: %v; still in it: %v", ok, polling(w))
+	}
+	giveBack2()
+	if c2.fd != tfd {
+		t.Fatalf("giveBack gave %d back as %d", tfd, c2.fd)
+	}
+
+	// Once in the netpoller (a write had to wait), the relay gets a
+	// duplicate (the netpoller would see the relay's events too).
+	c2.mu.Lock()
+	c2.polled()
+	c2.mu.Unlock()
+	dfd, giveBack3, ok := rlDup(c2)
 	if !ok || dfd == c2.fd {
 		t.Fatalf("rlDup of a polled FDConn = %d, %v; want a duplicate of %d", dfd, ok, c2.fd)
 	}
-	giveBack2()
+	giveBack3()
 	if _, err := unix.FcntlInt(uintptr(dfd), unix.F_GETFD, 0); err != unix.EBADF {
 		t.Errorf("giveBack left the duplicate open (%v)", err)
 	}
+}
+
+// polling reports whether fdPoller still has w.
+func polling(w *fdWaiter) bool {
+	p := fdPollerShared()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.waiters[w.token] != nil
 }
 
 func TestDialStream(t *testing.T) {
