@@ -20,7 +20,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
@@ -28,7 +27,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tlsedge/tlsedge/affinity"
@@ -116,43 +114,42 @@ func (p *HTTPProxy) forward(w http.ResponseWriter, r *http.Request, cs *connStat
 	var uc *upConn
 	var srv *affinity.Server
 	var flight *inflight
-	var stopAbort func() bool
+	var abort *upAbort
 	err := p.tryServers(&out, c, p.opt.Retries+1, nil, func(s *affinity.Server) (bool, error) {
-		rctx, cancel := context.WithCancel(ctx)
-		fl := p.startRequest(s.Address, cancel)
+		// A cancelled request (the client went away: ctx; a drain's
+		// CancelRequest: ab.drain) unblocks whatever waits on its server
+		// connection, the answer's body included.
+		ab := &upAbort{}
+		fl := p.startRequest(s.Address, ab.drain, nil)
 		c.live.last.Store(s)
 		rs.server = s
 		key := transportKey{addr: s.Address}
 		if p.opt.Upstream != nil && p.opt.Upstream.ServerName == "" {
 			key.sni = sni
 		}
-		// A cancelled request (the client went away, a drain's
-		// CancelRequest) unblocks whatever waits on its server connection,
-		// the answer's body included.
-		ab := &upAbort{}
-		stop := context.AfterFunc(rctx, ab.fire)
-		res, u, err := p.roundTrip(rctx, w, &out, rs.buffered, key, ab, upType != "")
+		ab.after = context.AfterFunc(ctx, ab.fire)
+		res, u, err := p.roundTrip(ctx, w, &out, rs.buffered, key, ab, upType != "")
 		if err == nil {
-			resp, uc, stopAbort, srv, flight = res, u, stop, s, fl
+			resp, uc, abort, srv, flight = res, u, ab, s, fl
 			return false, nil
 		}
-		stop()
-		if rctx.Err() != nil && ctx.Err() == nil {
+		ab.stop()
+		if ab.wasDrained() && ctx.Err() == nil {
 			err = errDrainCancelled
 		}
 		s.Release()
 		p.endRequest(fl)
-		return isConnectError(err) && ctx.Err() == nil && len(rs.buffered) == 0, err
+		return isConnectError(err) && ctx.Err() == nil && !ab.wasDrained() && len(rs.buffered) == 0, err
 	})
 	if err != nil {
 		p.errorHandler(w, &out, err)
 		return
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		p.switchProtocols(w, r, cs, rs, resp, uc, stopAbort, srv, flight)
+		p.switchProtocols(w, r, cs, rs, resp, uc, abort, srv, flight)
 		return
 	}
-	p.relay(w, rs, resp, uc, stopAbort, func() { srv.Release(); p.endRequest(flight) })
+	p.relay(w, rs, resp, uc, abort, func() { srv.Release(); p.endRequest(flight) })
 }
 
 // upHeaderTimeout: no response head within response_header_timeout (a
@@ -162,42 +159,6 @@ type upHeaderTimeout struct{}
 func (upHeaderTimeout) Error() string   { return "net/http: timeout awaiting response headers" }
 func (upHeaderTimeout) Timeout() bool   { return true }
 func (upHeaderTimeout) Temporary() bool { return true }
-
-// upAbort ends the waits on a request's current server connection once
-// fired.
-type upAbort struct {
-	mu    sync.Mutex
-	c     net.Conn
-	fired bool
-}
-
-func (a *upAbort) set(c net.Conn) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.c = c
-	if a.fired {
-		_ = c.SetDeadline(aLongTimeAgo)
-	}
-}
-
-// readDeadline sets the connection's read deadline unless the request
-// was cancelled (its deadline stays in the past).
-func (a *upAbort) readDeadline(t time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !a.fired && a.c != nil {
-		_ = a.c.SetReadDeadline(t)
-	}
-}
-
-func (a *upAbort) fire() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.fired = true
-	if a.c != nil {
-		_ = a.c.SetDeadline(aLongTimeAgo)
-	}
-}
 
 // cleanQueryParams is ReverseProxy's (CVE-2022-2880): a query with a
 // semicolon or a bad escape is re-encoded from what Go parses of it, so
@@ -265,6 +226,9 @@ func (p *HTTPProxy) roundTrip(ctx context.Context, w http.ResponseWriter, out *h
 		}
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
+		}
+		if ab.cancelled() { // a drain's CancelRequest
+			return nil, nil, errDrainCancelled
 		}
 		if uc.reused && !started && attempt < 2 && replayable(out) {
 			continue // the server closed it while it was idle
@@ -397,10 +361,10 @@ func headerValue(v string) string {
 // relay writes the server's answer to w: head (hop-by-hop fields removed,
 // the affinity cookie, trailers announced), body, trailers; uc goes back
 // to the pool when the answer was read whole and the server keeps it.
-func (p *HTTPProxy) relay(w http.ResponseWriter, rs *reqState, resp *http.Response, uc *upConn, stopAbort func() bool, release func()) {
+func (p *HTTPProxy) relay(w http.ResponseWriter, rs *reqState, resp *http.Response, uc *upConn, ab *upAbort, release func()) {
 	keep := false
 	defer func() {
-		if !stopAbort() {
+		if !ab.stop() {
 			keep = false // cancelled: its deadline may be set on uc
 		}
 		if !keep {

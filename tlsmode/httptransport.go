@@ -189,7 +189,7 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		} else {
 			ctx, cancel := context.WithCancel(req.Context())
 			out = *out.WithContext(ctx)
-			fl = t.p.startRequest(s.Address, cancel)
+			fl = t.p.startRequest(s.Address, cancel, cancel)
 		}
 		c.live.last.Store(s)
 		if rs != nil {
@@ -224,12 +224,14 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // response body is closed.
 type inflight struct {
 	addr   string
-	cancel context.CancelFunc
+	cancel func() // ends the request (CancelRequest)
+	free   func() // called when it has ended (endRequest); nil: nothing
 }
 
-// startRequest records a request to the server at addr that cancel ends.
-func (p *HTTPProxy) startRequest(addr string, cancel context.CancelFunc) *inflight {
-	fl := &inflight{addr: addr, cancel: cancel}
+// startRequest records a request to the server at addr that cancel ends;
+// endRequest calls free (its context's cancel, say).
+func (p *HTTPProxy) startRequest(addr string, cancel, free func()) *inflight {
+	fl := &inflight{addr: addr, cancel: cancel, free: free}
 	p.reqMu.Lock()
 	set := p.requests[addr]
 	if set == nil {
@@ -241,7 +243,7 @@ func (p *HTTPProxy) startRequest(addr string, cancel context.CancelFunc) *inflig
 	return fl
 }
 
-// endRequest forgets fl (nil: nothing) and frees its context.
+// endRequest forgets fl (nil: nothing) and calls its free.
 func (p *HTTPProxy) endRequest(fl *inflight) {
 	if fl == nil {
 		return
@@ -254,7 +256,9 @@ func (p *HTTPProxy) endRequest(fl *inflight) {
 		}
 	}
 	p.reqMu.Unlock()
-	fl.cancel()
+	if fl.free != nil {
+		fl.free()
+	}
 }
 
 // CancelRequest ends one request in flight to the server at addr (a drain

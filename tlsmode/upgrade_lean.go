@@ -56,9 +56,9 @@ func h1ResponseOf(w http.ResponseWriter) *h1Response {
 // flight, ended here: a drain ends a WebSocket with close frames, not
 // with CancelRequest.
 func (p *HTTPProxy) switchProtocols(w http.ResponseWriter, r *http.Request, cs *connState, rs *reqState,
-	resp *http.Response, uc *upConn, stopAbort func() bool, s *affinity.Server, fl *inflight) {
+	resp *http.Response, uc *upConn, ab *upAbort, s *affinity.Server, fl *inflight) {
 	c := cs.c
-	cancelled := !stopAbort() // its deadline may be set on uc
+	cancelled := !ab.stop() // its deadline may be set on uc
 	p.endRequest(fl)
 	fail := func(err error) {
 		uc.c.Close()

@@ -1,0 +1,91 @@
+package tlsmode
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// upAbort ends the waits on a request's current server connection once
+// fired: by the request's context (the client went away: after) or by a
+// drain (drain), until stopped.
+type upAbort struct {
+	mu      sync.Mutex
+	c       net.Conn
+	fired   bool
+	drained bool        // fired by a drain's CancelRequest
+	off     bool        // stopped: firing does nothing
+	after   func() bool // stops the context's AfterFunc
+}
+
+func (a *upAbort) set(c net.Conn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.c = c
+	if a.fired {
+		_ = c.SetDeadline(aLongTimeAgo)
+	}
+}
+
+// readDeadline sets the connection's read deadline unless the request
+// was cancelled (its deadline stays in the past).
+func (a *upAbort) readDeadline(t time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.fired && a.c != nil {
+		_ = a.c.SetReadDeadline(t)
+	}
+}
+
+func (a *upAbort) fire() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.fireLocked()
+}
+
+func (a *upAbort) fireLocked() {
+	if a.off {
+		return
+	}
+	a.fired = true
+	if a.c != nil {
+		_ = a.c.SetDeadline(aLongTimeAgo)
+	}
+}
+
+// drain fires a for a drain past its drain_timeout (CancelRequest).
+func (a *upAbort) drain() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.off {
+		a.drained = true
+		a.fireLocked()
+	}
+}
+
+// cancelled reports whether a fired.
+func (a *upAbort) cancelled() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.fired
+}
+
+// wasDrained reports whether a drain fired a.
+func (a *upAbort) wasDrained() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.drained
+}
+
+// stop ends the watch: nothing fires a from now on. It reports false
+// when a fired (the connection's deadline may be in the past: it must not
+// go back to the pool).
+func (a *upAbort) stop() bool {
+	if a.after != nil {
+		a.after()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.off = true
+	return !a.fired
+}
