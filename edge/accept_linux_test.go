@@ -39,8 +39,8 @@ func acceptedConns(l *listener) []net.Conn {
 // A listener whose routes are all passthrough accepts raw sockets
 // (FDConn: no netpoller, no dup when the relay takes them); one with
 // another mode accepts net's conns. Streams go through either way, also
-// when the client's hello comes late (the FDConn's read waits in the
-// netpoller, and the relay gets a duplicate).
+// when the client's hello comes late (the FDConn's read waits for
+// fdPoller).
 func TestAcceptRawForStreamsOnly(t *testing.T) {
 	dir := t.TempDir()
 	ca, leaf := edgeCert(t, dir, "*.example.com")

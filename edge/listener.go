@@ -178,12 +178,12 @@ func (l *listener) close() {
 	default:
 		close(l.done)
 	}
-	l.ln.Close()
 	l.mu.Lock()
 	if l.lnDup != nil {
 		l.lnDup.Close() // wakes a raw accept; the socket closes with its last descriptor
 	}
 	l.mu.Unlock()
+	l.ln.Close()
 }
 
 // stopped returns a channel closed once every connection of the listener
@@ -427,7 +427,9 @@ func (l *listener) serveConn(ctx context.Context, c net.Conn) {
 			l.reject(c, tc, "internal error: "+err.Error(), tlsmode.AlertInternalError)
 			return
 		}
+		l.mu.Lock() // closeConns reads tc.Conn under it (a Close that came first closed nc: FDConn.Close)
 		c, tc.Conn = nc, nc
+		l.mu.Unlock()
 	}
 	tc.Peeked = append(h.Raw, tailBytes...)
 	tail := len(tailBytes)

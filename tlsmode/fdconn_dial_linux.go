@@ -1,9 +1,12 @@
 package tlsmode
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -19,7 +22,50 @@ import (
 // for the socket to become writable in Go's netpoller, at most timeout
 // (0: none). Errors are net.Dialer's: a *net.OpError "dial" with the
 // connect's errno, or os.ErrDeadlineExceeded ("i/o timeout").
+//
+// As net's dialer, it connects again (twice at most) when the kernel had
+// no local address (EADDRNOTAVAIL) or the socket connected to itself (a
+// server port in the ephemeral range, on this host, with no server
+// listening).
 func DialStream(addr netip.AddrPort, timeout time.Duration, setup func(fd int)) (net.Conn, error) {
+	for i := 0; ; i++ {
+		c, err := dialStreamOnce(addr, timeout, setup)
+		if i < 2 && (errors.Is(err, unix.EADDRNOTAVAIL) || err == nil && selfConnected(c, addr)) {
+			if c != nil {
+				c.Close()
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// ephemeralPorts is the kernel's range of local ports for connects.
+var ephemeralPorts = sync.OnceValues(func() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if _, err := fmt.Sscan(string(b), &lo, &hi); err == nil {
+			return lo, hi
+		}
+	}
+	return 1024, 65535
+})
+
+// selfConnected reports whether c is connected to itself: only possible
+// when the server's port is one the kernel may give a local socket.
+func selfConnected(c *FDConn, addr netip.AddrPort) bool {
+	if lo, hi := ephemeralPorts(); int(addr.Port()) < lo || int(addr.Port()) > hi {
+		return false
+	}
+	la, ok := c.LocalAddr().(*net.TCPAddr)
+	return ok && la.AddrPort() == netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+}
+
+// dialStreamOnce is one attempt of DialStream.
+func dialStreamOnce(addr netip.AddrPort, timeout time.Duration, setup func(fd int)) (*FDConn, error) {
 	ip := addr.Addr().Unmap()
 	raddr := net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, addr.Port()))
 	fail := func(call string, err error) error {
@@ -97,7 +143,8 @@ func (c *FDConn) waitConnected(timeout time.Duration) error {
 	return nil
 }
 
-// rawConnectTo is connect(2) of socket fd to ip:port without entersyscall.
+// RawConnect is connect(2) of socket fd to ip (not v4-mapped):port,
+// without entersyscall.
 func RawConnect(fd int, ip netip.Addr, port uint16) error {
 	var e syscall.Errno
 	if ip.Is4() {

@@ -35,6 +35,8 @@ type FDConn struct {
 	file     *os.File                    // the socket in Go's netpoller, once a write (or a read without fdPoller) had to wait; owns fd
 	w        *fdWaiter                   // the socket in fdPoller, once a read had to wait
 	taken    bool                        // the relay has the descriptor: Close does nothing
+	shut     bool                        // Close came while taken: untake closes it
+	moved    *net.TCPConn                // TCPConn made it: Close closes that
 	laddr    atomic.Pointer[net.TCPAddr] // nil until given or asked of the kernel
 	raddr    *net.TCPAddr
 	rdl, wdl time.Time // deadlines set before file (applied to it when made)
@@ -83,18 +85,23 @@ func (c *FDConn) polled() *os.File {
 	return c.file
 }
 
-// Read reads what the socket has; when it has nothing, it waits in Go's
-// netpoller (until the read deadline).
+// Read reads what the socket has; when it has nothing, it waits (until
+// the read deadline) for fdPoller's word, or in Go's netpoller once the
+// socket is there (see FDConn).
 func (c *FDConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
+	var woke *fdWaiter // the waiter this read waited on: passed on when it ends unread
 	for c.file == nil {
-		if c.fd < 0 {
+		if c.fd < 0 || !c.rdl.IsZero() && !time.Now().Before(c.rdl) && len(p) > 0 {
+			err := error(os.ErrDeadlineExceeded)
+			if c.fd < 0 {
+				err = errFDClosed
+			}
 			c.mu.Unlock()
-			return 0, c.opError("read", errFDClosed)
-		}
-		if !c.rdl.IsZero() && !time.Now().Before(c.rdl) {
-			c.mu.Unlock()
-			return 0, c.opError("read", os.ErrDeadlineExceeded)
+			if woke != nil {
+				woke.poke() // another read waiting on it ends too (Close, a deadline)
+			}
+			return 0, c.opError("read", err)
 		}
 		n, err := rlRead(c.fd, p)
 		for err == unix.EINTR {
@@ -117,6 +124,7 @@ func (c *FDConn) Read(p []byte) (int, error) {
 		w, deadline := c.w, c.rdl
 		c.mu.Unlock()
 		w.waitReadable(deadline)
+		woke = w
 		c.mu.Lock()
 	}
 	f := c.polled()
@@ -235,16 +243,19 @@ func (c *FDConn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.w != nil && !c.taken { // its socket leaves fdPoller's set as it closes
-		fdPollerShared().forget(c.w)
+		c.w.p.forget(c.w)
 		c.w.poke() // a read waiting finds it closed
 		c.w = nil
 	}
 	switch {
+	case c.moved != nil:
+		return c.moved.Close()
 	case c.taken:
+		c.shut = true // for untake: the stream the relay could not start is closed
 		return nil
 	case c.file != nil:
 		f := c.file
-		c.fd = -1
+		c.fd, c.file = -1, nil
 		return f.Close() // waits for no reader: os.File's own reference counts
 	case c.fd < 0:
 		return c.opError("close", errFDClosed)
@@ -290,7 +301,7 @@ func (c *FDConn) Take() (fd int, ok bool) {
 // with c.mu held.
 func (c *FDConn) unpoll() {
 	if c.w != nil && c.fd >= 0 {
-		fdPollerShared().remove(c.fd, c.w)
+		c.w.p.remove(c.fd, c.w)
 		c.w.poke()
 		c.w = nil
 	}
@@ -300,8 +311,20 @@ func (c *FDConn) unpoll() {
 // stream).
 func (c *FDConn) untake(fd int) {
 	c.mu.Lock()
-	c.fd, c.taken = fd, false
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	c.taken = false
+	if c.shut { // closed meanwhile
+		_ = rlClose(fd)
+		return
+	}
+	c.fd = fd
+}
+
+// takenAway reports whether the relay holds the descriptor (Take).
+func (c *FDConn) takenAway() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.taken
 }
 
 // LocalAddr returns the socket's address (asked of the kernel once when
@@ -344,6 +367,12 @@ func (c *FDConn) SetDeadline(t time.Time) error {
 func (c *FDConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.moved != nil {
+		return c.moved.SetReadDeadline(t)
+	}
+	if c.fd < 0 {
+		return c.opError("set", errFDClosed)
+	}
 	c.rdl = t
 	if c.w != nil {
 		c.w.poke() // a waiting read looks at the new deadline
@@ -358,6 +387,12 @@ func (c *FDConn) SetReadDeadline(t time.Time) error {
 func (c *FDConn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.moved != nil {
+		return c.moved.SetWriteDeadline(t)
+	}
+	if c.fd < 0 {
+		return c.opError("set", errFDClosed)
+	}
 	c.wdl = t
 	if c.file != nil {
 		return c.file.SetWriteDeadline(t)
@@ -399,7 +434,7 @@ func (fdRaw) Write(func(fd uintptr) bool) error { return errors.ErrUnsupported }
 func sockaddrTCP(sa unix.Sockaddr) *net.TCPAddr {
 	switch a := sa.(type) {
 	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
 	case *unix.SockaddrInet6:
 		ta := &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
 		if a.ZoneId != 0 {
@@ -418,7 +453,7 @@ func rawSockaddrTCP(rsa *unix.RawSockaddrAny) *net.TCPAddr {
 	case unix.AF_INET:
 		p := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
 		port := (*[2]byte)(unsafe.Pointer(&p.Port))
-		return &net.TCPAddr{IP: net.IP(append([]byte(nil), p.Addr[:]...)).To16(), Port: int(port[0])<<8 | int(port[1])}
+		return &net.TCPAddr{IP: append(net.IP(nil), p.Addr[:]...), Port: int(port[0])<<8 | int(port[1])}
 	case unix.AF_INET6:
 		p := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
 		port := (*[2]byte)(unsafe.Pointer(&p.Port))
@@ -450,5 +485,6 @@ func (c *FDConn) TCPConn() (*net.TCPConn, error) {
 		nc.Close()
 		return nil, c.opError("file", errors.ErrUnsupported)
 	}
+	c.moved = tc // a Close that waited for this closes the new conn
 	return tc, nil
 }

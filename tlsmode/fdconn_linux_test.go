@@ -27,7 +27,7 @@ func fdListen(t *testing.T) (*net.TCPListener, int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return ln, int(f.Fd()) // Fd: blocking, which accept4 does not mind
+	return ln, int(f.Fd()) // Fd makes the shared socket blocking: callers set it non-blocking again
 }
 
 // fdAccept accepts the next connection of fd, polling until one is there.
@@ -140,9 +140,10 @@ func TestFDConnReadWaits(t *testing.T) {
 		t.Fatal("a new deadline did not end the waiting read")
 	}
 	c.SetReadDeadline(time.Time{})
-	// Close from another goroutine ends a waiting read.
-	done := make(chan error, 1)
+	// Close from another goroutine ends the waiting reads, all of them.
+	done := make(chan error, 2)
 	go func() { _, err := c.Read(buf); done <- err }()
+	go func() { _, err := c.Read(make([]byte, 1)); done <- err }()
 	time.Sleep(50 * time.Millisecond)
 	w := c.w
 	if err := c.Close(); err != nil {
@@ -151,13 +152,15 @@ func TestFDConnReadWaits(t *testing.T) {
 	if polling(w) {
 		t.Error("Close left the socket's waiter in fdPoller")
 	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("read ended by Close: %v, want net.ErrClosed", err)
+	for range 2 {
+		select {
+		case err := <-done:
+			if !errors.Is(err, net.ErrClosed) {
+				t.Errorf("read ended by Close: %v, want net.ErrClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close did not end both waiting reads")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not end the waiting read")
 	}
 	if _, err := c.Read(buf); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Read after Close: %v", err)
@@ -215,11 +218,33 @@ func TestFDConnTake(t *testing.T) {
 	if _, err := io.ReadFull(cl, b); err != nil || b[0] != 'z' {
 		t.Fatalf("client read %q, %v", b, err)
 	}
-	giveBack() // the stream could not start: the conn owns it again
-	if err := c.Close(); err != nil {
+	// The stream could not start after all: the Close that came while
+	// taken (CloseNow) is not lost, giveBack closes it.
+	giveBack()
+	if _, err := unix.FcntlInt(uintptr(sfd), unix.F_GETFD, 0); err != unix.EBADF {
+		t.Errorf("a Close while taken was lost: the descriptor is open after giveBack (%v)", err)
+	}
+	c.SetReadDeadline(time.Now().Add(time.Second)) // a conn left open would wait
+	if _, err := c.Read(b); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Read after that: %v, want net.ErrClosed", err)
+	}
+
+	// Without a Close, giveBack makes the conn the owner again.
+	cl3, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := unix.FcntlInt(uintptr(sfd), unix.F_GETFD, 0); err != unix.EBADF {
+	defer cl3.Close()
+	c3 := fdAccept(t, fd, nil)
+	tfd3, giveBack3, ok := rlDup(c3)
+	if !ok {
+		t.Fatal("rlDup did not take it")
+	}
+	giveBack3()
+	if err := c3.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.FcntlInt(uintptr(tfd3), unix.F_GETFD, 0); err != unix.EBADF {
 		t.Errorf("after giveBack, Close left the descriptor open (%v)", err)
 	}
 
@@ -251,11 +276,11 @@ func TestFDConnTake(t *testing.T) {
 	c2.mu.Lock()
 	c2.polled()
 	c2.mu.Unlock()
-	dfd, giveBack3, ok := rlDup(c2)
+	dfd, giveBack4, ok := rlDup(c2)
 	if !ok || dfd == c2.fd {
 		t.Fatalf("rlDup of a polled FDConn = %d, %v; want a duplicate of %d", dfd, ok, c2.fd)
 	}
-	giveBack3()
+	giveBack4()
 	if _, err := unix.FcntlInt(uintptr(dfd), unix.F_GETFD, 0); err != unix.EBADF {
 		t.Errorf("giveBack left the duplicate open (%v)", err)
 	}
@@ -263,7 +288,7 @@ func TestFDConnTake(t *testing.T) {
 
 // polling reports whether fdPoller still has w.
 func polling(w *fdWaiter) bool {
-	p := fdPollerShared()
+	p := w.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.waiters[w.token] != nil
@@ -398,5 +423,37 @@ func TestFDConnTCPConn(t *testing.T) {
 	}
 	if got, want := tc.RemoteAddr().String(), cl.LocalAddr().String(); got != want {
 		t.Errorf("RemoteAddr %s, want %s", got, want)
+	}
+}
+
+// selfConnected finds a socket connected to itself (what a connect to a
+// port in the ephemeral range with no server can make), and only that.
+func TestSelfConnected(t *testing.T) {
+	lo, hi := ephemeralPorts()
+	var c *FDConn
+	var port int
+	for p := lo + 7919; p < hi && c == nil; p += 7919 { // a free port in the range
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sa := &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: p}
+		if unix.Bind(fd, sa) != nil || unix.Connect(fd, sa) != nil { // simultaneous open with itself
+			unix.Close(fd)
+			continue
+		}
+		unix.SetNonblock(fd, true)
+		c, port = NewFDConn(fd, nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p}), p
+	}
+	if c == nil {
+		t.Fatal("no socket could connect to itself")
+	}
+	defer c.Close()
+	self := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port))
+	if !selfConnected(c, self) {
+		t.Error("a socket connected to itself was not found")
+	}
+	if selfConnected(c, netip.AddrPortFrom(self.Addr(), uint16(port+1))) {
+		t.Error("another server address counted as a self-connect")
 	}
 }

@@ -3,6 +3,7 @@ package tlsmode
 import (
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -29,19 +30,47 @@ type fdPoller struct {
 // fdWaiter is one socket's registration: wake has a value after each
 // event (or a poke: a new deadline, Close).
 type fdWaiter struct {
+	p     *fdPoller
 	token uint64
 	wake  chan struct{} // buffered, 1
 }
 
-var fdPollerShared = sync.OnceValue(func() *fdPoller {
+// fdPollerShared returns the process's fdPoller, starting it on first
+// use; nil when it cannot start now (EMFILE...): tried again at most once
+// a second (rlRetry), the first failure logged.
+func fdPollerShared() *fdPoller {
+	if p := fdPollerNow.Load(); p != nil {
+		return p
+	}
+	fdPollerMu.Lock()
+	defer fdPollerMu.Unlock()
+	if p := fdPollerNow.Load(); p != nil {
+		return p
+	}
+	now := time.Now()
+	if now.Before(fdPollerNext) {
+		return nil
+	}
 	p, err := newFDPoller()
 	if err != nil {
-		rlLogger().Warn().Err(err).Msg("passthrough: no poller for the hellos of raw sockets; reads that wait use the netpoller")
+		fdPollerNext = now.Add(rlRetry)
+		if !fdPollerFailed {
+			fdPollerFailed = true
+			rlLogger().Warn().Err(err).Msg("passthrough: no poller for the hellos of raw sockets now; reads that wait use the netpoller")
+		}
 		return nil
 	}
 	go p.run()
+	fdPollerNow.Store(p)
 	return p
-})
+}
+
+var (
+	fdPollerNow    atomic.Pointer[fdPoller]
+	fdPollerMu     sync.Mutex
+	fdPollerNext   time.Time // no attempt before
+	fdPollerFailed bool      // a failure was logged
+)
 
 func newFDPoller() (*fdPoller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -99,7 +128,7 @@ func (w *fdWaiter) poke() {
 func (p *fdPoller) add(fd int) (*fdWaiter, error) {
 	p.mu.Lock()
 	p.next++
-	w := &fdWaiter{token: p.next, wake: make(chan struct{}, 1)}
+	w := &fdWaiter{p: p, token: p.next, wake: make(chan struct{}, 1)}
 	p.waiters[w.token] = w
 	p.mu.Unlock()
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET}

@@ -349,6 +349,8 @@ func (c *Conn) WatchHandshake(d time.Duration, consumed int64) {
 			if rc.wentOn() {
 				return
 			}
+		} else if handedOver(tc) { // the relay has just taken it: counted as going on
+			return
 		} else if in, _, ok := socketBytes(tc); !ok || in > consumed { // closed meanwhile, or the client went on
 			return
 		}
@@ -363,6 +365,9 @@ func (c *Conn) WatchHandshake(d time.Duration, consumed int64) {
 func (c *Conn) quiet(tc syscall.Conn) (time.Duration, bool) {
 	if rc := c.live.relay.Load(); rc != nil {
 		return rc.quiet()
+	}
+	if handedOver(tc) { // the relay has just taken it: look again later
+		return 0, true
 	}
 	return socketQuiet(tc)
 }

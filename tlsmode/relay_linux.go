@@ -244,7 +244,7 @@ func rlDup(nc net.Conn) (fd int, giveBack func(), ok bool) {
 	var raw syscall.RawConn
 	var err error
 	switch c := nc.(type) {
-	case *FDConn: // in Go's netpoller since a read had to wait
+	case *FDConn: // in Go's netpoller since a write or connect had to wait
 		raw, err = c.SyscallConn()
 	case *net.TCPConn:
 		raw, err = c.SyscallConn()

@@ -43,3 +43,11 @@ func socketQuiet(c syscall.Conn) (time.Duration, bool) {
 	ms := min(info.Last_data_recv, info.Last_data_sent)
 	return time.Duration(ms) * time.Millisecond, true
 }
+
+// handedOver reports whether c is an FDConn whose descriptor the relay has
+// taken (before the relay is stored in the Conn, a window of
+// microseconds): its socket is not c's to ask about.
+func handedOver(c syscall.Conn) bool {
+	fc, ok := c.(*FDConn)
+	return ok && fc.takenAway()
+}

@@ -6,7 +6,9 @@ import "sync/atomic"
 // for work, else on a new goroutine. A new goroutine starts on a small
 // stack that grows, by copying it whole, as the calls of a connection's
 // start (or of a stream's end: the access line) go deeper: twice or more
-// for each connection. A worker keeps its grown stack for the next one.
+// for each connection. A worker keeps its grown stack for the next one
+// (until a garbage collection finds it waiting with a small part in use
+// and halves it).
 // At most goIdleMax workers wait (their stacks are the memory this
 // keeps); a worker that would be one more ends. f must recover its own
 // panics, as on any goroutine.
