@@ -27,7 +27,22 @@ func fdListen(t *testing.T) (*net.TCPListener, int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return ln, int(f.Fd()) // Fd makes the shared socket blocking: callers set it non-blocking again
+	fd := int(f.Fd()) // Fd makes the shared socket blocking: non-blocking again
+	if err := unix.SetNonblock(fd, true); err != nil {
+		t.Fatal(err)
+	}
+	return ln, fd
+}
+
+// fdDial connects a client to ln, closed when the test ends.
+func fdDial(t *testing.T, ln net.Listener) net.Conn {
+	t.Helper()
+	cl, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
 }
 
 // fdAccept accepts the next connection of fd, polling until one is there.
@@ -50,12 +65,7 @@ func fdAccept(t *testing.T, fd int, laddr *net.TCPAddr) *FDConn {
 
 func TestAcceptStreamReadsRaw(t *testing.T) {
 	ln, fd := fdListen(t)
-	unix.SetNonblock(fd, true)
-	cl, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := fdDial(t, ln)
 	if _, err := cl.Write([]byte("hello")); err != nil {
 		t.Fatal(err)
 	}
@@ -94,12 +104,7 @@ func TestAcceptStreamReadsRaw(t *testing.T) {
 
 func TestFDConnReadWaits(t *testing.T) {
 	ln, fd := fdListen(t)
-	unix.SetNonblock(fd, true)
-	cl, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := fdDial(t, ln)
 	c := fdAccept(t, fd, nil)
 	if got, want := c.LocalAddr().String(), ln.Addr().String(); got != want {
 		t.Errorf("LocalAddr (from the kernel) %s, want %s", got, want)
@@ -108,7 +113,7 @@ func TestFDConnReadWaits(t *testing.T) {
 	// Nothing there: the read waits, until the deadline.
 	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	buf := make([]byte, 16)
-	_, err = c.Read(buf)
+	_, err := c.Read(buf)
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read with nothing to read = %v, want a timeout", err)
@@ -172,12 +177,7 @@ func TestFDConnReadWaits(t *testing.T) {
 
 func TestFDConnDeadlinePassedWhileRaw(t *testing.T) {
 	ln, fd := fdListen(t)
-	unix.SetNonblock(fd, true)
-	cl, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := fdDial(t, ln)
 	cl.Write([]byte("x"))
 	time.Sleep(50 * time.Millisecond)
 	c := fdAccept(t, fd, nil)
@@ -193,12 +193,7 @@ func TestFDConnDeadlinePassedWhileRaw(t *testing.T) {
 
 func TestFDConnTake(t *testing.T) {
 	ln, fd := fdListen(t)
-	unix.SetNonblock(fd, true)
-	cl, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := fdDial(t, ln)
 	c := fdAccept(t, fd, nil)
 	sfd, giveBack, ok := rlDup(c)
 	if !ok || sfd < 0 {
@@ -230,11 +225,7 @@ func TestFDConnTake(t *testing.T) {
 	}
 
 	// Without a Close, giveBack makes the conn the owner again.
-	cl3, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl3.Close()
+	fdDial(t, ln)
 	c3 := fdAccept(t, fd, nil)
 	tfd3, giveBack3, ok := rlDup(c3)
 	if !ok {
@@ -250,11 +241,7 @@ func TestFDConnTake(t *testing.T) {
 
 	// A read that waited (in fdPoller): Take takes it out of fdPoller's
 	// set.
-	cl2, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl2.Close()
+	fdDial(t, ln)
 	c2 := fdAccept(t, fd, nil)
 	c2.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
 	c2.Read(b) // waits
@@ -400,12 +387,7 @@ func TestDialStreamWaits(t *testing.T) {
 
 func TestFDConnTCPConn(t *testing.T) {
 	ln, fd := fdListen(t)
-	unix.SetNonblock(fd, true)
-	cl, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := fdDial(t, ln)
 	c := fdAccept(t, fd, nil)
 	tc, err := c.TCPConn()
 	if err != nil {
@@ -442,7 +424,6 @@ func TestSelfConnected(t *testing.T) {
 			unix.Close(fd)
 			continue
 		}
-		unix.SetNonblock(fd, true)
 		c, port = NewFDConn(fd, nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p}), p
 	}
 	if c == nil {
