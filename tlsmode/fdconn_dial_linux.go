@@ -61,7 +61,13 @@ func selfConnected(c *FDConn, addr netip.AddrPort) bool {
 		return false
 	}
 	la, ok := c.LocalAddr().(*net.TCPAddr)
-	return ok && la.AddrPort() == netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	if !ok {
+		return false
+	}
+	var peer unix.Sockaddr
+	_ = fdRaw{c}.Control(func(fd uintptr) { peer, _ = unix.Getpeername(int(fd)) })
+	ra := sockaddrTCP(peer)
+	return ra != nil && la.AddrPort() == ra.AddrPort() // as net's selfConnect: the peer, not the address dialled (0.0.0.0)
 }
 
 // dialStreamOnce is one attempt of DialStream.

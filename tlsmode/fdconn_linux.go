@@ -272,6 +272,9 @@ func (c *FDConn) Close() error {
 func (c *FDConn) CloseWrite() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.moved != nil {
+		return c.moved.CloseWrite()
+	}
 	if c.fd < 0 {
 		return c.opError("close", errFDClosed)
 	}

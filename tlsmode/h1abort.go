@@ -16,6 +16,18 @@ type upAbort struct {
 	drained bool        // fired by a drain's CancelRequest
 	off     bool        // stopped: firing does nothing
 	after   func() bool // stops the context's AfterFunc
+	dial    func()      // ends the dial under way, if any
+}
+
+// setDial sets what ends the dial under way (nil: none); when a fired
+// already, it is called at once.
+func (a *upAbort) setDial(cancel func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.dial = cancel
+	if cancel != nil && a.fired {
+		cancel()
+	}
 }
 
 func (a *upAbort) set(c net.Conn) {
@@ -50,6 +62,9 @@ func (a *upAbort) fireLocked() {
 	a.fired = true
 	if a.c != nil {
 		_ = a.c.SetDeadline(aLongTimeAgo)
+	}
+	if a.dial != nil {
+		a.dial()
 	}
 }
 

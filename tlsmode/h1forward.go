@@ -134,8 +134,10 @@ func (p *HTTPProxy) forward(w http.ResponseWriter, r *http.Request, cs *connStat
 			return false, nil
 		}
 		ab.stop()
-		if ab.wasDrained() && ctx.Err() == nil {
-			err = errDrainCancelled
+		if ab.wasDrained() { // the client's own going away, if it came too, says more
+			if err = ctx.Err(); err == nil {
+				err = errDrainCancelled
+			}
 		}
 		s.Release()
 		p.endRequest(fl)
@@ -208,9 +210,22 @@ func (p *HTTPProxy) roundTrip(ctx context.Context, w http.ResponseWriter, out *h
 		if !fresh {
 			uc = p.up.get(key)
 		}
+		if ab.cancelled() { // a drain came before a server connection
+			if err := ctx.Err(); err != nil {
+				return nil, nil, err
+			}
+			return nil, nil, errDrainCancelled
+		}
 		if uc == nil {
+			// A drain ends the dial too (the only wait with no
+			// connection for ab to close).
+			dctx, cancel := context.WithCancel(ctx)
+			ab.setDial(cancel)
 			var err error
-			if uc, err = p.dialUp(ctx, key, fresh); err != nil {
+			uc, err = p.dialUp(dctx, key, fresh)
+			ab.setDial(nil)
+			cancel()
+			if err != nil {
 				return nil, nil, err
 			}
 		}

@@ -198,6 +198,9 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		r, err := t.p.transportFor(sni, s.Address).RoundTrip(&out)
 		if err == nil {
 			if r.StatusCode == http.StatusSwitchingProtocols {
+				if fl != nil { // a 101 to a request that asked for none: not in flight any more
+					t.p.endRequest(fl)
+				}
 				r.Body = t.p.upgraded(cs, r, s, serverConn)
 			} else {
 				r.Body = releaseOnClose(r.Body, func() { s.Release(); t.p.endRequest(fl) })

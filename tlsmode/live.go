@@ -349,7 +349,12 @@ func (c *Conn) WatchHandshake(d time.Duration, consumed int64) {
 			if rc.wentOn() {
 				return
 			}
-		} else if handedOver(tc) { // the relay has just taken it: counted as going on
+		} else if handedOver(tc) { // the relay is taking it: look again in a moment
+			c.live.mu.Lock()
+			if c.live.hs == t && c.live.closedBy == "" {
+				t.Reset(time.Millisecond)
+			}
+			c.live.mu.Unlock()
 			return
 		} else if in, _, ok := socketBytes(tc); !ok || in > consumed { // closed meanwhile, or the client went on
 			return
