@@ -12,8 +12,10 @@ import (
 // accept takes the next client connection. On a listener whose routes are
 // all passthrough (and while the relay runs), it is accepted with a raw
 // accept4 as a *tlsmode.FDConn: the socket stays out of Go's netpoller
-// unless its hello makes a read wait, and the relay takes its descriptor
-// as it is. Elsewhere it is net's *net.TCPConn.
+// (a hello still on its way is waited for in tlsmode's fdPoller), and the
+// relay takes its descriptor as it is. Elsewhere it is net's
+// *net.TCPConn. A reload that changes the routes applies from the next
+// accept.
 func (l *listener) accept(st *listenerState) (net.Conn, error) {
 	if st == nil || !st.streamsOnly || !tlsmode.RelayReady() || !l.rawListener() {
 		c, err := l.ln.AcceptTCP()
