@@ -1,7 +1,8 @@
 package tlsmode
 
 // The passthrough relay: the two sockets of a passthrough stream leave Go's
-// netpoller and are served by a few event loops over epoll (one per core).
+// netpoller (or never entered it: FDConn) and are served by a few event
+// loops over epoll (one per core).
 // An idle stream holds its two file descriptors and one rlConn: no
 // goroutine, no pipe, no buffer. See relay_loop_linux.go for the loops and
 // relay_move_linux.go for how bytes move.
@@ -179,13 +180,13 @@ type rlDir struct {
 func (d *rlDir) pending() bool { return d.end > d.off || d.inPipe > 0 }
 
 // rlStart hands the client conn of c and the server conn to the relay:
-// their descriptors are duplicated, the Go conns closed, and the loop
-// takes over. A CloseNow or Shutdown that comes meanwhile ends the
+// an FDConn's descriptor is taken as it is, a Go conn's duplicated and
+// the Go conn closed (rlDup), and the loop takes over. A CloseNow or Shutdown that comes meanwhile ends the
 // relay's stream too. onEnd gets the bytes moved each way (up includes what
 // c.live.up held before: the bytes read before routing) and the close
 // reason, once both sockets are closed, on a goroutine of its own. It
-// returns nil and leaves both conns untouched when they are not TCP
-// sockets or their descriptors cannot be duplicated: copy with Pipe then.
+// returns nil and leaves both conns as they were when they are not TCP
+// sockets or their descriptors cannot be had: copy with Pipe then.
 func rlStart(c *Conn, server net.Conn, base int64, onEnd func(up, down int64, reason string)) *rlConn {
 	r := rlShared()
 	if r == nil {
