@@ -207,14 +207,14 @@ func httpTrailersWanted(h http.Header) bool {
 func (p *HTTPProxy) roundTrip(ctx context.Context, w http.ResponseWriter, out *http.Request, body []byte, key transportKey, ab *upAbort, fresh bool) (*http.Response, *upConn, error) {
 	for attempt := 0; ; attempt++ {
 		var uc *upConn
-		if !fresh {
-			uc = p.up.get(key)
-		}
-		if ab.cancelled() { // a drain came before a server connection
+		if ab.cancelled() { // a drain came before a server connection was taken
 			if err := ctx.Err(); err != nil {
 				return nil, nil, err
 			}
 			return nil, nil, errDrainCancelled
+		}
+		if !fresh {
+			uc = p.up.get(key)
 		}
 		if uc == nil {
 			// A drain ends the dial too (the only wait with no
