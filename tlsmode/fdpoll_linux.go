@@ -3,11 +3,11 @@ package tlsmode
 import (
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,40 +37,22 @@ type fdWaiter struct {
 
 // fdPollerShared returns the process's fdPoller, starting it on first
 // use; nil when it cannot start now (EMFILE...): tried again at most once
-// a second (rlRetry), the first failure logged.
-func fdPollerShared() *fdPoller {
-	if p := fdPollerNow.Load(); p != nil {
-		return p
-	}
-	fdPollerMu.Lock()
-	defer fdPollerMu.Unlock()
-	if p := fdPollerNow.Load(); p != nil {
-		return p
-	}
-	now := time.Now()
-	if now.Before(fdPollerNext) {
-		return nil
-	}
-	p, err := newFDPoller()
-	if err != nil {
-		fdPollerNext = now.Add(rlRetry)
-		if !fdPollerFailed {
-			fdPollerFailed = true
-			rlLogger().Warn().Err(err).Msg("passthrough: no poller for the hellos of raw sockets now; reads that wait use the netpoller")
-		}
-		return nil
-	}
-	go p.run()
-	fdPollerNow.Store(p)
-	return p
-}
+// a second (rlLazy), the first failure logged.
+func fdPollerShared() *fdPoller { return fdPollerLazy.get() }
 
-var (
-	fdPollerNow    atomic.Pointer[fdPoller]
-	fdPollerMu     sync.Mutex
-	fdPollerNext   time.Time // no attempt before
-	fdPollerFailed bool      // a failure was logged
-)
+var fdPollerLazy = &rlLazy[fdPoller]{
+	start: func() (*fdPoller, error) {
+		p, err := newFDPoller()
+		if err == nil {
+			go p.run()
+		}
+		return p, err
+	},
+	now:     time.Now,
+	level:   zerolog.WarnLevel,
+	failMsg: "passthrough: no poller for the hellos of raw sockets now; reads that wait use the netpoller",
+	okMsg:   "passthrough: the poller for the hellos of raw sockets started",
+}
 
 func newFDPoller() (*fdPoller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)

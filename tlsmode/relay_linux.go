@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,57 +33,63 @@ type rlRelay struct {
 }
 
 // rlDefault is the process's relay, started on first use.
-var rlDefault = &rlLazy{
-	start: func() (*rlRelay, error) { return rlNewRelay(runtime.GOMAXPROCS(0)) },
-	now:   time.Now,
+var rlDefault = &rlLazy[rlRelay]{
+	start:   func() (*rlRelay, error) { return rlNewRelay(runtime.GOMAXPROCS(0)) },
+	now:     time.Now,
+	level:   zerolog.ErrorLevel,
+	failMsg: "passthrough relay could not start: streams are copied by goroutines until it can (tried again every second)",
+	okMsg:   "passthrough relay started",
 }
 
 // rlRetry is how long after a failed start (EMFILE, ENOMEM from
-// epoll_create1 or eventfd) the relay is not tried again.
+// epoll_create1 or eventfd) the relay (or fdPoller) is not tried again.
 const rlRetry = time.Second
 
-// rlLazy starts a relay on first use. A start that fails is tried again
-// on a later call, at most once per rlRetry; the first failure is logged
-// (and the start that follows), the others are not.
-type rlLazy struct {
-	relay atomic.Pointer[rlRelay]
-	start func() (*rlRelay, error)
-	now   func() time.Time
+// rlLazy starts a T (the relay, fdPoller) on first use. A start that
+// fails is tried again on a later call, at most once per rlRetry; the
+// first failure is logged at level with failMsg (and the start that
+// follows, at info with okMsg), the others are not.
+type rlLazy[T any] struct {
+	v              atomic.Pointer[T]
+	start          func() (*T, error)
+	now            func() time.Time
+	level          zerolog.Level
+	failMsg, okMsg string
 
 	mu     sync.Mutex
 	next   time.Time // no attempt before
 	failed bool      // a failure was logged
 }
 
-// get returns the relay, starting it when none runs yet; nil when it
-// cannot start now (the caller copies with Pipe).
-func (z *rlLazy) get() *rlRelay {
-	if r := z.relay.Load(); r != nil {
-		return r
+// get returns the T, starting it when none runs yet; nil when it cannot
+// start now (the caller does without).
+func (z *rlLazy[T]) get() *T {
+	if v := z.v.Load(); v != nil {
+		return v
 	}
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	if r := z.relay.Load(); r != nil {
-		return r
+	if v := z.v.Load(); v != nil {
+		return v
 	}
 	now := z.now()
 	if now.Before(z.next) {
 		return nil
 	}
-	r, err := z.start()
+	v, err := z.start()
 	if err != nil {
 		z.next = now.Add(rlRetry)
 		if !z.failed {
 			z.failed = true
-			rlLogger().Error().Err(err).Msg("passthrough relay could not start: streams are copied by goroutines until it can (tried again every second)")
+			rlLogger().WithLevel(z.level).Err(err).Msg(z.failMsg)
 		}
 		return nil
 	}
 	if z.failed {
-		rlLogger().Info().Msg("passthrough relay started")
+		rlLogger().Info().Msg(z.okMsg)
 	}
-	z.relay.Store(r)
-	return r
+	z.v.Store(v)
+	return v
 }
 
 // rlShared returns the process's relay; nil when it cannot start (the

@@ -27,8 +27,11 @@ func TestRelayStartRetried(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	var calls int
 	failing := true
-	z := &rlLazy{
-		now: func() time.Time { return now },
+	z := &rlLazy[rlRelay]{
+		level:   rlDefault.level,
+		failMsg: rlDefault.failMsg,
+		okMsg:   rlDefault.okMsg,
+		now:     func() time.Time { return now },
 		start: func() (*rlRelay, error) {
 			calls++
 			if failing {
