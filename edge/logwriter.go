@@ -10,12 +10,14 @@ import (
 // LogWriter hands log lines to one goroutine that writes them to out, at
 // most one write each logBatchEvery while lines come (sooner when
 // logBufKeep bytes wait): a connection's goroutine never makes the write(2)
-// of its access line itself, and under load many lines go in one write. Each such write is a blocking system
-// call, which, when it came after the process had been idle, woke Go's
-// runtime monitor (sysmon), and while it lasted let the monitor hand the
-// goroutine's P to another thread: a thread switch for about one request
-// in three under keep-alive load, and the monitor awake polling every 20
-// µs (docs/operations.md, CPU). Lines keep their order and none is dropped
+// of its access line itself, and under load many lines go in one write.
+// A write through os.File is a blocking system call, which, when it came
+// after the process had been idle, woke Go's runtime monitor (sysmon), and
+// while it lasted let the monitor hand the goroutine's P to another
+// thread: a thread switch for about one request in three under keep-alive
+// load, and the monitor awake polling every 20 µs (docs/operations.md,
+// CPU). So a batch goes out in a raw write where the output allows one
+// (logDirect: a file, a pipe, a socket). Lines keep their order and none is dropped
 // while the output takes them: when logBufMax bytes wait, Write waits for
 // room. An output that takes nothing for logStuckAfter while Write waits
 // (a stuck pipe to a log collector) must not stall every connection and
@@ -52,7 +54,7 @@ const (
 
 // NewLogWriter starts the writer of out.
 func NewLogWriter(out io.Writer) *LogWriter {
-	w := &LogWriter{out: out, kick: make(chan struct{}, 1), full: make(chan struct{}, 1), done: make(chan struct{})}
+	w := &LogWriter{out: logDirect(out), kick: make(chan struct{}, 1), full: make(chan struct{}, 1), done: make(chan struct{})}
 	w.room.L = &w.mu
 	go w.run()
 	return w
