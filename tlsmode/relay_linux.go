@@ -145,7 +145,7 @@ type rlConn struct {
 	c    *Conn // counters (c.live.up, c.live.down) are updated as bytes move
 	loop *rlLoop
 	fd   [2]int32 // client, server: the relay's own (dup'd) descriptors
-	slot int32    // index in loop.conns; -1 before add and after close
+	slot int32    // index in loop.table; -1 before attach
 
 	// base is the bytes of the client hello replayed (c.live.up starts at
 	// the bytes read before routing): WatchHandshake's "the client went
@@ -156,7 +156,8 @@ type rlConn struct {
 	lastIO atomic.Int64
 
 	dir      [2]rlDir
-	ready    [2]uint8    // per side: rlReadable | rlWritable
+	ready    [2]uint8    // per side: rlReadable | rlWritable (rlWritable from the start)
+	out      uint8       // bit per side: EPOLLOUT asked for (wantOut)
 	closed   bool        // both descriptors closed; onEnd called
 	ended    atomic.Bool // closed, for other goroutines (the idle and handshake watches)
 	reason   string      // overrides the reason derived from first and err ("internal error")
@@ -214,7 +215,8 @@ func (r *rlRelay) start(c *Conn, server net.Conn, base int64, onEnd func(up, dow
 		return nil
 	}
 	l := r.loops[int(r.next.Add(1))%len(r.loops)]
-	rc := &rlConn{c: c, loop: l, fd: [2]int32{int32(cfd), int32(sfd)}, slot: -1, base: base, first: -1, onEnd: onEnd}
+	rc := &rlConn{c: c, loop: l, fd: [2]int32{int32(cfd), int32(sfd)}, slot: -1, base: base, first: -1, onEnd: onEnd,
+		ready: [2]uint8{rlWritable, rlWritable}}
 	rc.lastIO.Store(time.Now().UnixNano())
 	if r.beforeStore != nil {
 		r.beforeStore(c)
@@ -225,7 +227,7 @@ func (r *rlRelay) start(c *Conn, server net.Conn, base int64, onEnd func(up, dow
 	// forgets the sockets (its epoll registration is removed on Close).
 	c.Conn.Close()
 	server.Close()
-	l.post(rlCmdAdd, rc)
+	l.attach(rc)
 	// A CloseNow or Shutdown that came before the relay was set has ended
 	// the Go conns only: end the relay's too. CloseNow sets closeNow
 	// before it loads relay, and relay was stored above: one of the two

@@ -1,6 +1,7 @@
 package tlsmode
 
 import (
+	"errors"
 	"net"
 	"os"
 	"sync"
@@ -15,10 +16,12 @@ import (
 // It waits in Go's netpoller for its epoll descriptor to become readable
 // (the runtime's own epoll watches it), so a waiting loop holds no thread
 // and wakes as any goroutine doing network I/O does; then epoll_wait with
-// timeout 0 says what is ready. Every socket is registered once, edge-triggered,
-// for input, output and the peer's half-close: readiness is remembered per
-// side (rlConn.ready) until a read or write says EAGAIN, so the loop never
-// changes a registration (no epoll_ctl but the one ADD per socket).
+// timeout 0 says what is ready. Every socket is registered once,
+// edge-triggered, for input and the peer's half-close, by the goroutine
+// that starts the stream (attach: the loop is not woken for it). A socket
+// counts as writable until a write says EAGAIN; only then is output added
+// to its registration (wantOut). Readiness is remembered per side
+// (rlConn.ready) until a read or write says EAGAIN.
 type rlLoop struct {
 	epfd int
 	evfd int                   // eventfd: wakes the loop for commands
@@ -32,14 +35,13 @@ type rlLoop struct {
 
 	mu    sync.Mutex
 	queue []rlCmd // commands from other goroutines
-	dead  bool    // stopped: post does nothing (the eventfd is closed)
+	dead  bool    // stopped: post and attach do nothing (the eventfd is closed)
+	table rlTable // the streams by slot: taken by attach, cleared by close (under mu); read by the loop
 
 	stopped chan struct{} // closed when run has returned (stop)
 	sys     rlSys         // the system calls tests replace
 
 	// Owned by the loop goroutine.
-	conns []*rlConn // by slot; event data is slot<<1 | side
-	free  []int32   // free slots
 	again []*rlConn // streams that used their budget with bytes still to move
 	spare []*rlConn // the other half of again's double buffer
 	bufs  [][]byte  // free small buffers
@@ -69,12 +71,13 @@ type rlSys struct {
 var rlSysDefault = rlSys{newPipe: rlNewPipe, splice: rlSplice}
 
 type rlCmd struct {
-	op uint8
-	rc *rlConn
+	op  uint8
+	rc  *rlConn
+	err error // rlCmdFail's
 }
 
 const (
-	rlCmdAdd = iota
+	rlCmdFail = iota // the stream could not be registered: close it with err
 	rlCmdEnd
 	rlCmdAbort
 	rlCmdStop
@@ -128,13 +131,16 @@ func (l *rlLoop) closeFDs() {
 }
 
 // post queues a command for the loop and wakes it. It never blocks.
-func (l *rlLoop) post(op uint8, rc *rlConn) {
+func (l *rlLoop) post(op uint8, rc *rlConn) { l.post1(rlCmd{op: op, rc: rc}) }
+
+// post1 is post of a whole command.
+func (l *rlLoop) post1(cmd rlCmd) {
 	l.mu.Lock()
 	if l.dead {
 		l.mu.Unlock()
 		return
 	}
-	l.queue = append(l.queue, rlCmd{op, rc})
+	l.queue = append(l.queue, cmd)
 	if len(l.queue) == 1 { // else a wake-up is already on its way
 		// Under the lock: shutdown marks the loop dead under it before it
 		// closes the eventfd, whose number could then be another file's.
@@ -180,7 +186,7 @@ func (l *rlLoop) run() {
 				stop = l.commands() || stop
 				continue
 			}
-			if rc := l.conns[ev.Fd>>1]; rc != nil { // nil: closed earlier in this batch
+			if rc := l.table.get(ev.Fd >> 1); rc != nil { // nil: closed earlier in this batch
 				l.event(rc, ev)
 			}
 		}
@@ -193,6 +199,11 @@ func (l *rlLoop) run() {
 			}
 			clear(list)
 		}
+		if len(l.table.later) > 0 { // only the loop adds to it (close)
+			l.mu.Lock()
+			l.table.release()
+			l.mu.Unlock()
+		}
 		if stop {
 			l.shutdown()
 			return
@@ -203,8 +214,6 @@ func (l *rlLoop) run() {
 // event records what epoll said of one side of rc and moves its bytes.
 func (l *rlLoop) event(rc *rlConn, ev *unix.EpollEvent) {
 	defer l.recover(rc)
-	// A stale event of a closed stream whose slot was given to a new one
-	// in this batch only makes a read or write try and find EAGAIN.
 	var bits uint8
 	if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		bits |= rlReadable
@@ -277,12 +286,12 @@ func (l *rlLoop) commands() (stop bool) {
 func (l *rlLoop) command(cmd rlCmd) {
 	defer l.recover(cmd.rc)
 	switch cmd.op {
-	case rlCmdAdd:
-		l.add(cmd.rc)
+	case rlCmdFail:
+		cmd.rc.fail(rlUp, cmd.err)
 	case rlCmdEnd:
 		cmd.rc.endNow()
 	case rlCmdAbort:
-		cmd.rc.close() // also before add: add then does nothing
+		cmd.rc.close() // also before attach: attach then registers nothing
 	}
 }
 
@@ -294,16 +303,13 @@ func (l *rlLoop) shutdown() {
 	q := l.queue
 	l.queue = nil
 	l.mu.Unlock()
-	for _, cmd := range q { // streams posted but not yet added
+	for _, cmd := range q { // streams with a command still queued (attached or not)
 		if cmd.rc != nil {
-			l.command(rlCmd{rlCmdAbort, cmd.rc})
+			l.command(rlCmd{op: rlCmdAbort, rc: cmd.rc})
 		}
 	}
-	for _, rc := range l.conns {
-		if rc != nil {
-			l.command(rlCmd{rlCmdAbort, rc})
-		}
-	}
+	// No attach comes after dead: the table holds every stream left.
+	l.table.each(func(rc *rlConn) { l.command(rlCmd{op: rlCmdAbort, rc: rc}) })
 	for _, p := range l.pipes {
 		unix.Close(p.r)
 		unix.Close(p.w)
@@ -313,34 +319,65 @@ func (l *rlLoop) shutdown() {
 	l.closeFDs()
 }
 
-// add registers a stream's two sockets. Edge-triggered registration
-// reports what is ready already (bytes the client sent meanwhile).
-func (l *rlLoop) add(rc *rlConn) {
-	if rc.closed { // aborted before it was added
-		return
+// attach registers a stream's two sockets, on the goroutine that starts
+// it: the loop is not woken (an edge-triggered registration reports the
+// bytes that wait already, and the sockets are counted as writable). Under
+// mu, so the loop cannot close the stream's descriptors meanwhile (close
+// takes mu): a stream closed before (an abort) is not registered, and
+// its descriptor numbers, maybe another socket's now, are left alone. An
+// error is the stream's to end with (the loop closes it: rlCmdFail).
+func (l *rlLoop) attach(rc *rlConn) {
+	err := l.register(rc)
+	switch {
+	case err == errRelayStopped: // the loop is gone (tests): nobody else has the stream
+		rc.close()
+	case err != nil:
+		l.post1(rlCmd{op: rlCmdFail, rc: rc, err: err})
 	}
-	var slot int32
-	if k := len(l.free); k > 0 {
-		slot = l.free[k-1]
-		l.free = l.free[:k-1]
-	} else {
-		slot = int32(len(l.conns))
-		l.conns = append(l.conns, nil)
+}
+
+// errRelayStopped: attach after the loop stopped (tests).
+var errRelayStopped = errors.New("passthrough relay stopped")
+
+// register takes a slot for rc and adds its sockets to the epoll set.
+func (l *rlLoop) register(rc *rlConn) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dead {
+		return errRelayStopped
 	}
-	l.conns[slot] = rc
-	rc.slot = slot
+	if rc.ended.Load() { // closed by an abort already
+		return nil
+	}
+	if !l.table.take(rc) {
+		return rlSyscallErr("epoll_ctl", unix.ENOSPC)
+	}
 	l.streams.Add(1)
-	rc.lastIO.Store(l.now)
 	for side := range 2 {
-		ev := unix.EpollEvent{
-			Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
-			Fd:     slot<<1 | int32(side),
-		}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: rc.slot<<1 | int32(side)}
 		if err := rlEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(rc.fd[side]), &ev); err != nil {
-			rc.fail(rlUp, rlSyscallErr("epoll_ctl", err))
-			return
+			return rlSyscallErr("epoll_ctl", err)
 		}
 	}
+	return nil
+}
+
+// wantOut asks epoll for side's EPOLLOUT, once a write to it said EAGAIN:
+// until then the socket was counted as writable. The modified
+// registration reports at once a socket that has become writable
+// meanwhile. It stays: edge-triggered, it costs nothing while the socket
+// keeps its room.
+func (rc *rlConn) wantOut(side int) bool {
+	if rc.out&(1<<side) != 0 {
+		return true
+	}
+	rc.out |= 1 << side
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: rc.slot<<1 | int32(side)}
+	if err := rlEpollCtl(rc.loop.epfd, unix.EPOLL_CTL_MOD, int(rc.fd[side]), &ev); err != nil {
+		rc.fail(1-side, rlSyscallErr("epoll_ctl", err))
+		return false
+	}
+	return true
 }
 
 // endNow sends a FIN both ways (the peers see an orderly end and close);
@@ -396,15 +433,16 @@ func (rc *rlConn) close() {
 	}
 	rc.closed = true
 	l := rc.loop
+	l.mu.Lock() // not while attach registers the descriptors
+	rc.ended.Store(true)
 	for side := range 2 {
 		_ = rlClose(int(rc.fd[side])) // also removes it from the epoll set
 	}
 	if rc.slot >= 0 {
-		l.conns[rc.slot] = nil
-		l.free = append(l.free, rc.slot)
+		l.table.clear(rc.slot)
 		l.streams.Add(-1)
 	}
-	rc.ended.Store(true)
+	l.mu.Unlock()
 	for d := range rc.dir {
 		rc.release(&rc.dir[d])
 	}

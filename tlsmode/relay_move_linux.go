@@ -207,6 +207,7 @@ func (rc *rlConn) flush(d int) bool {
 			continue
 		case err == unix.EAGAIN:
 			rc.ready[1-d] &^= rlWritable
+			rc.wantOut(1 - d) // EPOLLOUT resumes it
 			return false
 		case err != nil:
 			rc.fail(d, rlSyscallErr(call, err))
