@@ -3,6 +3,7 @@ package edge
 import (
 	"net"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -26,9 +27,10 @@ func (l *listener) accept(st *listenerState) (net.Conn, error) {
 	}
 	var c *tlsmode.FDConn
 	var aerr error
+	set := l.noDelay == noDelaySet
 	err := l.rawLn.Read(func(fd uintptr) bool {
 		for {
-			c, aerr = tlsmode.AcceptStream(int(fd), l.addr)
+			c, aerr = tlsmode.AcceptStream(int(fd), l.addr, set)
 			switch aerr {
 			case unix.EINTR, unix.ECONNABORTED: // as net: the next one
 				continue
@@ -47,7 +49,48 @@ func (l *listener) accept(st *listenerState) (net.Conn, error) {
 	if aerr != nil {
 		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.ln.Addr(), Err: os.NewSyscallError("accept4", aerr)}
 	}
+	if l.noDelay == noDelayUnknown {
+		l.noDelay = noDelayInherited
+		if !noDelayOn(c, false) { // a kernel whose accepted sockets do not inherit it
+			l.noDelay = noDelaySet
+			noDelayOn(c, true)
+		}
+	}
 	return c, nil
+}
+
+// listenerNoDelay sets TCP_NODELAY on a new listening socket, before
+// listen(2): the sockets it accepts inherit it (Linux copies the listener's
+// TCP state), so a raw accept needs no setsockopt of its own.
+func listenerNoDelay(fd uintptr) {
+	_ = setsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+}
+
+// What a raw accept does about TCP_NODELAY (listener.noDelay).
+const (
+	noDelayUnknown   = iota // the listening socket has it (listenerNoDelay); the first accept looks
+	noDelayInherited        // accepted sockets have it from the listening socket (Linux does)
+	noDelaySet              // set on each accepted socket, as net's Accept does
+)
+
+// noDelayOn reports whether c's socket has TCP_NODELAY; with set, it sets
+// it first.
+func noDelayOn(c syscall.Conn, set bool) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	v := 0
+	var oerr error
+	err = rc.Control(func(fd uintptr) {
+		if set {
+			oerr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		}
+		if oerr == nil {
+			v, oerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		}
+	})
+	return err == nil && oerr == nil && v != 0
 }
 
 // netConn returns c as net's conn: an FDConn's socket moves into a

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,6 +97,14 @@ backends:
 		}
 		if _, isFD := got[0].(*tlsmode.FDConn); isFD != tt.raw {
 			t.Errorf("%s: accepted a %T; raw wanted: %v", tt.listener, got[0], tt.raw)
+		}
+		// TCP_NODELAY either way: a raw accept has it from the listening
+		// socket (and found it so), net's Accept sets it.
+		if !noDelayOn(got[0].(syscall.Conn), false) {
+			t.Errorf("%s: accepted socket without TCP_NODELAY", tt.listener)
+		}
+		if tt.raw && l.noDelay != noDelayInherited {
+			t.Errorf("%s: noDelay %d after the first raw accept; want %d (inherited)", tt.listener, l.noDelay, noDelayInherited)
 		}
 		c.Close()
 		for deadline := time.Now().Add(5 * time.Second); len(acceptedConns(l)) > 0 && time.Now().Before(deadline); {

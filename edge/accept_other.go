@@ -16,3 +16,6 @@ func (l *listener) accept(*listenerState) (net.Conn, error) {
 
 // netConn returns c: every conn is net's here.
 func netConn(c net.Conn) (net.Conn, error) { return c, nil }
+
+// listenerNoDelay: raw accepts are Linux's; net's Accept sets TCP_NODELAY.
+func listenerNoDelay(uintptr) {}

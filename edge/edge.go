@@ -211,10 +211,11 @@ func (e *Edge) apply(cfg *Config) error {
 		}
 		// KeepAlive -1: Go sets no keepalive on accepted connections;
 		// tcp_keepalive is the listening socket's (keepalive.go), set
-		// before listen(2) so that no connection comes without it.
+		// before listen(2) so that no connection comes without it. So is
+		// TCP_NODELAY, for raw accepts (accept_linux.go).
 		ka := keepalive(lc.TCPKeepalive)
 		lcfg := net.ListenConfig{KeepAlive: -1, Control: func(_, _ string, raw syscall.RawConn) error {
-			return raw.Control(func(fd uintptr) { socketKeepalive(fd, ka) })
+			return raw.Control(func(fd uintptr) { socketKeepalive(fd, ka); listenerNoDelay(fd) })
 		}}
 		ln, err := lcfg.Listen(context.Background(), "tcp", lc.Address)
 		if err != nil {

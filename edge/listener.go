@@ -52,10 +52,14 @@ type listener struct {
 	ln    *net.TCPListener
 	lnDup *os.File        // a duplicate of ln's socket that raw accepts wait on (accept_linux.go); nil: none yet. Under mu
 	rawLn syscall.RawConn // lnDup's; only serve's goroutine reads it
-	addr  *net.TCPAddr    // ln's address
-	state atomic.Pointer[listenerState]
-	log   zerolog.Logger
-	e     *Edge // the registry, metrics and events of routed connections
+	// noDelay: whether a raw accept sets TCP_NODELAY (noDelaySet) or finds
+	// it inherited from the listening socket (noDelayInherited); checked on
+	// the first raw accept (noDelayUnknown). Only serve's goroutine uses it.
+	noDelay int8
+	addr    *net.TCPAddr // ln's address
+	state   atomic.Pointer[listenerState]
+	log     zerolog.Logger
+	e       *Edge // the registry, metrics and events of routed connections
 
 	active atomic.Int64  // live client connections
 	freed  chan struct{} // signalled when a connection ends (max_connections)

@@ -168,10 +168,12 @@ func RawConnect(fd int, ip netip.Addr, port uint16) error {
 }
 
 // AcceptStream accepts one connection from the listening socket fd with
-// a raw accept4 (non-blocking, close-on-exec) and sets TCP_NODELAY on it,
-// as net's Accept does. laddr is the listener's address when it is not a
-// wildcard one (else LocalAddr asks the kernel). unix.EAGAIN: none waits.
-func AcceptStream(fd int, laddr *net.TCPAddr) (*FDConn, error) {
+// a raw accept4 (non-blocking, close-on-exec); with noDelay it sets
+// TCP_NODELAY on it, as net's Accept does (without, the caller knows the
+// socket inherited it from the listening socket). laddr is the listener's
+// address when it is not a wildcard one (else LocalAddr asks the kernel).
+// unix.EAGAIN: none waits.
+func AcceptStream(fd int, laddr *net.TCPAddr, noDelay bool) (*FDConn, error) {
 	var rsa unix.RawSockaddrAny
 	n := uint32(unix.SizeofSockaddrAny)
 	r0, _, e := syscall.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)),
@@ -180,9 +182,11 @@ func AcceptStream(fd int, laddr *net.TCPAddr) (*FDConn, error) {
 		return nil, e
 	}
 	nfd := int(r0)
-	one := int32(1)
-	_, _, _ = syscall.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(nfd), unix.IPPROTO_TCP, unix.TCP_NODELAY,
-		uintptr(unsafe.Pointer(&one)), unsafe.Sizeof(one), 0)
+	if noDelay {
+		one := int32(1)
+		_, _, _ = syscall.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(nfd), unix.IPPROTO_TCP, unix.TCP_NODELAY,
+			uintptr(unsafe.Pointer(&one)), unsafe.Sizeof(one), 0)
+	}
 	if laddr != nil && laddr.IP.IsUnspecified() {
 		laddr = nil
 	}

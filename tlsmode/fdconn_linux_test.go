@@ -49,7 +49,7 @@ func fdDial(t *testing.T, ln net.Listener) net.Conn {
 func fdAccept(t *testing.T, fd int, laddr *net.TCPAddr) *FDConn {
 	t.Helper()
 	for range 500 {
-		c, err := AcceptStream(fd, laddr)
+		c, err := AcceptStream(fd, laddr, true)
 		if err == nil {
 			t.Cleanup(func() { c.Close() })
 			return c
@@ -61,6 +61,40 @@ func fdAccept(t *testing.T, fd int, laddr *net.TCPAddr) *FDConn {
 	}
 	t.Fatal("no connection to accept")
 	return nil
+}
+
+// AcceptStream without noDelay leaves TCP_NODELAY as the socket has it
+// from the listening socket: set when the listener has it (Linux copies
+// it: edge's raw accepts rely on that, and look once), unset otherwise.
+func TestAcceptStreamNoDelayInherited(t *testing.T) {
+	for _, onListener := range []bool{false, true} {
+		ln, fd := fdListen(t)
+		if onListener {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fdDial(t, ln)
+		var c *FDConn
+		for range 500 {
+			var err error
+			if c, err = AcceptStream(fd, nil, false); err == nil {
+				break
+			}
+			if err != unix.EAGAIN {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if c == nil {
+			t.Fatal("no connection to accept")
+		}
+		v, err := unix.GetsockoptInt(c.fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		if err != nil || (v != 0) != onListener {
+			t.Errorf("listener with TCP_NODELAY %v: accepted socket has %d, %v", onListener, v, err)
+		}
+		c.Close()
+	}
 }
 
 func TestAcceptStreamReadsRaw(t *testing.T) {
