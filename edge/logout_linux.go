@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -11,19 +12,20 @@ import (
 )
 
 // logDirect returns what LogWriter writes its batches to. When out is a
-// file whose write need not wait for a reader, a batch goes out in a raw
-// write(2) (RawSyscall: the scheduler is not told), and its writer keeps
-// its P:
-//   - a regular file: written as it is (a write may wait for the disk, as
-//     nginx's access log does; it never waits for a reader);
-//   - a pipe or FIFO (a container's log collector): written through a
+// pipe or a socket, a batch goes out first in a raw call that never waits
+// (RawSyscall: the scheduler is not told), and the writer keeps its P:
+//   - a pipe or FIFO (a container's log collector): write(2) through a
 //     non-blocking open of the same pipe (/proc/self/fd), so out's own
 //     flags, shared with whoever else holds it, are left alone;
-//   - a socket (journald's stream): sent with MSG_DONTWAIT.
+//   - a socket (journald's stream): send(2) with MSG_DONTWAIT.
 //
-// What a raw write cannot take at once (a full pipe or socket buffer, an
-// error) goes through out's ordinary Write, which waits. Anything else (a
-// terminal, another writer) is out itself.
+// What the raw call does not take at once (a full pipe or socket buffer,
+// an error) goes through out's ordinary Write, which waits, and reports
+// out's error (EPIPE on stdout or stderr still ends the process, as Go's
+// Write does). Anything else is out itself: a regular file too, whose
+// write can wait for the disk (a throttled or hung one, NFS) with no way
+// to ask it not to, and a raw call that waits holds its P and with it
+// every garbage collection, so the whole process.
 //
 // Why: an ordinary write(2) is a blocking system call (entersyscall).
 // When it comes after the process was idle, as the writer's batch does 10
@@ -46,39 +48,36 @@ func logDirect(out io.Writer) io.Writer {
 		return out
 	}
 	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		return &logRaw{out: f, rc: rc, send: logWrite}
 	case unix.S_IFSOCK:
-		return &logRaw{out: f, rc: rc, send: logSend}
+		return &logRaw{out: f, rc: rc, nb: -1, send: logSend}
 	case unix.S_IFIFO:
+		// Not through os.NewFile: a non-blocking file would join Go's
+		// netpoller, and a reader draining a full pipe would wake it.
 		nb, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-		if err != nil { // no /proc, or a FIFO with no reader (ENXIO)
+		if err != nil { // no /proc, no permission, or a FIFO with no reader (ENXIO)
 			return out
 		}
-		nf := os.NewFile(uintptr(nb), "log-nonblock")
-		nrc, err := nf.SyscallConn()
-		if err != nil {
-			nf.Close()
-			return out
-		}
-		return &logRaw{out: f, rc: nrc, nb: nf, send: logWrite}
+		return &logRaw{out: f, nb: nb, send: logWrite}
 	}
 	return out
 }
 
 // logRaw writes a batch with one raw call, the rest through out.
 type logRaw struct {
+	mu   sync.Mutex // a batch's two parts stay together (Writes after the LogWriter's Close come from any goroutine)
 	out  *os.File
-	rc   syscall.RawConn // what the raw call writes to: out, or nb
-	nb   *os.File        // a non-blocking open of out's pipe (kept open for rc); nil: out itself
+	rc   syscall.RawConn // out's, for a socket; nil when nb is set
+	nb   int             // a non-blocking open of out's pipe (kept for the process's life); -1: none
 	send func(fd int, p []byte) (int, syscall.Errno)
 }
 
 // Write writes p: as much as one raw call takes, then the rest through
 // out.Write (which waits, and reports out's error).
 func (w *logRaw) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	n := 0
-	_ = w.rc.Control(func(fd uintptr) {
+	try := func(fd uintptr) {
 		for {
 			k, e := w.send(int(fd), p)
 			if e == unix.EINTR {
@@ -89,7 +88,12 @@ func (w *logRaw) Write(p []byte) (int, error) {
 			}
 			return
 		}
-	})
+	}
+	if w.nb >= 0 {
+		try(uintptr(w.nb))
+	} else {
+		_ = w.rc.Control(try)
+	}
 	if n == len(p) {
 		return n, nil
 	}

@@ -64,3 +64,74 @@ func TestRelayAttachWakesNothing(t *testing.T) {
 		t.Error("the closed stream is still in the table")
 	}
 }
+
+// A stream the loop closed before its starter attached it (an abort that
+// came first) is not registered: its descriptor numbers may be other
+// sockets' by then.
+func TestRelayAttachAfterClose(t *testing.T) {
+	l, err := rlNewLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.closeFDs)
+	_, edgeClient := tcpPair(t)
+	edgeServer, _ := tcpPair(t)
+	cfd, _, ok1 := rlDup(edgeClient)
+	sfd, _, ok2 := rlDup(edgeServer)
+	if !ok1 || !ok2 {
+		t.Fatal("no descriptors")
+	}
+	ended := make(chan string, 2)
+	rc := &rlConn{c: &Conn{Conn: edgeClient}, loop: l, fd: [2]int32{int32(cfd), int32(sfd)}, slot: -1, first: -1,
+		ready: [2]uint8{rlWritable, rlWritable}, onEnd: func(_, _ int64, reason string) { ended <- reason }}
+	rc.close() // the loop's abort
+	<-ended
+	tcpPair(t) // sockets that may reuse the numbers (the lowest free ones)
+	l.attach(rc)
+	l.mu.Lock()
+	made, queued := l.table.made, len(l.queue)
+	l.mu.Unlock()
+	if made != 0 || queued != 0 {
+		t.Errorf("after attach of a closed stream: %d slots taken, %d commands; want none", made, queued)
+	}
+	for _, fd := range rc.fd {
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil); err != unix.ENOENT && err != unix.EBADF {
+			t.Errorf("descriptor %d: EPOLL_CTL_DEL says %v; want it never registered", fd, err)
+		}
+	}
+	select {
+	case r := <-ended:
+		t.Errorf("the stream ended twice (%q)", r)
+	case <-time.After(20 * time.Millisecond):
+	}
+}
+
+// A slot cleared in a batch is given out only after the batch: an event of
+// that batch for the closed stream then finds no stream, never a new one.
+func TestRelayTableReusesAfterBatch(t *testing.T) {
+	var tb rlTable
+	a, b, c := &rlConn{}, &rlConn{}, &rlConn{}
+	if !tb.take(a) || !tb.take(b) || a.slot != 0 || b.slot != 1 {
+		t.Fatalf("slots %d, %d; want 0, 1", a.slot, b.slot)
+	}
+	tb.clear(a.slot)
+	if tb.get(0) != nil {
+		t.Error("a cleared slot still holds its stream")
+	}
+	if !tb.take(c) || c.slot == 0 {
+		t.Errorf("a slot cleared in this batch given out again (slot %d)", c.slot)
+	}
+	tb.release()
+	d := &rlConn{}
+	if !tb.take(d) || d.slot != 0 || tb.get(0) != d {
+		t.Errorf("after the batch: slot %d; want the freed 0", d.slot)
+	}
+	for slot := int32(1 << rlChunkBits); slot > 0; slot-- { // a second chunk is made when needed
+		if !tb.take(&rlConn{}) {
+			t.Fatal("table full")
+		}
+	}
+	if tb.chunks[1].Load() == nil {
+		t.Error("no second chunk after more than a chunk of slots")
+	}
+}

@@ -1,7 +1,6 @@
 package tlsmode
 
 import (
-	"errors"
 	"net"
 	"os"
 	"sync"
@@ -319,67 +318,6 @@ func (l *rlLoop) shutdown() {
 	l.closeFDs()
 }
 
-// attach registers a stream's two sockets, on the goroutine that starts
-// it: the loop is not woken (an edge-triggered registration reports the
-// bytes that wait already, and the sockets are counted as writable). Under
-// mu, so the loop cannot close the stream's descriptors meanwhile (close
-// takes mu): a stream closed before (an abort) is not registered, and
-// its descriptor numbers, maybe another socket's now, are left alone. An
-// error is the stream's to end with (the loop closes it: rlCmdFail).
-func (l *rlLoop) attach(rc *rlConn) {
-	err := l.register(rc)
-	switch {
-	case err == errRelayStopped: // the loop is gone (tests): nobody else has the stream
-		rc.close()
-	case err != nil:
-		l.post1(rlCmd{op: rlCmdFail, rc: rc, err: err})
-	}
-}
-
-// errRelayStopped: attach after the loop stopped (tests).
-var errRelayStopped = errors.New("passthrough relay stopped")
-
-// register takes a slot for rc and adds its sockets to the epoll set.
-func (l *rlLoop) register(rc *rlConn) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.dead {
-		return errRelayStopped
-	}
-	if rc.ended.Load() { // closed by an abort already
-		return nil
-	}
-	if !l.table.take(rc) {
-		return rlSyscallErr("epoll_ctl", unix.ENOSPC)
-	}
-	l.streams.Add(1)
-	for side := range 2 {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: rc.slot<<1 | int32(side)}
-		if err := rlEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(rc.fd[side]), &ev); err != nil {
-			return rlSyscallErr("epoll_ctl", err)
-		}
-	}
-	return nil
-}
-
-// wantOut asks epoll for side's EPOLLOUT, once a write to it said EAGAIN:
-// until then the socket was counted as writable. The modified
-// registration reports at once a socket that has become writable
-// meanwhile. It stays: edge-triggered, it costs nothing while the socket
-// keeps its room.
-func (rc *rlConn) wantOut(side int) bool {
-	if rc.out&(1<<side) != 0 {
-		return true
-	}
-	rc.out |= 1 << side
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: rc.slot<<1 | int32(side)}
-	if err := rlEpollCtl(rc.loop.epfd, unix.EPOLL_CTL_MOD, int(rc.fd[side]), &ev); err != nil {
-		rc.fail(1-side, rlSyscallErr("epoll_ctl", err))
-		return false
-	}
-	return true
-}
-
 // endNow sends a FIN both ways (the peers see an orderly end and close);
 // whatever is still open after CloseGrace is closed.
 func (rc *rlConn) endNow() {
@@ -432,17 +370,10 @@ func (rc *rlConn) close() {
 		return
 	}
 	rc.closed = true
-	l := rc.loop
-	l.mu.Lock() // not while attach registers the descriptors
-	rc.ended.Store(true)
-	for side := range 2 {
-		_ = rlClose(int(rc.fd[side])) // also removes it from the epoll set
+	if !rc.closeFDs() { // closeStopped did (a stopped loop: tests)
+		rc.reported = true
+		return
 	}
-	if rc.slot >= 0 {
-		l.table.clear(rc.slot)
-		l.streams.Add(-1)
-	}
-	l.mu.Unlock()
 	for d := range rc.dir {
 		rc.release(&rc.dir[d])
 	}
