@@ -16,8 +16,9 @@ import (
 // while it lasted let the monitor hand the goroutine's P to another
 // thread: a thread switch for about one request in three under keep-alive
 // load, and the monitor awake polling every 20 µs (docs/operations.md,
-// CPU). So a batch goes out in a raw write where the output allows one
-// (logDirect: a file, a pipe, a socket). Lines keep their order and none is dropped
+// CPU). So a batch goes out in a raw write where the output cannot make it
+// wait (logDirect: a pipe, a socket; not a file, which can wait for the
+// disk). Lines keep their order and none is dropped
 // while the output takes them: when logBufMax bytes wait, Write waits for
 // room. An output that takes nothing for logStuckAfter while Write waits
 // (a stuck pipe to a log collector) must not stall every connection and

@@ -97,7 +97,9 @@ func (l *rlLoop) attach(rc *rlConn) {
 	case err == errRelayStopped: // the loop is gone (tests)
 		rc.closeStopped()
 	case err != nil:
-		l.post1(rlCmd{op: rlCmdFail, rc: rc, err: err})
+		if !l.post1(rlCmd{op: rlCmdFail, rc: rc, err: err}) {
+			rc.closeStopped() // stopped meanwhile (tests)
+		}
 	}
 }
 
@@ -124,6 +126,9 @@ func (l *rlLoop) register(rc *rlConn) error {
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: rc.slot<<1 | int32(side)}
 		if err := rlEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(rc.fd[side]), &ev); err != nil {
 			return rlSyscallErr("epoll_ctl", err)
+		}
+		if side == 0 && l.betweenAdds != nil {
+			l.betweenAdds()
 		}
 	}
 	return nil
@@ -178,10 +183,11 @@ func (rc *rlConn) end1() bool {
 	return true
 }
 
-// closeStopped closes a stream attach found its loop stopped for (tests):
-// never registered, so none of the loop's state is touched. The loop's
-// shutdown may be closing it too (an abort queued before it stopped):
-// closeFDs lets one of them only.
+// closeStopped closes a stream attach could not hand to its loop, which
+// has stopped (tests): the loop never served it, so none of the loop's
+// state but its slot is touched. The loop's shutdown may be closing it too
+// (an abort queued before it stopped, or its slot): closeFDs lets one of
+// them only.
 func (rc *rlConn) closeStopped() {
 	if rc.closeFDs() {
 		up, down := rc.c.live.up.Load(), rc.c.live.down.Load()

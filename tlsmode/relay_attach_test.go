@@ -3,6 +3,7 @@
 package tlsmode
 
 import (
+	"io"
 	"testing"
 	"time"
 
@@ -74,8 +75,9 @@ func TestRelayAttachAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.closeFDs)
-	_, edgeClient := tcpPair(t)
-	edgeServer, _ := tcpPair(t)
+	client, edgeClient := tcpPair(t)
+	edgeServer, server := tcpPair(t)
+	t.Cleanup(func() { client.Close(); edgeClient.Close(); edgeServer.Close(); server.Close() })
 	cfd, _, ok1 := rlDup(edgeClient)
 	sfd, _, ok2 := rlDup(edgeServer)
 	if !ok1 || !ok2 {
@@ -86,7 +88,8 @@ func TestRelayAttachAfterClose(t *testing.T) {
 		ready: [2]uint8{rlWritable, rlWritable}, onEnd: func(_, _ int64, reason string) { ended <- reason }}
 	rc.close() // the loop's abort
 	<-ended
-	tcpPair(t) // sockets that may reuse the numbers (the lowest free ones)
+	a, b := tcpPair(t) // sockets that may reuse the numbers (the lowest free ones)
+	t.Cleanup(func() { a.Close(); b.Close() })
 	l.attach(rc)
 	l.mu.Lock()
 	made, queued := l.table.made, len(l.queue)
@@ -133,5 +136,46 @@ func TestRelayTableReusesAfterBatch(t *testing.T) {
 	}
 	if tb.chunks[1].Load() == nil {
 		t.Error("no second chunk after more than a chunk of slots")
+	}
+}
+
+// The loop may serve the side register added first before the other is
+// added; a write to that other side that finds no room asks for its
+// EPOLLOUT only once register is done (under the loop's lock), not on a
+// socket epoll does not know yet (ENOENT: the stream would end).
+func TestRelayWantOutWaitsForRegister(t *testing.T) {
+	relay := rlTestRelay(t, 1, nil)
+	relay.loops[0].betweenAdds = func() { time.Sleep(200 * time.Millisecond) }
+	client, edgeClient := tcpPair(t)
+	edgeServer, server := tcpPair(t)
+	t.Cleanup(func() { client.Close(); server.Close() })
+	if err := edgeServer.SetWriteBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	const size = 64 << 10 // more than the server side takes at once
+	go func() { _, _ = client.Write(make([]byte, size)) }()
+	time.Sleep(50 * time.Millisecond) // the client's bytes wait at the relay's socket
+	ended := make(chan rlEnd, 1)
+	if relay.start(&Conn{Conn: edgeClient}, edgeServer, 0, func(up, down int64, reason string) { ended <- rlEnd{up, down, reason} }) == nil {
+		t.Fatal("the relay did not take the stream")
+	}
+	time.Sleep(300 * time.Millisecond) // the loop found the server side full meanwhile
+	_ = server.SetReadDeadline(time.Now().Add(rlWaitLong))
+	got, err := io.ReadFull(server, make([]byte, size))
+	if err != nil || got != size {
+		select {
+		case e := <-ended:
+			t.Fatalf("server read %d bytes (%v); the stream ended: %+v", got, err, e)
+		default:
+			t.Fatalf("server read %d bytes (%v); want %d", got, err, size)
+		}
+	}
+	client.Close()
+	server.Close()
+	if e := <-ended; e.up != size {
+		t.Errorf("onEnd: %+v; want %d bytes up", e, size)
 	}
 }

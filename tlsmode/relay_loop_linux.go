@@ -38,7 +38,11 @@ type rlLoop struct {
 	table rlTable // the streams by slot: taken by attach, cleared by close (under mu); read by the loop
 
 	stopped chan struct{} // closed when run has returned (stop)
-	sys     rlSys         // the system calls tests replace
+	// betweenAdds, when set (tests only), runs in register between the
+	// two sockets' EPOLL_CTL_ADD: the window in which the loop may serve
+	// the first.
+	betweenAdds func()
+	sys         rlSys // the system calls tests replace
 
 	// Owned by the loop goroutine.
 	again []*rlConn // streams that used their budget with bytes still to move
@@ -132,12 +136,12 @@ func (l *rlLoop) closeFDs() {
 // post queues a command for the loop and wakes it. It never blocks.
 func (l *rlLoop) post(op uint8, rc *rlConn) { l.post1(rlCmd{op: op, rc: rc}) }
 
-// post1 is post of a whole command.
-func (l *rlLoop) post1(cmd rlCmd) {
+// post1 is post of a whole command; false when the loop has stopped.
+func (l *rlLoop) post1(cmd rlCmd) bool {
 	l.mu.Lock()
 	if l.dead {
 		l.mu.Unlock()
-		return
+		return false
 	}
 	l.queue = append(l.queue, cmd)
 	if len(l.queue) == 1 { // else a wake-up is already on its way
@@ -148,6 +152,7 @@ func (l *rlLoop) post1(cmd rlCmd) {
 		_, _ = rlWrite(l.evfd, one[:])
 	}
 	l.mu.Unlock()
+	return true
 }
 
 // run serves the loop's streams until stop. A panic while serving one
