@@ -218,6 +218,10 @@ func (l *rlLoop) run() {
 // event records what epoll said of one side of rc and moves its bytes.
 func (l *rlLoop) event(rc *rlConn, ev *unix.EpollEvent) {
 	defer l.recover(rc)
+	// A registration can outlive its stream when another descriptor still
+	// holds the socket's file (Go's close of a duplicated conn waiting for
+	// an operation to end): its events then reach the slot's next stream
+	// and only make a read or write try and find EAGAIN.
 	var bits uint8
 	if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		bits |= rlReadable
