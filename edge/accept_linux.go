@@ -25,21 +25,14 @@ func (l *listener) accept(st *listenerState) (net.Conn, error) {
 		}
 		return c, nil
 	}
-	var c *tlsmode.FDConn
-	var aerr error
-	set := l.noDelay == noDelaySet
-	err := l.rawLn.Read(func(fd uintptr) bool {
-		for {
-			c, aerr = tlsmode.AcceptStream(int(fd), l.addr, set)
-			switch aerr {
-			case unix.EINTR, unix.ECONNABORTED: // as net: the next one
-				continue
-			case unix.EAGAIN:
-				return false // wait for the listening socket in the netpoller
-			}
-			return true
-		}
-	})
+	ra := &l.raw
+	if ra.fn == nil {
+		ra.laddr, ra.fn = l.addr, ra.accept
+	}
+	ra.set = l.noDelay == noDelaySet
+	err := l.rawLn.Read(ra.fn)
+	c, aerr := ra.c, ra.err
+	ra.c, ra.err = nil, nil
 	if err != nil {
 		if l.stopping() { // lnDup closed: "use of closed file"
 			return nil, net.ErrClosed
@@ -91,6 +84,33 @@ func noDelayOn(c syscall.Conn, set bool) bool {
 		}
 	})
 	return err == nil && oerr == nil && v != 0
+}
+
+// rawAccept is a listener's raw accept in flight: RawConn.Read takes a
+// func, and a closure over accept's variables was allocated at every
+// accept; the listener keeps one rawAccept, its func bound once. Only
+// serve's goroutine uses it.
+type rawAccept struct {
+	laddr *net.TCPAddr
+	set   bool // set TCP_NODELAY (noDelaySet)
+	c     *tlsmode.FDConn
+	err   error
+	fn    func(fd uintptr) bool // accept, bound
+}
+
+// accept accepts one connection of the listening socket fd; false (wait
+// for it in the netpoller) when none waits.
+func (a *rawAccept) accept(fd uintptr) bool {
+	for {
+		a.c, a.err = tlsmode.AcceptStream(int(fd), a.laddr, a.set)
+		switch a.err {
+		case unix.EINTR, unix.ECONNABORTED: // as net: the next one
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		return true
+	}
 }
 
 // netConn returns c as net's conn: an FDConn's socket moves into a

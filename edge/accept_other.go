@@ -19,3 +19,6 @@ func netConn(c net.Conn) (net.Conn, error) { return c, nil }
 
 // listenerNoDelay: raw accepts are Linux's; net's Accept sets TCP_NODELAY.
 func listenerNoDelay(uintptr) {}
+
+// rawAccept: raw accepts are Linux's.
+type rawAccept struct{}

@@ -56,6 +56,7 @@ type listener struct {
 	// it inherited from the listening socket (noDelayInherited); checked on
 	// the first raw accept (noDelayUnknown). Only serve's goroutine uses it.
 	noDelay int8
+	raw     rawAccept    // the raw accept's state (accept_linux.go); only serve's goroutine uses it
 	addr    *net.TCPAddr // ln's address
 	state   atomic.Pointer[listenerState]
 	log     zerolog.Logger
