@@ -71,6 +71,11 @@ func newBenchEnv(b *testing.B) *benchEnv {
 listeners:
   - name: bench
     address: "127.0.0.1:0"
+    # One client address opens every connection: the per-address limits
+    # (100 new connections a second by default) would refuse a benchmark.
+    max_connections_per_ip: 0
+    connection_rate_per_ip: 0
+    max_handshakes: 0
     routes:
       - sni: [%q]
         mode: passthrough
