@@ -380,7 +380,7 @@ func (l *listener) serveConn(ctx context.Context, c net.Conn) {
 		}
 	}
 
-	h, err := tlsmode.ReadHello(r, tlsmode.DefaultMaxHello)
+	h, tailBytes, err := readHello(r, rest) // tailBytes: read past the hello
 	if h != nil {
 		tc.Hello = h
 	}
@@ -402,11 +402,6 @@ func (l *listener) serveConn(ctx context.Context, c net.Conn) {
 		kind = readErrKind(err)
 		l.reject(c, tc, readErrReason(err), 0)
 		return
-	}
-	var tailBytes []byte // bytes read past the hello (the PROXY header's buffer)
-	if rest != nil && rest.Len() > 0 {
-		tailBytes = make([]byte, rest.Len())
-		_, _ = rest.Read(tailBytes)
 	}
 	// An ACME TLS-ALPN-01 validation for a name tlsedge manages is
 	// answered here, before routing (also on listeners of passthrough
