@@ -22,7 +22,8 @@ const acmeChallengeTimeout = 10 * time.Second
 // certmagic's validation certificate (from memory, or from the shared
 // storage when another instance placed the order); the handshake is
 // bounded by acmeChallengeTimeout, then the connection is closed.
-// tail is what was read past the hello (a PROXY header's buffer), replayed
+// tail is what was read past the hello (with it, or held by a PROXY
+// header's buffer: readHello), replayed
 // after it. ok is false (and c untouched) for every other hello; when ok,
 // the connection is done, reason says how the validation went and
 // answered whether the handshake completed.

@@ -1,49 +1,73 @@
 package edge
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"io"
+	"net"
 	"sync"
 
 	"github.com/tlsedge/tlsedge/tlsmode"
 )
 
-// helloAhead is how much one read of the ClientHello may take: a typical
-// hello (300 bytes to 2 KiB with a post-quantum key share) comes whole in
-// one read(2), where ReadHello's exact reads (the record's header, then
-// its body) made two.
+// helloAhead is how much the first read of a ClientHello may take: a
+// typical hello (300 bytes to 2 KiB with a post-quantum key share) comes
+// whole in one read(2), where ReadHello's exact reads (the record's header,
+// then its body) made two.
 const helloAhead = 4 << 10
 
-// helloReaders are the read-ahead buffers of hellos being read: one a
-// connection only while its hello is read.
-var helloReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, helloAhead) }}
+// helloBuf is a first read's buffer, and the reader that hands its bytes
+// out before the connection's.
+type helloBuf struct {
+	buf    [helloAhead]byte
+	off, n int
+	r      io.Reader // the connection, after buf
+}
 
-// readHello reads a ClientHello from r through a pooled read-ahead buffer.
-// tail is every byte read past the hello (what the client sent with it),
-// then what rest (a PROXY header's buffer that r reads first) still holds:
-// the bytes that follow the hello on the connection, in order. Routing
-// replays them after the hello (Conn.Peeked).
-func readHello(r io.Reader, rest *bytes.Reader) (h *tlsmode.Hello, tail []byte, err error) {
-	br := helloReaders.Get().(*bufio.Reader)
-	br.Reset(r)
-	h, err = tlsmode.ReadHello(br, tlsmode.DefaultMaxHello)
-	if err == nil || errors.Is(err, tlsmode.ErrNoSNI) {
-		left := 0
-		if rest != nil {
-			left = rest.Len()
-		}
-		if n := br.Buffered(); n+left > 0 {
-			tail = make([]byte, n, n+left)
-			_, _ = io.ReadFull(br, tail) // buffered: no read of r
-			if left > 0 {
-				tail = tail[:n+left]
-				_, _ = io.ReadFull(rest, tail[n:])
-			}
-		}
+func (a *helloBuf) Read(p []byte) (int, error) {
+	if a.off < a.n {
+		k := copy(p, a.buf[a.off:a.n])
+		a.off += k
+		return k, nil
 	}
-	br.Reset(nil)
-	helloReaders.Put(br)
+	return a.r.Read(p)
+}
+
+// helloBufs are the buffers of first reads: taken only for a read that
+// does not wait (helloTryRead), so a connection whose client has sent
+// nothing yet holds none.
+var helloBufs = sync.Pool{New: func() any { return new(helloBuf) }}
+
+// readHello reads a ClientHello from c. Without a PROXY header (rest nil),
+// the first read takes up to helloAhead bytes at once when they are there
+// already (helloTryRead, which never waits); when they are not, or there
+// is a PROXY header, it reads through r with ReadHello's exact reads, which
+// wait. cr counts every byte read (r reads through it). tail is every byte
+// read past the hello (what the client sent with it), then what rest still
+// holds: the bytes that follow the hello on the connection, in order.
+// Routing replays them after the hello (Conn.Peeked).
+func readHello(c net.Conn, cr *countingReader, r io.Reader, rest *bytes.Reader) (h *tlsmode.Hello, tail []byte, err error) {
+	if rest != nil {
+		h, err = tlsmode.ReadHello(r, tlsmode.DefaultMaxHello)
+		if rest.Len() > 0 {
+			tail = make([]byte, rest.Len())
+			_, _ = io.ReadFull(rest, tail)
+		}
+		return h, tail, err
+	}
+	a := helloBufs.Get().(*helloBuf)
+	a.n = helloTryRead(c, a.buf[:])
+	if a.n == 0 { // nothing there yet: wait with exact reads, holding no buffer
+		helloBufs.Put(a)
+		h, err = tlsmode.ReadHello(r, tlsmode.DefaultMaxHello)
+		return h, nil, err
+	}
+	a.off, a.r = 0, r
+	cr.n += int64(a.n)
+	h, err = tlsmode.ReadHello(a, tlsmode.DefaultMaxHello)
+	if a.off < a.n {
+		tail = bytes.Clone(a.buf[a.off:a.n])
+	}
+	a.r = nil
+	helloBufs.Put(a)
 	return h, tail, err
 }

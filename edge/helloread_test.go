@@ -37,28 +37,78 @@ type readCounter struct {
 
 func (c *readCounter) Read(p []byte) (int, error) { c.reads++; return c.r.Read(p) }
 
-// readHello takes a whole hello in one read of the connection, and gives
-// back what came with it (and what a PROXY header's buffer still held)
-// as the tail, in order: nothing is lost or moved.
+// helloConn returns the server side of a loopback connection whose client
+// has written b (after wait, in a goroutine when wait > 0).
+func helloConn(t *testing.T, b []byte, wait time.Duration) net.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cl, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	sv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sv.Close() })
+	send := func() { _, _ = cl.Write(b) }
+	if wait > 0 {
+		go func() { time.Sleep(wait); send() }()
+	} else {
+		send()
+		time.Sleep(50 * time.Millisecond) // the bytes are there before the first read
+	}
+	_ = sv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return sv
+}
+
+// readHello takes a hello that is there already in one read that does not
+// wait, and gives back what came with it as the tail; a hello not there
+// yet is waited for with exact reads (no buffer held meanwhile). With a
+// PROXY header's buffer, the tail and the connection give exactly the
+// bytes after the hello, in order.
 func TestReadHelloAhead(t *testing.T) {
 	hello := clientHello(t, "a.example.com")
 	extra := []byte("\x17\x03\x03\x00\x05early")
+	sent := append(bytes.Clone(hello), extra...)
 
-	rc := &readCounter{r: bytes.NewReader(hello)}
-	h, tail, err := readHello(rc, nil)
-	if err != nil || !bytes.Equal(h.Raw, hello) || len(tail) != 0 {
-		t.Fatalf("hello alone: %v, raw %d bytes (want %d), tail %q", err, len(h.Raw), len(hello), tail)
-	}
-	if rc.reads != 1 {
-		t.Errorf("a %d-byte hello took %d reads; want 1", len(hello), rc.reads)
+	for _, late := range []bool{false, true} {
+		t.Run(fmt.Sprint("late ", late), func(t *testing.T) {
+			wait := time.Duration(0)
+			if late {
+				wait = 100 * time.Millisecond
+			}
+			c := helloConn(t, sent, wait)
+			rc := &readCounter{r: c}
+			cr := &countingReader{r: rc}
+			h, tail, err := readHello(c, cr, cr, nil)
+			if err != nil || !bytes.Equal(h.Raw, hello) {
+				t.Fatalf("%v, raw %d bytes; want the %d of the hello", err, len(h.Raw), len(hello))
+			}
+			wantReads, wantTail := 0, extra // all in the first read, which is not the reader's
+			if late {
+				wantReads, wantTail = 2, nil // exact: header, body
+			}
+			if rc.reads != wantReads || !bytes.Equal(tail, wantTail) {
+				t.Errorf("reads through the reader %d, tail %q; want %d, %q", rc.reads, tail, wantReads, wantTail)
+			}
+			if want := int64(len(hello) + len(wantTail)); cr.n != want {
+				t.Errorf("bytes counted %d; want %d (all read)", cr.n, want)
+			}
+		})
 	}
 
-	stream := append(append(bytes.Clone(hello), extra...), "more"...)
+	stream := append(bytes.Clone(sent), "more"...)
 	for _, split := range []int{0, 3, 10, len(hello), len(hello) + 2, len(hello) + len(extra)} {
 		t.Run(fmt.Sprint("proxy buffer holds ", split), func(t *testing.T) {
 			rest := bytes.NewReader(stream[:split]) // read first, as a PROXY header's buffer is
 			conn := bytes.NewReader(stream[split:])
-			h, tail, err := readHello(io.MultiReader(rest, conn), rest)
+			h, tail, err := readHello(nil, &countingReader{}, io.MultiReader(rest, conn), rest)
 			if err != nil || !bytes.Equal(h.Raw, hello) {
 				t.Fatalf("%v, raw %d bytes; want the %d of the hello", err, len(h.Raw), len(hello))
 			}

@@ -380,7 +380,7 @@ func (l *listener) serveConn(ctx context.Context, c net.Conn) {
 		}
 	}
 
-	h, tailBytes, err := readHello(r, rest) // tailBytes: read past the hello
+	h, tailBytes, err := readHello(c, cr, r, rest) // tailBytes: read past the hello
 	if h != nil {
 		tc.Hello = h
 	}
