@@ -33,13 +33,13 @@ func (a *helloBuf) Read(p []byte) (int, error) {
 }
 
 // helloBufs are the buffers of first reads: taken only for a read that
-// does not wait (helloTryRead), so a connection whose client has sent
+// does not wait (tlsmode.ReadNow), so a connection whose client has sent
 // nothing yet holds none.
 var helloBufs = sync.Pool{New: func() any { return new(helloBuf) }}
 
 // readHello reads a ClientHello from c. Without a PROXY header (rest nil),
 // the first read takes up to helloAhead bytes at once when they are there
-// already (helloTryRead, which never waits); when they are not, or there
+// already (tlsmode.ReadNow, which never waits); when they are not, or there
 // is a PROXY header, it reads through r with ReadHello's exact reads, which
 // wait. cr counts every byte read (r reads through it). tail is every byte
 // read past the hello (what the client sent with it), then what rest still
@@ -55,7 +55,7 @@ func readHello(c net.Conn, cr *countingReader, r io.Reader, rest *bytes.Reader) 
 		return h, tail, err
 	}
 	a := helloBufs.Get().(*helloBuf)
-	a.n = helloTryRead(c, a.buf[:])
+	a.n = tlsmode.ReadNow(c, a.buf[:])
 	if a.n == 0 { // nothing there yet: wait with exact reads, holding no buffer
 		helloBufs.Put(a)
 		h, err = tlsmode.ReadHello(r, tlsmode.DefaultMaxHello)

@@ -358,49 +358,55 @@ func (c *FDConn) RemoteAddr() net.Addr {
 }
 
 // SetDeadline sets both deadlines.
-func (c *FDConn) SetDeadline(t time.Time) error {
-	if err := c.SetReadDeadline(t); err != nil {
-		return err
-	}
-	return c.SetWriteDeadline(t)
-}
+func (c *FDConn) SetDeadline(t time.Time) error { return c.setDeadline(t, true, true) }
 
 // SetReadDeadline bounds the wait of reads (a raw read does not wait; one
 // past the deadline fails as net's does).
-func (c *FDConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.moved != nil {
-		return c.moved.SetReadDeadline(t)
-	}
-	if c.fd < 0 {
-		return c.opError("set", errFDClosed)
-	}
-	c.rdl = t
-	if c.w != nil {
-		c.w.poke() // a waiting read looks at the new deadline
-	}
-	if c.file != nil {
-		return c.file.SetReadDeadline(t)
-	}
-	return nil
-}
+func (c *FDConn) SetReadDeadline(t time.Time) error { return c.setDeadline(t, true, false) }
 
 // SetWriteDeadline bounds the wait of writes.
-func (c *FDConn) SetWriteDeadline(t time.Time) error {
+func (c *FDConn) SetWriteDeadline(t time.Time) error { return c.setDeadline(t, false, true) }
+
+// setDeadline sets the read deadline, the write deadline or both: on the
+// conn it moved into (TCPConn), else its own (a waiting read looks at the
+// new one) and its file's when the socket is in the netpoller.
+func (c *FDConn) setDeadline(t time.Time, read, write bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.moved != nil {
-		return c.moved.SetWriteDeadline(t)
+		return deadlineOn(c.moved, t, read, write)
 	}
 	if c.fd < 0 {
 		return c.opError("set", errFDClosed)
 	}
-	c.wdl = t
-	if c.file != nil {
-		return c.file.SetWriteDeadline(t)
+	if read {
+		c.rdl = t
+		if c.w != nil {
+			c.w.poke()
+		}
 	}
-	return nil
+	if write {
+		c.wdl = t
+	}
+	if c.file == nil {
+		return nil
+	}
+	return deadlineOn(c.file, t, read, write)
+}
+
+// deadlineOn sets d's read deadline, write deadline or both.
+func deadlineOn(d interface {
+	SetDeadline(time.Time) error
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}, t time.Time, read, write bool) error {
+	switch {
+	case read && write:
+		return d.SetDeadline(t)
+	case read:
+		return d.SetReadDeadline(t)
+	}
+	return d.SetWriteDeadline(t)
 }
 
 // SyscallConn gives raw access to the socket (TCP_INFO, keepalive

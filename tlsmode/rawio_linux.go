@@ -193,6 +193,36 @@ func RawReader(c net.Conn) io.Reader {
 
 type rawReader struct{ r rawIO }
 
+// ReadNow reads what c's socket holds into p with one raw read that never
+// waits (the socket is non-blocking, and the read is made through
+// Control: no netpoller wait): the first read of a ClientHello. 0 when
+// nothing is there yet, at EOF, on an error (the reads that follow meet
+// it again), or when c is no socket.
+func ReadNow(c net.Conn, p []byte) int {
+	sc, ok := c.(syscall.Conn)
+	if !ok || len(p) == 0 {
+		return 0
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	_ = rc.Control(func(fd uintptr) {
+		for {
+			k, e := rlRead(int(fd), p)
+			if e == unix.EINTR {
+				continue
+			}
+			if e == nil && k > 0 {
+				n = k
+			}
+			return
+		}
+	})
+	return n
+}
+
 func (r rawReader) Read(p []byte) (int, error) { return r.r.read(p) }
 
 // rawWriteAll writes p to c through rawIO when c is a TCP conn, else with
