@@ -7,10 +7,13 @@ import (
 	"time"
 )
 
-// LogWriter hands log lines to one goroutine that writes them to out, at
-// most one write each logBatchEvery while lines come (sooner when
-// logBufKeep bytes wait): a connection's goroutine never makes the write(2)
-// of its access line itself, and under load many lines go in one write.
+// LogWriter hands log lines to one goroutine that writes them to out: a
+// line after a quiet spell at once, then, while lines keep coming, at most
+// one write each logBatchEvery (sooner when logBufKeep bytes wait). A
+// connection's goroutine never makes the write(2) of its access line
+// itself, and under load many lines go in one write: each write to a file
+// wakes the runtime's monitor (below), which at 10 ms cost 6 % of the CPU
+// of a new passthrough connection (docs/operations.md, CPU).
 // A write through os.File is a blocking system call, which, when it came
 // after the process had been idle, woke Go's runtime monitor (sysmon), and
 // while it lasted let the monitor hand the goroutine's P to another
@@ -48,10 +51,13 @@ var logStuckAfter = 5 * time.Second
 // logBufKeep on the writer does not wait for logBatchEvery, and a batch
 // buffer that grew past it is not kept for the next one.
 const (
-	logBufMax     = 1 << 20
-	logBufKeep    = 64 << 10
-	logBatchEvery = 10 * time.Millisecond
+	logBufMax  = 1 << 20
+	logBufKeep = 64 << 10
 )
+
+// logBatchEvery is how often, at most, a batch is written while lines
+// keep coming (a variable for tests).
+var logBatchEvery = 100 * time.Millisecond
 
 // NewLogWriter starts the writer of out.
 func NewLogWriter(out io.Writer) *LogWriter {
@@ -135,12 +141,19 @@ func logSignal(c chan struct{}) {
 func (w *LogWriter) run() {
 	defer close(w.done)
 	var batch []byte
+	var last time.Time // the last batch's write
 	wait := time.NewTimer(logBatchEvery)
+	wait.Stop()
 	for range w.kick {
-		wait.Reset(logBatchEvery)
-		select { // the lines that come meanwhile join this batch
-		case <-wait.C:
-		case <-w.full:
+		// A line after a quiet spell goes out at once; while lines keep
+		// coming, one batch a logBatchEvery.
+		if d := logBatchEvery - time.Since(last); d > 0 {
+			wait.Reset(d)
+			select { // the lines that come meanwhile join this batch
+			case <-wait.C:
+			case <-w.full:
+				wait.Stop()
+			}
 		}
 		w.mu.Lock()
 		batch, w.buf = w.buf, batch[:0]
@@ -152,6 +165,7 @@ func (w *LogWriter) run() {
 		w.mu.Unlock()
 		if len(batch) > 0 {
 			_, _ = w.out.Write(batch)
+			last = time.Now()
 		}
 		if cap(batch) > logBufKeep {
 			batch = nil

@@ -115,6 +115,40 @@ func TestLogWriterBatchesAndWaitsWhenFull(t *testing.T) {
 	}
 }
 
+// The first line after a quiet spell is written at once; the lines that
+// follow it within logBatchEvery wait and go out together (here at Close,
+// with logBatchEvery an hour).
+func TestLogWriterFirstLineAtOnce(t *testing.T) {
+	defer func(d time.Duration) { logBatchEvery = d }(logBatchEvery)
+	logBatchEvery = time.Hour
+	out := &gatedOut{gate: make(chan struct{}), inside: make(chan struct{}, 1)}
+	w := NewLogWriter(out)
+	fmt.Fprintf(w, "first\n")
+	select {
+	case <-out.inside: // written without waiting for logBatchEvery
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first line after a quiet spell was not written at once")
+	}
+	out.mu.Lock()
+	gate := out.gate
+	out.gate = nil
+	out.mu.Unlock()
+	close(gate)
+	fmt.Fprintf(w, "second\n")
+	fmt.Fprintf(w, "third\n")
+	time.Sleep(50 * time.Millisecond) // time enough for a wrong write
+	out.mu.Lock()
+	early := len(out.writes)
+	out.mu.Unlock()
+	if early != 1 {
+		t.Fatalf("%d writes before logBatchEvery had passed, want 1 (the lines that follow the first are batched)", early)
+	}
+	w.Close()
+	if len(out.writes) != 2 || out.writes[1] != "second\nthird\n" {
+		t.Fatalf("writes %q, want the first line, then the other two in one write", out.writes)
+	}
+}
+
 // Close while a Write waits for room: the queued lines and the waiting
 // line are all written, and Close returns.
 func TestLogWriterCloseWhileWaiting(t *testing.T) {
