@@ -28,10 +28,11 @@ import (
 // every garbage collection, so the whole process.
 //
 // Why: an ordinary write(2) is a blocking system call (entersyscall).
-// When it comes after the process was idle, as the writer's batch does 10
-// ms after a connection's line, it wakes Go's runtime monitor (sysmon),
-// which then polls every 20 µs while the process is busy: about 7 % of the
-// CPU of new passthrough connections under load (docs/operations.md, CPU).
+// When it comes after the process was idle, as the writer's batch does
+// 10 ms after a connection's line, it wakes Go's runtime monitor (sysmon),
+// which then polls every 20 µs while the process is busy: at one write
+// each 10 ms, about 6 % of the CPU of new passthrough connections under
+// load (docs/operations.md, CPU). LogWriter writes less often under load.
 func logDirect(out io.Writer) io.Writer {
 	f, ok := out.(*os.File)
 	if !ok {

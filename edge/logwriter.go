@@ -7,13 +7,15 @@ import (
 	"time"
 )
 
-// LogWriter hands log lines to one goroutine that writes them to out: a
-// line after a quiet spell at once, then, while lines keep coming, at most
-// one write each logBatchEvery (sooner when logBufKeep bytes wait). A
-// connection's goroutine never makes the write(2) of its access line
-// itself, and under load many lines go in one write: each write to a file
-// wakes the runtime's monitor (below), which at 10 ms cost 6 % of the CPU
-// of a new passthrough connection (docs/operations.md, CPU).
+// LogWriter hands log lines to one goroutine that writes them to out, at
+// most one write each logBatchEvery while lines come (sooner when
+// logBufKeep bytes wait): a connection's goroutine never makes the write(2)
+// of its access line itself, and under load many lines go in one write.
+// While lines come at logBusyBytes a logBatchEvery or faster (hundreds a
+// second, for logBusyAfter batches in a row) a batch waits logBatchBusy
+// instead: each write to a file wakes the
+// runtime's monitor (below), which at one write each 10 ms cost 6 % of
+// the CPU of a new passthrough connection (docs/operations.md, CPU).
 // A write through os.File is a blocking system call, which, when it came
 // after the process had been idle, woke Go's runtime monitor (sysmon), and
 // while it lasted let the monitor hand the goroutine's P to another
@@ -29,10 +31,15 @@ import (
 // batch again. Close writes what is left, waiting at most logStuckAfter;
 // lines after Close are written at once.
 type LogWriter struct {
-	out  io.Writer
-	kick chan struct{} // a batch is waiting (capacity 1)
-	full chan struct{} // logBufKeep bytes wait, or Close: write now (capacity 1)
-	done chan struct{} // closed when the writer has returned
+	out io.Writer
+	// How long a batch waits for more lines: every, or busy while lines
+	// come at busyBytes an every or faster (logBatchEvery, logBatchBusy,
+	// logBusyBytes; set once, before run starts).
+	every, busy time.Duration
+	busyBytes   int
+	kick        chan struct{} // a batch is waiting (capacity 1)
+	full        chan struct{} // logBufKeep bytes wait, or Close: write now (capacity 1)
+	done        chan struct{} // closed when the writer has returned
 
 	mu      sync.Mutex
 	room    sync.Cond // a batch was written
@@ -48,20 +55,33 @@ type LogWriter struct {
 var logStuckAfter = 5 * time.Second
 
 // logBufMax is how many bytes of lines may wait for the writer; from
-// logBufKeep on the writer does not wait for logBatchEvery, and a batch
-// buffer that grew past it is not kept for the next one.
+// logBufKeep on the writer does not wait for the batch's time, and a batch
+// buffer that grew past twice that is not kept for the next one.
 const (
 	logBufMax  = 1 << 20
 	logBufKeep = 64 << 10
 )
 
-// logBatchEvery is how often, at most, a batch is written while lines
-// keep coming (a variable for tests).
-var logBatchEvery = 100 * time.Millisecond
+// A batch waits logBatchEvery for more lines, or logBatchBusy once
+// logBusyAfter batches in a row came at logBusyBytes a logBatchEvery or
+// faster (at 300-400 bytes a line, about 600 lines a second): a sustained
+// flow, not a burst (a start, a reload); a slower batch ends it.
+const (
+	logBatchEvery = 10 * time.Millisecond
+	logBatchBusy  = 100 * time.Millisecond
+	logBusyBytes  = 2 << 10
+	logBusyAfter  = 3
+)
 
 // NewLogWriter starts the writer of out.
 func NewLogWriter(out io.Writer) *LogWriter {
-	w := &LogWriter{out: logDirect(out), kick: make(chan struct{}, 1), full: make(chan struct{}, 1), done: make(chan struct{})}
+	return newLogWriter(out, logBatchEvery, logBatchBusy, logBusyBytes)
+}
+
+// newLogWriter is NewLogWriter with the batches' waits given (tests).
+func newLogWriter(out io.Writer, every, busy time.Duration, busyBytes int) *LogWriter {
+	w := &LogWriter{out: logDirect(out), every: every, busy: busy, busyBytes: busyBytes,
+		kick: make(chan struct{}, 1), full: make(chan struct{}, 1), done: make(chan struct{})}
 	w.room.L = &w.mu
 	go w.run()
 	return w
@@ -141,19 +161,17 @@ func logSignal(c chan struct{}) {
 func (w *LogWriter) run() {
 	defer close(w.done)
 	var batch []byte
-	var last time.Time // the last batch's write
-	wait := time.NewTimer(logBatchEvery)
-	wait.Stop()
+	big := 0 // batches in a row that came at busyBytes an every or faster
+	wait := time.NewTimer(w.every)
 	for range w.kick {
-		// A line after a quiet spell goes out at once; while lines keep
-		// coming, one batch a logBatchEvery.
-		if d := logBatchEvery - time.Since(last); d > 0 {
-			wait.Reset(d)
-			select { // the lines that come meanwhile join this batch
-			case <-wait.C:
-			case <-w.full:
-				wait.Stop()
-			}
+		d := w.every
+		if big >= logBusyAfter {
+			d = w.busy
+		}
+		wait.Reset(d)
+		select { // the lines that come meanwhile join this batch
+		case <-wait.C:
+		case <-w.full:
 		}
 		w.mu.Lock()
 		batch, w.buf = w.buf, batch[:0]
@@ -165,9 +183,13 @@ func (w *LogWriter) run() {
 		w.mu.Unlock()
 		if len(batch) > 0 {
 			_, _ = w.out.Write(batch)
-			last = time.Now()
 		}
-		if cap(batch) > logBufKeep {
+		if int64(len(batch))*int64(w.every) >= int64(w.busyBytes)*int64(d) {
+			big++
+		} else {
+			big = 0
+		}
+		if cap(batch) > 2*logBufKeep {
 			batch = nil
 		}
 		w.mu.Lock()

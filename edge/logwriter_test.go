@@ -115,37 +115,47 @@ func TestLogWriterBatchesAndWaitsWhenFull(t *testing.T) {
 	}
 }
 
-// The first line after a quiet spell is written at once; the lines that
-// follow it within logBatchEvery wait and go out together (here at Close,
-// with logBatchEvery an hour).
-func TestLogWriterFirstLineAtOnce(t *testing.T) {
-	defer func(d time.Duration) { logBatchEvery = d }(logBatchEvery)
-	logBatchEvery = time.Hour
-	out := &gatedOut{gate: make(chan struct{}), inside: make(chan struct{}, 1)}
-	w := NewLogWriter(out)
-	fmt.Fprintf(w, "first\n")
-	select {
-	case <-out.inside: // written without waiting for logBatchEvery
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first line after a quiet spell was not written at once")
+// A batch waits every for more lines; once logBusyAfter batches in a row
+// came at busyBytes an every or faster, the next waits busy instead; a
+// slower batch before that starts the count again.
+func TestLogWriterWaitsLongerWhenBusy(t *testing.T) {
+	out := &gatedOut{}
+	w := newLogWriter(out, time.Millisecond, time.Hour, 100)
+	defer w.Close()
+	writes := func() int {
+		out.mu.Lock()
+		defer out.mu.Unlock()
+		return len(out.writes)
 	}
-	out.mu.Lock()
-	gate := out.gate
-	out.gate = nil
-	out.mu.Unlock()
-	close(gate)
-	fmt.Fprintf(w, "second\n")
-	fmt.Fprintf(w, "third\n")
+	line := func(what string, big bool) {
+		t.Helper()
+		n := writes()
+		if big {
+			fmt.Fprintf(w, "%s %s\n", what, strings.Repeat("x", 200)) // busyBytes or more in its batch
+		} else {
+			fmt.Fprintf(w, "%s\n", what)
+		}
+		for deadline := time.Now().Add(10 * time.Second); writes() == n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not written after 10 s (%d writes)", what, n)
+			}
+		}
+	}
+	for range logBusyAfter - 1 {
+		line("big, not yet busy", true)
+	}
+	line("small: the count starts again", false)
+	for range logBusyAfter {
+		line("big, not yet busy", true)
+	}
+	fmt.Fprintf(w, "busy now\n")
 	time.Sleep(50 * time.Millisecond) // time enough for a wrong write
-	out.mu.Lock()
-	early := len(out.writes)
-	out.mu.Unlock()
-	if early != 1 {
-		t.Fatalf("%d writes before logBatchEvery had passed, want 1 (the lines that follow the first are batched)", early)
+	if n := writes(); n != 2*logBusyAfter {
+		t.Fatalf("%d writes: the line after %d batches at busyBytes was written without waiting busy", n, logBusyAfter)
 	}
 	w.Close()
-	if len(out.writes) != 2 || out.writes[1] != "second\nthird\n" {
-		t.Fatalf("writes %q, want the first line, then the other two in one write", out.writes)
+	if n := writes(); n != 2*logBusyAfter+1 || out.writes[n-1] != "busy now\n" {
+		t.Fatalf("writes %q: Close did not write the waiting line", out.writes)
 	}
 }
 
