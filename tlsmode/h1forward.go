@@ -398,7 +398,11 @@ func (p *HTTPProxy) relay(w http.ResponseWriter, rs *reqState, resp *http.Respon
 	p.cookieResponse(resp, rs)
 	hd := w.Header()
 	for k, vv := range resp.Header {
-		hd[k] = append(hd[k], vv...)
+		if old, ok := hd[k]; ok {
+			hd[k] = append(old, vv...)
+		} else {
+			hd[k] = vv // shared: resp.Header's values are only read from here on
+		}
 	}
 	announced := len(resp.Trailer)
 	if announced > 0 {
