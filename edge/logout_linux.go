@@ -63,6 +63,13 @@ func logDirect(out io.Writer) io.Writer {
 	return out
 }
 
+// logWakesMonitor reports whether out's writes are blocking system calls
+// (a file, a terminal): not for a pipe or socket logDirect writes raw.
+func logWakesMonitor(out io.Writer) bool {
+	_, raw := out.(*logRaw)
+	return !raw
+}
+
 // logRaw writes a batch with one raw call, the rest through out.
 type logRaw struct {
 	mu   sync.Mutex // a batch's two parts stay together (Writes after the LogWriter's Close come from any goroutine)

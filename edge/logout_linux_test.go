@@ -36,6 +36,9 @@ func TestLogDirect(t *testing.T) {
 			}
 			defer r.Close()
 			w := logRawOf(t, wf)
+			if logWakesMonitor(w) {
+				t.Error("a raw output counted as waking the monitor: its batches would wait longer under load for nothing")
+			}
 			if kind == "pipe" && w.nb < 0 {
 				t.Error("pipe written without a non-blocking open of its own")
 			}
@@ -78,6 +81,9 @@ func TestLogDirect(t *testing.T) {
 		for _, out := range []io.Writer{null, file, &buf} {
 			if w := logDirect(out); w != out {
 				t.Errorf("logDirect(%T) = %T; want it as it is", out, w)
+			}
+			if !logWakesMonitor(out) {
+				t.Errorf("%T counted as written raw", out)
 			}
 		}
 	})

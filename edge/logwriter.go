@@ -12,8 +12,8 @@ import (
 // logBufKeep bytes wait): a connection's goroutine never makes the write(2)
 // of its access line itself, and under load many lines go in one write.
 // While lines come at logBusyBytes a logBatchEvery or faster (hundreds a
-// second, for logBusyAfter batches in a row) a batch waits logBatchBusy
-// instead: each write to a file wakes the
+// second, for logBusyAfter batches in a row, with no pause) a batch to a
+// file or a terminal waits logBatchBusy instead: each such write wakes the
 // runtime's monitor (below), which at one write each 10 ms cost 6 % of
 // the CPU of a new passthrough connection (docs/operations.md, CPU).
 // A write through os.File is a blocking system call, which, when it came
@@ -33,13 +33,15 @@ import (
 type LogWriter struct {
 	out io.Writer
 	// How long a batch waits for more lines: every, or busy while lines
-	// come at busyBytes an every or faster (logBatchEvery, logBatchBusy,
-	// logBusyBytes; set once, before run starts).
-	every, busy time.Duration
-	busyBytes   int
-	kick        chan struct{} // a batch is waiting (capacity 1)
-	full        chan struct{} // logBufKeep bytes wait, or Close: write now (capacity 1)
-	done        chan struct{} // closed when the writer has returned
+	// come at busyBytes an every or faster, with no pause longer than
+	// quiet (logBatchEvery, logBatchBusy, logBusyBytes; set once, before
+	// run starts). busy is every for an output written raw (logDirect):
+	// its writes do not wake the monitor.
+	every, busy, quiet time.Duration
+	busyBytes          int
+	kick               chan struct{} // a batch is waiting (capacity 1)
+	full               chan struct{} // logBufKeep bytes wait, or Close: write now (capacity 1)
+	done               chan struct{} // closed when the writer has returned
 
 	mu      sync.Mutex
 	room    sync.Cond // a batch was written
@@ -64,8 +66,9 @@ const (
 
 // A batch waits logBatchEvery for more lines, or logBatchBusy once
 // logBusyAfter batches in a row came at logBusyBytes a logBatchEvery or
-// faster (at 300-400 bytes a line, about 600 lines a second): a sustained
-// flow, not a burst (a start, a reload); a slower batch ends it.
+// faster (at 300-400 bytes a line, about 600 lines a second), with no
+// pause longer than logBatchEvery between them: a sustained flow, not a
+// burst (a start, a reload). A slower batch or a pause ends it.
 const (
 	logBatchEvery = 10 * time.Millisecond
 	logBatchBusy  = 100 * time.Millisecond
@@ -75,13 +78,16 @@ const (
 
 // NewLogWriter starts the writer of out.
 func NewLogWriter(out io.Writer) *LogWriter {
-	return newLogWriter(out, logBatchEvery, logBatchBusy, logBusyBytes)
+	return newLogWriter(out, logBatchEvery, logBatchBusy, logBatchEvery, logBusyBytes)
 }
 
 // newLogWriter is NewLogWriter with the batches' waits given (tests).
-func newLogWriter(out io.Writer, every, busy time.Duration, busyBytes int) *LogWriter {
-	w := &LogWriter{out: logDirect(out), every: every, busy: busy, busyBytes: busyBytes,
+func newLogWriter(out io.Writer, every, busy, quiet time.Duration, busyBytes int) *LogWriter {
+	w := &LogWriter{out: logDirect(out), every: every, busy: busy, quiet: quiet, busyBytes: busyBytes,
 		kick: make(chan struct{}, 1), full: make(chan struct{}, 1), done: make(chan struct{})}
+	if !logWakesMonitor(w.out) {
+		w.busy = every // waiting longer would only delay the lines
+	}
 	w.room.L = &w.mu
 	go w.run()
 	return w
@@ -161,9 +167,13 @@ func logSignal(c chan struct{}) {
 func (w *LogWriter) run() {
 	defer close(w.done)
 	var batch []byte
-	big := 0 // batches in a row that came at busyBytes an every or faster
+	big := 0            // batches in a row that came at busyBytes an every or faster
+	var wrote time.Time // the last batch's write
 	wait := time.NewTimer(w.every)
 	for range w.kick {
+		if time.Since(wrote) > w.quiet { // the lines had stopped: not a flow
+			big = 0
+		}
 		d := w.every
 		if big >= logBusyAfter {
 			d = w.busy
@@ -184,6 +194,7 @@ func (w *LogWriter) run() {
 		if len(batch) > 0 {
 			_, _ = w.out.Write(batch)
 		}
+		wrote = time.Now()
 		if int64(len(batch))*int64(w.every) >= int64(w.busyBytes)*int64(d) {
 			big++
 		} else {

@@ -115,47 +115,74 @@ func TestLogWriterBatchesAndWaitsWhenFull(t *testing.T) {
 	}
 }
 
+// logLines writes lines to w and waits for each to be written.
+type logLines struct {
+	t   *testing.T
+	w   *LogWriter
+	out *gatedOut
+}
+
+func (l logLines) writes() int {
+	l.out.mu.Lock()
+	defer l.out.mu.Unlock()
+	return len(l.out.writes)
+}
+
+// line writes one line with size bytes of filler, and waits (10 s at
+// most) for the write that carries it.
+func (l logLines) line(what string, size int) {
+	l.t.Helper()
+	n := l.writes()
+	fmt.Fprintf(l.w, "%s %s\n", what, strings.Repeat("x", size))
+	for deadline := time.Now().Add(10 * time.Second); l.writes() == n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			l.t.Fatalf("%s: not written after 10 s (%d writes)", what, n)
+		}
+	}
+}
+
 // A batch waits every for more lines; once logBusyAfter batches in a row
-// came at busyBytes an every or faster, the next waits busy instead; a
-// slower batch before that starts the count again.
+// came at busyBytes an every or faster, the next waits busy instead. A
+// slower batch ends that, before (the count starts again) and after (a
+// batch cut short by logBufKeep bytes, slow for an hour's wait).
 func TestLogWriterWaitsLongerWhenBusy(t *testing.T) {
 	out := &gatedOut{}
-	w := newLogWriter(out, time.Millisecond, time.Hour, 100)
+	w := newLogWriter(out, time.Millisecond, time.Hour, time.Hour, 100)
 	defer w.Close()
-	writes := func() int {
-		out.mu.Lock()
-		defer out.mu.Unlock()
-		return len(out.writes)
-	}
-	line := func(what string, big bool) {
-		t.Helper()
-		n := writes()
-		if big {
-			fmt.Fprintf(w, "%s %s\n", what, strings.Repeat("x", 200)) // busyBytes or more in its batch
-		} else {
-			fmt.Fprintf(w, "%s\n", what)
-		}
-		for deadline := time.Now().Add(10 * time.Second); writes() == n; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not written after 10 s (%d writes)", what, n)
-			}
-		}
-	}
+	l := logLines{t, w, out}
 	for range logBusyAfter - 1 {
-		line("big, not yet busy", true)
+		l.line("big, not yet busy", 200)
 	}
-	line("small: the count starts again", false)
+	l.line("small: the count starts again", 0)
 	for range logBusyAfter {
-		line("big, not yet busy", true)
+		l.line("big, not yet busy", 200)
+	}
+	l.line("busy: cut short by logBufKeep bytes, slow for an hour", logBufKeep)
+	l.line("not busy any more", 0)
+	for range logBusyAfter {
+		l.line("big, not yet busy", 200)
 	}
 	fmt.Fprintf(w, "busy now\n")
 	time.Sleep(50 * time.Millisecond) // time enough for a wrong write
-	if n := writes(); n != 2*logBusyAfter {
+	want := 3*logBusyAfter + 2
+	if n := l.writes(); n != want {
 		t.Fatalf("%d writes: the line after %d batches at busyBytes was written without waiting busy", n, logBusyAfter)
 	}
 	w.Close()
-	if n := writes(); n != 2*logBusyAfter+1 || out.writes[n-1] != "busy now\n" {
-		t.Fatalf("writes %q: Close did not write the waiting line", out.writes)
+	if n := l.writes(); n != want+1 || out.writes[n-1] != "busy now\n" {
+		t.Fatalf("%d writes, last %.30q: Close did not write the waiting line", n, out.writes[n-1])
+	}
+}
+
+// A pause between batches (longer than quiet) ends a flow: however many
+// batches came at busyBytes, none waits busy.
+func TestLogWriterPauseEndsBusy(t *testing.T) {
+	out := &gatedOut{}
+	w := newLogWriter(out, time.Millisecond, time.Hour, time.Nanosecond, 100)
+	defer w.Close()
+	l := logLines{t, w, out}
+	for range logBusyAfter + 2 {
+		l.line("big, each after a pause", 200)
 	}
 }
 
