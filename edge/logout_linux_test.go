@@ -39,6 +39,14 @@ func TestLogDirect(t *testing.T) {
 			if logWakesMonitor(w) {
 				t.Error("a raw output counted as waking the monitor: its batches would wait longer under load for nothing")
 			}
+			lw := newLogWriter(wf, time.Millisecond, time.Hour, time.Hour, 100)
+			if lw.busy != lw.every {
+				t.Errorf("a LogWriter on a %s waits %v under load, want %v: its raw writes wake nothing", kind, lw.busy, lw.every)
+			}
+			lw.Close()
+			if raw, ok := lw.out.(*logRaw); ok && raw.nb >= 0 {
+				unix.Close(raw.nb)
+			}
 			if kind == "pipe" && w.nb < 0 {
 				t.Error("pipe written without a non-blocking open of its own")
 			}

@@ -175,7 +175,8 @@ func TestLogWriterWaitsLongerWhenBusy(t *testing.T) {
 }
 
 // A pause between batches (longer than quiet) ends a flow: however many
-// batches came at busyBytes, none waits busy.
+// batches came at busyBytes, none waits busy; and a flow that had made
+// the writer wait busy is over after a pause.
 func TestLogWriterPauseEndsBusy(t *testing.T) {
 	out := &gatedOut{}
 	w := newLogWriter(out, time.Millisecond, time.Hour, time.Nanosecond, 100)
@@ -184,6 +185,16 @@ func TestLogWriterPauseEndsBusy(t *testing.T) {
 	for range logBusyAfter + 2 {
 		l.line("big, each after a pause", 200)
 	}
+
+	out2 := &gatedOut{}
+	w2 := newLogWriter(out2, time.Millisecond, time.Hour, 200*time.Millisecond, 100)
+	defer w2.Close()
+	l2 := logLines{t, w2, out2}
+	for range logBusyAfter {
+		l2.line("big, in a flow", 200)
+	}
+	time.Sleep(300 * time.Millisecond) // a pause longer than quiet
+	l2.line("after the pause: not busy", 0)
 }
 
 // Close while a Write waits for room: the queued lines and the waiting

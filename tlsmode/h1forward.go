@@ -401,7 +401,7 @@ func (p *HTTPProxy) relay(w http.ResponseWriter, rs *reqState, resp *http.Respon
 		if old, ok := hd[k]; ok {
 			hd[k] = append(old, vv...)
 		} else {
-			hd[k] = vv // shared: resp.Header's values are only read from here on
+			hd[k] = vv // shared: resp.Header is only read from here on (trailer appends go past its lengths)
 		}
 	}
 	announced := len(resp.Trailer)
