@@ -7,7 +7,7 @@ COMMIT   ?= $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet H
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 FUZZTIME ?= 60s
 
-.PHONY: all build install docker-lint demo test unit e2e soak fuzz fuzz-short bench compare compare-terminate compare-quick vet fmt lint clean
+.PHONY: all build install docker-lint demo test unit e2e soak fuzz fuzz-short bench compare compare-terminate compare-quick ab vet fmt lint clean
 
 all: build
 
@@ -111,6 +111,11 @@ compare-terminate:
 
 compare-quick:
 	D=2s ROUNDS=1 IDLE=1000 bash cmd/tlsedge-load/compare.sh
+
+# Two builds or more of tlsedge alternating on one workload: CPU per
+# operation and the ratios to the first, a round each (REVS, MODE, ROUNDS).
+ab:
+	bash cmd/tlsedge-load/ab.sh
 
 vet:
 	$(GO) vet ./...

@@ -173,3 +173,49 @@ bytes() {
 	*) echo $(($1)) ;;
 	esac
 }
+
+# tlsedge's config (compare.sh, ab.sh): a listener for one mode, and a
+# backend, with no limit the peers do not have. They read SNI and PKI.
+edge_listener() { # edge_listener NAME PORT MODE BACKEND
+	cat <<EOF
+  - name: $1
+    address: "127.0.0.1:$2"
+    # One client address opens every connection: the per-address limits,
+    # the listener's cap and max_handshakes would refuse a benchmark; the
+    # peers have none of them.
+    max_connections: 0
+    max_connections_per_ip: 0
+    connection_rate_per_ip: 0
+    max_handshakes: 0
+    routes:
+      - sni: ["$SNI"]
+        mode: $3
+        backend: $4
+EOF
+	[[ $3 == passthrough ]] && return # the bytes as they come: no TLS, no HTTP here
+	cat <<EOF
+        protocol: http
+        identity: xfcc
+        http:
+          idle_timeout: 10m
+        tls:
+          cert: $PKI/server.pem
+          key: $PKI/server-key.pem
+          client_auth: require
+          client_ca: $PKI/ca.pem
+          session_ticket_rotation: "off"
+EOF
+}
+edge_backend() { # edge_backend NAME PORT [TLS-KEY...]: TLS-KEY "key: value" lines of its tls map
+	cat <<EOF
+  - name: $1
+    max_connections_per_server: 0
+    servers:
+      - address: "127.0.0.1:$2"
+    health:
+      type: none       # as the peers: no checks
+EOF
+	(($# > 2)) || return 0
+	echo "    tls:"
+	printf '      %s\n' "${@:3}"
+}
