@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# lib.sh: the helpers of compare.sh. Sourced, not run.
+# lib.sh: the helpers of compare.sh and ab.sh. Sourced, not run.
 #
 # The caller sets, before sourcing: ROOT (the checkout), TMP (its temp
 # folder), KEEP, SRC, PIN, QUIET_PCT, QUIET_MAX. Every process the caller
