@@ -71,12 +71,6 @@ done
 PKI=$TMP/pki
 "$LOAD" -pki "$PKI" -sni "$SNI" 2>/dev/null
 BP=$(free_port) PP=$(free_port) TP=$(free_port)
-start_server() { # start_server NAME ARGS...: a tlsedge-load server
-	local name=$1
-	shift
-	"$LOAD" "$@" -d 3h 2>"$TMP/$name.log" &
-	PIDS+=("$!")
-}
 start_server echo -serve "127.0.0.1:$BP" -cert "$PKI/server.pem" -key "$PKI/server-key.pem" -client-ca "$PKI/ca.pem"
 start_server plain -serve-http "127.0.0.1:$PP"
 start_server tlsback -serve-http "127.0.0.1:$TP" -cert "$PKI/server.pem" -key "$PKI/server-key.pem"

@@ -199,14 +199,6 @@ if [[ -n $PROFILE ]]; then AP=$(free_port); fi # tlsedge's admin listener (/debu
 
 # The servers; -d is a backstop should this script be killed hard.
 SERVERS=()
-start_server() { # start_server NAME ARGS...
-	local name=$1
-	shift
-	# shellcheck disable=SC2046 # $(cpu) is a prefix of words, or none
-	$(cpu rest) "$LOAD" "$@" -d 3h 2>"$TMP/$name.log" &
-	PIDS+=("$!")
-	SERVERS+=("$!")
-}
 start_server echo -serve "127.0.0.1:$BP" -cert "$PKI/server.pem" -key "$PKI/server-key.pem" -client-ca "$PKI/ca.pem"
 start_server plain -serve-http "127.0.0.1:$PP"
 start_server tlsback -serve-http "127.0.0.1:$TP" -cert "$PKI/server.pem" -key "$PKI/server-key.pem"

@@ -219,3 +219,14 @@ EOF
 	echo "    tls:"
 	printf '      %s\n' "${@:3}"
 }
+
+# start_server NAME ARGS...: a tlsedge-load server ($LOAD), logging to
+# $TMP/NAME.log, in PIDS and SERVERS.
+start_server() {
+	local name=$1
+	shift
+	# shellcheck disable=SC2046 # $(cpu) is a prefix of words, or none
+	$(cpu rest) "$LOAD" "$@" -d 3h 2>"$TMP/$name.log" &
+	PIDS+=("$!")
+	SERVERS+=("$!")
+}
