@@ -160,6 +160,9 @@ func (s *httpServer) closeWebSockets() {
 	for c := range s.wsOpen {
 		open = append(open, c)
 	}
+	// Closed below: no longer open, whenever their handlers get to
+	// untrack them (openWebSockets is 0 once stop returns).
+	clear(s.wsOpen)
 	s.wsMu.Unlock()
 	for _, c := range open {
 		c.CloseNow()
