@@ -3,8 +3,8 @@ package tlsmode
 // The lean forward: a request with no body or a buffered one (the usual
 // API call) goes to its server without httputil.ReverseProxy and
 // http.Transport: the rewritten head is written straight to a pooled
-// HTTP/1.1 connection (h1upstream.go), the response head is read with
-// http.ReadResponse and relayed, the body copied with its framing kept by
+// HTTP/1.1 connection (h1upstream.go), the response head is read
+// (h1resphead.go) and relayed, the body copied with its framing kept by
 // the ResponseWriter. Everything else (upgrades, streamed request bodies,
 // Expect: 100-continue, request trailers) goes through ReverseProxy as
 // before. The rules are ReverseProxy's and the transport's: hop-by-hop
@@ -282,7 +282,7 @@ func (p *HTTPProxy) exchange(w http.ResponseWriter, out *http.Request, body []by
 	br := uc.reader(p.limits.MaxResponseHeader)
 	limit := uc.remain
 	for n1xx := 0; ; n1xx++ {
-		resp, err = http.ReadResponse(br, out)
+		resp, err = readUpResponse(br, out)
 		if err != nil {
 			started = started || uc.remain < limit
 			switch {
