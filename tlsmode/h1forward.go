@@ -278,6 +278,10 @@ func (p *HTTPProxy) exchange(w http.ResponseWriter, out *http.Request, body []by
 	}
 	if d := p.limits.ResponseHeaderTimeout; d > 0 {
 		ab.readDeadline(time.Now().Add(d))
+		uc.deadlineLeft = true
+	} else if uc.deadlineLeft {
+		ab.readDeadline(time.Time{})
+		uc.deadlineLeft = false
 	}
 	br := uc.reader(p.limits.MaxResponseHeader)
 	limit := uc.remain
@@ -313,7 +317,13 @@ func (p *HTTPProxy) exchange(w http.ResponseWriter, out *http.Request, body []by
 		}
 	}
 	uc.remain = h1NoLimit
-	ab.readDeadline(time.Time{})
+	if uc.deadlineLeft && (resp.StatusCode == http.StatusSwitchingProtocols || !answerBuffered(resp, br)) {
+		// The answer's body is still to come (or a stream): no deadline
+		// on it. An answer read whole leaves the deadline on the idle
+		// connection (a read of it sets its own first): one call less.
+		ab.readDeadline(time.Time{})
+		uc.deadlineLeft = false
+	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// Only to the protocol asked for (ReverseProxy's check).
 		if asked := upgradeType(out.Header); asked == "" || !sameToken(asked, upgradeType(resp.Header)) {
@@ -322,6 +332,15 @@ func (p *HTTPProxy) exchange(w http.ResponseWriter, out *http.Request, body []by
 		}
 	}
 	return resp, true, nil
+}
+
+// answerBuffered reports whether resp's body, if any, is in br whole.
+func answerBuffered(resp *http.Response, br *bufio.Reader) bool {
+	if resp.Body == http.NoBody {
+		return true
+	}
+	lb, ok := resp.Body.(*leanBody)
+	return ok && lb.n >= 0 && lb.n <= int64(br.Buffered())
 }
 
 // writeRequestHead writes out's head as http.Transport does: request

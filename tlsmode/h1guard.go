@@ -156,6 +156,9 @@ type h1Guard struct {
 	dmu      sync.Mutex
 	userRead time.Time // the read deadline net/http (or a hijacker) set
 	headBy   time.Time // the head in progress must be complete by then; zero = none
+	// clockMoved: headBy changed since the conn's read deadline was set
+	// (setHeadClock sets it on the conn only before a read waits).
+	clockMoved atomic.Bool
 }
 
 // newH1Guard guards c, whose heads may take maxHeaderBytes (net/http's
@@ -218,7 +221,7 @@ func (g *h1Guard) Read(p []byte) (int, error) {
 				if g.st != h1Pass && int64(len(q)) > g.left {
 					q = q[:g.left]
 				}
-				n, err := g.Conn.Read(q)
+				n, err := g.connRead(q)
 				if g.st != h1Pass {
 					g.passed(int64(n))
 				}
@@ -285,7 +288,7 @@ func (g *h1Guard) fill(p []byte) error {
 		g.r, g.w = 0, 0
 		h1PutBuf(g.buf)
 		g.buf = nil
-		n, err := g.Conn.Read(p)
+		n, err := g.connRead(p)
 		if n > 0 {
 			if n <= 4096 {
 				g.buf = h1Bufs.Get().(*[4096]byte)[:]
@@ -311,7 +314,7 @@ func (g *h1Guard) fill(p []byte) error {
 			g.buf = nb
 		}
 	}
-	n, err := g.Conn.Read(g.buf[g.w:])
+	n, err := g.connRead(g.buf[g.w:])
 	g.w += n
 	if n > 0 || err == nil {
 		return nil
@@ -370,7 +373,9 @@ func (g *h1Guard) readSub(p []byte) (int, error) {
 	return 0, io.EOF
 }
 
-// setHeadClock starts (on) or stops the head deadline.
+// setHeadClock starts (on) or stops the head deadline. The conn's read
+// deadline follows at the next read from it (connRead): a head that comes
+// whole in one read sets no deadline of its own, on or off.
 func (g *h1Guard) setHeadClock(on bool) {
 	if g.headTimeout <= 0 {
 		return
@@ -385,7 +390,31 @@ func (g *h1Guard) setHeadClock(on bool) {
 	default:
 		return
 	}
-	_ = g.Conn.SetReadDeadline(g.readDeadlineLocked())
+	g.clockMoved.Store(true)
+}
+
+// connRead reads from the conn, under the head clock's deadline when it
+// moved since the conn's deadline was last set.
+func (g *h1Guard) connRead(p []byte) (int, error) {
+	if g.clockMoved.Load() {
+		g.dmu.Lock()
+		if g.clockMoved.Load() {
+			g.clockMoved.Store(false)
+			_ = g.Conn.SetReadDeadline(g.readDeadlineLocked())
+		}
+		g.dmu.Unlock()
+	}
+	return g.Conn.Read(p)
+}
+
+// setConnReadDeadline sets the conn's read deadline to t, whatever the
+// guard's (h1idle.go's quiet wait): the head clock, if it moved, is set
+// at the next read only if it moves again.
+func (g *h1Guard) setConnReadDeadline(t time.Time) {
+	g.dmu.Lock()
+	g.clockMoved.Store(false)
+	_ = g.Conn.SetReadDeadline(t)
+	g.dmu.Unlock()
 }
 
 func (g *h1Guard) readDeadlineLocked() time.Time {
@@ -399,6 +428,7 @@ func (g *h1Guard) SetReadDeadline(t time.Time) error {
 	g.dmu.Lock()
 	defer g.dmu.Unlock()
 	g.userRead = t
+	g.clockMoved.Store(false)
 	return g.Conn.SetReadDeadline(g.readDeadlineLocked())
 }
 

@@ -35,7 +35,7 @@ func (h *h1Conn) readOne(idle bool, idleBy time.Time) error {
 	// set on the connection under it, and a timeout of it leaves no state
 	// behind (crypto/tls takes a timeout as temporary; the guard and the
 	// record reader held nothing).
-	_ = h.g.Conn.SetReadDeadline(quietBy)
+	h.g.setConnReadDeadline(quietBy)
 	_, err := h.g.Read(h.one[:])
 	// The quiet period's timeout, only when no byte came: a head's first
 	// bytes start the guard's head clock, and a timeout is then the head's
@@ -43,7 +43,7 @@ func (h *h1Conn) readOne(idle bool, idleBy time.Time) error {
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || h.g.holds() || time.Now().Before(quietBy) {
 		return err
 	}
-	_ = h.g.Conn.SetReadDeadline(idleBy)
+	h.g.setConnReadDeadline(idleBy)
 	// crypto/tls holds no plaintext (its read waited and timed out); with
 	// the record reader at a record's boundary nothing unread is held
 	// above the socket.

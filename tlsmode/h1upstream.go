@@ -30,6 +30,10 @@ type upConn struct {
 	remain int64         // response head bytes still allowed
 	reused bool
 	idleAt time.Time
+	// deadlineLeft: a read deadline may be set on c (the response head's,
+	// left after an answer read whole); the next response read sets or
+	// clears it first.
+	deadlineLeft bool
 }
 
 // upSrc is what a response is read from: the connection, within the

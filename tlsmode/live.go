@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"sync"
@@ -392,8 +391,8 @@ type countingConn struct {
 	net.Conn
 	c            *Conn
 	writeTimeout time.Duration
-	deadline     atomic.Int64  // the user's write deadline, Unix nanoseconds; 0 = none
-	rw           io.ReadWriter // Conn, or for a TCP conn its rawTCP: raw system calls (rawio_linux.go)
+	deadline     atomic.Int64 // the user's write deadline, Unix nanoseconds; 0 = none
+	rw           net.Conn     // Conn, or for a TCP conn its rawTCP: raw system calls (rawio_linux.go)
 }
 
 func (cc *countingConn) SetWriteDeadline(t time.Time) error {
@@ -423,6 +422,19 @@ func (cc *countingConn) Read(p []byte) (int, error) {
 }
 
 func (cc *countingConn) Write(p []byte) (int, error) {
+	n := 0
+	if cc.writeTimeout > 0 && cc.deadline.Load() == 0 {
+		// What the socket takes now needs no deadline: only the rest
+		// waits for the client, and it gets writeTimeout. A deadline of
+		// an earlier write may be left on the socket, past or not: the
+		// write that waits sets its own first.
+		k, ok, err := writeNow(cc.rw, p)
+		n = k
+		if ok && (err != nil || n == len(p)) {
+			cc.c.live.down.Add(int64(n))
+			return n, err
+		}
+	}
 	ours := false
 	if cc.writeTimeout > 0 {
 		d := time.Now().Add(cc.writeTimeout)
@@ -431,7 +443,8 @@ func (cc *countingConn) Write(p []byte) (int, error) {
 			ours = true
 		}
 	}
-	n, err := cc.rw.Write(p)
+	m, err := cc.rw.Write(p[n:])
+	n += m
 	cc.c.live.down.Add(int64(n))
 	if err != nil && ours && errors.Is(err, os.ErrDeadlineExceeded) {
 		// The client stopped reading. crypto/tls keeps a timed-out write

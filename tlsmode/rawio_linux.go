@@ -49,11 +49,13 @@ type rawOp struct {
 	errno       error
 	read, write func(fd uintptr) bool
 	peek        func(fd uintptr) // for Control: upIdleClosed
+	try         func(fd uintptr) // for Control: writeNow
 }
 
 var rawOps = sync.Pool{New: func() any {
 	o := &rawOp{}
 	o.read, o.write, o.peek = o.readFD, o.writeFD, o.peekFD
+	o.try = func(fd uintptr) { o.writeFD(fd) }
 	return o
 }}
 
@@ -232,4 +234,27 @@ func rawWriteAll(c net.Conn, p []byte) (int, error) {
 		return r.write(p)
 	}
 	return c.Write(p)
+}
+
+// writeNow writes what c's socket takes of p now, with raw writes that
+// never wait (Control: no netpoller wait, so no deadline is looked at);
+// ok false when c has no rawIO (nothing written). n < len(p) with a nil
+// error: the socket's buffer is full.
+func writeNow(c net.Conn, p []byte) (n int, ok bool, err error) {
+	rt, isRaw := c.(*rawTCP)
+	if !isRaw {
+		return 0, false, nil
+	}
+	o := getRawOp(p)
+	cerr := rt.io.rc.Control(o.try)
+	n, errno := o.done()
+	switch {
+	case cerr != nil: // closed
+		return n, true, rt.io.opError("write", rawPollErr(cerr))
+	case errno == io.ErrUnexpectedEOF:
+		return n, true, rt.io.opError("write", errno)
+	case errno != nil:
+		return n, true, rt.io.opError("write", os.NewSyscallError("write", errno))
+	}
+	return n, true, nil
 }
