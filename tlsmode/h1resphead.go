@@ -66,58 +66,20 @@ func leanResponseHead(br *bufio.Reader, req *http.Request) *http.Response {
 		}
 		code = code*10 + int(c-'0')
 	}
-	fields := s[eol+2:]
-	n := strings.Count(fields, "\r\n")
-	h := make(http.Header, n)
-	strs := make([]string, n)
-	cl := int64(-1)
-	for len(fields) > 0 {
-		eol = strings.Index(fields, "\r\n")
-		l := fields[:eol]
-		fields = fields[eol+2:]
-		colon := strings.IndexByte(l, ':')
-		if colon <= 0 {
-			return nil
-		}
-		for i := range colon {
-			if !h1TokenByte[l[i]] {
-				return nil
-			}
-		}
-		for i := colon + 1; i < len(l); i++ {
-			if !h1ValueByte[l[i]] {
-				return nil
-			}
-		}
-		key := textproto.CanonicalMIMEHeaderKey(l[:colon]) // l[:colon] itself when canonical
-		v := strings.Trim(l[colon+1:], " \t")
-		switch key {
-		case "Transfer-Encoding", "Trailer":
-			return nil
-		case "Content-Length":
-			if cl >= 0 || len(v) == 0 || len(v) > 18 {
-				return nil
-			}
-			cl = 0
-			for _, c := range []byte(v) {
-				if c < '0' || c > '9' {
-					return nil
-				}
-				cl = cl*10 + int64(c-'0')
-			}
-		}
-		if vv, ok := h[key]; ok {
-			h[key] = append(vv, v)
-		} else {
-			vv, strs = strs[:1:1], strs[1:]
-			vv[0] = v
-			h[key] = vv
-		}
+	h, ok := leanFields(s[eol+2:])
+	if !ok {
+		return nil
 	}
-	// net/http's fixPragmaCacheControl.
-	if hp := h["Pragma"]; len(hp) > 0 && hp[0] == "no-cache" {
-		if _, ok := h["Cache-Control"]; !ok {
-			h["Cache-Control"] = []string{"no-cache"}
+	if _, te := h["Transfer-Encoding"]; te {
+		return nil
+	}
+	if _, tr := h["Trailer"]; tr {
+		return nil
+	}
+	cl := int64(-1)
+	if v, ok := h["Content-Length"]; ok {
+		if cl = leanLength(v); cl < 0 {
+			return nil
 		}
 	}
 	resp := &http.Response{
@@ -148,6 +110,67 @@ func leanResponseHead(br *bufio.Reader, req *http.Request) *http.Response {
 	}
 	_, _ = br.Discard(end)
 	return resp
+}
+
+// leanFields parses a head's field lines (each ended by CRLF) as
+// textproto.ReadMIMEHeader and net/http's fixPragmaCacheControl do; not ok
+// when a line is not plain (a name that is no token, a value byte
+// textproto refuses, obs-fold). The values are cut from fields, and their
+// slices from one array.
+func leanFields(fields string) (http.Header, bool) {
+	n := strings.Count(fields, "\r\n")
+	h := make(http.Header, n)
+	strs := make([]string, n)
+	for len(fields) > 0 {
+		eol := strings.Index(fields, "\r\n")
+		l := fields[:eol]
+		fields = fields[eol+2:]
+		colon := strings.IndexByte(l, ':')
+		if colon <= 0 {
+			return nil, false
+		}
+		for i := range colon {
+			if !h1TokenByte[l[i]] {
+				return nil, false
+			}
+		}
+		for i := colon + 1; i < len(l); i++ {
+			if !h1ValueByte[l[i]] {
+				return nil, false
+			}
+		}
+		key := textproto.CanonicalMIMEHeaderKey(l[:colon]) // l[:colon] itself when canonical
+		v := strings.Trim(l[colon+1:], " \t")
+		if vv, ok := h[key]; ok {
+			h[key] = append(vv, v)
+		} else {
+			vv, strs = strs[:1:1], strs[1:]
+			vv[0] = v
+			h[key] = vv
+		}
+	}
+	if hp := h["Pragma"]; len(hp) > 0 && hp[0] == "no-cache" {
+		if _, ok := h["Cache-Control"]; !ok {
+			h["Cache-Control"] = []string{"no-cache"}
+		}
+	}
+	return h, true
+}
+
+// leanLength is the length of one Content-Length field of digits (up to
+// 18), -1 for any other.
+func leanLength(v []string) int64 {
+	if len(v) != 1 || len(v[0]) == 0 || len(v[0]) > 18 {
+		return -1
+	}
+	n := int64(0)
+	for _, c := range []byte(v[0]) {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
 }
 
 // leanBody is a response body as net/http's body reads it: n bytes

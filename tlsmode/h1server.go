@@ -306,7 +306,7 @@ func (h *h1Conn) readRequest() (*h1Response, error) {
 		}
 		_, _ = h.br.Discard(n)
 	}
-	req, err := http.ReadRequest(h.br)
+	req, err := readRequestHead(h.br)
 	if err != nil {
 		if h.remain <= 0 {
 			return nil, errH1TooLarge
