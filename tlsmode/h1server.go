@@ -112,7 +112,19 @@ func (s h1Src) Read(p []byte) (int, error) {
 		h.hasOne = false
 		p[0] = h.one[0]
 		h.remain--
-		return 1, nil
+		n := 1
+		// The bytes the guard holds checked come along (no wait for
+		// them): a head in one read is whole in the reader's buffer,
+		// for readRequestHead's fast path.
+		if q := p[1:]; h.g.ready > 0 && len(q) > 0 && h.remain > 0 {
+			if int64(len(q)) > h.remain {
+				q = q[:h.remain]
+			}
+			k, _ := h.g.Read(q)
+			h.remain -= int64(k)
+			n += k
+		}
+		return n, nil
 	}
 	if h.remain <= 0 {
 		return 0, io.EOF

@@ -415,12 +415,17 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 			}
 		}
 	}
-	pr.Out.Header.Set("X-Forwarded-For", xff)
+	// Set, with the three values in one array (Set allocates one each).
+	vals := make([]string, 3)
+	vals[0] = xff
+	pr.Out.Header["X-Forwarded-For"] = vals[0:1:1]
 	if pr.Out.Header.Get("X-Forwarded-Proto") == "" {
-		pr.Out.Header.Set("X-Forwarded-Proto", "https")
+		vals[1] = "https"
+		pr.Out.Header["X-Forwarded-Proto"] = vals[1:2:2]
 	}
 	if pr.Out.Header.Get("X-Forwarded-Host") == "" {
-		pr.Out.Header.Set("X-Forwarded-Host", pr.In.Host)
+		vals[2] = pr.In.Host
+		pr.Out.Header["X-Forwarded-Host"] = vals[2:3:3]
 	}
 }
 
@@ -429,6 +434,9 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 // differently (more than one ":" outside brackets, a port that is not
 // digits).
 func requestHost(h string) string {
+	if strings.IndexByte(h, ':') < 0 && !strings.HasPrefix(h, "[") {
+		return strings.TrimSuffix(strings.ToLower(h), ".") // no port (SplitHostPort's error would be allocated)
+	}
 	if host, port, err := net.SplitHostPort(h); err == nil {
 		if strings.Trim(port, "0123456789") != "" {
 			return "" // servers disagree on "host:abc"
