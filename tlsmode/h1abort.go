@@ -16,6 +16,7 @@ type upAbort struct {
 	drained bool        // fired by a drain's CancelRequest
 	off     bool        // stopped: firing does nothing
 	after   func() bool // stops the context's AfterFunc
+	h1      *h1Response // or the h1 request's onCancel
 	dial    func()      // ends the dial under way, if any
 }
 
@@ -98,6 +99,9 @@ func (a *upAbort) wasDrained() bool {
 func (a *upAbort) stop() bool {
 	if a.after != nil {
 		a.after()
+	}
+	if a.h1 != nil {
+		a.h1.stopCancel()
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

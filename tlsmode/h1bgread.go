@@ -50,7 +50,7 @@ func (h *h1Conn) armLocked(w *h1Response) {
 		return
 	}
 	h.bgArmed = true
-	h.bgCancel = w.cancel
+	h.bgCancel = w
 	if h.bgTimer == nil {
 		h.bgTimer = time.AfterFunc(h1BackgroundReadDelay, h.backgroundReadDue)
 	} else {
@@ -86,7 +86,7 @@ func (h *h1Conn) backgroundRead(done chan struct{}) {
 		// The client closed or reset: the request in flight is for
 		// nobody (net/http's handleReadError).
 		h.gone = true
-		h.bgCancel()
+		h.bgCancel.cancelRequest()
 	}
 }
 

@@ -127,7 +127,12 @@ func (p *HTTPProxy) forward(w http.ResponseWriter, r *http.Request, cs *connStat
 		if p.opt.Upstream != nil && p.opt.Upstream.ServerName == "" {
 			key.sni = sni
 		}
-		ab.after = context.AfterFunc(ctx, ab.fire)
+		if hr := h1ResponseOf(w); hr != nil {
+			ab.h1 = hr
+			hr.onCancel(ab) // ctx is the h1 request's, with values only (ServeHTTP)
+		} else {
+			ab.after = context.AfterFunc(ctx, ab.fire)
+		}
 		res, u, err := p.roundTrip(ctx, w, &out, rs.buffered, key, ab, upType != "")
 		if err == nil {
 			resp, uc, abort, srv, flight = res, u, ab, s, fl

@@ -37,8 +37,8 @@ const h1MaxPostHandlerRead = 256 << 10
 type h1Response struct {
 	h        *h1Conn
 	req      *http.Request
-	cancel   context.CancelFunc
-	body     *h1ReqBody // nil for none
+	cancel   context.CancelFunc // cancels req's context (see cancelRequest)
+	body     *h1ReqBody         // nil for none
 	header   http.Header
 	sent     http.Header // the header as of WriteHeader, when changed after it: what the head carries (net/http's cw.header)
 	wants10  bool        // an HTTP/1.0 request asked for keep-alive (read before the handler runs)
@@ -62,6 +62,10 @@ type h1Response struct {
 
 	wmu       sync.Mutex  // the 100 Continue vs the head
 	continued atomic.Bool // 100 Continue was sent
+
+	amu       sync.Mutex // the two below
+	cancelled bool       // cancel was called
+	abort     *upAbort   // fired by cancel (onCancel), until stopCancel
 }
 
 func newH1Response(h *h1Conn, req *http.Request, cancel context.CancelFunc) *h1Response {
@@ -100,7 +104,7 @@ func (w *h1Response) serve() bool {
 				proto = "HTTP/1.0"
 			}
 			_, _ = io.WriteString(h.g, proto+" 417 Expectation Failed\r\nConnection: close\r\nDate: "+httpDate()+"\r\nContent-Length: 0\r\n\r\n")
-			w.cancel()
+			w.cancelRequest()
 			return false
 		}
 	}
@@ -115,7 +119,7 @@ func (w *h1Response) serve() bool {
 		h.handler.ServeHTTP(w, req)
 	}
 	w.handlerDone = true
-	w.cancel()
+	w.cancelRequest()
 	h.abortBackgroundRead()
 	h.mu.Lock()
 	hijacked := h.hijacked
@@ -364,7 +368,7 @@ func (w *h1Response) out(p []byte) {
 func (w *h1Response) flushErr(err error) {
 	if err != nil && w.werr == nil {
 		w.werr = err
-		w.cancel() // as net/http: a client that cannot be written to cancels its request
+		w.cancelRequest() // as net/http: a client that cannot be written to cancels its request
 	}
 }
 
@@ -473,4 +477,41 @@ func (h *h1Conn) isHijacked() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.hijacked
+}
+
+// cancelRequest cancels the request: its context, and the upAbort
+// onCancel set.
+func (w *h1Response) cancelRequest() {
+	w.cancel()
+	w.amu.Lock()
+	ab := w.abort
+	w.abort, w.cancelled = nil, true
+	w.amu.Unlock()
+	if ab != nil {
+		ab.fire()
+	}
+}
+
+// onCancel fires ab when the request is cancelled (at once when it is
+// already), until stopCancel: what context.AfterFunc(req.Context(),
+// ab.fire) does, without its allocations (the context's list of children,
+// its Done channel, the func). The request's context is cancelled by
+// cancelRequest only: its parent never is (h1Conn.newBase).
+func (w *h1Response) onCancel(ab *upAbort) {
+	w.amu.Lock()
+	done := w.cancelled
+	if !done {
+		w.abort = ab
+	}
+	w.amu.Unlock()
+	if done {
+		ab.fire()
+	}
+}
+
+// stopCancel ends what onCancel set.
+func (w *h1Response) stopCancel() {
+	w.amu.Lock()
+	w.abort = nil
+	w.amu.Unlock()
 }

@@ -94,7 +94,7 @@ type h1Conn struct {
 	bgOn     bool
 	bgDone   chan struct{}
 	bgByte   [1]byte
-	bgCancel context.CancelFunc
+	bgCancel *h1Response // the request a client that goes away cancels
 	bgFor    *h1Response // the request in flight, until its background read is aborted
 	gone     bool        // the background read saw the client go away
 }
@@ -227,7 +227,7 @@ func (h *h1Conn) serve(resumed bool) (parked bool) {
 			h.p.errorLog.Printf("http: panic serving %v: %v\n%s", h.remote, err, buf)
 		}
 		if inFlight != nil {
-			inFlight.cancel()
+			inFlight.cancelRequest()
 			h.abortBackgroundRead()
 		}
 		if inFlight != nil && inFlight.committed && h.bw != nil && !h.isHijacked() {
