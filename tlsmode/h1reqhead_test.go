@@ -79,7 +79,7 @@ func sameRequest(data []byte) (lean bool, diff string) {
 	restL, _ := io.ReadAll(brL)
 	restN, _ := io.ReadAll(brN)
 	if !bytes.Equal(restL, restN) {
-		return lean, fmt.Sprintf("left after the body: %q | net/http %q", restL, restN)
+		return lean, fmt.Sprintf("left after the body: %.200q | net/http %.200q", restL, restN)
 	}
 	return lean, ""
 }

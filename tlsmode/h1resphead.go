@@ -193,10 +193,10 @@ func (b *leanBody) Read(p []byte) (int, error) {
 	if b.n >= 0 {
 		b.n -= int64(n)
 		switch {
+		case b.n == 0 && (err == nil || err == io.EOF):
+			err = io.EOF // the last bytes, with or without the conn's end
 		case err == io.EOF:
-			err = io.ErrUnexpectedEOF // b.n > 0: before its length
-		case err == nil && b.n == 0:
-			err = io.EOF
+			err = io.ErrUnexpectedEOF // before its length
 		}
 	}
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
@@ -205,8 +205,9 @@ func (b *leanBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Close does not read the rest: the lean forward closes a connection
-// whose answer it did not read whole.
+// Close does not read the rest, and a Read after it is not refused (net/
+// http's body does both): the lean forward reads a body to its end or
+// closes the connection before Close, and reads nothing after.
 func (b *leanBody) Close() error { return nil }
 
 // h1TokenByte: the bytes of an RFC 9110 token (a field name); h1ValueByte:

@@ -30,6 +30,8 @@ var respSeeds = []string{
 	"HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n",
 	"HTTP/1.1  200  spaced reason \r\nX-Obs-Text: caf\xc3\xa9\r\nContent-Length: 1\r\n\r\nx",
 	"HTTP/1.1 200 OK\r\nContent-Length: 007\r\n\r\n1234567rest",
+	"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 12000\r\n\r\n" + strings.Repeat("x", 12000), // the last read past bufio with EOF
+	"HTTP/1.1 200 OK\r\nContent-Length: 9000\r\n\r\n" + strings.Repeat("x", 8000),
 }
 
 // respDeclined: heads the fast path leaves to http.ReadResponse.
@@ -55,24 +57,37 @@ var respDeclined = []string{
 }
 
 // sameResponse reports how a response read with readUpResponse differs
-// from http.ReadResponse's of the same bytes (head, body, what is left
-// after it), "" when it does not.
+// from http.ReadResponse's of the same bytes (head, body read by read,
+// what is left after it), "" when it does not. Each is read twice: from
+// a bytes.Reader, and from a reader that returns its last bytes with
+// io.EOF (as crypto/tls does when close_notify follows the last record).
 func sameResponse(data []byte, method string) (lean bool, diff string) {
 	req := &http.Request{Method: method}
-	brL := bufio.NewReaderSize(bytes.NewReader(data), 4096)
-	brN := bufio.NewReaderSize(bytes.NewReader(data), 4096)
-	if _, err := brL.Peek(1); err == nil {
-		probe := bufio.NewReaderSize(bytes.NewReader(data), 4096)
-		_, _ = probe.Peek(1)
+	probe := bufio.NewReaderSize(bytes.NewReader(data), 4096)
+	if _, err := probe.Peek(1); err == nil {
 		lean = leanResponseHead(probe, req) != nil
 	}
+	for _, src := range []func() io.Reader{
+		func() io.Reader { return bytes.NewReader(data) },
+		func() io.Reader { return &lastWithEOF{data} },
+	} {
+		if d := sameResponseFrom(src, req); d != "" {
+			return lean, d
+		}
+	}
+	return lean, ""
+}
+
+func sameResponseFrom(src func() io.Reader, req *http.Request) string {
+	brL := bufio.NewReaderSize(src(), 4096)
+	brN := bufio.NewReaderSize(src(), 4096)
 	rl, errL := readUpResponse(brL, req)
 	rn, errN := http.ReadResponse(brN, req)
 	if (errL == nil) != (errN == nil) || (errL != nil && errL.Error() != errN.Error()) {
-		return lean, "errors: " + errString(errL) + " | net/http " + errString(errN)
+		return "errors: " + errString(errL) + " | net/http " + errString(errN)
 	}
 	if errL != nil {
-		return lean, ""
+		return ""
 	}
 	type head struct {
 		Status                   string
@@ -89,19 +104,38 @@ func sameResponse(data []byte, method string) (lean bool, diff string) {
 			r.ContentLength, r.Close, r.Body == http.NoBody, r.TransferEncoding, r.Request}
 	}
 	if hl, hn := of(rl), of(rn); !reflect.DeepEqual(hl, hn) {
-		return lean, fmt.Sprintf("heads differ:\n%+v\nnet/http:\n%+v", hl, hn)
+		return fmt.Sprintf("heads differ:\n%+v\nnet/http:\n%+v", hl, hn)
 	}
-	bl, eL := io.ReadAll(rl.Body)
-	bn, eN := io.ReadAll(rn.Body)
-	if !bytes.Equal(bl, bn) || errString(eL) != errString(eN) {
-		return lean, fmt.Sprintf("bodies differ: %q %v | net/http %q %v", bl, eL, bn, eN)
+	// Read by read, as copyBody reads (32 KiB), until an error.
+	bufL, bufN := make([]byte, 32<<10), make([]byte, 32<<10)
+	for i := 0; ; i++ {
+		nl, eL := rl.Body.Read(bufL)
+		nn, eN := rn.Body.Read(bufN)
+		if !bytes.Equal(bufL[:nl], bufN[:nn]) || errString(eL) != errString(eN) {
+			return fmt.Sprintf("body read %d differs: %.200q %v | net/http %.200q %v", i, bufL[:nl], eL, bufN[:nn], eN)
+		}
+		if eL != nil {
+			break
+		}
 	}
 	restL, _ := io.ReadAll(brL)
 	restN, _ := io.ReadAll(brN)
 	if !bytes.Equal(restL, restN) {
-		return lean, fmt.Sprintf("left after the body: %q | net/http %q", restL, restN)
+		return fmt.Sprintf("left after the body: %.200q | net/http %.200q", restL, restN)
 	}
-	return lean, ""
+	return ""
+}
+
+// lastWithEOF returns its bytes, the last of them with io.EOF.
+type lastWithEOF struct{ b []byte }
+
+func (r *lastWithEOF) Read(p []byte) (int, error) {
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	if len(r.b) == 0 {
+		return n, io.EOF
+	}
+	return n, nil
 }
 
 func errString(err error) string {
@@ -118,10 +152,10 @@ func TestLeanResponseHeadTaken(t *testing.T) {
 		for _, in := range respSeeds {
 			lean, diff := sameResponse([]byte(in), method)
 			if !lean {
-				t.Errorf("%s %q: not read by the fast path", method, in)
+				t.Errorf("%s %.200q: not read by the fast path", method, in)
 			}
 			if diff != "" {
-				t.Errorf("%s %q: %s", method, in, diff)
+				t.Errorf("%s %.200q: %s", method, in, diff)
 			}
 		}
 	}
@@ -176,7 +210,7 @@ func FuzzLeanResponseHead(f *testing.F) {
 			method = "HEAD"
 		}
 		if _, diff := sameResponse(data, method); diff != "" {
-			t.Fatalf("%q (%s): %s", data, method, diff)
+			t.Fatalf("%.200q (%s): %s", data, method, diff)
 		}
 	})
 }

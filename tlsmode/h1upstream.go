@@ -32,7 +32,8 @@ type upConn struct {
 	idleAt time.Time
 	// deadlineLeft: a read deadline may be set on c (the response head's,
 	// left after an answer read whole); the next response read sets or
-	// clears it first.
+	// clears it first. For TLS, get's idle check clears it anyway
+	// (tlsBuffered): nothing is saved there, and nothing is lost.
 	deadlineLeft bool
 }
 
