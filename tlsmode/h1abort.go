@@ -108,3 +108,40 @@ func (a *upAbort) stop() bool {
 	a.off = true
 	return !a.fired
 }
+
+// cancelRequest cancels the request: its context, and the upAbort
+// onCancel set.
+func (w *h1Response) cancelRequest() {
+	w.cancel()
+	w.amu.Lock()
+	ab := w.abort
+	w.abort, w.cancelled = nil, true
+	w.amu.Unlock()
+	if ab != nil {
+		ab.fire()
+	}
+}
+
+// onCancel fires ab when the request is cancelled (at once when it is
+// already), until stopCancel: what context.AfterFunc(req.Context(),
+// ab.fire) does, without its allocations (the context's list of children,
+// its Done channel, the func). The request's context is cancelled by
+// cancelRequest only: its parent never is (h1Conn.newBase).
+func (w *h1Response) onCancel(ab *upAbort) {
+	w.amu.Lock()
+	done := w.cancelled
+	if !done {
+		w.abort = ab
+	}
+	w.amu.Unlock()
+	if done {
+		ab.fire()
+	}
+}
+
+// stopCancel ends what onCancel set.
+func (w *h1Response) stopCancel() {
+	w.amu.Lock()
+	w.abort = nil
+	w.amu.Unlock()
+}

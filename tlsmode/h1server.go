@@ -2,8 +2,9 @@ package tlsmode
 
 // The HTTP/1.x side of a terminated connection, served by tlsedge itself
 // instead of a net/http.Server per connection: one goroutine (the
-// connection's own) reads a request head with http.ReadRequest (behind the
-// smuggling guard, h1guard.go), calls the route's handler (ServeHTTP) with
+// connection's own) reads a request head (readRequestHead: parsed in place
+// when plain, else http.ReadRequest; behind the smuggling guard,
+// h1guard.go), calls the route's handler (ServeHTTP) with
 // h1Response (h1response.go), and waits for the next request holding no
 // buffer: the bufio reader and writer are pooled and taken only while a
 // request is in progress, and the wait is a 1-byte read into the
@@ -341,8 +342,8 @@ func (h *h1Conn) readRequest() (*h1Response, error) {
 		return nil, h1StatusError{http.StatusBadRequest, "malformed Host header"}
 	}
 	// Field names and values need no second look here: the guard refused
-	// bad names and control bytes, and http.ReadRequest (textproto) checks
-	// both again.
+	// bad names and control bytes, and readRequestHead (its fast path, or
+	// http.ReadRequest's textproto) checks both again.
 	req.RemoteAddr = h.remote
 	if h.base == nil {
 		h.base = h.newBase()
