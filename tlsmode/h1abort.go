@@ -101,7 +101,7 @@ func (a *upAbort) stop() bool {
 		a.after()
 	}
 	if a.h1 != nil {
-		a.h1.stopCancel()
+		a.h1.stopCancel(a)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -139,9 +139,11 @@ func (w *h1Response) onCancel(ab *upAbort) {
 	}
 }
 
-// stopCancel ends what onCancel set.
-func (w *h1Response) stopCancel() {
+// stopCancel ends what onCancel set for ab (a later attempt's stays).
+func (w *h1Response) stopCancel(ab *upAbort) {
 	w.amu.Lock()
-	w.abort = nil
+	if w.abort == ab {
+		w.abort = nil
+	}
 	w.amu.Unlock()
 }

@@ -1,6 +1,7 @@
 package tlsmode
 
 import (
+	"context"
 	"io"
 	"testing"
 	"time"
@@ -39,5 +40,34 @@ func TestLfClientGoneCancelsRequest(t *testing.T) {
 	case <-lc.done:
 	case <-time.After(lfWait):
 		t.Fatal("ServeConn did not return")
+	}
+}
+
+// onCancel on a request cancelled already fires the abort at once (a
+// client gone before the forward, or between two attempts); stopCancel
+// of an earlier attempt leaves a later one's hook.
+func TestH1OnCancel(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &h1Response{cancel: cancel}
+	w.cancelRequest()
+	ab := &upAbort{}
+	w.onCancel(ab)
+	if !ab.cancelled() || ctx.Err() == nil {
+		t.Fatalf("after cancelRequest, onCancel: abort fired %v, context %v; want both ended", ab.cancelled(), ctx.Err())
+	}
+
+	w2 := &h1Response{cancel: func() {}}
+	first, second := &upAbort{}, &upAbort{}
+	w2.onCancel(first)
+	first.stop()
+	w2.onCancel(second)
+	w2.stopCancel(first) // late: must not clear second's
+	w2.cancelRequest()
+	if !second.cancelled() {
+		t.Fatal("the second attempt's abort did not fire")
+	}
+	if first.cancelled() {
+		t.Fatal("the stopped first attempt's abort fired")
 	}
 }

@@ -325,6 +325,10 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.Body = http.MaxBytesReader(rw, r.Body, max)
 		}
 	}
+	// Values only: on HTTP/1 the context stays one the h1 request's
+	// cancelRequest alone cancels, which the lean forward's abort relies
+	// on (h1Response.onCancel). A deadline or cancel added here would
+	// need forward to watch the context itself.
 	r = r.WithContext(context.WithValue(r.Context(), reqKey{}, rs))
 	if p.opt.WSFailover && r.ProtoMajor == 1 && sameToken(upgradeType(r.Header), "websocket") {
 		p.serveWSFailover(rw, r, cs, rs)
