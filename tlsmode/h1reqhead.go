@@ -11,7 +11,6 @@ package tlsmode
 
 import (
 	"bufio"
-	"bytes"
 	"net/http"
 	"net/url"
 	"strings"
@@ -32,14 +31,10 @@ func readRequestHead(br *bufio.Reader) (*http.Request, error) {
 // leanRequestHead parses a plain head with no body that br holds whole
 // and takes it from br; nil (and br as it was) for any other.
 func leanRequestHead(br *bufio.Reader) *http.Request {
-	buf, _ := br.Peek(br.Buffered())
-	end := bytes.Index(buf, []byte("\r\n\r\n")) + 4
-	if end < 4 {
+	s, line, end, ok := bufferedHead(br)
+	if !ok {
 		return nil
 	}
-	s := string(buf[:end-2]) // each line with its CRLF
-	eol := strings.Index(s, "\r\n")
-	line := s[:eol]
 	for i := range len(line) {
 		if c := line[i]; c <= ' ' && c != ' ' || c == 0x7f {
 			return nil
@@ -59,7 +54,7 @@ func leanRequestHead(br *bufio.Reader) *http.Request {
 	if err != nil {
 		return nil
 	}
-	h, ok := leanFields(s[eol+2:])
+	h, ok := leanFields(s[len(line)+2:])
 	if !ok {
 		return nil
 	}

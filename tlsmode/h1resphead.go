@@ -39,14 +39,10 @@ func readUpResponse(br *bufio.Reader, req *http.Request) (*http.Response, error)
 // leanResponseHead parses a plain head that br holds whole and takes it
 // from br; nil (and br as it was) for any other.
 func leanResponseHead(br *bufio.Reader, req *http.Request) *http.Response {
-	buf, _ := br.Peek(br.Buffered())
-	end := bytes.Index(buf, []byte("\r\n\r\n")) + 4
-	if end < 4 {
+	s, line, end, ok := bufferedHead(br)
+	if !ok {
 		return nil
 	}
-	s := string(buf[:end-2]) // each line with its CRLF
-	eol := strings.Index(s, "\r\n")
-	line := s[:eol]
 	if len(line) < 12 || line[:7] != "HTTP/1." || (line[7] != '0' && line[7] != '1') || line[8] != ' ' {
 		return nil
 	}
@@ -66,7 +62,7 @@ func leanResponseHead(br *bufio.Reader, req *http.Request) *http.Response {
 		}
 		code = code*10 + int(c-'0')
 	}
-	h, ok := leanFields(s[eol+2:])
+	h, ok := leanFields(s[len(line)+2:])
 	if !ok {
 		return nil
 	}
@@ -110,6 +106,19 @@ func leanResponseHead(br *bufio.Reader, req *http.Request) *http.Response {
 	}
 	_, _ = br.Discard(end)
 	return resp
+}
+
+// bufferedHead returns the head br holds whole, as one string: its lines
+// with their CRLFs but the empty one's; the first line; the head's length
+// in br with the empty line. Not ok when the empty line is not buffered.
+func bufferedHead(br *bufio.Reader) (s, first string, end int, ok bool) {
+	buf, _ := br.Peek(br.Buffered())
+	end = bytes.Index(buf, []byte("\r\n\r\n")) + 4
+	if end < 4 {
+		return "", "", 0, false
+	}
+	s = string(buf[:end-2])
+	return s, s[:strings.Index(s, "\r\n")], end, true
 }
 
 // leanFields parses a head's field lines (each ended by CRLF) as
