@@ -385,7 +385,7 @@ func (c *Conn) StopWatching() {
 
 // countingConn counts the bytes of a client socket under crypto/tls into
 // the Conn's live counters and, with writeTimeout, gives every write that
-// long: a client that stops reading is cut. A deadline its user sets
+// waits for the client that long: a client that stops reading is cut. A deadline its user sets
 // (crypto/tls bounds its close_notify to 5 s) wins when it is sooner.
 type countingConn struct {
 	net.Conn
