@@ -421,15 +421,11 @@ func (p *HTTPProxy) relay(w http.ResponseWriter, rs *reqState, resp *http.Respon
 	removeHopByHop(resp.Header)
 	p.cookieResponse(resp, rs)
 	hd := w.Header()
-	if hr := h1ResponseOf(w); len(hd) == 0 && hr != nil && hr.adoptHeader(resp.Header) {
-		hd = resp.Header // taken whole: resp.Header is only read from here on
-	} else {
-		for k, vv := range resp.Header {
-			if old, ok := hd[k]; ok {
-				hd[k] = append(old, vv...)
-			} else {
-				hd[k] = vv // shared: resp.Header is only read from here on (trailer appends go past its lengths)
-			}
+	for k, vv := range resp.Header {
+		if old, ok := hd[k]; ok {
+			hd[k] = append(old, vv...)
+		} else {
+			hd[k] = vv // shared: resp.Header is only read from here on (trailer appends go past its lengths)
 		}
 	}
 	announced := len(resp.Trailer)

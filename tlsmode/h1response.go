@@ -152,17 +152,6 @@ func (w *h1Response) Header() http.Header {
 	return w.header
 }
 
-// adoptHeader makes h the answer's header in place of an empty one, before
-// the status is written: the lean forward's relay takes the server's
-// fields whole instead of copying them one by one.
-func (w *h1Response) adoptHeader(h http.Header) bool {
-	if w.status != 0 || len(w.header) != 0 {
-		return false
-	}
-	w.header = h
-	return true
-}
-
 func (w *h1Response) WriteHeader(code int) {
 	if w.status != 0 || w.h.isHijacked() {
 		return
