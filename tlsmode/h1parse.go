@@ -319,10 +319,7 @@ func h1Token(b []byte) bool {
 		return false
 	}
 	for _, c := range b {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
+		if !h1TokenByte[c] {
 			return false
 		}
 	}
