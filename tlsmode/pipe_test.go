@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -38,6 +39,11 @@ func tcpPair(t testing.TB) (a, b *net.TCPConn) {
 	if b == nil {
 		t.Fatal("accept failed")
 	}
+	// Both stay reachable until the test ends: a test that stops using
+	// one end (writes, then reads only the other) would otherwise lose it
+	// to a GC, whose finalizer closes the socket under the test (the peer
+	// then reads EOF: TestH1GuardHeadTimeout failed so, 1 run in 200).
+	t.Cleanup(func() { runtime.KeepAlive(c); runtime.KeepAlive(b) })
 	return c.(*net.TCPConn), b
 }
 
